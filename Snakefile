@@ -1,0 +1,32 @@
+# patchcxr: Oh, Park & Ye, "Deep Learning COVID-19 Features on CXR using Limited Training
+# Data Sets" (IEEE TMI 2020), as a reproducible workflow. This file is the table of
+# contents: version guard, configuration, stages, default target.
+#
+#   snakemake --cores all --use-conda                           # real data, paper settings
+#   snakemake --cores 2 --configfile config/demo.yaml           # built-in synthetic data
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+# ----------------------------------------------------------------------------- stages
+# common.smk validates the configuration (workflow/schemas/config.schema.yaml) before any
+# rule is defined, and holds the helpers the rules share.
+include: "workflow/rules/common.smk"
+include: "workflow/rules/synthetic.smk"
+
+
+# ----------------------------------------------------------------------------- target
+# Defined here, not in an included file: Snakemake restores the default target after each
+# include, so an included `rule all` would be ignored (tooling.md §2).
+rule all:
+    input:
+        final_targets(),
+    default_target: True

@@ -1,0 +1,22 @@
+# Synthetic sources: CXR-like phantoms written in each real source's original format and
+# layout, with ground truth beside them (patchcxr.synthetic; issue 2 §4).
+
+
+wildcard_constraints:
+    source="|".join(SYNTHETIC_SOURCES),
+
+
+rule make_synthetic:
+    output:
+        source=directory("results/synthetic/{source}"),
+        truth=directory("results/synthetic/ground_truth/{source}"),
+    log:
+        "logs/synthetic/{source}.log",
+    benchmark:
+        "benchmarks/synthetic/{source}.tsv"
+    params:
+        synthetic=lookup(dpath="synthetic", within=config),
+    conda:
+        "../../envs/imaging.yaml"
+    script:
+        "../scripts/make_synthetic.py"
