@@ -1,0 +1,52 @@
+"""Shared fixtures: validated configurations and a synthetic data tree built once per session."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+SHARED_SAMPLE = ROOT.parent / "shared" / "data" / "cxr-sample"
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Key-by-key merge, as Snakemake merges several --configfile overlays."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_config(*overlays: str | Path) -> dict[str, Any]:
+    """config/config.yaml merged with ``overlays`` and validated with the workflow's schema."""
+    from snakemake.utils import validate
+
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    for path in overlays:
+        cfg = merge(cfg, yaml.safe_load((ROOT / path).read_text()))
+    validate(cfg, str(SCHEMA))
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def test_config() -> dict[str, Any]:
+    return load_config(".test/config.yaml")
+
+
+@pytest.fixture(scope="session")
+def synthetic_tree(tmp_path_factory: pytest.TempPathFactory, test_config: dict[str, Any]) -> Path:
+    """Every synthetic source of the CI configuration, as `make_synthetic` writes them."""
+    from patchcxr.synthetic import SOURCES, generate_source
+
+    root = tmp_path_factory.mktemp("synthetic")
+    for source in SOURCES:
+        generate_source(source, test_config["synthetic"], root / source, root / "ground_truth" / source)
+    return root

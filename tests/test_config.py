@@ -1,0 +1,65 @@
+"""Configuration: the shipped files validate; bad keys and values fail with their name."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from tests.conftest import ROOT, SCHEMA, load_config, merge
+
+
+@pytest.mark.parametrize("overlays", [(), ("config/demo.yaml",), (".test/config.yaml",)])
+def test_shipped_configs_validate(overlays: tuple[str, ...]) -> None:
+    cfg = load_config(*overlays)
+    assert cfg["synthetic"]["jsrt"]["non_nodule"] >= 0
+
+
+def test_schema_fills_defaults() -> None:
+    cfg: dict[str, Any] = {}
+    validate(cfg, str(SCHEMA))
+    assert cfg["synthetic"]["sources"] == []
+    assert cfg["synthetic"]["montgomery"]["counts"] == {"normal": 80, "tb": 58}
+    assert cfg["synthetic"]["effects"] == {}
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ({"synthetic": {"montgomry": {}}}, "montgomry"),
+        ({"synthetic": {"montgomery": {"height": 10}}}, "height"),
+        ({"synthetic": {"sources": ["jsrt", "mimic"]}}, "mimic"),
+        ({"synthetic": {"kermany": {"counts": {"covid19": 3}}}}, "covid19"),
+        ({"synthetic": {"effects": {"covid19": {"lung_std_scale": 0}}}}, "lung_std_scale"),
+        ({"synthetic": {"seed": -1}}, "seed"),
+        ({"synthetic": {"shenzhen": {"mask_fraction": 1.5}}}, "mask_fraction"),
+        ({"epochs": 3}, "epochs"),
+    ],
+)
+def test_bad_values_are_rejected_with_their_key(override: dict[str, Any], named: str) -> None:
+    cfg = merge(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()), override)
+    with pytest.raises(WorkflowError) as err:
+        validate(cfg, str(SCHEMA))
+    assert named in str(err.value)
+
+
+def test_workflow_stops_before_any_job_on_a_bad_config(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("synthetic:\n  cohen:\n    lateral: many\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", "config/config.yaml", str(bad)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "lateral" in out and "'many' is not of type 'integer'" in out
+    assert "Job stats" not in out
