@@ -21,6 +21,9 @@ report: "workflow/report/workflow.rst"
 # rule is defined, and holds the helpers the rules share.
 include: "workflow/rules/common.smk"
 include: "workflow/rules/synthetic.smk"
+include: "workflow/rules/download.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/splits.smk"
 
 
 # ----------------------------------------------------------------------------- target

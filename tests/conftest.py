@@ -50,3 +50,15 @@ def synthetic_tree(tmp_path_factory: pytest.TempPathFactory, test_config: dict[s
     for source in SOURCES:
         generate_source(source, test_config["synthetic"], root / source, root / "ground_truth" / source)
     return root
+
+
+@pytest.fixture(scope="session")
+def synthetic_manifest(
+    tmp_path_factory: pytest.TempPathFactory, synthetic_tree: Path, test_config: dict[str, Any]
+) -> tuple[Any, Any, Path]:
+    """Manifest and quarantine of the whole synthetic tree, and the output folder."""
+    from tests.helpers import run_data_stage, synthetic_sources
+
+    out = tmp_path_factory.mktemp("data")
+    manifest, quarantine = run_data_stage(synthetic_sources(synthetic_tree), test_config["labels"], out)
+    return manifest, quarantine, out

@@ -1,6 +1,10 @@
-# Shared helpers of the workflow: configuration validation and the target list.
-# Python only, no rules (Snakemake best practice: helpers separate from rules).
+# Shared helpers of the workflow: configuration validation, source resolution and target
+# lists. Python only; the rules live in the stage files.
 
+import math
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 
@@ -9,6 +13,10 @@ from snakemake.utils import validate
 validate(config, schema="../schemas/config.schema.yaml")
 
 SYNTHETIC_SOURCES = ["jsrt", "scr", "montgomery", "shenzhen", "kermany", "cohen"]
+REGISTRATION = {
+    "jsrt": "JSRT: register at http://db.jsrt.or.jp/eng.php and download the 247 JPC*.IMG files",
+    "scr": "SCR: register at https://www.isi.uu.nl/Research/Databases/SCR/download.php and download the fold1/fold2 mask trees",
+}
 
 
 def synthetic_targets():
@@ -19,6 +27,112 @@ def synthetic_targets():
     )
 
 
+def active_sources():
+    """Names of the enabled sources, in configuration order."""
+    return [name for name, spec in config["sources"].items() if spec.get("enabled", True)]
+
+
+def source_root(name):
+    """Folder of a source: its local `path`, else where download_<name> puts it."""
+    spec = config["sources"][name]
+    return spec["path"] if spec.get("path") else f"resources/raw/{name}"
+
+
+def _made_by_workflow(path):
+    return path in {f"results/synthetic/{s}" for s in config["synthetic"]["sources"]}
+
+
+def check_sources():
+    """Fail early on sources that cannot work: JSRT/SCR need a registered local copy, and a
+    source's `masks` must name another source."""
+    for name in active_sources():
+        spec = config["sources"][name]
+        fmt = spec["format"]
+        if fmt in REGISTRATION:
+            path = spec.get("path")
+            if not path or not (Path(path).is_dir() or _made_by_workflow(path)):
+                raise WorkflowError(
+                    f"source {name!r} cannot be downloaded without registration. "
+                    f"{REGISTRATION[fmt]}, then put them in {path or 'a folder'} "
+                    f"and set sources.{name}.path to it."
+                )
+        masks = spec.get("masks")
+        if masks and masks not in active_sources():
+            raise WorkflowError(f"sources.{name}.masks names {masks!r}, which is not an enabled source")
+
+
+check_sources()
+
+
+def download_specs():
+    """Sources fetched by the workflow: enabled, with a download spec and no local path."""
+    return {
+        name: config["sources"][name]["download"]
+        for name in active_sources()
+        if not config["sources"][name].get("path") and "download" in config["sources"][name]
+    }
+
+
+def index_inputs(wildcards):
+    """The source folder, and for JSRT the folder of its SCR masks."""
+    spec = config["sources"][wildcards.source]
+    inputs = {"root": source_root(wildcards.source)}
+    if spec.get("masks"):
+        inputs["masks"] = source_root(spec["masks"])
+    return inputs
+
+
+def resolved_source(wildcards):
+    """The source spec with resolved folders, as the readers take it."""
+    spec = dict(config["sources"][wildcards.source])
+    spec["path"] = source_root(wildcards.source)
+    if spec.get("masks"):
+        spec["masks"] = source_root(spec["masks"])
+    spec.pop("download", None)
+    return spec
+
+
+def shard_count(source):
+    """Harmonisation jobs of a source, once its index exists (checkpoint)."""
+    index = checkpoints.index_source.get(source=source).output.index
+    with open(index) as fh:
+        n = sum(1 for _ in fh) - 1
+    return 0 if n <= 0 else math.ceil(n / config["data"]["shard_size"])
+
+
+def manifest_inputs(wildcards):
+    rows, quarantine = [], []
+    for name in active_sources():
+        quarantine.append(checkpoints.index_source.get(source=name).output.quarantine)
+        for shard in range(shard_count(name)):
+            rows.append(f"results/data/shards/{name}/{shard}.tsv")
+            quarantine.append(f"results/data/shards/{name}/{shard}.quarantine.tsv")
+    return {"rows": rows, "quarantine": quarantine}
+
+
+def cohort_inputs(wildcards):
+    inputs = {"manifest": "results/data/manifest.tsv"}
+    if config["data"]["cohort"] == "oh2020":
+        inputs["metadata"] = paper_metadata_path()
+    return inputs
+
+
+def paper_metadata_path():
+    return config["data"]["paper_metadata"].get("path") or "resources/paper/metadata.xls"
+
+
+def data_targets():
+    if not active_sources():
+        return []
+    return [
+        "results/data/manifest.tsv",
+        "results/data/quarantine.tsv",
+        "results/data/cohort.tsv",
+        "results/splits/classification.tsv",
+        "results/splits/segmentation.tsv",
+    ]
+
+
 def final_targets():
     """Targets of the default target; the list grows as stages land."""
-    return synthetic_targets()
+    return synthetic_targets() + data_targets()

@@ -2,11 +2,9 @@
 # layout, with ground truth beside them (patchcxr.synthetic; issue 2 §4).
 
 
-wildcard_constraints:
-    source="|".join(SYNTHETIC_SOURCES),
-
-
 rule make_synthetic:
+    wildcard_constraints:
+        source="|".join(SYNTHETIC_SOURCES),
     output:
         source=directory("results/synthetic/{source}"),
         truth=directory("results/synthetic/ground_truth/{source}"),

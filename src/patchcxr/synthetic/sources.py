@@ -40,6 +40,7 @@ import csv
 import io
 import json
 import logging
+import re
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -160,6 +161,22 @@ EXPOSURES = {
     "kermany": Exposure(0.00, 0.90, 1.25, 0.015),
     "cohen": Exposure(0.03, 0.98, 0.95, 0.012),
 }
+
+
+def cohort_sheet(params: Mapping[str, Any], sheet: str) -> list[dict[str, str]] | None:
+    """Rows of one sheet of the paper's ``metadata.xls`` when ``cohort_sheet`` is set.
+
+    With it, the generator names its JSRT, Montgomery, Kermany and Cohen files (and sets
+    their classes, patients and views) after the paper's image list, so the ``oh2020``
+    cohort can be built and tested without the real data.
+    """
+    path = params.get("cohort_sheet")
+    if not path:
+        return None
+    from patchcxr.data.cohorts import read_oh2020  # pandas + xlrd only when asked for
+
+    df = read_oh2020(path)
+    return df[df["sheet"] == sheet].to_dict("records")
 
 
 def _rng(seed: int, stream: str, index: int) -> np.random.Generator:
@@ -326,11 +343,15 @@ def _progress(items: list[Any], source: str) -> Iterator[Any]:
 def plan_jsrt(params: Mapping[str, Any]) -> list[tuple[str, PhantomSpec]]:
     """JSRT case ids and specs; shared by the JSRT and SCR writers so masks match films."""
     counts = params["jsrt"]
+    sheet = cohort_sheet(params, "JSRT")
+    normals = (
+        [r["stem"].upper() for r in sheet]
+        if sheet is not None
+        else [f"JPCNN{i + 1:03d}" for i in range(int(counts["non_nodule"]))]
+    )
     plan = []
-    for i in range(int(counts["non_nodule"])):
-        plan.append(
-            (f"JPCNN{i + 1:03d}", sample_spec(_rng(params["seed"], "jsrt", i), "normal", _effect(params, "normal")))
-        )
+    for i, case in enumerate(normals):
+        plan.append((case, sample_spec(_rng(params["seed"], "jsrt", i), "normal", _effect(params, "normal"))))
     for i in range(int(counts["nodule"])):
         rng = _rng(params["seed"], "jsrt-nodule", i)
         plan.append((f"JPCLN{i + 1:03d}", sample_spec(rng, "nodule", _effect(params, "normal"))))
@@ -399,20 +420,20 @@ def _shape(cfg: Mapping[str, Any]) -> tuple[int, int]:
 
 def _nlm_plan(params: Mapping[str, Any], source: str) -> list[tuple[str, str, PhantomSpec, np.random.Generator]]:
     cfg = params[source]
+    sheet = cohort_sheet(params, "NLM(MC)") if source == "montgomery" else None
+    if sheet is not None:
+        # MCUCXR_0104_1 -> number 0104, class from the sheet
+        wanted = [(r["label5"], r["stem"].split("_", 1)[1]) for r in sheet]
+    else:
+        wanted, n = [], 0
+        for label in ("normal", "tb"):
+            for _ in range(int(cfg["counts"].get(label, 0))):
+                wanted.append((label, f"{n + 1:04d}_{0 if label == 'normal' else 1}"))
+                n += 1
     plan = []
-    n = 0
-    for label in ("normal", "tb"):
-        for _ in range(int(cfg["counts"].get(label, 0))):
-            rng = _rng(params["seed"], source, n)
-            plan.append(
-                (
-                    label,
-                    f"{n + 1:04d}_{0 if label == 'normal' else 1}",
-                    sample_spec(rng, label, _effect(params, label)),
-                    rng,
-                )
-            )
-            n += 1
+    for n, (label, num) in enumerate(wanted):
+        rng = _rng(params["seed"], source, n)
+        plan.append((label, num, sample_spec(rng, label, _effect(params, label)), rng))
     return plan
 
 
@@ -505,26 +526,43 @@ def _patients(counts: Mapping[str, int], per_patient: int) -> list[tuple[str, in
     return out
 
 
+def _kermany_items(params: Mapping[str, Any]) -> list[tuple[str, int, str, str]]:
+    """(label, patient, file name, split) of every Kermany image to write."""
+    cfg = params["kermany"]
+    sheet = cohort_sheet(params, "CoronaHack")
+    if sheet is not None:
+        items = []
+        for r in sheet:
+            m = re.search(r"(?:IM-(\d+)|person(\d+))", r["filename"])
+            patient = int(m.group(1) or m.group(2)) if m else 0
+            items.append((r["label5"], patient, r["filename"], "train"))
+        return items
+    plan = _patients(cfg["counts"], int(cfg["images_per_patient"]))
+    n_test = round(float(cfg["test_fraction"]) * len({p for _, p, _ in plan}))
+    items = []
+    for n, (label, patient, k) in enumerate(plan):
+        if label == "normal":
+            name = f"{'NORMAL2-' if patient % 2 else ''}IM-{patient:04d}-{k + 1:04d}.jpeg"
+        else:
+            name = f"person{patient}_{'bacteria' if label == 'bacterial' else 'virus'}_{n + 1}.jpeg"
+        items.append((label, patient, name, "test" if patient <= n_test else "train"))
+    return items
+
+
 def write_kermany(params: Mapping[str, Any], out_dir: Path, gt_dir: Path) -> _Sink:
     cfg = params["kermany"]
     sink = _Sink("kermany", out_dir, gt_dir)
     shape = _shape(cfg)
     rows: list[dict[str, Any]] = []
     bases: dict[int, PhantomSpec] = {}
-    plan = _patients(cfg["counts"], int(cfg["images_per_patient"]))
-    n_test_patients = round(float(cfg["test_fraction"]) * len({p for _, p, _ in plan}))
-    for n, (label, patient, k) in enumerate(_progress(plan, "kermany")):
+    for n, (label, patient, name, split) in enumerate(_progress(_kermany_items(params), "kermany")):
         rng = _rng(params["seed"], "kermany", n)
         spec = sample_spec(rng, label, _effect(params, label), paediatric=True, base=bases.get(patient))
         bases.setdefault(patient, spec)
-        split = "test" if patient <= n_test_patients else "train"
         if label == "normal":
-            name = f"{'NORMAL2-' if patient % 2 else ''}IM-{patient:04d}-{k + 1:04d}.jpeg"
             folder, csv_label, cat = "NORMAL", "Normal", ""
         else:
-            kind = "bacteria" if label == "bacterial" else "virus"
-            name = f"person{patient}_{kind}_{n + 1}.jpeg"
-            folder, csv_label, cat = "PNEUMONIA", "Pnemonia", "bacteria" if kind == "bacteria" else "Virus"
+            folder, csv_label, cat = "PNEUMONIA", "Pnemonia", "bacteria" if label == "bacterial" else "Virus"
         r = render(spec, *shape)
         gray = _to_uint8(expose(r.density, rng, EXPOSURES["kermany"]))
         image = Image.fromarray(gray, mode="L")
@@ -561,6 +599,37 @@ def write_kermany(params: Mapping[str, Any], out_dir: Path, gt_dir: Path) -> _Si
 
 
 # --------------------------------------------------------------------------- Cohen
+def _cohen_items(params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What to write: class (or ``lateral``/``excluded``), patient, film index, and, when
+    named after the paper's sheet, its file name, finding, view and demographics."""
+    cfg = params["cohen"]
+    sheet = cohort_sheet(params, "Cohen et al")
+    if sheet is not None:
+        items, films = [], {}
+        for r in sheet:
+            patient = int(float(r["patientid"])) if r["patientid"] else 900000 + len(items)
+            films[patient] = films.get(patient, -1) + 1
+            items.append(
+                {
+                    "kind": r["label5"],
+                    "patient": patient,
+                    "k": films[patient],
+                    "name": r["filename"],
+                    "finding": r["finding"],
+                    "view": r["view"],
+                    "sex": r["sex"],
+                    "age": int(float(r["age"])) if r["age"] else None,
+                }
+            )
+        return items
+    plan = _patients(dict(cfg["counts"]), int(cfg["images_per_patient"]))
+    items = [{"kind": label, "patient": p, "k": k} for label, p, k in plan]
+    last = max([p for _, p, _ in plan], default=0)
+    extra = ["lateral"] * int(cfg["lateral"]) + ["excluded"] * int(cfg["excluded"])
+    items += [{"kind": kind, "patient": last + 1 + i, "k": 0} for i, kind in enumerate(extra)]
+    return items
+
+
 def write_cohen(params: Mapping[str, Any], out_dir: Path, gt_dir: Path) -> _Sink:
     """Cohen et al. collection: several films per patient, mixed formats and views.
 
@@ -571,19 +640,13 @@ def write_cohen(params: Mapping[str, Any], out_dir: Path, gt_dir: Path) -> _Sink
     cfg = params["cohen"]
     sink = _Sink("cohen", out_dir, gt_dir)
     shape = _shape(cfg)
-    counts = dict(cfg["counts"])
-    plan = _patients(counts, int(cfg["images_per_patient"]))
-    extra = [("lateral", i) for i in range(int(cfg["lateral"]))] + [
-        ("excluded", i) for i in range(int(cfg["excluded"]))
-    ]
     rows: list[dict[str, Any]] = []
     bases: dict[int, PhantomSpec] = {}
     people: dict[int, tuple[str, int]] = {}
-    n_patients = max([p for _, p, _ in plan], default=0)
-    items: list[tuple[str, int, int]] = plan + [(kind, n_patients + 1 + i, 0) for i, (kind, _) in enumerate(extra)]
-    for n, (label, patient, k) in enumerate(_progress(items, "cohen")):
+    for n, item in enumerate(_progress(_cohen_items(params), "cohen")):
+        label, patient, k = item["kind"], item["patient"], item["k"]
         rng = _rng(params["seed"], "cohen", n)
-        view = str(rng.choice(["PA", "AP", "AP Supine"], p=[0.6, 0.25, 0.15]))
+        view = item.get("view") or str(rng.choice(["PA", "AP", "AP Supine"], p=[0.6, 0.25, 0.15]))
         if label == "lateral":
             spec = sample_spec(rng, "lateral")
             view, finding, label5 = "L", str(rng.choice(COHEN_FINDINGS["covid19"])), "covid19"
@@ -594,7 +657,7 @@ def write_cohen(params: Mapping[str, Any], out_dir: Path, gt_dir: Path) -> _Sink
         else:
             spec = sample_spec(rng, label, _effect(params, label), base=bases.get(patient))
             bases.setdefault(patient, spec)
-            finding, label5 = str(rng.choice(COHEN_FINDINGS[label])), label
+            finding, label5 = item.get("finding") or str(rng.choice(COHEN_FINDINGS[label])), label
         r = render(spec, *shape)
         gray = _to_uint8(expose(r.density, rng, EXPOSURES["cohen"]))
         band = 0
@@ -603,15 +666,16 @@ def write_cohen(params: Mapping[str, Any], out_dir: Path, gt_dir: Path) -> _Sink
             # the paper's preprocessing crops it (method.md §3.2 step 2)
             band = int(shape[0] * rng.uniform(0.04, 0.1))
             gray[-band:] = 0
-        if rng.uniform() < float(cfg["png_fraction"]):
-            name = f"synthetic-{patient:04d}-{k + 1}.png"
+        png = rng.uniform() < float(cfg["png_fraction"])
+        name = item.get("name") or f"synthetic-{patient:04d}-{k + 1}.{'png' if png else 'jpg'}"
+        if name.lower().endswith(".png"):
             data = _png_bytes(Image.fromarray(gray, mode="L").convert("RGB"))
         else:
-            name = f"synthetic-{patient:04d}-{k + 1}.jpg"
             data = _jpeg_bytes(Image.fromarray(gray, mode="L").convert("RGB"), quality=88)
         rel = sink.file(f"covid-chestxray-dataset/images/{name}", data)
         # follow-up films keep the patient's demographics
         sex, age = people.setdefault(patient, (str(rng.choice(["M", "F"])), int(rng.integers(25, 85))))
+        sex, age = item.get("sex") or sex, item.get("age") or age
         rows.append(
             {c: "" for c in COHEN_COLUMNS}
             | {
@@ -636,7 +700,7 @@ def write_cohen(params: Mapping[str, Any], out_dir: Path, gt_dir: Path) -> _Sink
         if band:
             labels[-band:] = 0
         sink.record(
-            Path(name).stem,
+            name.rsplit(".", 1)[0],
             rel,
             spec,
             labels if label != "lateral" else None,

@@ -1,0 +1,157 @@
+"""Leak-free splits, written as artefacts.
+
+Classification (method.md §2.5): train/val/test 0.7/0.1/0.2 as in the paper, but
+**grouped by patient** (the paper split by image, so several films of one Cohen patient
+could fall on both sides) and **stratified by class**. Segmentation (§2.2): JSRT/SCR
+``floor(0.8 n)`` train (197 of 247) and the rest test, as the official code; the
+validation part used for model selection is carved out of the *training* part, never out
+of the test part (the official code's checkpoint-selection set overlapped its test set).
+
+Both are seeded and deterministic: the same cohort and seed give the same files.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from patchcxr.io import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+class LeakageError(AssertionError):
+    """A patient or an image (sha256) appears in more than one split."""
+
+
+def _rng(seed: int, key: str) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(key.encode())])
+
+
+def classification_split(cohort: pd.DataFrame, fractions: Mapping[str, float], seed: int) -> pd.DataFrame:
+    """Assign every cohort image to train/val/test, whole patients at a time.
+
+    Each patient belongs to the class of most of its images. Within a class, patients are
+    shuffled (seeded) and taken greedily into test, then val, until each holds the
+    requested share of that class's *images*; the rest is train. A class with three or
+    more patients gets at least one in each split.
+
+    Args:
+        cohort: columns ``image_id``, ``patient_id``, ``label5`` (others are carried).
+        fractions: ``{"train": .7, "val": .1, "test": .2}``; must sum to 1.
+        seed: the split seed.
+    """
+    if not math.isclose(sum(fractions[s] for s in SPLITS), 1.0, abs_tol=1e-6):
+        raise ValueError(f"split fractions must sum to 1, got {dict(fractions)}")
+    sizes = cohort.groupby("patient_id").size()
+    main_label = (
+        cohort.groupby(["patient_id", "label5"])
+        .size()
+        .rename("n")
+        .reset_index()
+        .sort_values(["patient_id", "n", "label5"], ascending=[True, False, True])
+        .drop_duplicates("patient_id")
+        .set_index("patient_id")["label5"]
+    )
+    assign: dict[str, str] = {}
+    for label in sorted(main_label.unique()):
+        patients = sorted(main_label.index[main_label == label])
+        order = [patients[i] for i in _rng(seed, label).permutation(len(patients))]
+        total = int(sizes[patients].sum())
+        remaining = list(order)
+        for split in ("test", "val"):
+            target = fractions[split] * total
+            taken = 0
+            chosen = []
+            for p in list(remaining):
+                if abs(taken + sizes[p] - target) < abs(taken - target):
+                    chosen.append(p)
+                    taken += int(sizes[p])
+            if not chosen and len(patients) >= 3 and fractions[split] > 0 and len(remaining) > 1:
+                chosen = [remaining[0]]
+            for p in chosen:
+                assign[p] = split
+                remaining.remove(p)
+        for p in remaining:
+            assign[p] = "train"
+    out = cohort.assign(split=cohort["patient_id"].map(assign))
+    return out.sort_values("image_id", kind="stable").reset_index(drop=True)
+
+
+def segmentation_split(
+    masked: pd.DataFrame, roles: Mapping[str, str], train_fraction: float, val_fraction: float, seed: int
+) -> pd.DataFrame:
+    """Train/val/test for segmentation, per source.
+
+    Args:
+        masked: manifest rows of images with lung masks (``image_id``, ``source``,
+            ``patient_id``).
+        roles: source → ``"split"`` (train/val/test), ``"test"`` (held out entirely, e.g.
+            Montgomery for the paper's cross-database evaluation) or ``"train"``
+            (train/val only).
+        train_fraction: share of patients for training (paper: ``floor(0.8·247) = 197``).
+        val_fraction: share of the training patients kept for model selection.
+        seed: the split seed (the official code shuffled with 407).
+    """
+    for source, role in roles.items():
+        if role not in ("split", "train", "test"):
+            raise ValueError(f"segmentation role of {source!r} must be split, train or test, got {role!r}")
+    part = masked[masked["source"].isin(list(roles))]
+    # roles act on patients, not files: two renditions of one patient (Montgomery JPEG and
+    # 512² PNG) land in the split the first of them got; held-out sources go first
+    split_of: dict[str, str] = {}
+    rank = {"test": 0, "train": 1, "split": 2}
+    for source, role in sorted(roles.items(), key=lambda kv: (rank[kv[1]], kv[0])):
+        patients = sorted(set(part.loc[part["source"] == source, "patient_id"]) - set(split_of))
+        free = [patients[i] for i in _rng(seed, source).permutation(len(patients))]
+        if role == "test":
+            split_of |= dict.fromkeys(free, "test")
+            continue
+        n_train = len(free) if role == "train" else math.floor(train_fraction * len(free))
+        n_val = math.floor(val_fraction * n_train)
+        for i, p in enumerate(free):
+            split_of[p] = "val" if i < n_val else "train" if i < n_train else "test"
+    out = part.assign(split=part["patient_id"].map(split_of))[["image_id", "source", "patient_id", "split"]]
+    return out.sort_values("image_id", kind="stable").reset_index(drop=True)
+
+
+def check_disjoint(split: pd.DataFrame, manifest: pd.DataFrame) -> None:
+    """Raise :class:`LeakageError` if a patient or a pixel hash crosses splits."""
+    joined = split.merge(manifest[["image_id", "sha256"]], on="image_id", how="left", suffixes=("", "_m"))
+    for key in ("patient_id", "sha256"):
+        spread = joined.groupby(key)["split"].nunique()
+        leaked = spread[spread > 1]
+        if len(leaked):
+            raise LeakageError(f"{len(leaked)} {key} value(s) in several splits, e.g. {leaked.index[:3].tolist()}")
+
+
+def write_splits(
+    cohort: pd.DataFrame,
+    manifest: pd.DataFrame,
+    cfg: Mapping[str, Any],
+    classification_path: Path | str,
+    segmentation_path: Path | str,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Both split files from the ``splits`` config; refuses to write a leaking split."""
+    seed = int(cfg["seed"])
+    cls = classification_split(cohort, cfg["classification"], seed)
+    seg_cfg = cfg["segmentation"]
+    masked = manifest[manifest["has_lung_mask"] == "1"]
+    seg = segmentation_split(masked, seg_cfg["sources"], seg_cfg["train_fraction"], seg_cfg["val_fraction"], seed)
+    check_disjoint(cls, manifest)
+    check_disjoint(seg, manifest)
+    cols = ["image_id", "patient_id", "label5", "label4", "split"]
+    atomic_write_text(classification_path, cls[cols].to_csv(sep="\t", index=False, lineterminator="\n"))
+    atomic_write_text(segmentation_path, seg.to_csv(sep="\t", index=False, lineterminator="\n"))
+    for name, df in (("classification", cls), ("segmentation", seg)):
+        log.info("%s split: %s", name, df.groupby("split").size().to_dict())
+    return cls, seg

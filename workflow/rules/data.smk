@@ -1,0 +1,74 @@
+# Data: index each source (checkpoint), harmonise it shard by shard, join everything into
+# the manifest, select the cohort (patchcxr.data; issue 3).
+
+
+checkpoint index_source:
+    input:
+        unpack(index_inputs),
+    output:
+        index="results/data/index/{source}.tsv",
+        quarantine="results/data/index/{source}.quarantine.tsv",
+    log:
+        "logs/data/index_{source}.log",
+    params:
+        spec=resolved_source,
+        labels=config["labels"],
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/index_source.py"
+
+
+rule harmonise_shard:
+    wildcard_constraints:
+        shard=r"\d+",
+    input:
+        index="results/data/index/{source}.tsv",
+    output:
+        rows="results/data/shards/{source}/{shard}.tsv",
+        quarantine="results/data/shards/{source}/{shard}.quarantine.tsv",
+        images=directory("results/data/images/{source}/{shard}"),
+        masks=directory("results/data/masks/{source}/{shard}"),
+    log:
+        "logs/data/harmonise_{source}_{shard}.log",
+    params:
+        shard_size=config["data"]["shard_size"],
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/harmonise_shard.py"
+
+
+rule build_manifest:
+    input:
+        unpack(manifest_inputs),
+    output:
+        manifest="results/data/manifest.tsv",
+        quarantine="results/data/quarantine.tsv",
+    log:
+        "logs/data/build_manifest.log",
+    params:
+        order=active_sources(),
+        strict=config["data"]["strict"],
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/build_manifest.py"
+
+
+rule select_cohort:
+    input:
+        unpack(cohort_inputs),
+    output:
+        cohort="results/data/cohort.tsv",
+        missing="results/data/cohort_missing.tsv",
+    log:
+        "logs/data/select_cohort.log",
+    params:
+        cohort=config["data"]["cohort"],
+        exclude_paediatric=config["labels"]["exclude_paediatric"],
+        order=active_sources(),
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/select_cohort.py"

@@ -1,0 +1,18 @@
+# Splits as artefacts: patient-grouped, stratified, seeded (patchcxr.data.splits).
+
+
+rule make_splits:
+    input:
+        cohort="results/data/cohort.tsv",
+        manifest="results/data/manifest.tsv",
+    output:
+        classification="results/splits/classification.tsv",
+        segmentation="results/splits/segmentation.tsv",
+    log:
+        "logs/splits/make_splits.log",
+    params:
+        splits=config["splits"],
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/make_splits.py"

@@ -1,0 +1,44 @@
+"""Rule select_cohort: the images (and labels) an experiment uses."""
+
+from typing import TYPE_CHECKING
+
+from patchcxr.data.cohorts import select_cohort
+from patchcxr.data.harmonise import read_tsv
+from patchcxr.logs import setup_logging
+
+if TYPE_CHECKING:
+    from snakemake.script import snakemake
+
+
+def main(
+    manifest: str,
+    metadata: str | None,
+    cohort: str,
+    exclude_paediatric: bool,
+    order: list[str],
+    cohort_out: str,
+    missing_out: str,
+    log: str,
+) -> None:
+    setup_logging(log)
+    select_cohort(
+        read_tsv(manifest),
+        cohort,
+        cohort_out,
+        missing_out,
+        metadata,
+        exclude_paediatric,
+        {name: i for i, name in enumerate(order)},
+    )
+
+
+main(
+    snakemake.input.manifest,
+    snakemake.input.get("metadata"),
+    snakemake.params.cohort,
+    bool(snakemake.params.exclude_paediatric),
+    list(snakemake.params.order),
+    snakemake.output.cohort,
+    snakemake.output.missing,
+    snakemake.log[0],
+)
