@@ -14,7 +14,7 @@ from PIL import Image
 from patchcxr.data.harmonise import StrictModeError, read_tsv
 from patchcxr.data.labels import label4_of
 from patchcxr.synthetic.phantom import HEART, LEFT_LUNG, RIGHT_LUNG
-from tests.helpers import run_data_stage, synthetic_sources
+from tests.helpers import run_data_stage
 
 SOURCES = ["jsrt", "montgomery", "shenzhen", "kermany", "cohen"]
 
