@@ -55,6 +55,21 @@ def test_ci_workflow_runs_and_matches_the_package(tmp_path: Path, synthetic_tree
         }
         assert made == tree_digest(synthetic_tree / source)
         assert (tmp_path / "logs" / "synthetic" / f"{source}.log").read_text().strip()
+    # the data stage ran from the synthetic sources: manifest, quarantine, cohort, splits
+    from patchcxr.data.harmonise import read_tsv
+    from patchcxr.data.splits import check_disjoint
+
+    manifest = read_tsv(tmp_path / "results" / "data" / "manifest.tsv")
+    assert set(manifest["source"]) == {"jsrt", "montgomery", "shenzhen", "kermany", "cohen"}
+    quarantine = read_tsv(tmp_path / "results" / "data" / "quarantine.tsv")
+    assert quarantine["reason"].str.startswith("excluded view").sum() == 1  # the lateral film
+    for name in ("classification", "segmentation"):
+        split = read_tsv(tmp_path / "results" / "splits" / f"{name}.tsv")
+        assert len(split) and set(split["split"]) <= {"train", "val", "test"}
+        check_disjoint(split, manifest)
+    # several harmonisation shards per source, never one job per image
+    shards = list((tmp_path / "results" / "data" / "shards" / "cohen").glob("*.tsv"))
+    assert 1 < len([s for s in shards if "quarantine" not in s.name]) < len(manifest[manifest["source"] == "cohen"])
     # a second run has nothing to do
     again = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", "config/config.yaml", ".test/config.yaml")
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -37,7 +38,10 @@ MISSING_COLUMNS = ["sheet", "filename", "class", "reason"]
 def read_oh2020(path: Path | str) -> pd.DataFrame:
     """The rows of ``metadata.xls``: sheet, filename, stem, patientid, view, finding, sex, age,
     sheet_class (as written) and label5."""
-    sheets = pd.read_excel(path, sheet_name=None, engine="xlrd", dtype=str)
+    with warnings.catch_warnings():
+        # pandas 3 deprecates its xlrd engine; xlrd is still the reader of legacy .xls
+        warnings.filterwarnings("ignore", message="The xlrd engine is deprecated")
+        sheets = pd.read_excel(path, sheet_name=None, engine="xlrd", dtype=str)
     frames = []
     for sheet, df in sheets.items():
         if sheet not in OH2020_SHEETS:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import json
 import logging
 import netrc
@@ -174,7 +175,7 @@ def download_file(
                 last = err
                 log.warning("%s: HTTP %s (attempt %d/%d)", redact(url), err.code, attempt + 1, retries + 1)
                 continue
-        except (urllib.error.URLError, OSError, DownloadError) as err:
+        except (urllib.error.URLError, http.client.HTTPException, OSError, DownloadError) as err:
             last = err
             log.warning("%s: %s (attempt %d/%d)", redact(url), err, attempt + 1, retries + 1)
             continue

@@ -192,7 +192,9 @@ def read_nlm(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules, 
     ]
     if not images:
         raise SourceLayoutError(f"{name}: no {prefix}_####_[01] images under {root}")
-    # masks: NLM separate left/right, combined per image, or Kaggle-style *_mask.png
+    # masks: NLM separate left/right, combined per image, or Kaggle-style *_mask.png;
+    # Montgomery ships a mask for every film, the Shenzhen masks cover a subset
+    required = bool(spec.get("masks_required", prefix == "MCUCXR"))
     found: dict[str, dict[str, Path]] = {}
     for base in _mask_dirs(root, spec):
         for p in _files(base, "*.png") + _files(base, "*.gif"):
@@ -218,6 +220,9 @@ def read_nlm(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules, 
         elif ("left" in masks) != ("right" in masks):
             index.skip(name, path, "missing mask: only one of leftMask/rightMask exists")
             masks = {}
+        elif not masks and required:
+            # the image stays usable (for classification); its absent mask is reported
+            index.skip(name, path, "missing mask: no lung mask file for this image")
         rec = ImageRecord(
             name,
             spec["format"],

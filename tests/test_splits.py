@@ -1,0 +1,86 @@
+"""Splits: patient-grouped, stratified, seeded, and checked for leakage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from patchcxr.data.splits import LeakageError, check_disjoint, classification_split, segmentation_split
+
+FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
+
+
+def cohort(seed: int = 0) -> pd.DataFrame:
+    """Five classes, 1-4 films per patient (as in the Cohen collection)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for label, n_patients in (("normal", 60), ("bacterial", 25), ("viral", 12), ("tb", 30), ("covid19", 50)):
+        for p in range(n_patients):
+            for k in range(int(rng.integers(1, 5))):
+                rows.append({"image_id": f"{label}/{p}-{k}", "patient_id": f"{label}:{p}", "label5": label})
+    return pd.DataFrame(rows)
+
+
+def test_no_patient_crosses_and_classes_keep_their_shares() -> None:
+    c = cohort()
+    s = classification_split(c, FRACTIONS, seed=407)
+    assert s.groupby("patient_id")["split"].nunique().max() == 1
+    for label, part in s.groupby("label5"):
+        share = part["split"].value_counts(normalize=True)
+        for split, target in FRACTIONS.items():
+            assert share.get(split, 0) == pytest.approx(target, abs=0.08), (label, split)
+
+
+def test_same_seed_same_split_other_seed_other_split() -> None:
+    c = cohort()
+    a, b = classification_split(c, FRACTIONS, 1), classification_split(c, FRACTIONS, 1)
+    pd.testing.assert_frame_equal(a, b)
+    assert not classification_split(c, FRACTIONS, 2)["split"].equals(a["split"])
+
+
+def test_a_patient_with_films_of_two_classes_stays_whole() -> None:
+    c = pd.concat([cohort(), pd.DataFrame([{"image_id": "x/1", "patient_id": "covid19:0", "label5": "normal"}])])
+    s = classification_split(c, FRACTIONS, 3)
+    assert s.loc[s["patient_id"] == "covid19:0", "split"].nunique() == 1
+
+
+def test_fractions_must_sum_to_one() -> None:
+    with pytest.raises(ValueError, match="sum to 1"):
+        classification_split(cohort(), {"train": 0.7, "val": 0.2, "test": 0.2}, 0)
+
+
+def test_segmentation_split_reproduces_the_paper_sizes() -> None:
+    jsrt = pd.DataFrame(
+        {
+            "image_id": [f"jsrt/J{i:03d}" for i in range(247)],
+            "source": "jsrt",
+            "patient_id": [f"jsrt:J{i:03d}" for i in range(247)],
+        }
+    )
+    s = segmentation_split(jsrt, {"jsrt": "split"}, 0.8, 0.1, 407)
+    counts = s["split"].value_counts().to_dict()
+    assert counts == {"train": 197 - 19, "val": 19, "test": 50}  # Table I: 197 train, 50 test
+
+
+def test_renditions_of_one_patient_share_the_split() -> None:
+    ids = [f"MCUCXR_{i:04d}_0" for i in range(20)]
+    rows = [
+        {"image_id": f"{src}/{i}", "source": src, "patient_id": f"montgomery:{i}"}
+        for src in ("mc", "mc512")
+        for i in ids
+    ]
+    s = segmentation_split(pd.DataFrame(rows), {"mc": "split", "mc512": "split"}, 0.8, 0.1, 5)
+    assert s.groupby("patient_id")["split"].nunique().max() == 1
+    held = segmentation_split(pd.DataFrame(rows), {"mc": "split", "mc512": "test"}, 0.8, 0.1, 5)
+    assert (held["split"] == "test").all()  # a held-out rendition holds its patients out everywhere
+
+
+def test_check_disjoint_catches_patient_and_hash_leaks() -> None:
+    manifest = pd.DataFrame({"image_id": ["a", "b", "c"], "sha256": ["1", "2", "1"]})
+    ok = pd.DataFrame({"image_id": ["a", "b", "c"], "patient_id": ["p", "q", "r"], "split": ["train", "test", "train"]})
+    check_disjoint(ok, manifest)
+    with pytest.raises(LeakageError, match="patient_id"):
+        check_disjoint(ok.assign(patient_id=["p", "p", "r"]), manifest)
+    with pytest.raises(LeakageError, match="sha256"):
+        check_disjoint(ok.assign(split=["train", "test", "test"]), manifest)
