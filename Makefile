@@ -33,8 +33,11 @@ test: setup lint  ## lint, then every test
 demo: setup  ## run the whole workflow on built-in synthetic data
 	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml config/demo.yaml
 	@echo
-	@echo "Demo finished. Results: results/ (synthetic sources under results/synthetic/),"
-	@echo "rule logs: logs/, per-rule timings: benchmarks/."
+	@echo "Demo finished. Results under results/:"
+	@echo "  synthetic sources      results/synthetic/<source>/ (ground truth in results/synthetic/ground_truth/)"
+	@echo "  manifest, quarantine   results/data/manifest.tsv, results/data/quarantine.tsv"
+	@echo "  cohort and splits      results/data/cohort.tsv, results/splits/{classification,segmentation}.tsv"
+	@echo "Rule logs: logs/; per-rule timings: benchmarks/."
 
 clean-demo:  ## remove the demo's outputs (results/, logs/, benchmarks/, .snakemake/)
-	rm -rf results/synthetic logs benchmarks .snakemake
+	rm -rf results/synthetic results/data results/splits logs benchmarks .snakemake

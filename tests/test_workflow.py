@@ -73,3 +73,7 @@ def test_ci_workflow_runs_and_matches_the_package(tmp_path: Path, synthetic_tree
     # a second run has nothing to do
     again = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", "config/config.yaml", ".test/config.yaml")
     assert "Nothing to be done" in again.stdout + again.stderr
+    # ... also when the overlay is given alone (config.yaml comes from the Snakefile):
+    # params are compared key-order-independently
+    alone = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", ".test/config.yaml")
+    assert "Nothing to be done" in alone.stdout + alone.stderr

@@ -12,6 +12,18 @@ from snakemake.utils import validate
 # stops the workflow here, naming the key, before any job is scheduled.
 validate(config, schema="../schemas/config.schema.yaml")
 
+def canonical(obj):
+    """``obj`` with every mapping's keys sorted. Snakemake compares params by their
+    representation, and overlay order changes key order: without this, the same settings
+    given as `--configfile demo.yaml` or `--configfile config.yaml demo.yaml` would rerun
+    every job."""
+    if isinstance(obj, dict):
+        return {k: canonical(obj[k]) for k in sorted(obj)}
+    if isinstance(obj, list):
+        return [canonical(v) for v in obj]
+    return obj
+
+
 SYNTHETIC_SOURCES = ["jsrt", "scr", "montgomery", "shenzhen", "kermany", "cohen"]
 REGISTRATION = {
     "jsrt": "JSRT: register at http://db.jsrt.or.jp/eng.php and download the 247 JPC*.IMG files",
@@ -67,7 +79,7 @@ check_sources()
 def download_specs():
     """Sources fetched by the workflow: enabled, with a download spec and no local path."""
     return {
-        name: config["sources"][name]["download"]
+        name: canonical(config["sources"][name]["download"])
         for name in active_sources()
         if not config["sources"][name].get("path") and "download" in config["sources"][name]
     }
@@ -89,7 +101,7 @@ def resolved_source(wildcards):
     if spec.get("masks"):
         spec["masks"] = source_root(spec["masks"])
     spec.pop("download", None)
-    return spec
+    return canonical(spec)
 
 
 def shard_count(source):

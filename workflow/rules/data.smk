@@ -12,7 +12,7 @@ checkpoint index_source:
         "logs/data/index_{source}.log",
     params:
         spec=resolved_source,
-        labels=config["labels"],
+        labels=canonical(config["labels"]),
     conda:
         "../../envs/data.yaml"
     script:

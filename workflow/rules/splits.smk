@@ -11,7 +11,7 @@ rule make_splits:
     log:
         "logs/splits/make_splits.log",
     params:
-        splits=config["splits"],
+        splits=canonical(config["splits"]),
     conda:
         "../../envs/data.yaml"
     script:

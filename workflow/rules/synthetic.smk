@@ -13,7 +13,7 @@ rule make_synthetic:
     benchmark:
         "benchmarks/synthetic/{source}.tsv"
     params:
-        synthetic=lookup(dpath="synthetic", within=config),
+        synthetic=canonical(config["synthetic"]),
     conda:
         "../../envs/imaging.yaml"
     script:
