@@ -102,3 +102,12 @@ def test_strict_mode_fails_naming_the_file(tmp_path: Path, synthetic_tree: Path,
     with pytest.raises(StrictModeError, match=r"excluded view 'L'"):
         run_data_stage({"cohen": {"format": "cohen", "path": str(src)}}, test_config["labels"], tmp_path, strict=True)
     assert not (tmp_path / "manifest.tsv").exists()
+
+
+def test_manifest_rows_satisfy_the_manifest_schema(synthetic_manifest: Any) -> None:
+    from snakemake.utils import validate
+
+    from tests.conftest import ROOT
+
+    manifest, _, _ = synthetic_manifest
+    validate(manifest, str(ROOT / "workflow" / "schemas" / "manifest.schema.yaml"), set_default=False)

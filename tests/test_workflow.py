@@ -21,8 +21,18 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_demo_dry_run_lists_every_synthetic_source() -> None:
-    proc = snakemake(ROOT, "-n", "--cores", "2", "--configfile", "config/config.yaml", "config/demo.yaml")
+def copy_workflow(dest: Path) -> Path:
+    """The workflow's files in a fresh folder: runs there do not see this checkout's results."""
+    for name in WORKFLOW_FILES:
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / name)
+    return dest
+
+
+def test_demo_dry_run_lists_every_synthetic_source(tmp_path: Path) -> None:
+    proc = snakemake(
+        copy_workflow(tmp_path), "-n", "--cores", "2", "--configfile", "config/config.yaml", "config/demo.yaml"
+    )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout + proc.stderr
     assert "make_synthetic        6" in out
@@ -32,10 +42,7 @@ def test_demo_dry_run_lists_every_synthetic_source() -> None:
 
 def test_paper_config_without_jsrt_stops_early_with_registration_advice(tmp_path: Path) -> None:
     # the paper's configuration needs a registered JSRT copy in resources/raw/jsrt
-    for name in WORKFLOW_FILES:
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / name)
-    proc = snakemake(tmp_path, "-n", "--cores", "1")
+    proc = snakemake(copy_workflow(tmp_path), "-n", "--cores", "1")
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "http://db.jsrt.or.jp/eng.php" in out and "sources.jsrt.path" in out
@@ -44,9 +51,7 @@ def test_paper_config_without_jsrt_stops_early_with_registration_advice(tmp_path
 
 @pytest.mark.slow
 def test_ci_workflow_runs_and_matches_the_package(tmp_path: Path, synthetic_tree: Path) -> None:
-    for name in WORKFLOW_FILES:
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / name)
+    copy_workflow(tmp_path)
     proc = snakemake(tmp_path, "--cores", "2", "--configfile", "config/config.yaml", ".test/config.yaml")
     assert proc.returncode == 0, proc.stderr[-3000:]
     for source in ("jsrt", "scr", "montgomery", "shenzhen", "kermany", "cohen"):
@@ -77,3 +82,17 @@ def test_ci_workflow_runs_and_matches_the_package(tmp_path: Path, synthetic_tree
     # params are compared key-order-independently
     alone = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", ".test/config.yaml")
     assert "Nothing to be done" in alone.stdout + alone.stderr
+
+
+def test_a_source_without_local_copy_gets_its_download_rule(tmp_path: Path) -> None:
+    overlay = tmp_path / "dl.yaml"  # (outside the copied workflow's folders)
+    overlay.write_text(
+        "sources:\n  cohen: {format: cohen, path: results/synthetic/cohen}\n"
+        "  extra: {format: cohen, download: {url: 'http://127.0.0.1:9/x.tar.gz', strip: 1}}\n"
+    )
+    proc = snakemake(
+        ROOT, "-n", "--cores", "1", "--configfile", "config/config.yaml", ".test/config.yaml", str(overlay)
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-2000:]
+    assert "download_extra" in out and "resources/raw/extra" in out

@@ -1,7 +1,6 @@
 # Shared helpers of the workflow: configuration validation, source resolution and target
 # lists. Python only; the rules live in the stage files.
 
-import math
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -104,21 +103,19 @@ def resolved_source(wildcards):
     return canonical(spec)
 
 
-def shard_count(source):
-    """Harmonisation jobs of a source, once its index exists (checkpoint)."""
-    index = checkpoints.index_source.get(source=source).output.index
-    with open(index) as fh:
-        n = sum(1 for _ in fh) - 1
-    return 0 if n <= 0 else math.ceil(n / config["data"]["shard_size"])
-
-
 def manifest_inputs(wildcards):
+    """Every shard's rows and every quarantine, once the shard plan exists (checkpoint:
+    the number of shards depends on how many images each source holds)."""
+    plan = checkpoints.plan_shards.get().output[0]
     rows, quarantine = [], []
-    for name in active_sources():
-        quarantine.append(checkpoints.index_source.get(source=name).output.quarantine)
-        for shard in range(shard_count(name)):
-            rows.append(f"results/data/shards/{name}/{shard}.tsv")
-            quarantine.append(f"results/data/shards/{name}/{shard}.quarantine.tsv")
+    with open(plan) as fh:
+        next(fh)
+        for line in fh:
+            name, _, shards = line.rstrip("\n").split("\t")
+            quarantine.append(f"results/data/index/{name}.quarantine.tsv")
+            for shard in range(int(shards)):
+                rows.append(f"results/data/shards/{name}/{shard}.tsv")
+                quarantine.append(f"results/data/shards/{name}/{shard}.quarantine.tsv")
     return {"rows": rows, "quarantine": quarantine}
 
 

@@ -1,8 +1,8 @@
-# Data: index each source (checkpoint), harmonise it shard by shard, join everything into
-# the manifest, select the cohort (patchcxr.data; issue 3).
+# Data: index each source, plan the shards (checkpoint), harmonise shard by shard, join
+# everything into the manifest, select the cohort (patchcxr.data; issue 3).
 
 
-checkpoint index_source:
+rule index_source:
     input:
         unpack(index_inputs),
     output:
@@ -17,6 +17,22 @@ checkpoint index_source:
         "../../envs/data.yaml"
     script:
         "../scripts/index_source.py"
+
+
+checkpoint plan_shards:
+    input:
+        expand("results/data/index/{source}.tsv", source=active_sources()),
+    output:
+        "results/data/index/shards.tsv",
+    log:
+        "logs/data/plan_shards.log",
+    params:
+        names=active_sources(),
+        shard_size=config["data"]["shard_size"],
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/plan_shards.py"
 
 
 rule harmonise_shard:
@@ -50,6 +66,7 @@ rule build_manifest:
     params:
         order=active_sources(),
         strict=config["data"]["strict"],
+        schema=f"{workflow.basedir}/workflow/schemas/manifest.schema.yaml",
     conda:
         "../../envs/data.yaml"
     script:

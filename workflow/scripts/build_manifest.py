@@ -2,6 +2,8 @@
 
 from typing import TYPE_CHECKING
 
+from snakemake.utils import validate
+
 from patchcxr.data.harmonise import build_manifest
 from patchcxr.logs import setup_logging
 
@@ -10,10 +12,19 @@ if TYPE_CHECKING:
 
 
 def main(
-    rows: list[str], quarantine: list[str], manifest: str, quarantine_out: str, order: list[str], strict: bool, log: str
+    rows: list[str],
+    quarantine: list[str],
+    manifest: str,
+    quarantine_out: str,
+    order: list[str],
+    strict: bool,
+    schema: str,
+    log: str,
 ) -> None:
+    """Build the manifest, then check every row against ``schema``."""
     setup_logging(log)
-    build_manifest(rows, quarantine, manifest, quarantine_out, order, strict)
+    df = build_manifest(rows, quarantine, manifest, quarantine_out, order, strict)
+    validate(df.astype(str), schema, set_default=False)
 
 
 main(
@@ -23,5 +34,6 @@ main(
     snakemake.output.quarantine,
     list(snakemake.params.order),
     bool(snakemake.params.strict),
+    snakemake.params.schema,
     snakemake.log[0],
 )

@@ -140,6 +140,20 @@ def n_shards(n_images: int, shard_size: int) -> int:
     return max(1, -(-n_images // shard_size))
 
 
+def plan_shards(
+    index_paths: Sequence[Path | str], names: Sequence[str], shard_size: int, out: Path | str
+) -> pd.DataFrame:
+    """How many harmonisation jobs each source needs: ``source, images, shards``."""
+    rows = []
+    for name, path in zip(names, index_paths, strict=True):
+        n = len(read_tsv(path))
+        rows.append({"source": name, "images": n, "shards": n_shards(n, shard_size) if n else 0})
+    df = pd.DataFrame(rows, columns=["source", "images", "shards"])
+    atomic_write_text(out, _tsv(df))
+    log.info("%d images in %d shards of at most %d", df["images"].sum(), df["shards"].sum(), shard_size)
+    return df
+
+
 # --------------------------------------------------------------------------- 2. shards
 def pixel_sha256(pixels: np.ndarray) -> str:
     """Hash of the decoded pixels (dtype, shape and values): equal for the same image

@@ -53,6 +53,7 @@ from PIL import Image
 from patchcxr import __version__
 from patchcxr.io import atomic_write_bytes, atomic_write_text
 from patchcxr.synthetic.phantom import (
+    CLASSES,
     HEART,
     LEFT_LUNG,
     RIGHT_LUNG,
@@ -515,11 +516,15 @@ def write_shenzhen(params: Mapping[str, Any], out_dir: Path, gt_dir: Path) -> _S
 
 # --------------------------------------------------------------------------- Kermany / CoronaHack
 def _patients(counts: Mapping[str, int], per_patient: int) -> list[tuple[str, int, int]]:
-    """(label, patient index, image index within patient) for the requested image counts."""
+    """(label, patient index, image index within patient) for the requested image counts.
+
+    Classes are taken in the fixed order of :data:`CLASSES`, never in the mapping's order,
+    so the files do not depend on how the configuration was merged.
+    """
     out = []
     patient = 0
-    for label, n in counts.items():
-        for i in range(int(n)):
+    for label in CLASSES:
+        for i in range(int(counts.get(label, 0))):
             if i % per_patient == 0:
                 patient += 1
             out.append((label, patient, i % per_patient))
