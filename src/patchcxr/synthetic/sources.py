@@ -445,24 +445,43 @@ def _reading(label: str, rng: np.random.Generator) -> str:
     return f"{side} upper zone nodular opacities and cavitation, consistent with pulmonary TB"
 
 
-def write_montgomery(params: Mapping[str, Any], out_dir: Path, gt_dir: Path) -> _Sink:
-    sink = _Sink("montgomery", out_dir, gt_dir)
-    shape = _shape(params["montgomery"])
-    for label, num, spec, rng in _progress(_nlm_plan(params, "montgomery"), "montgomery"):
-        case = f"MCUCXR_{num}"
+def _write_nlm(params: Mapping[str, Any], out_dir: Path, gt_dir: Path, source: str) -> _Sink:
+    """Montgomery and Shenzhen: same NLM release layout, different encodings.
+
+    Montgomery: 8-bit grey PNG, separate ``leftMask``/``rightMask`` for every film,
+    readings ``Patient's Sex: M`` / ``Patient's Age: 040Y``. Shenzhen: 8-bit palette PNG,
+    combined Kaggle-style ``mask/<id>_mask.png`` for a share of the films, readings
+    ``male 45yrs``. NLM masks exclude the heart; "left" is the patient's left (image right).
+    """
+    cfg = params[source]
+    montgomery = source == "montgomery"
+    prefix, top = ("MCUCXR", "MontgomerySet") if montgomery else ("CHNCXR", "ChinaSet_AllFiles")
+    sink = _Sink(source, out_dir, gt_dir)
+    shape = _shape(cfg)
+    plan = _nlm_plan(params, source)
+    n_masks = len(plan) if montgomery else round(float(cfg["mask_fraction"]) * len(plan))
+    for i, (label, num, spec, rng) in enumerate(_progress(plan, source)):
+        case = f"{prefix}_{num}"
         r = render(spec, *shape)
-        gray = _to_uint8(expose(r.density, rng, EXPOSURES["montgomery"]))
-        rel = sink.file(f"MontgomerySet/CXR_png/{case}.png", _png_bytes(Image.fromarray(gray, mode="L")))
-        # NLM masks exclude the heart; "left" is the patient's left (image right)
-        for folder, value in (("leftMask", LEFT_LUNG), ("rightMask", RIGHT_LUNG)):
-            mask = np.where(r.labels == value, 255, 0).astype(np.uint8)
-            sink.file(f"MontgomerySet/ManualMask/{folder}/{case}.png", _png_bytes(Image.fromarray(mask, mode="L")))
-        sex = str(rng.choice(["M", "F"]))
-        age = int(rng.integers(18, 80))
-        sink.file(
-            f"MontgomerySet/ClinicalReadings/{case}.txt",
-            f"Patient's Sex: {sex}\nPatient's Age: {age:03d}Y\n{_reading(label, rng)}\n".encode(),
+        gray = _to_uint8(expose(r.density, rng, EXPOSURES[source]))
+        if montgomery:
+            rel = sink.file(f"{top}/CXR_png/{case}.png", _png_bytes(Image.fromarray(gray, mode="L")))
+        else:
+            rel = sink.file(f"{top}/CXR_png/{case}.png", _palette_png_bytes(gray))
+        masks = (
+            {"leftMask": (LEFT_LUNG,), "rightMask": (RIGHT_LUNG,)} if montgomery else {"mask": (LEFT_LUNG, RIGHT_LUNG)}
         )
+        for folder, values in masks.items() if i < n_masks else ():
+            mask = np.where(np.isin(r.labels, values), 255, 0).astype(np.uint8)
+            where = f"{top}/ManualMask/{folder}/{case}.png" if montgomery else f"mask/{case}_mask.png"
+            sink.file(where, _png_bytes(Image.fromarray(mask, mode="L")))
+        male = bool(rng.uniform() < 0.5)
+        age = int(rng.integers(18, 80))
+        if montgomery:
+            head = f"Patient's Sex: {'M' if male else 'F'}\nPatient's Age: {age:03d}Y"
+        else:
+            head = f"{'male' if male else 'female'} {age}yrs"
+        sink.file(f"{top}/ClinicalReadings/{case}.txt", f"{head}\n{_reading(label, rng)}\n".encode())
         sink.record(
             case,
             rel,
@@ -472,46 +491,19 @@ def write_montgomery(params: Mapping[str, Any], out_dir: Path, gt_dir: Path) -> 
             patient_id=case,
             label5=label,
             finding=label,
-            sex=sex,
+            sex="M" if male else "F",
             age=age,
             shape=shape,
         )
     return sink
+
+
+def write_montgomery(params: Mapping[str, Any], out_dir: Path, gt_dir: Path) -> _Sink:
+    return _write_nlm(params, out_dir, gt_dir, "montgomery")
 
 
 def write_shenzhen(params: Mapping[str, Any], out_dir: Path, gt_dir: Path) -> _Sink:
-    cfg = params["shenzhen"]
-    sink = _Sink("shenzhen", out_dir, gt_dir)
-    shape = _shape(cfg)
-    plan = _nlm_plan(params, "shenzhen")
-    n_masks = round(float(cfg["mask_fraction"]) * len(plan))
-    for i, (label, num, spec, rng) in enumerate(_progress(plan, "shenzhen")):
-        case = f"CHNCXR_{num}"
-        r = render(spec, *shape)
-        gray = _to_uint8(expose(r.density, rng, EXPOSURES["shenzhen"]))
-        rel = sink.file(f"ChinaSet_AllFiles/CXR_png/{case}.png", _palette_png_bytes(gray))
-        if i < n_masks:  # the Kaggle masks cover a subset; combined lungs, heart excluded
-            mask = np.where((r.labels == LEFT_LUNG) | (r.labels == RIGHT_LUNG), 255, 0).astype(np.uint8)
-            sink.file(f"mask/{case}_mask.png", _png_bytes(Image.fromarray(mask, mode="L")))
-        sex = str(rng.choice(["male", "female"]))
-        age = int(rng.integers(18, 80))
-        sink.file(
-            f"ChinaSet_AllFiles/ClinicalReadings/{case}.txt", f"{sex} {age}yrs\n{_reading(label, rng)}\n".encode()
-        )
-        sink.record(
-            case,
-            rel,
-            spec,
-            r.labels,
-            r.lesion_boxes,
-            patient_id=case,
-            label5=label,
-            finding=label,
-            sex=sex[0].upper(),
-            age=age,
-            shape=shape,
-        )
-    return sink
+    return _write_nlm(params, out_dir, gt_dir, "shenzhen")
 
 
 # --------------------------------------------------------------------------- Kermany / CoronaHack
