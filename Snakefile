@@ -24,6 +24,7 @@ include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/download.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/splits.smk"
+include: "workflow/rules/segmentation.smk"
 
 
 # ----------------------------------------------------------------------------- target

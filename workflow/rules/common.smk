@@ -73,6 +73,14 @@ def check_sources():
 
 
 check_sources()
+for _name in config["segmentation"]["train_models"]:
+    if _name not in config["segmentation"]["models"]:
+        raise WorkflowError(f"segmentation.train_models names {_name!r}, which is not in segmentation.models")
+if config["segmentation"]["mask_model"] not in config["segmentation"]["train_models"]:
+    raise WorkflowError(
+        f"segmentation.mask_model {config['segmentation']['mask_model']!r} is not one of segmentation.train_models "
+        f"({', '.join(config['segmentation']['train_models'])})"
+    )
 
 
 def download_specs():
@@ -130,6 +138,44 @@ def paper_metadata_path():
     return config["data"]["paper_metadata"].get("path") or "resources/paper/metadata.xls"
 
 
+def segmentation_preps():
+    return ["equalised", "minmax"] if config["segmentation"]["preprocessing_ablation"] else ["equalised"]
+
+
+def segmentation_model_cfg(wildcards):
+    return canonical(config["segmentation"]["models"][wildcards.model])
+
+
+def segmentation_preprocessing(wildcards):
+    seg = config["segmentation"]
+    return {"size": seg["size"], "gamma": seg["gamma"], "crop_band": seg["crop_blank_band"],
+            "equalise": wildcards.prep == "equalised"}
+
+
+def segmentation_models(wildcards):
+    """Every trained segmentation network, keyed `<model>/<preprocessing>`."""
+    return {
+        f"{m}/{p}": f"results/segmentation/{m}/{p}/model.pt"
+        for m in config["segmentation"]["train_models"]
+        for p in segmentation_preps()
+    }
+
+
+def mask_shards(wildcards):
+    """Prediction shards over the manifest (checkpoint: its size is known once built)."""
+    manifest = checkpoints.build_manifest.get().output.manifest
+    with open(manifest) as fh:
+        n = sum(1 for _ in fh) - 1
+    size = config["segmentation"]["predict"]["shard_size"]
+    return [f"results/masks/shards/{k}.tsv" for k in range(max(1, -(-n // size)))]
+
+
+def segmentation_targets():
+    if not active_sources():
+        return []
+    return ["results/segmentation/summary.tsv", "results/segmentation/figures/jaccard.png", "results/masks/qc.tsv"]
+
+
 def data_targets():
     if not active_sources():
         return []
@@ -144,4 +190,4 @@ def data_targets():
 
 def final_targets():
     """Targets of the default target; the list grows as stages land."""
-    return synthetic_targets() + data_targets()
+    return synthetic_targets() + data_targets() + segmentation_targets()

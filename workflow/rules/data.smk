@@ -23,7 +23,7 @@ checkpoint plan_shards:
     input:
         expand("results/data/index/{source}.tsv", source=active_sources()),
     output:
-        "results/data/index/shards.tsv",
+        "results/data/shard_plan.tsv",
     log:
         "logs/data/plan_shards.log",
     params:
@@ -55,7 +55,7 @@ rule harmonise_shard:
         "../scripts/harmonise_shard.py"
 
 
-rule build_manifest:
+checkpoint build_manifest:
     input:
         unpack(manifest_inputs),
     output:

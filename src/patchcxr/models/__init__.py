@@ -1,0 +1,1 @@
+"""Networks: segmentation (FC-DenseNet, U-Net)."""

@@ -1,0 +1,1 @@
+"""Lung and heart segmentation: data, metrics, training, evaluation, mask prediction."""

@@ -1,0 +1,225 @@
+"""Training of a segmentation network (method.md §4.3).
+
+Paper settings (config ``segmentation.train``): Adam, learning rate 1e-4, weight decay
+1e-6, MultiStepLR at epochs 70/80/90 with γ 0.1, batch 2, 100 epochs, cross-entropy with
+weight 0.5 for the background class and 1 for the others, no augmentation; the checkpoint
+kept is the one with the best mean validation Jaccard over heart, left and right lung —
+measured here on the validation part of the *training* split (the official code selected
+on part of its test set).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F  # noqa: N812 (PyTorch convention)
+
+from patchcxr.io import atomic_write_bytes, atomic_write_text
+from patchcxr.models.segmentation import build_segmentation_model, count_parameters
+from patchcxr.segmentation.data import BG_OR_HEART, N_CLASSES, Preprocessing, load_examples, split_rows
+from patchcxr.segmentation.metrics import mean_jaccard
+from patchcxr.tracking import artefact_metadata, mlflow_run, write_metadata
+from patchcxr.training import Trainer, resolve_device, seed_everything, state_to_bytes
+
+log = logging.getLogger(__name__)
+
+
+def partial_cross_entropy(logits: torch.Tensor, target: torch.Tensor, background_weight: float = 0.5) -> torch.Tensor:
+    """Class-weighted cross-entropy that accepts lung-only annotations.
+
+    For a pixel with label ``t`` the loss is ``-w_t log p_t``; for a pixel marked
+    :data:`BG_OR_HEART` it is ``-w_0 log(p_0 + p_1)``, the likelihood of the annotation
+    "not lung" (marginalising over background and heart). The mean is weighted,
+    ``Σ w_i ℓ_i / Σ w_i``, as PyTorch's weighted cross-entropy. Weights: background
+    ``background_weight`` (paper 0.5), others 1.
+    """
+    logp = F.log_softmax(logits, dim=1)
+    weights = torch.ones(N_CLASSES, device=logits.device, dtype=logits.dtype)
+    weights[0] = background_weight
+    unsure = target == BG_OR_HEART
+    sure_t = torch.where(unsure, torch.zeros_like(target), target)
+    nll_sure = -logp.gather(1, sure_t[:, None]).squeeze(1)
+    nll_unsure = -torch.logsumexp(logp[:, :2], dim=1)
+    nll = torch.where(unsure, nll_unsure, nll_sure)
+    w = torch.where(unsure, weights[0], weights[sure_t])
+    return (w * nll).sum() / w.sum()
+
+
+def augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random small affine transform (±5°, scale 0.9–1.1, shift ±5 %) applied identically
+    to images and targets (nearest for targets); not in the paper (config option)."""
+    n = x.shape[0]
+    angle = (torch.rand(n, generator=gen) * 10 - 5) * torch.pi / 180
+    scale = torch.rand(n, generator=gen) * 0.2 + 0.9
+    shift = torch.rand(n, 2, generator=gen) * 0.1 - 0.05
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    xa = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    ya = F.grid_sample(y[:, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return xa, ya[:, 0].long()
+
+
+def predict_batches(model: torch.nn.Module, x: torch.Tensor, device: torch.device, batch: int) -> np.ndarray:
+    """Arg-max labels for inputs ``x`` (N, 1, S, S), in batches, on ``device``."""
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(x), batch):
+            out.append(model(x[i : i + batch].to(device)).argmax(1).to("cpu", torch.uint8).numpy())
+    return np.concatenate(out) if out else np.zeros((0, *x.shape[2:]), np.uint8)
+
+
+def fingerprint(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def train_segmentation(
+    manifest_path: Path | str,
+    split_path: Path | str,
+    model_name: str,
+    model_cfg: Mapping[str, Any],
+    train_cfg: Mapping[str, Any],
+    prep: Preprocessing,
+    out_model: Path | str,
+    out_metadata: Path | str,
+    out_history: Path | str,
+    resume_dir: Path | str,
+    device: str = "auto",
+    tracking: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train one segmentation network and save the best checkpoint with its metadata.
+
+    Returns:
+        The metadata written to ``out_metadata``.
+    """
+    from patchcxr.data.harmonise import read_tsv
+
+    manifest, split = read_tsv(manifest_path), read_tsv(split_path)
+    train_rows, val_rows = split_rows(manifest, split, ["train"]), split_rows(manifest, split, ["val"])
+    if train_rows.empty:
+        raise ValueError(f"{split_path}: no training images with masks")
+    if val_rows.empty:
+        raise ValueError(
+            f"{split_path}: no validation images for model selection; raise splits.segmentation.val_fraction"
+        )
+    seed = int(train_cfg["seed"])
+    seed_everything(seed)
+    dev = resolve_device(device)
+    log.info(
+        "loading %d training and %d validation images at %d² (equalise=%s)",
+        len(train_rows),
+        len(val_rows),
+        prep.size,
+        prep.equalise,
+    )
+    x_train, y_train = load_examples(train_rows, prep)
+    x_val, y_val = load_examples(val_rows, prep)
+    val_heart = [str(h) == "1" for h in val_rows["has_heart_mask"]]
+    arch = model_cfg["arch"]
+    options = {k: (list(v) if isinstance(v, list | tuple) else v) for k, v in model_cfg.items() if k != "arch"}
+    model = build_segmentation_model(arch, N_CLASSES, **options).to(dev)
+    log.info("%s (%s): %d parameters, device %s", model_name, arch, count_parameters(model), dev)
+    opt = torch.optim.Adam(
+        model.parameters(),
+        lr=float(train_cfg["lr"]),
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=float(train_cfg["weight_decay"]),
+    )
+    sched = torch.optim.lr_scheduler.MultiStepLR(
+        opt, milestones=list(train_cfg["milestones"]), gamma=float(train_cfg["lr_gamma"])
+    )
+    batch_size = int(train_cfg["batch_size"])
+    bg_weight = float(train_cfg["background_weight"])
+
+    def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        order = torch.randperm(len(x_train), generator=gen)
+        for i in range(0, len(order), batch_size):
+            idx = order[i : i + batch_size]
+            x, y = x_train[idx], y_train[idx]
+            if train_cfg.get("augment", False):
+                x, y = augment(x, y, gen)
+            yield x.to(dev), y.to(dev)
+
+    def loss(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return partial_cross_entropy(model(batch[0]), batch[1], bg_weight)
+
+    def validate(model: torch.nn.Module) -> dict[str, float]:
+        pred = predict_batches(model, x_val, dev, max(batch_size, 8))
+        truth = y_val.numpy()
+        scores = [mean_jaccard(p, t, h) for p, t, h in zip(pred, truth, val_heart, strict=True)]
+        return {"val_mean_jaccard": float(np.mean(scores))}
+
+    settings = {
+        "model": model_name,
+        "arch": arch,
+        "options": options,
+        "train": dict(train_cfg),
+        "preprocessing": prep.__dict__,
+    }
+    fp = fingerprint(settings, len(x_train), float(x_train.sum()), len(x_val))
+    resume_dir = Path(resume_dir)
+    resume_dir.mkdir(parents=True, exist_ok=True)
+    params = {**settings, "n_train": len(x_train), "n_val": len(x_val), "device": str(dev)}
+    with mlflow_run(
+        tracking or {"enabled": False}, f"segmentation-{model_name}", params, resume_dir / "mlflow_run_id"
+    ) as tracker:
+        trainer = Trainer(
+            model,
+            opt,
+            sched,
+            batches,
+            loss,
+            validate,
+            "val_mean_jaccard",
+            int(train_cfg["epochs"]),
+            seed,
+            resume_dir / "state.pt",
+            fp,
+            patience=train_cfg.get("patience"),
+            tracker=tracker,
+        )
+        result = trainer.fit()
+        atomic_write_bytes(
+            out_model,
+            state_to_bytes(
+                {
+                    "arch": arch,
+                    "options": json.dumps(options),
+                    "n_classes": N_CLASSES,
+                    "preprocessing": json.dumps(prep.__dict__),
+                    "state_dict": result.best_state,
+                }
+            ),
+        )
+        history = pd.DataFrame(result.history)
+        atomic_write_text(out_history, history.to_csv(sep="\t", index=False, lineterminator="\n"))
+        metadata = artefact_metadata(
+            settings,
+            {"manifest": manifest_path, "segmentation_split": split_path},
+            best_epoch=result.best_epoch,
+            best_val_mean_jaccard=result.best_score,
+            epochs_run=result.epochs_run,
+            parameters=count_parameters(model),
+            n_train=len(x_train),
+            n_val=len(x_val),
+            device=str(dev),
+        )
+        write_metadata(out_metadata, metadata)
+        if tracker is not None:
+            for path in (out_metadata, out_history):
+                tracker.log_artifact(path)
+    # the run is complete: its resume state is no longer needed
+    for leftover in ("state.pt", "mlflow_run_id"):
+        (resume_dir / leftover).unlink(missing_ok=True)
+    log.info("best epoch %d: val mean Jaccard %.4f", result.best_epoch, result.best_score)
+    return metadata

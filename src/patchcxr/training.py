@@ -1,0 +1,210 @@
+"""One small trainer for every network of the project (segmentation now, classifiers later).
+
+What it guarantees:
+
+* **Resume after a kill, to the same weights.** After every epoch the full state (model,
+  optimiser, scheduler, history, best model so far) is written atomically to a resume file.
+  Randomness is re-seeded at the start of each epoch from ``(seed, epoch)`` — batch order,
+  augmentation and dropout — so an epoch run after a resume draws exactly what it would
+  have drawn in an uninterrupted run, and on one CPU configuration the final weights are
+  identical.
+* **Model selection on validation only.** The best epoch by ``select_metric`` (higher is
+  better) is kept; optional patience stops early.
+* **Progress** in the log, one line per epoch, and per-epoch metrics to the tracker.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from patchcxr.io import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+
+class Tracker(Protocol):
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` → CUDA when present, else CPU; otherwise the named device."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA) and numpy's global generator."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """Seed of one epoch: a resumed epoch draws what the uninterrupted run drew."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def state_to_bytes(obj: Any) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def load_state(path: Path | str, map_location: str | torch.device = "cpu") -> Any:
+    """Load a file written by this project: tensors and plain containers only
+    (``weights_only=True``: a pickle that would run code is refused)."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError and others for hostile files
+        raise ValueError(f"{path}: not a plain weights file ({type(err).__name__}: {err})") from None
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_score: float
+    epochs_run: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_state: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class Trainer:
+    """Epoch loop with atomic per-epoch resume state.
+
+    Args:
+        model: the network (moved to ``device``).
+        optimizer, scheduler: as usual; the scheduler steps once per epoch.
+        batches: ``batches(epoch)`` yields the epoch's training batches (draw any randomness
+            from torch or numpy: both are seeded per epoch).
+        loss: ``loss(model, batch)`` → scalar loss.
+        validate: ``validate(model)`` → metrics (the model is in eval mode, no grad).
+        select_metric: the validation metric to maximise.
+        epochs: epochs in all.
+        seed: base seed.
+        resume_path: where the resume state lives; removed after a completed run.
+        fingerprint: identifies the configuration; a resume state of another
+            configuration is ignored.
+        patience: stop after this many epochs without improvement (``None``: never).
+        tracker: optional per-epoch metric sink (MLflow).
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    batches: Callable[[int], Iterable[Any]]
+    loss: Callable[[nn.Module, Any], torch.Tensor]
+    validate: Callable[[nn.Module], dict[str, float]]
+    select_metric: str
+    epochs: int
+    seed: int
+    resume_path: Path
+    fingerprint: str
+    patience: int | None = None
+    tracker: Tracker | None = None
+
+    def _save(self, epoch: int, result: TrainResult) -> None:
+        atomic_write_bytes(
+            self.resume_path,
+            state_to_bytes(
+                {
+                    "fingerprint": self.fingerprint,
+                    "epoch": epoch,
+                    "model": self.model.state_dict(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict() if self.scheduler is not None else {},
+                    "best_epoch": result.best_epoch,
+                    "best_score": result.best_score,
+                    "best_state": result.best_state,
+                    "history": json.dumps(result.history),
+                }
+            ),
+        )
+
+    def _restore(self, result: TrainResult) -> int:
+        if not self.resume_path.is_file():
+            return 0
+        state = load_state(self.resume_path)
+        if state.get("fingerprint") != self.fingerprint:
+            log.warning("ignoring resume state of another configuration: %s", self.resume_path)
+            return 0
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"]:
+            self.scheduler.load_state_dict(state["scheduler"])
+        result.best_epoch, result.best_score = int(state["best_epoch"]), float(state["best_score"])
+        result.best_state = state["best_state"]
+        result.history = json.loads(state["history"])
+        log.info(
+            "resuming after epoch %d (best %s %.4f at epoch %d)",
+            state["epoch"],
+            self.select_metric,
+            result.best_score,
+            result.best_epoch,
+        )
+        return int(state["epoch"])
+
+    def fit(self) -> TrainResult:
+        result = TrainResult(best_epoch=0, best_score=float("-inf"), epochs_run=0)
+        start = self._restore(result)
+        result.epochs_run = start
+        for epoch in range(start + 1, self.epochs + 1):
+            t0 = time.perf_counter()
+            seed_everything(epoch_seed(self.seed, epoch))
+            self.model.train()
+            total, n = 0.0, 0
+            for batch in self.batches(epoch):
+                self.optimizer.zero_grad(set_to_none=True)
+                loss = self.loss(self.model, batch)
+                loss.backward()
+                self.optimizer.step()
+                total += float(loss.detach())
+                n += 1
+            if self.scheduler is not None:
+                self.scheduler.step()
+            self.model.eval()
+            with torch.no_grad():
+                metrics = self.validate(self.model)
+            row = {
+                "epoch": epoch,
+                "train_loss": total / max(n, 1),
+                **metrics,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "seconds": time.perf_counter() - t0,
+            }
+            result.history.append(row)
+            score = float(metrics[self.select_metric])
+            if score > result.best_score:
+                result.best_score, result.best_epoch = score, epoch
+                result.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.model.state_dict().items()})
+            if self.tracker is not None:
+                self.tracker.log_metrics({k: float(v) for k, v in row.items() if k != "epoch"}, step=epoch)
+            log.info(
+                "epoch %d/%d: loss %.4f, %s %.4f (best %.4f at %d), %.1f s",
+                epoch,
+                self.epochs,
+                row["train_loss"],
+                self.select_metric,
+                score,
+                result.best_score,
+                result.best_epoch,
+                row["seconds"],
+            )
+            self._save(epoch, result)
+            result.epochs_run = epoch
+            if self.patience is not None and epoch - result.best_epoch >= self.patience:
+                log.info("no improvement for %d epochs: stopping at epoch %d", self.patience, epoch)
+                break
+        return result

@@ -1,0 +1,103 @@
+# Segmentation (patchcxr.segmentation; issue 4): train each configured network with and
+# without the paper's preprocessing, evaluate on the held-out images, predict masks for
+# every manifest image.
+
+
+rule train_segmentation:
+    wildcard_constraints:
+        prep="equalised|minmax",
+    input:
+        manifest="results/data/manifest.tsv",
+        split="results/splits/segmentation.tsv",
+    output:
+        model="results/segmentation/{model}/{prep}/model.pt",
+        metadata="results/segmentation/{model}/{prep}/metadata.json",
+        history="results/segmentation/{model}/{prep}/history.tsv",
+    log:
+        "logs/segmentation/train_{model}_{prep}.log",
+    params:
+        model_cfg=segmentation_model_cfg,
+        train=canonical(config["segmentation"]["train"]),
+        preprocessing=segmentation_preprocessing,
+        tracking=canonical(config["tracking"]),
+        resume_dir="results/segmentation/{model}/{prep}/resume",
+    threads: 2
+    resources:
+        # machines set this in profiles/ (e.g. --set-resources train_segmentation:device=cuda)
+        device="auto",
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/train_segmentation.py"
+
+
+rule evaluate_segmentation:
+    input:
+        unpack(segmentation_models),
+        manifest="results/data/manifest.tsv",
+        split="results/splits/segmentation.tsv",
+    output:
+        scores="results/segmentation/scores.tsv",
+        summary="results/segmentation/summary.tsv",
+        tests="results/segmentation/tests.tsv",
+    log:
+        "logs/segmentation/evaluate.log",
+    threads: 2
+    resources:
+        device="auto",
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/evaluate_segmentation.py"
+
+
+rule plot_segmentation:
+    input:
+        scores="results/segmentation/scores.tsv",
+    output:
+        report(
+            "results/segmentation/figures/jaccard.png",
+            caption="../report/segmentation_jaccard.rst",
+            category="Segmentation",
+        ),
+    log:
+        "logs/segmentation/plot.log",
+    conda:
+        "../../envs/plot.yaml"
+    script:
+        "../scripts/plot_segmentation.py"
+
+
+rule predict_masks:
+    wildcard_constraints:
+        shard=r"\d+",
+    input:
+        manifest="results/data/manifest.tsv",
+        model=f"results/segmentation/{config['segmentation']['mask_model']}/equalised/model.pt",
+    output:
+        rows="results/masks/shards/{shard}.tsv",
+        files=directory("results/masks/shards/{shard}"),
+    log:
+        "logs/masks/predict_{shard}.log",
+    params:
+        predict=canonical(config["segmentation"]["predict"]),
+    threads: 2
+    resources:
+        device="auto",
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/predict_masks.py"
+
+
+rule collect_masks:
+    input:
+        mask_shards,
+    output:
+        "results/masks/qc.tsv",
+    log:
+        "logs/masks/collect.log",
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/collect_masks.py"

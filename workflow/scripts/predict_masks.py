@@ -1,0 +1,51 @@
+"""Rule predict_masks: lung and heart masks, overlays and QC rows for one manifest block."""
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from patchcxr.logs import setup_logging
+from patchcxr.segmentation.predict import predict_shard
+
+if TYPE_CHECKING:
+    from snakemake.script import snakemake
+
+
+def main(
+    manifest: str,
+    model: str,
+    shard: int,
+    predict: dict[str, Any],
+    files: str,
+    rows: str,
+    threads: int,
+    device: str,
+    log: str,
+) -> None:
+    setup_logging(log)
+    torch.set_num_threads(threads)
+    predict_shard(
+        manifest,
+        shard,
+        int(predict["shard_size"]),
+        model,
+        files,
+        rows,
+        int(predict["batch_size"]),
+        bool(predict["cleanup"]),
+        predict["lung_fraction"],
+        device,
+    )
+
+
+main(
+    snakemake.input.manifest,
+    snakemake.input.model,
+    int(snakemake.wildcards.shard),
+    dict(snakemake.params.predict),
+    snakemake.output.files,
+    snakemake.output.rows,
+    snakemake.threads,
+    str(snakemake.resources.device),
+    snakemake.log[0],
+)

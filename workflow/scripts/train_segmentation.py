@@ -1,0 +1,60 @@
+"""Rule train_segmentation: one network, with or without the paper's preprocessing."""
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from patchcxr.logs import setup_logging
+from patchcxr.segmentation.data import Preprocessing
+from patchcxr.segmentation.train import train_segmentation
+
+if TYPE_CHECKING:
+    from snakemake.script import snakemake
+
+
+def main(
+    manifest: str,
+    split: str,
+    model: str,
+    model_cfg: dict[str, Any],
+    train: dict[str, Any],
+    preprocessing: dict[str, Any],
+    tracking: dict[str, Any],
+    outputs: dict[str, str],
+    resume_dir: str,
+    threads: int,
+    device: str,
+    log: str,
+) -> None:
+    setup_logging(log)
+    torch.set_num_threads(threads)
+    train_segmentation(
+        manifest,
+        split,
+        model,
+        model_cfg,
+        train,
+        Preprocessing(**preprocessing),
+        outputs["model"],
+        outputs["metadata"],
+        outputs["history"],
+        resume_dir,
+        device,
+        tracking,
+    )
+
+
+main(
+    snakemake.input.manifest,
+    snakemake.input.split,
+    snakemake.wildcards.model,
+    dict(snakemake.params.model_cfg),
+    dict(snakemake.params.train),
+    dict(snakemake.params.preprocessing),
+    dict(snakemake.params.tracking),
+    {k: snakemake.output[k] for k in ("model", "metadata", "history")},
+    snakemake.params.resume_dir,
+    snakemake.threads,
+    str(snakemake.resources.device),
+    snakemake.log[0],
+)
