@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -35,7 +36,8 @@ def test_demo_dry_run_lists_every_synthetic_source(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout + proc.stderr
-    assert "make_synthetic        6" in out
+    assert re.search(r"make_synthetic\s+6\n", out)
+    assert re.search(r"train_segmentation\s+4\n", out)  # 2 networks x with/without preprocessing
     for source in ("jsrt", "scr", "montgomery", "shenzhen", "kermany", "cohen"):
         assert f"results/synthetic/{source}" in out
 
@@ -75,6 +77,16 @@ def test_ci_workflow_runs_and_matches_the_package(tmp_path: Path, synthetic_tree
     # several harmonisation shards per source, never one job per image
     shards = list((tmp_path / "results" / "data" / "shards" / "cohen").glob("*.tsv"))
     assert 1 < len([s for s in shards if "quarantine" not in s.name]) < len(manifest[manifest["source"] == "cohen"])
+    # segmentation: every network evaluated, a mask and a QC row for every manifest image
+    summary = read_tsv(tmp_path / "results" / "segmentation" / "summary.tsv")
+    assert {f"{m}" for m in summary["model"]} == {"fcdensenet_tiny", "unet_tiny"}
+    assert set(summary["preprocessing"]) == {"equalised", "minmax"}
+    assert (tmp_path / "results" / "segmentation" / "figures" / "jaccard.png").stat().st_size > 1000
+    qc = read_tsv(tmp_path / "results" / "masks" / "qc.tsv")
+    assert sorted(qc["image_id"]) == sorted(manifest["image_id"])
+    assert all((tmp_path / p).is_file() for p in qc["mask_path"])
+    meta = (tmp_path / "results" / "segmentation" / "unet_tiny" / "equalised" / "metadata.json").read_text()
+    assert '"manifest"' in meta and '"segmentation_split"' in meta
     # a second run has nothing to do
     again = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", "config/config.yaml", ".test/config.yaml")
     assert "Nothing to be done" in again.stdout + again.stderr
