@@ -9,32 +9,19 @@ time spent outside rendering. Sizes are the demo's; pass ``--paper`` for the rea
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import yaml
+from machine import machine  # bench/machine.py (this folder is on sys.path when run as a script)
 
 from patchcxr.synthetic import generate_source, render, sample_spec
 from patchcxr.synthetic.sources import JSRT_SIZE, SCR_SIZE
 
 ROOT = Path(__file__).resolve().parents[1]
 ROW = "{:<11} {:>11} {:>6} {:>12} {:>12} {:>7} {:>16}"
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}; {os.cpu_count()} logical CPUs; Python {platform.python_version()}"
 
 
 def params(paper: bool) -> dict:

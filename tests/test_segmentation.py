@@ -237,3 +237,16 @@ def test_masks_for_every_image_with_qc(tmp_path: Path, seg_data: tuple[Path, Pat
         mask = np.asarray(Image.open(r.mask_path))
         assert mask.shape == (m.height, m.width) and mask.max() <= 3
         assert Path(r.overlay_path).is_file()
+
+
+def test_memory_efficient_dense_blocks_give_the_same_gradients() -> None:
+    torch.manual_seed(0)
+    a = FCDenseNet(down_blocks=(2, 2), bottleneck_layers=2, growth=4, first_channels=8, memory_efficient=True)
+    b = FCDenseNet(down_blocks=(2, 2), bottleneck_layers=2, growth=4, first_channels=8, memory_efficient=False)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 1, 32, 32)
+    for model in (a, b):
+        torch.manual_seed(1)  # the same dropout masks
+        model(x).pow(2).mean().backward()
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(p.grad, q.grad)

