@@ -102,3 +102,15 @@ def test_resize_keeps_constant_images_constant() -> None:
 def test_rejects_float_or_negative_input() -> None:
     with pytest.raises(ValueError, match="integer"):
         equalisation_lut(np.zeros((4, 4), np.float32))
+
+
+def test_two_step_resize_stays_close_to_the_official_one_step_bicubic() -> None:
+    from patchcxr.synthetic import render, sample_spec
+    from patchcxr.synthetic.sources import EXPOSURES, expose
+
+    r = np.random.default_rng(1)
+    film = render(sample_spec(r, "covid19"), 2400, 2000)
+    px = np.round(expose(film.density, r, EXPOSURES["montgomery"]) * 255).astype(np.uint8)
+    full = preprocess(px)
+    diff = np.abs(resize(full, 256, None) - resize(full, 256))
+    assert diff.mean() < 0.2 and diff.max() < 3.0
