@@ -25,6 +25,7 @@ include: "workflow/rules/download.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/splits.smk"
 include: "workflow/rules/segmentation.smk"
+include: "workflow/rules/biomarkers.smk"
 
 
 # ----------------------------------------------------------------------------- target

@@ -237,6 +237,7 @@ def test_masks_for_every_image_with_qc(tmp_path: Path, seg_data: tuple[Path, Pat
         mask = np.asarray(Image.open(r.mask_path))
         assert mask.shape == (m.height, m.width) and mask.max() <= 3
         assert Path(r.overlay_path).is_file()
+        assert r.mask_path.endswith(f"masks/{m.image_id}.png")  # one file per image id, sources kept apart
 
 
 def test_memory_efficient_dense_blocks_give_the_same_gradients() -> None:

@@ -87,6 +87,14 @@ def test_ci_workflow_runs_and_matches_the_package(tmp_path: Path, synthetic_tree
     assert all((tmp_path / p).is_file() for p in qc["mask_path"])
     meta = (tmp_path / "results" / "segmentation" / "unet_tiny" / "equalised" / "metadata.json").read_text()
     assert '"manifest"' in meta and '"segmentation_split"' in meta
+    # biomarkers: features for the cohort, the tests table and the four figures
+    features = read_tsv(tmp_path / "results" / "biomarkers" / "features.tsv")
+    cohort = read_tsv(tmp_path / "results" / "data" / "cohort.tsv")
+    assert sorted(features["image_id"]) == sorted(cohort["image_id"])
+    tests = read_tsv(tmp_path / "results" / "biomarkers" / "tests.tsv")
+    assert {"kruskal-wallis", "anova", "mann-whitney", "welch-t"} <= set(tests["test"])
+    for fig in ("features", "ctr_scatter", "histograms", "examples"):
+        assert (tmp_path / "results" / "biomarkers" / "figures" / f"{fig}.png").stat().st_size > 1000
     # a second run has nothing to do
     again = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", "config/config.yaml", ".test/config.yaml")
     assert "Nothing to be done" in again.stdout + again.stderr

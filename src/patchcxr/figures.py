@@ -49,3 +49,127 @@ def plot_segmentation_scores(scores_path: Path | str, out: Path | str) -> None:
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("Segmentation on held-out images")
     _save(fig, out)
+
+
+CLASS_ORDER = ["normal", "bacterial", "tb", "viral", "covid19", "viral_covid19"]
+CLASS_COLOURS = {
+    "normal": "#4c72b0",
+    "bacterial": "#dd8452",
+    "tb": "#55a868",
+    "viral": "#8172b3",
+    "covid19": "#c44e52",
+    "viral_covid19": "#c44e52",
+}
+
+
+def _stars(p: float) -> str:
+    if not p == p:  # NaN
+        return ""
+    return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else "ns"
+
+
+def plot_feature_boxes(
+    features_path: Path | str,
+    tests_path: Path | str,
+    out: Path | str,
+    features: tuple[str, ...] = ("intensity_mean", "intensity_std", "ctr", "intra_inter_ratio"),
+    reference: str = "covid19",
+    label: str = "label5",
+) -> None:
+    """Per-class box plots with the points, and significance marks against ``reference``
+    (Holm-adjusted Mann–Whitney over all images, from ``tests.tsv``) — the paper's marker
+    figure (§7.1)."""
+    df = pd.read_csv(features_path, sep="\t")
+    tests = pd.read_csv(tests_path, sep="\t")
+    tests = tests[(tests["scope"] == "all") & (tests["test"] == "mann-whitney")]
+    classes = [c for c in CLASS_ORDER if c in set(df[label].dropna())]
+    fig, axes = plt.subplots(1, len(features), figsize=(4.2 * len(features), 4), squeeze=False)
+    rng = __import__("numpy").random.default_rng(0)
+    for ax, feature in zip(axes[0], features, strict=True):
+        data = [df.loc[df[label] == c, feature].dropna().to_numpy() for c in classes]
+        ax.boxplot(data, tick_labels=classes, showfliers=False)
+        for i, (c, values) in enumerate(zip(classes, data, strict=True), start=1):
+            ax.scatter(i + rng.uniform(-0.15, 0.15, len(values)), values, s=8, alpha=0.6, color=CLASS_COLOURS[c])
+            if c == reference or reference not in classes:
+                continue
+            hit = tests[
+                (tests["feature"] == feature)
+                & (
+                    ((tests["group_a"] == c) & (tests["group_b"] == reference))
+                    | ((tests["group_a"] == reference) & (tests["group_b"] == c))
+                )
+            ]
+            if len(hit) and len(values):
+                ax.annotate(
+                    _stars(float(hit["p_holm"].iloc[0])),
+                    (i, 1.0),
+                    xycoords=("data", "axes fraction"),
+                    ha="center",
+                    va="bottom",
+                    fontsize=8,
+                )
+        ax.set_title(feature.replace("_", " "), pad=14)
+        ax.tick_params(axis="x", labelrotation=45, labelsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(f"Lung biomarkers per class (marks: Holm-adjusted Mann-Whitney vs {reference})", y=1.04)
+    _save(fig, out)
+
+
+def plot_ctr_scatter(features_path: Path | str, out: Path | str, label: str = "label5") -> None:
+    """Cardiothoracic ratio against the standard deviation of lung intensity, per class."""
+    df = pd.read_csv(features_path, sep="\t")
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    for c in [c for c in CLASS_ORDER if c in set(df[label].dropna())]:
+        part = df[df[label] == c]
+        ax.scatter(
+            part["ctr"], part["intensity_std"], s=14, alpha=0.7, label=f"{c} (n={len(part)})", color=CLASS_COLOURS[c]
+        )
+    ax.set_xlabel("cardiothoracic ratio")
+    ax.set_ylabel("std of lung intensity (preprocessed, 0-255)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    _save(fig, out)
+
+
+def plot_lung_histograms(hist_path: Path | str, out: Path | str) -> None:
+    """Lung-intensity distribution per source before and after the paper's preprocessing."""
+    df = pd.read_csv(hist_path, sep="\t")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, stage, title in zip(axes, ("before", "after"), ("min-max scaled", "equalised + gamma 0.5"), strict=True):
+        for source, part in df[df["stage"] == stage].groupby("source"):
+            centres = (part["bin_low"] + part["bin_high"]) / 2
+            ax.plot(centres, part["density"], label=source, lw=1.2)
+        ax.set_title(f"lung intensities, {title}")
+        ax.set_xlabel("grey level")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("share of lung pixels")
+    axes[1].legend(fontsize=7)
+    _save(fig, out)
+
+
+def plot_segmentation_examples(examples_path: Path | str, out: Path | str) -> None:
+    """The paper's Fig. 3: one row per class, images with heart and lung contours (the
+    images and masks named in ``examples.tsv``)."""
+    import numpy as np
+    from PIL import Image
+
+    df = pd.read_csv(examples_path, sep="\t").fillna("")
+    classes = [c for c in CLASS_ORDER if c in set(df["label5"])]
+    per = max([len(df[df["label5"] == c]) for c in classes], default=1)
+    fig, axes = plt.subplots(max(1, len(classes)), per, figsize=(2.6 * per, 2.6 * max(1, len(classes))), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for r, c in enumerate(classes):
+        for k, row in enumerate(df[df["label5"] == c].itertuples()):
+            img = Image.open(row.image_path)
+            scale = 256 / max(img.size)
+            size = (max(1, round(img.size[0] * scale)), max(1, round(img.size[1] * scale)))
+            ax = axes[r, k]
+            ax.imshow(np.asarray(img.convert("L").resize(size)), cmap="gray")
+            if row.mask_path:
+                lab = np.asarray(Image.open(row.mask_path).resize(size, Image.Resampling.NEAREST))
+                for value, colour in ((1, "red"), (2, "lime"), (3, "deepskyblue")):
+                    if (lab == value).any():
+                        ax.contour(lab == value, levels=[0.5], colors=colour, linewidths=0.8)
+            ax.set_title(f"{c}: {row.image_id.split('/', 1)[1][:18]}", fontsize=7)
+    _save(fig, out)

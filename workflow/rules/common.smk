@@ -170,6 +170,22 @@ def mask_shards(wildcards):
     return [f"results/masks/shards/{k}.tsv" for k in range(max(1, -(-n // size)))]
 
 
+def biomarker_shards(wildcards):
+    """Feature shards: one per mask-prediction shard."""
+    shards = [Path(p).stem for p in mask_shards(wildcards)]
+    return {
+        "features": [f"results/biomarkers/shards/{k}.tsv" for k in shards],
+        "histograms": [f"results/biomarkers/shards/{k}.hist.tsv" for k in shards],
+    }
+
+
+def biomarker_targets():
+    if not active_sources():
+        return []
+    figures = ["features", "ctr_scatter", "histograms", "examples"]
+    return ["results/biomarkers/tests.tsv"] + [f"results/biomarkers/figures/{f}.png" for f in figures]
+
+
 def segmentation_targets():
     if not active_sources():
         return []
@@ -190,4 +206,4 @@ def data_targets():
 
 def final_targets():
     """Targets of the default target; the list grows as stages land."""
-    return synthetic_targets() + data_targets() + segmentation_targets()
+    return synthetic_targets() + data_targets() + segmentation_targets() + biomarker_targets()

@@ -134,8 +134,6 @@ def predict_shard(
     block = manifest.iloc[shard * shard_size : (shard + 1) * shard_size]
     model, prep, dev = load_segmenter(model_path, device)
     out_dir = Path(out_dir)
-    (out_dir / "masks").mkdir(parents=True, exist_ok=True)
-    (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
     rows = []
     for start in range(0, len(block), batch_size):
         part = block.iloc[start : start + batch_size]
@@ -148,8 +146,11 @@ def predict_shard(
             labels = back_project(lab, px.shape[:2], prep.band(px, row.format))
             if cleanup:
                 labels = clean_up(labels)
-            stem = row.image_id.split("/", 1)[1]
-            mask_path, overlay_path = out_dir / "masks" / f"{stem}.png", out_dir / "overlays" / f"{stem}.png"
+            # image ids are <source>/<stem>: two sources may share a stem (two renditions)
+            mask_path, overlay_path = (
+                out_dir / "masks" / f"{row.image_id}.png",
+                out_dir / "overlays" / f"{row.image_id}.png",
+            )
             buf = io.BytesIO()
             Image.fromarray(labels).save(buf, format="PNG")
             atomic_write_bytes(mask_path, buf.getvalue())

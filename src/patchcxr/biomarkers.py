@@ -1,0 +1,490 @@
+"""Lung biomarkers and their statistical comparison across classes (method.md §7).
+
+The paper motivates its patch-based design with a statistical analysis of candidate
+biomarkers: lung morphology, mean and variance of lung intensity, and the cardiothoracic
+ratio (CTR); COVID-19 showed lower mean and (with viral pneumonia) higher variance of lung
+intensity, and an intra- versus inter-patch analysis suggested that the *global*
+distribution of intensity matters more than local texture. No public code implements it.
+
+Features (one row per image, :func:`image_features`) are computed on the preprocessed image
+(the paper's universal preprocessing, resized to ``size``) inside the lung mask — the
+source's ground-truth mask where it has one, the predicted one otherwise (recorded in
+``mask_source``):
+
+* ``lung_area_px`` (at the image's own resolution) and ``lung_area_mm2`` where the pixel
+  spacing is known (JSRT 0.175 mm at 2048², Montgomery 0.0875 mm at 4020×4892);
+* ``lung_thorax_ratio``: lung area over the area of the thorax box (widest extent of the
+  lungs × their height);
+* ``left_right_ratio``: left over right lung area;
+* ``intensity_mean``, ``intensity_std``, ``intensity_skew``, ``intensity_kurtosis`` of the
+  lung pixels (scipy.stats for the higher moments; kurtosis is Fisher's, 0 for a normal);
+* ``ctr``: widest horizontal extent of the heart over the widest extent of the thorax (from
+  the outer borders of the two lungs), the usual radiographic definition;
+* ``minmax_mean``, ``minmax_std``: the same statistics on the image only min-max scaled.
+  Histogram equalisation is rank-based: a shift or a spread of lung intensities that does
+  not change their rank among the other tissues leaves the equalised image unchanged, so
+  the paper's features cannot see it; these two can (the synthetic planted effects show
+  the difference, tests/test_biomarkers.py);
+* ``intra_patch_var`` (mean within-patch variance of lung intensity over ``patches`` random
+  lung-centred patches), ``inter_patch_var`` (variance of the patch means) and their ratio —
+  the paper's intra- versus inter-patch comparison.
+
+Statistics (:func:`compare_classes`) use scipy and statsmodels only.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+
+from patchcxr.preprocess import blank_band_start, preprocess
+from patchcxr.segmentation.data import read_png, resize_labels
+
+log = logging.getLogger(__name__)
+
+HEART, LEFT, RIGHT = 1, 2, 3
+#: native pixel spacing (mm) of sources whose films keep their original size
+PIXEL_SPACING = {("jsrt", 2048, 2048): 0.175, ("montgomery", 4892, 4020): 0.0875, ("montgomery", 4020, 4892): 0.0875}
+FEATURES = [
+    "lung_area_px",
+    "lung_area_mm2",
+    "lung_thorax_ratio",
+    "left_right_ratio",
+    "intensity_mean",
+    "intensity_std",
+    "intensity_skew",
+    "intensity_kurtosis",
+    "ctr",
+    "intra_patch_var",
+    "inter_patch_var",
+    "intra_inter_ratio",
+]
+#: the features compared across classes by default (the paper's four, and the patch analysis)
+TESTED = [
+    "intensity_mean",
+    "intensity_std",
+    "intensity_skew",
+    "intensity_kurtosis",
+    "ctr",
+    "lung_thorax_ratio",
+    "left_right_ratio",
+    "intra_patch_var",
+    "inter_patch_var",
+    "intra_inter_ratio",
+]
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """Config ``biomarkers``: analysis size, patch analysis, preprocessing."""
+
+    size: int = 1024
+    patch: int = 224
+    patches: int = 32
+    gamma: float = 0.5
+    crop_band: bool = True
+    seed: int = 2020
+
+
+def widest(mask: np.ndarray) -> int:
+    """The largest horizontal extent (columns, inclusive) of ``mask`` over its rows."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return 0
+    sub = mask[rows]
+    first = sub.argmax(axis=1)
+    last = sub.shape[1] - 1 - sub[:, ::-1].argmax(axis=1)
+    return int((last - first + 1).max())
+
+
+def geometry(labels: np.ndarray) -> dict[str, float]:
+    """Area and shape features of a label map at the image's own resolution."""
+    left, right, heart = labels == LEFT, labels == RIGHT, labels == HEART
+    lungs = left | right
+    area = int(lungs.sum())
+    out: dict[str, float] = {"lung_area_px": float(area)}
+    if area == 0:
+        return out | {"lung_thorax_ratio": np.nan, "left_right_ratio": np.nan, "ctr": np.nan}
+    rows = np.flatnonzero(lungs.any(axis=1))
+    cols = np.flatnonzero(lungs.any(axis=0))
+    thorax_width = float(cols[-1] - cols[0] + 1)  # outer border of one lung to that of the other
+    out["lung_thorax_ratio"] = area / ((rows[-1] - rows[0] + 1) * thorax_width)
+    out["left_right_ratio"] = float(left.sum()) / float(right.sum()) if right.any() else np.nan
+    out["ctr"] = widest(heart) / thorax_width if heart.any() else np.nan
+    return out
+
+
+def patch_stats(img: np.ndarray, lungs: np.ndarray, patch: int, n: int, rng: np.random.Generator) -> dict[str, float]:
+    """Intra- and inter-patch variance of lung intensity over ``n`` lung-centred patches."""
+    ys, xs = np.nonzero(lungs)
+    if ys.size == 0:
+        return {"intra_patch_var": np.nan, "inter_patch_var": np.nan, "intra_inter_ratio": np.nan}
+    half = patch // 2
+    means, variances = [], []
+    for i in rng.integers(0, ys.size, n):
+        y0, x0 = max(0, ys[i] - half), max(0, xs[i] - half)
+        window = img[y0 : y0 + patch, x0 : x0 + patch][lungs[y0 : y0 + patch, x0 : x0 + patch]]
+        if window.size > 1:
+            means.append(window.mean())
+            variances.append(window.var())
+    intra = float(np.mean(variances)) if variances else np.nan
+    inter = float(np.var(means)) if len(means) > 1 else np.nan
+    return {
+        "intra_patch_var": intra,
+        "inter_patch_var": inter,
+        "intra_inter_ratio": intra / inter if inter and not np.isnan(inter) else np.nan,
+    }
+
+
+def intensity_features(
+    img: np.ndarray, labels: np.ndarray, settings: FeatureSettings, rng: np.random.Generator
+) -> dict[str, float]:
+    """Lung intensity statistics of a preprocessed image and its label map (same size)."""
+    lungs = np.isin(labels, (LEFT, RIGHT))
+    values = img[lungs].astype(np.float64)
+    if values.size < 3:
+        return {
+            k: np.nan
+            for k in (
+                "intensity_mean",
+                "intensity_std",
+                "intensity_skew",
+                "intensity_kurtosis",
+                "intra_patch_var",
+                "inter_patch_var",
+                "intra_inter_ratio",
+            )
+        }
+    out = {
+        "intensity_mean": float(values.mean()),
+        "intensity_std": float(values.std(ddof=1)),
+        "intensity_skew": float(stats.skew(values)),
+        "intensity_kurtosis": float(stats.kurtosis(values)),
+    }
+    scale = settings.size / 1024  # the paper's patches are 224 px on 1024² images
+    return out | patch_stats(img, lungs, max(8, round(settings.patch * scale)), settings.patches, rng)
+
+
+def image_features(
+    pixels: np.ndarray,
+    fmt: str,
+    labels: np.ndarray,
+    heart_labels: np.ndarray | None,
+    settings: FeatureSettings,
+    seed: int,
+) -> dict[str, float]:
+    """Every feature of one image.
+
+    Args:
+        pixels: harmonised image.
+        fmt: source format (JSRT branch of the preprocessing).
+        labels: label map at the image's size (lungs from it).
+        heart_labels: a label map whose heart is used for the CTR when ``labels`` has none
+            (lung-only ground truth: the predicted heart), or ``None``.
+        seed: seed of the patch positions.
+    """
+    if heart_labels is not None and not (labels == HEART).any():
+        labels = np.where((heart_labels == HEART) & ~np.isin(labels, (LEFT, RIGHT)), HEART, labels).astype(np.uint8)
+    feats = geometry(labels)
+    cut = blank_band_start(pixels) if settings.crop_band and fmt != "jsrt" else None
+    px, lab = (pixels[:cut], labels[:cut]) if cut is not None else (pixels, labels)
+    img = preprocess(px, fmt, gamma=settings.gamma, size=settings.size)
+    small = resize_labels(lab, settings.size)
+    feats |= intensity_features(img, small, settings, np.random.default_rng([settings.seed, seed]))
+    plain = preprocess(px, fmt, size=settings.size, equalise=False)[np.isin(small, (LEFT, RIGHT))]
+    feats["minmax_mean"] = float(plain.mean()) if plain.size else np.nan
+    feats["minmax_std"] = float(plain.std(ddof=1)) if plain.size > 1 else np.nan
+    return feats
+
+
+def features_for(rows: pd.DataFrame, predicted: Mapping[str, str], settings: FeatureSettings) -> pd.DataFrame:
+    """Feature rows for manifest ``rows`` (ground-truth masks first, predicted otherwise);
+    ``label5``/``label4`` are taken from ``rows`` (the cohort's labels)."""
+    out = []
+    for i, row in enumerate(rows.itertuples()):
+        pixels = read_png(row.image_path)
+        pred_path = predicted.get(row.image_id, "")
+        truth = bool(row.mask_path) and str(row.has_lung_mask) == "1"
+        if not truth and not pred_path:
+            log.warning("%s: no mask (neither ground truth nor predicted); features left empty", row.image_id)
+            out.append({"image_id": row.image_id, "mask_source": "none"})
+            continue
+        labels = read_png(row.mask_path if truth else pred_path)
+        heart = read_png(pred_path) if truth and str(row.has_heart_mask) != "1" and pred_path else None
+        feats = image_features(pixels, row.format, labels, heart, settings, i)
+        h, w = pixels.shape[:2]
+        spacing = PIXEL_SPACING.get((row.format, h, w))
+        feats["lung_area_mm2"] = feats["lung_area_px"] * spacing**2 if spacing else np.nan
+        out.append(
+            {
+                "image_id": row.image_id,
+                "mask_source": "truth" if truth else "predicted",
+                "heart_source": "truth"
+                if str(row.has_heart_mask) == "1" and truth
+                else ("predicted" if pred_path else "none"),
+                **feats,
+            }
+        )
+        if (i + 1) % 25 == 0:
+            log.info("features: %d/%d images", i + 1, len(rows))
+    df = pd.DataFrame(out)
+    for col in ("mask_source", "heart_source", *FEATURES):
+        if col not in df:
+            df[col] = np.nan
+    meta = rows[["image_id", "source", "format", "patient_id", "view", "label5", "label4"]]
+    return meta.merge(df[["image_id", "mask_source", "heart_source", *FEATURES]], on="image_id", how="left")
+
+
+HIST_BINS = 64
+
+
+def lung_histogram_counts(
+    rows: pd.DataFrame, predicted: Mapping[str, str], settings: FeatureSettings, bins: int = HIST_BINS
+) -> pd.DataFrame:
+    """Counts of lung intensities per source, before (min-max scaling only) and after the
+    paper's preprocessing: what harmonisation does to the sources. Counts add up across
+    shards; :func:`histogram_density` normalises them."""
+    acc: dict[tuple[str, str], np.ndarray] = {}
+    edges = np.linspace(0, 255, bins + 1)
+    for row in rows.itertuples():
+        path = row.mask_path if str(row.has_lung_mask) == "1" else predicted.get(row.image_id, "")
+        if not path:
+            continue
+        pixels = read_png(row.image_path)
+        lungs = np.isin(resize_labels(read_png(path), settings.size), (LEFT, RIGHT))
+        for stage, equalise in (("before", False), ("after", True)):
+            img = preprocess(pixels, row.format, gamma=settings.gamma, size=settings.size, equalise=equalise)
+            counts, _ = np.histogram(img[lungs], bins=edges)
+            acc[(row.source, stage)] = acc.get((row.source, stage), np.zeros(bins, np.int64)) + counts
+    out = [
+        {"source": source, "stage": stage, "bin_low": edges[b], "bin_high": edges[b + 1], "count": int(c[b])}
+        for (source, stage), c in sorted(acc.items())
+        for b in range(bins)
+    ]
+    return pd.DataFrame(out, columns=["source", "stage", "bin_low", "bin_high", "count"])
+
+
+def histogram_density(counts: pd.DataFrame) -> pd.DataFrame:
+    """Sum shard counts and normalise per (source, stage) to a density per bin."""
+    total = counts.groupby(["source", "stage", "bin_low", "bin_high"], as_index=False)["count"].sum()
+    total["density"] = total["count"] / total.groupby(["source", "stage"])["count"].transform("sum").clip(lower=1)
+    return total
+
+
+# --------------------------------------------------------------------------- statistics
+TEST_COLUMNS = [
+    "feature",
+    "scope",
+    "test",
+    "group_a",
+    "group_b",
+    "n_a",
+    "n_b",
+    "statistic",
+    "p_value",
+    "p_holm",
+    "effect",
+    "effect_value",
+    "ci_low",
+    "ci_high",
+    "note",
+]
+
+
+def _row(feature: str, scope: str, test: str, **kw: Any) -> dict[str, Any]:
+    return {
+        "feature": feature,
+        "scope": scope,
+        "test": test,
+        "group_a": "",
+        "group_b": "",
+        "n_a": np.nan,
+        "n_b": np.nan,
+        "statistic": np.nan,
+        "p_value": np.nan,
+        "p_holm": np.nan,
+        "effect": "",
+        "effect_value": np.nan,
+        "ci_low": np.nan,
+        "ci_high": np.nan,
+        "note": "",
+    } | kw
+
+
+def _superiority(a: np.ndarray, b: np.ndarray, seed: int) -> tuple[float, float, float]:
+    """Probability of superiority P(A > B) + ½P(A = B) = U / (n_a n_b), from scipy's
+    Mann–Whitney U, with a 95 % bootstrap interval (scipy.stats.bootstrap, BCa)."""
+
+    def stat(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+        u = stats.mannwhitneyu(x, y, axis=axis).statistic
+        return u / (x.shape[axis] * y.shape[axis])
+
+    value = float(stat(a, b))
+    if len(a) < 3 or len(b) < 3:
+        return value, np.nan, np.nan
+    ci = stats.bootstrap((a, b), stat, n_resamples=999, vectorized=True, random_state=seed, method="percentile")
+    return value, float(ci.confidence_interval.low), float(ci.confidence_interval.high)
+
+
+def compare_groups(
+    values: Mapping[str, np.ndarray], feature: str, scope: str, seed: int = 0, min_n: int = 3
+) -> list[dict[str, Any]]:
+    """Omnibus and pairwise tests of one feature across classes.
+
+    Omnibus: Kruskal–Wallis, and one-way ANOVA with its assumption checks (Shapiro–Wilk per
+    group, Levene across groups; reported in ``note``). Pairwise: Mann–Whitney U (effect:
+    probability of superiority with a bootstrap CI) and Welch's t (effect: difference of
+    means with its t-based CI); Holm correction within each test family.
+    """
+    groups = {k: np.asarray(v, float)[~np.isnan(np.asarray(v, float))] for k, v in values.items()}
+    groups = {k: v for k, v in groups.items() if len(v) >= min_n}
+    rows: list[dict[str, Any]] = []
+    if len(groups) < 2:
+        return [_row(feature, scope, "none", note=f"fewer than two classes with >= {min_n} images")]
+    arrays = list(groups.values())
+    names = ",".join(groups)
+    kw = stats.kruskal(*arrays)
+    rows.append(
+        _row(
+            feature,
+            scope,
+            "kruskal-wallis",
+            group_a=names,
+            statistic=kw.statistic,
+            p_value=kw.pvalue,
+            n_a=sum(len(a) for a in arrays),
+        )
+    )
+    an = stats.f_oneway(*arrays)
+    normal = {k: stats.shapiro(v).pvalue for k, v in groups.items() if 3 <= len(v) <= 5000}
+    lev = stats.levene(*arrays).pvalue
+    note = "shapiro p: " + ", ".join(f"{k}={p:.3g}" for k, p in normal.items()) + f"; levene p={lev:.3g}"
+    rows.append(
+        _row(
+            feature,
+            scope,
+            "anova",
+            group_a=names,
+            statistic=an.statistic,
+            p_value=an.pvalue,
+            n_a=sum(len(a) for a in arrays),
+            note=note,
+        )
+    )
+    pairs = list(itertools.combinations(groups, 2))
+    for test in ("mann-whitney", "welch-t"):
+        block = []
+        for a, b in pairs:
+            x, y = groups[a], groups[b]
+            if test == "mann-whitney":
+                res = stats.mannwhitneyu(x, y, alternative="two-sided")
+                eff, lo, hi = _superiority(x, y, seed)
+                block.append(
+                    _row(
+                        feature,
+                        scope,
+                        test,
+                        group_a=a,
+                        group_b=b,
+                        n_a=len(x),
+                        n_b=len(y),
+                        statistic=res.statistic,
+                        p_value=res.pvalue,
+                        effect="P(a>b)",
+                        effect_value=eff,
+                        ci_low=lo,
+                        ci_high=hi,
+                    )
+                )
+            else:
+                res = stats.ttest_ind(x, y, equal_var=False)
+                ci = res.confidence_interval(0.95)
+                block.append(
+                    _row(
+                        feature,
+                        scope,
+                        test,
+                        group_a=a,
+                        group_b=b,
+                        n_a=len(x),
+                        n_b=len(y),
+                        statistic=res.statistic,
+                        p_value=res.pvalue,
+                        effect="mean(a)-mean(b)",
+                        effect_value=float(np.mean(x) - np.mean(y)),
+                        ci_low=float(ci.low),
+                        ci_high=float(ci.high),
+                    )
+                )
+        p = [r["p_value"] for r in block]
+        if p:
+            adjusted = multipletests(p, method="holm")[1]
+            for r, q in zip(block, adjusted, strict=True):
+                r["p_holm"] = float(q)
+        rows.extend(block)
+    return rows
+
+
+def compare_classes(
+    features: pd.DataFrame, tested: Sequence[str] = TESTED, label: str = "label5", seed: int = 0
+) -> pd.DataFrame:
+    """Tests across classes: over all images, within each source (source confounding), and
+    without AP-supine films (the paper's extra analysis of the scanning protocol)."""
+    df = features[features[label].astype(str) != ""]
+    scopes = [("all", df)]
+    scopes += [(f"source:{s}", part) for s, part in df.groupby("source")]
+    scopes.append(("without AP supine", df[df["view"].str.upper() != "AP SUPINE"]))
+    rows = []
+    for scope, part in scopes:
+        for feature in tested:
+            values = {str(k): g[feature].to_numpy(float) for k, g in part.groupby(label)}
+            rows.extend(compare_groups(values, feature, scope, seed))
+    return pd.DataFrame(rows, columns=TEST_COLUMNS)
+
+
+def shard_features(
+    manifest: pd.DataFrame,
+    cohort: pd.DataFrame,
+    qc: pd.DataFrame,
+    settings: FeatureSettings,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Features and histogram counts of the cohort images among ``qc``'s images (one
+    prediction shard), labelled as the cohort labels them."""
+    rows = manifest[manifest["image_id"].isin(qc["image_id"]) & manifest["image_id"].isin(cohort["image_id"])]
+    rows = rows.drop(columns=["label5", "label4"]).merge(cohort[["image_id", "label5", "label4"]], on="image_id")
+    predicted = dict(zip(qc["image_id"], qc["mask_path"], strict=True))
+    return features_for(rows, predicted, settings), lung_histogram_counts(rows, predicted, settings)
+
+
+def examples_per_class(
+    features: pd.DataFrame,
+    manifest: pd.DataFrame,
+    qc: pd.DataFrame,
+    per_class: int = 2,
+) -> pd.DataFrame:
+    """Images for the segmentation example grid (the paper's Fig. 3): the first
+    ``per_class`` images of each class (by id) with their predicted masks."""
+    pred = dict(zip(qc["image_id"], qc["mask_path"], strict=True))
+    paths = dict(zip(manifest["image_id"], manifest["image_path"], strict=True))
+    chosen = (
+        features[features["mask_source"].isin(["truth", "predicted"])]
+        .sort_values("image_id")
+        .groupby("label5")
+        .head(per_class)
+    )
+    return pd.DataFrame(
+        {
+            "label5": chosen["label5"],
+            "image_id": chosen["image_id"],
+            "image_path": chosen["image_id"].map(paths),
+            "mask_path": chosen["image_id"].map(pred),
+        }
+    )

@@ -1,0 +1,82 @@
+# Lung biomarkers and their statistics (patchcxr.biomarkers; issue 5): features per
+# prediction shard, joined; tests across classes; one rule per figure, from the tables.
+
+
+rule biomarker_features:
+    wildcard_constraints:
+        shard=r"\d+",
+    input:
+        manifest="results/data/manifest.tsv",
+        cohort="results/data/cohort.tsv",
+        qc="results/masks/shards/{shard}.tsv",
+    output:
+        features="results/biomarkers/shards/{shard}.tsv",
+        histograms="results/biomarkers/shards/{shard}.hist.tsv",
+    log:
+        "logs/biomarkers/features_{shard}.log",
+    params:
+        settings=canonical(config["biomarkers"]),
+        gamma=config["segmentation"]["gamma"],
+        crop_band=config["segmentation"]["crop_blank_band"],
+    conda:
+        "../../envs/stats.yaml"
+    script:
+        "../scripts/biomarker_features.py"
+
+
+rule collect_biomarkers:
+    input:
+        unpack(biomarker_shards),
+        manifest="results/data/manifest.tsv",
+        qc="results/masks/qc.tsv",
+    output:
+        features="results/biomarkers/features.tsv",
+        histograms="results/biomarkers/histograms.tsv",
+        examples="results/biomarkers/examples.tsv",
+    log:
+        "logs/biomarkers/collect.log",
+    conda:
+        "../../envs/stats.yaml"
+    script:
+        "../scripts/collect_biomarkers.py"
+
+
+rule test_biomarkers:
+    input:
+        features="results/biomarkers/features.tsv",
+    output:
+        "results/biomarkers/tests.tsv",
+    log:
+        "logs/biomarkers/tests.log",
+    params:
+        label=config["biomarkers"]["label"],
+        seed=config["biomarkers"]["seed"],
+    conda:
+        "../../envs/stats.yaml"
+    script:
+        "../scripts/test_biomarkers.py"
+
+
+rule plot_biomarker_figure:
+    wildcard_constraints:
+        figure="features|ctr_scatter|histograms|examples",
+    input:
+        features="results/biomarkers/features.tsv",
+        tests="results/biomarkers/tests.tsv",
+        histograms="results/biomarkers/histograms.tsv",
+        examples="results/biomarkers/examples.tsv",
+    output:
+        report(
+            "results/biomarkers/figures/{figure}.png",
+            caption="../report/biomarkers_{figure}.rst",
+            category="Biomarkers",
+        ),
+    log:
+        "logs/biomarkers/plot_{figure}.log",
+    params:
+        label=config["biomarkers"]["label"],
+        reference=config["biomarkers"]["reference"],
+    conda:
+        "../../envs/plot.yaml"
+    script:
+        "../scripts/plot_biomarkers.py"

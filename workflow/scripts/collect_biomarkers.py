@@ -1,0 +1,32 @@
+"""Rule collect_biomarkers: features.tsv, histograms.tsv and the example list."""
+
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from patchcxr.biomarkers import examples_per_class, histogram_density
+from patchcxr.data.harmonise import read_tsv
+from patchcxr.io import atomic_write_text
+from patchcxr.logs import setup_logging
+
+if TYPE_CHECKING:
+    from snakemake.script import snakemake
+
+
+def main(features: list[str], histograms: list[str], manifest: str, qc: str, outputs: dict[str, str], log: str) -> None:
+    setup_logging(log)
+    feats = pd.concat([pd.read_csv(p, sep="\t") for p in features], ignore_index=True).sort_values("image_id")
+    hist = histogram_density(pd.concat([pd.read_csv(p, sep="\t") for p in histograms], ignore_index=True))
+    examples = examples_per_class(feats, read_tsv(manifest), read_tsv(qc))
+    for df, key in ((feats, "features"), (hist, "histograms"), (examples, "examples")):
+        atomic_write_text(outputs[key], df.to_csv(sep="\t", index=False, lineterminator="\n", float_format="%.6g"))
+
+
+main(
+    list(snakemake.input.features),
+    list(snakemake.input.histograms),
+    snakemake.input.manifest,
+    snakemake.input.qc,
+    {k: snakemake.output[k] for k in ("features", "histograms", "examples")},
+    snakemake.log[0],
+)

@@ -1,0 +1,31 @@
+"""Rule plot_biomarker_figure: one biomarker figure, drawn from the tables."""
+
+from typing import TYPE_CHECKING
+
+from patchcxr import figures
+from patchcxr.logs import setup_logging
+
+if TYPE_CHECKING:
+    from snakemake.script import snakemake
+
+
+def main(figure: str, inputs: dict[str, str], label: str, reference: str, out: str, log: str) -> None:
+    setup_logging(log)
+    if figure == "features":
+        figures.plot_feature_boxes(inputs["features"], inputs["tests"], out, reference=reference, label=label)
+    elif figure == "ctr_scatter":
+        figures.plot_ctr_scatter(inputs["features"], out, label=label)
+    elif figure == "histograms":
+        figures.plot_lung_histograms(inputs["histograms"], out)
+    else:
+        figures.plot_segmentation_examples(inputs["examples"], out)
+
+
+main(
+    snakemake.wildcards.figure,
+    {k: snakemake.input[k] for k in ("features", "tests", "histograms", "examples")},
+    snakemake.params.label,
+    snakemake.params.reference,
+    snakemake.output[0],
+    snakemake.log[0],
+)
