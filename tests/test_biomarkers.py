@@ -107,3 +107,12 @@ def test_tests_table_covers_scopes_tests_and_holm() -> None:
     mw = t[(t["test"] == "mann-whitney") & (t["scope"] == "all") & (t["feature"] == "intensity_std")]
     assert (mw["p_holm"] >= mw["p_value"]).all()
     assert t.loc[t["test"] == "anova", "note"].str.contains("levene").all()
+
+
+def test_every_computed_feature_is_in_the_table_and_tested() -> None:
+    from patchcxr.biomarkers import FEATURES, TESTED
+
+    computed = phantom_features("normal", Effect(), 0)
+    assert set(FEATURES) - {"lung_area_mm2"} == set(computed)
+    assert set(TESTED) <= set(FEATURES)
+    assert {"minmax_mean", "minmax_std", "intensity_mean", "intensity_std", "ctr"} <= set(TESTED)

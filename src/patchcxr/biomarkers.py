@@ -66,6 +66,8 @@ FEATURES = [
     "intra_patch_var",
     "inter_patch_var",
     "intra_inter_ratio",
+    "minmax_mean",
+    "minmax_std",
 ]
 #: the features compared across classes by default (the paper's four, and the patch analysis)
 TESTED = [
@@ -79,6 +81,8 @@ TESTED = [
     "intra_patch_var",
     "inter_patch_var",
     "intra_inter_ratio",
+    "minmax_mean",
+    "minmax_std",
 ]
 
 
