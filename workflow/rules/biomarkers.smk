@@ -57,23 +57,83 @@ rule test_biomarkers:
         "../scripts/test_biomarkers.py"
 
 
-rule plot_biomarker_figure:
-    wildcard_constraints:
-        figure="features|ctr_scatter|histograms|examples",
+rule plot_biomarker_features:
     input:
         features="results/biomarkers/features.tsv",
         tests="results/biomarkers/tests.tsv",
-        histograms="results/biomarkers/histograms.tsv",
-        examples="results/biomarkers/examples.tsv",
     output:
         report(
-            "results/biomarkers/figures/{figure}.png",
-            caption="../report/biomarkers_{figure}.rst",
+            "results/biomarkers/figures/features.png",
+            caption="../report/biomarkers_features.rst",
             category="Biomarkers",
         ),
     log:
-        "logs/biomarkers/plot_{figure}.log",
+        "logs/biomarkers/plot_features.log",
     params:
+        figure="features",
+        label=config["biomarkers"]["label"],
+        reference=config["biomarkers"]["reference"],
+    conda:
+        "../../envs/plot.yaml"
+    script:
+        "../scripts/plot_biomarkers.py"
+
+
+rule plot_ctr_scatter:
+    input:
+        features="results/biomarkers/features.tsv",
+    output:
+        report(
+            "results/biomarkers/figures/ctr_scatter.png",
+            caption="../report/biomarkers_ctr_scatter.rst",
+            category="Biomarkers",
+        ),
+    log:
+        "logs/biomarkers/plot_ctr_scatter.log",
+    params:
+        figure="ctr_scatter",
+        label=config["biomarkers"]["label"],
+        reference=config["biomarkers"]["reference"],
+    conda:
+        "../../envs/plot.yaml"
+    script:
+        "../scripts/plot_biomarkers.py"
+
+
+rule plot_lung_histograms:
+    input:
+        histograms="results/biomarkers/histograms.tsv",
+    output:
+        report(
+            "results/biomarkers/figures/histograms.png",
+            caption="../report/biomarkers_histograms.rst",
+            category="Biomarkers",
+        ),
+    log:
+        "logs/biomarkers/plot_histograms.log",
+    params:
+        figure="histograms",
+        label=config["biomarkers"]["label"],
+        reference=config["biomarkers"]["reference"],
+    conda:
+        "../../envs/plot.yaml"
+    script:
+        "../scripts/plot_biomarkers.py"
+
+
+rule plot_segmentation_examples:
+    input:
+        examples="results/biomarkers/examples.tsv",
+    output:
+        report(
+            "results/biomarkers/figures/examples.png",
+            caption="../report/biomarkers_examples.rst",
+            category="Biomarkers",
+        ),
+    log:
+        "logs/biomarkers/plot_examples.log",
+    params:
+        figure="examples",
         label=config["biomarkers"]["label"],
         reference=config["biomarkers"]["reference"],
     conda:

@@ -1,4 +1,5 @@
-"""Rule plot_biomarker_figure: one biomarker figure, drawn from the tables."""
+"""Rules plot_biomarker_features, plot_ctr_scatter, plot_lung_histograms and
+plot_segmentation_examples: one biomarker figure each, drawn from the tables."""
 
 from typing import TYPE_CHECKING
 
@@ -22,8 +23,8 @@ def main(figure: str, inputs: dict[str, str], label: str, reference: str, out: s
 
 
 main(
-    snakemake.wildcards.figure,
-    {k: snakemake.input[k] for k in ("features", "tests", "histograms", "examples")},
+    snakemake.params.figure,
+    dict(snakemake.input.items()),
     snakemake.params.label,
     snakemake.params.reference,
     snakemake.output[0],
