@@ -251,3 +251,34 @@ def test_memory_efficient_dense_blocks_give_the_same_gradients() -> None:
         model(x).pow(2).mean().backward()
     for p, q in zip(a.parameters(), b.parameters(), strict=True):
         assert torch.equal(p.grad, q.grad)
+
+
+@pytest.mark.slow
+def test_training_is_tracked_in_mlflow(tmp_path: Path, seg_data: tuple[Path, Path]) -> None:
+    manifest, split = seg_data
+    tracking = {"enabled": True, "uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "test"}
+    train_segmentation(
+        manifest,
+        split,
+        "tiny",
+        {"arch": "unet", "base": 4, "depth": 3},
+        TRAIN | {"epochs": 2},
+        Preprocessing(size=64),
+        tmp_path / "m.pt",
+        tmp_path / "m.json",
+        tmp_path / "h.tsv",
+        tmp_path / "resume",
+        "cpu",
+        tracking,
+    )
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking["uri"])
+    runs = mlflow.search_runs(experiment_names=["test"])
+    assert len(runs) == 1 and runs.loc[0, "status"] == "FINISHED"
+    assert runs.loc[0, "tags.mlflow.runName"] == "segmentation-tiny-equalised"
+    assert runs.loc[0, "params.arch"] == "unet" and runs.loc[0, "params.train.lr"] == "0.003"
+    history = mlflow.MlflowClient().get_metric_history(runs.loc[0, "run_id"], "val_mean_jaccard")
+    assert [m.step for m in history] == [1, 2]
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(runs.loc[0, "run_id"])}
+    assert {"m.pt", "m.json", "h.tsv"} <= artifacts

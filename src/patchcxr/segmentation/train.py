@@ -170,9 +170,8 @@ def train_segmentation(
     resume_dir = Path(resume_dir)
     resume_dir.mkdir(parents=True, exist_ok=True)
     params = {**settings, "n_train": len(x_train), "n_val": len(x_val), "device": str(dev)}
-    with mlflow_run(
-        tracking or {"enabled": False}, f"segmentation-{model_name}", params, resume_dir / "mlflow_run_id"
-    ) as tracker:
+    run_name = f"segmentation-{model_name}-{'equalised' if prep.equalise else 'minmax'}"
+    with mlflow_run(tracking or {"enabled": False}, run_name, params, resume_dir / "mlflow_run_id") as tracker:
         trainer = Trainer(
             model,
             opt,
@@ -216,7 +215,7 @@ def train_segmentation(
         )
         write_metadata(out_metadata, metadata)
         if tracker is not None:
-            for path in (out_metadata, out_history):
+            for path in (out_model, out_metadata, out_history):
                 tracker.log_artifact(path)
     # the run is complete: its resume state is no longer needed
     for leftover in ("state.pt", "mlflow_run_id"):
