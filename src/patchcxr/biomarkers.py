@@ -390,44 +390,28 @@ def compare_groups(
             x, y = groups[a], groups[b]
             if test == "mann-whitney":
                 res = stats.mannwhitneyu(x, y, alternative="two-sided")
-                eff, lo, hi = _superiority(x, y, seed)
-                block.append(
-                    _row(
-                        feature,
-                        scope,
-                        test,
-                        group_a=a,
-                        group_b=b,
-                        n_a=len(x),
-                        n_b=len(y),
-                        statistic=res.statistic,
-                        p_value=res.pvalue,
-                        effect="P(a>b)",
-                        effect_value=eff,
-                        ci_low=lo,
-                        ci_high=hi,
-                    )
-                )
+                effect, (value, lo, hi) = "P(a>b)", _superiority(x, y, seed)
             else:
                 res = stats.ttest_ind(x, y, equal_var=False)
                 ci = res.confidence_interval(0.95)
-                block.append(
-                    _row(
-                        feature,
-                        scope,
-                        test,
-                        group_a=a,
-                        group_b=b,
-                        n_a=len(x),
-                        n_b=len(y),
-                        statistic=res.statistic,
-                        p_value=res.pvalue,
-                        effect="mean(a)-mean(b)",
-                        effect_value=float(np.mean(x) - np.mean(y)),
-                        ci_low=float(ci.low),
-                        ci_high=float(ci.high),
-                    )
+                effect, value, lo, hi = "mean(a)-mean(b)", float(np.mean(x) - np.mean(y)), float(ci.low), float(ci.high)
+            block.append(
+                _row(
+                    feature,
+                    scope,
+                    test,
+                    group_a=a,
+                    group_b=b,
+                    n_a=len(x),
+                    n_b=len(y),
+                    statistic=res.statistic,
+                    p_value=res.pvalue,
+                    effect=effect,
+                    effect_value=value,
+                    ci_low=lo,
+                    ci_high=hi,
                 )
+            )
         p = [r["p_value"] for r in block]
         if p:
             adjusted = multipletests(p, method="holm")[1]

@@ -318,6 +318,15 @@ class _Sink:
         )
 
 
+def _csv_bytes(columns: list[str], rows: list[dict[str, Any]]) -> bytes:
+    """A comma-separated metadata file as the sources ship them."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue().encode()
+
+
 def _tsv(columns: list[str], rows: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, columns, delimiter="\t", lineterminator="\n")
@@ -587,11 +596,7 @@ def write_kermany(params: Mapping[str, Any], out_dir: Path, gt_dir: Path) -> _Si
             finding=cat or "normal",
             shape=shape,
         )
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, CORONAHACK_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    sink.file("Chest_xray_Corona_Metadata.csv", buf.getvalue().encode())
+    sink.file("Chest_xray_Corona_Metadata.csv", _csv_bytes(CORONAHACK_COLUMNS, rows))
     return sink
 
 
@@ -710,11 +715,7 @@ def write_cohen(params: Mapping[str, Any], out_dir: Path, gt_dir: Path) -> _Sink
             age=age,
             shape=shape,
         )
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, COHEN_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    sink.file("covid-chestxray-dataset/metadata.csv", buf.getvalue().encode())
+    sink.file("covid-chestxray-dataset/metadata.csv", _csv_bytes(COHEN_COLUMNS, rows))
     return sink
 
 
