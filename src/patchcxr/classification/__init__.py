@@ -1,0 +1,1 @@
+"""Patch-based classification (method.md §5): patch sampling so far."""

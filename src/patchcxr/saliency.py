@@ -1,0 +1,95 @@
+"""Probabilistic Grad-CAM (method.md §6.2).
+
+For a masked 1024² image, target class ``c`` and K lung-centred patches ``x_k`` on windows
+``Ω_k``: the patch probability ``r_k = softmax(f(x_k))_c``, the patch Grad-CAM at ResNet-18
+``layer4``
+
+.. math::
+
+    g_k = \\mathrm{norm}\\big(\\mathrm{up}(\\mathrm{ReLU}(\\textstyle\\sum_f \\alpha_f A_f))\\big),
+    \\qquad \\alpha_f = \\mathrm{mean}_{ij} \\, \\partial y_c / \\partial A_{f,ij}
+
+(bilinear upsampling to the patch size, min-max normalisation to [0, 1], then resizing to
+the window's true size), and the global map
+
+.. math::
+
+    L^c(p) = \\frac{\\sum_k r_k\\, \\mathcal{U}_k(g_k)(p)}{\\sum_k \\mathbb{1}[p \\in \\Omega_k] + 10^{-7}}
+
+with ``U_k`` placing ``g_k`` on the image canvas. :func:`patch_gradcams` computes all K
+Grad-CAMs in **one** batched forward and backward pass (the model in eval mode, so samples
+do not interact); :func:`patch_gradcams_reference` is the plain per-patch loop it must equal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+
+def _layer_hook(model: nn.Module, layer: str) -> tuple[dict[str, torch.Tensor], torch.utils.hooks.RemovableHandle]:
+    store: dict[str, torch.Tensor] = {}
+
+    def hook(_module: nn.Module, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        out.retain_grad()
+        store["act"] = out
+
+    return store, dict(model.named_modules())[layer].register_forward_hook(hook)
+
+
+def _cams(act: torch.Tensor, grad: torch.Tensor, size: int) -> torch.Tensor:
+    weights = grad.mean(dim=(2, 3), keepdim=True)
+    cam = F.relu((weights * act).sum(dim=1, keepdim=True))
+    cam = F.interpolate(cam, size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+    lo = cam.amin(dim=(1, 2), keepdim=True)
+    hi = cam.amax(dim=(1, 2), keepdim=True)
+    return torch.where(hi > lo, (cam - lo) / (hi - lo).clamp_min(1e-12), torch.zeros_like(cam))
+
+
+def patch_gradcams(
+    model: nn.Module, patches: torch.Tensor, target: int, layer: str = "layer4"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grad-CAMs ``(K, S, S)`` in [0, 1] and class probabilities ``(K,)`` of K patches,
+    in one forward and one backward pass."""
+    if model.training:
+        raise ValueError("Grad-CAM needs the model in eval mode (batch norm must not mix patches)")
+    store, handle = _layer_hook(model, layer)
+    try:
+        with torch.enable_grad():
+            logits = model(patches)
+            logits[:, target].sum().backward()  # sample k's score depends only on sample k
+        act, grad = store["act"].detach(), store["act"].grad.detach()
+    finally:
+        handle.remove()
+    model.zero_grad(set_to_none=True)
+    probs = torch.softmax(logits.detach(), dim=1)[:, target]
+    return _cams(act, grad, patches.shape[-1]), probs
+
+
+def patch_gradcams_reference(
+    model: nn.Module, patches: torch.Tensor, target: int, layer: str = "layer4"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same, one patch at a time (what the official code does); for tests."""
+    cams, probs = [], []
+    for k in range(len(patches)):
+        c, p = patch_gradcams(model, patches[k : k + 1], target, layer)
+        cams.append(c[0])
+        probs.append(p[0])
+    return torch.stack(cams), torch.stack(probs)
+
+
+def aggregate(cams: torch.Tensor, probs: torch.Tensor, wins: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """The global map ``L^c`` on the image canvas from patch Grad-CAMs at their windows."""
+    num = torch.zeros(tuple(shape[:2]), dtype=torch.float64)
+    den = torch.zeros_like(num)
+    for cam, p, (top, left, bottom, right) in zip(cams, probs, wins.tolist(), strict=True):
+        size = (bottom - top, right - left)
+        if tuple(cam.shape) != size:  # a clipped border window: resize to its true size
+            cam = F.interpolate(cam[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
+        num[top:bottom, left:right] += float(p) * cam.double()
+        den[top:bottom, left:right] += 1.0
+    return (num / (den + 1e-7)).numpy()

@@ -1,0 +1,95 @@
+"""Patch sampling (method.md §5.3) and probabilistic Grad-CAM (§6.2)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torchvision.models import resnet18
+
+from patchcxr.classification.patches import extract, sample_centres, windows
+from patchcxr.saliency import aggregate, patch_gradcams, patch_gradcams_reference
+
+
+def ring_lung(size: int = 200) -> np.ndarray:
+    """An annulus: its bounding band contains many non-lung pixels (the centre hole)."""
+    yy, xx = np.mgrid[:size, :size]
+    r = np.hypot(yy - size / 2, xx - size / 2)
+    return (r > 40) & (r < 80)
+
+
+def test_joint_centres_always_lie_in_the_lung() -> None:
+    lung = ring_lung()
+    c = sample_centres(lung, 2000, np.random.default_rng(0), "joint")
+    assert lung[c[:, 0], c[:, 1]].all()
+
+
+def test_independent_centres_reproduce_the_official_quirk() -> None:
+    lung = ring_lung()
+    c = sample_centres(lung, 2000, np.random.default_rng(0), "independent")
+    inside = lung[c[:, 0], c[:, 1]].mean()
+    assert 0.3 < inside < 0.95  # many centres fall off the lung, inside its bounding band
+    rows, _ = np.nonzero(lung)
+    assert rows.min() <= c[:, 0].min() and c[:, 0].max() <= rows.max()
+
+
+def test_sampling_is_seeded_and_rejects_empty_masks() -> None:
+    lung = ring_lung()
+    a = sample_centres(lung, 10, np.random.default_rng(5))
+    b = sample_centres(lung, 10, np.random.default_rng(5))
+    assert np.array_equal(a, b)
+    with pytest.raises(ValueError, match="empty lung mask"):
+        sample_centres(np.zeros((10, 10), bool), 3, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("centre", [(0, 0), (5, 199), (199, 100), (100, 100)])
+def test_border_handling(centre: tuple[int, int]) -> None:
+    c = np.array([centre])
+    shifted = windows(c, (200, 200), 64, "shift")[0]
+    assert shifted[2] - shifted[0] == 64 and shifted[3] - shifted[1] == 64
+    assert shifted.min() >= 0 and shifted[2] <= 200 and shifted[3] <= 200
+    clipped = windows(c, (200, 200), 64, "clip")[0]
+    assert clipped.min() >= 0 and clipped[2] <= 200 and clipped[3] <= 200
+    assert clipped[0] <= centre[0] < clipped[2] and clipped[1] <= centre[1] < clipped[3]
+    img = torch.arange(200 * 200, dtype=torch.float32).reshape(1, 200, 200)
+    batch = extract(img, np.stack([shifted, clipped]), 64)
+    assert batch.shape == (2, 1, 64, 64)
+    t, l_, b, r = shifted
+    assert torch.equal(batch[0, 0], img[0, t:b, l_:r])  # a shifted window is an exact crop
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    m = resnet18(num_classes=4)
+    return m.eval()
+
+
+def test_batched_gradcam_equals_the_per_patch_reference(model: torch.nn.Module) -> None:
+    patches = torch.randn(6, 3, 64, 64)
+    cams, probs = patch_gradcams(model, patches, target=3)
+    ref_cams, ref_probs = patch_gradcams_reference(model, patches, target=3)
+    assert cams.shape == (6, 64, 64)
+    torch.testing.assert_close(probs, ref_probs, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(cams, ref_cams, rtol=1e-4, atol=1e-5)
+    assert float(cams.min()) >= 0 and float(cams.max()) <= 1
+
+
+def test_gradcam_refuses_train_mode() -> None:
+    m = resnet18(num_classes=2)
+    with pytest.raises(ValueError, match="eval mode"):
+        patch_gradcams(m.train(), torch.randn(2, 3, 32, 32), 0)
+
+
+def test_aggregate_is_the_probability_weighted_mean_over_coverage() -> None:
+    cams = torch.stack([torch.full((4, 4), 1.0), torch.full((4, 4), 0.5)])
+    probs = torch.tensor([0.8, 0.4])
+    wins = np.array([[0, 0, 4, 4], [2, 2, 6, 6]])
+    out = aggregate(cams, probs, wins, (8, 8))
+    assert out[0, 0] == pytest.approx(0.8, abs=1e-6)  # one patch: r·g
+    assert out[3, 3] == pytest.approx((0.8 * 1.0 + 0.4 * 0.5) / 2, abs=1e-6)  # two patches overlap
+    assert out[5, 5] == pytest.approx(0.2, abs=1e-6)
+    assert out[7, 7] == 0.0  # no coverage
+    # a clipped (smaller) window gets its Grad-CAM resized to its true size
+    small = aggregate(cams[:1], probs[:1], np.array([[0, 0, 2, 3]]), (4, 4))
+    assert small[:2, :3] == pytest.approx(np.full((2, 3), 0.8), abs=1e-6)
