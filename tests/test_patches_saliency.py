@@ -93,3 +93,39 @@ def test_aggregate_is_the_probability_weighted_mean_over_coverage() -> None:
     # a clipped (smaller) window gets its Grad-CAM resized to its true size
     small = aggregate(cams[:1], probs[:1], np.array([[0, 0, 2, 3]]), (4, 4))
     assert small[:2, :3] == pytest.approx(np.full((2, 3), 0.8), abs=1e-6)
+
+
+def test_vote_hard_majority_with_first_seen_ties_and_soft_mean() -> None:
+    from patchcxr.models.classifier import vote
+
+    probs = torch.tensor([[0.1, 0.6, 0.3], [0.1, 0.2, 0.7], [0.5, 0.4, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3]])
+    v = vote(probs)  # arg-maxes 1, 2, 0, 2, 1: a 2-2 tie between classes 1 and 2; 1 was seen first
+    assert int(v["hard"]) == 1 and v["votes"].tolist() == [1, 2, 2]
+    assert int(v["soft"]) == int(probs.mean(0).argmax())
+
+
+def test_resnet18_weights_are_checked_by_sha256(tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+
+    from torchvision.models import resnet18
+
+    from patchcxr.models.classifier import resnet18_classifier
+
+    state = resnet18(weights=None).state_dict()
+    plain = tmp_path / "weights.pth"
+    torch.save(state, plain)
+    digest = hashlib.sha256(plain.read_bytes()).hexdigest()
+    named = tmp_path / f"resnet18-{digest[:8]}.pth"
+    named.write_bytes(plain.read_bytes())
+    m = resnet18_classifier(4, named)  # torchvision-style name: the prefix is checked
+    assert m.fc.out_features == 4 and torch.equal(m.conv1.weight, state["conv1.weight"])
+    resnet18_classifier(5, plain, sha256=digest)
+    with pytest.raises(ValueError, match="does not match"):
+        resnet18_classifier(4, plain, sha256="0" * 64)
+    with pytest.raises(ValueError, match="give its sha256"):
+        resnet18_classifier(4, plain)
+    import logging
+
+    caplog.set_level(logging.WARNING)
+    resnet18_classifier(4)
+    assert "trains from scratch" in caplog.text

@@ -1,1 +1,1 @@
-"""Patch-based classification (method.md §5): patch sampling so far."""
+"""Patch-based classification (method.md §5): lung-centred patch sampling."""

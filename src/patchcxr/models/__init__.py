@@ -1,1 +1,1 @@
-"""Networks: segmentation (FC-DenseNet, U-Net)."""
+"""Networks: segmentation (FC-DenseNet, U-Net) and the ResNet-18 classifier."""
