@@ -1,0 +1,112 @@
+"""Classifier inputs and training mechanics (method.md §5)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from patchcxr.classification.data import InputSettings, build_inputs, load_input, masked_input
+from patchcxr.classification.train import (
+    ClassifierSettings,
+    balanced_weights,
+    make_batches,
+    predict_probs,
+    train_classifier,
+)
+from patchcxr.data.splits import classification_split
+from patchcxr.segmentation.data import read_png
+
+
+@pytest.fixture(scope="module")
+def inputs(synthetic_manifest: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Cached 256² inputs of the synthetic images with ground-truth masks, and a split."""
+    manifest, _, _ = synthetic_manifest
+    masked = manifest[(manifest["has_lung_mask"] == "1") & (manifest["label5"] != "")]
+    cohort = masked[["image_id", "label5", "label4", "patient_id", "source"]].assign(cohort_row="")
+    out = tmp_path_factory.mktemp("cls")
+    table = build_inputs(
+        manifest, cohort, masked[["image_id"]].assign(mask_path=""), out / "inputs", InputSettings(size=256)
+    )
+    table.to_csv(out / "inputs.tsv", sep="\t", index=False)
+    split = classification_split(cohort, {"train": 0.6, "val": 0.2, "test": 0.2}, 3)
+    split.to_csv(out / "split.tsv", sep="\t", index=False)
+    return out / "inputs.tsv", out / "split.tsv"
+
+
+def test_masked_input_is_zero_outside_the_lung() -> None:
+    pixels = np.random.default_rng(0).integers(1, 255, (300, 300)).astype(np.uint8)
+    labels = np.zeros((300, 300), np.uint8)
+    labels[50:250, 30:140], labels[50:250, 160:270] = 3, 2
+    img, lung = masked_input(pixels, "cohen", labels, InputSettings(size=128, crop_band=False))
+    assert img.shape == lung.shape == (128, 128) and img.dtype == np.uint8
+    assert (img[~lung] == 0).all() and img[lung].mean() > 50
+
+
+def test_inputs_are_cached_once_per_image(inputs: tuple[Path, Path]) -> None:
+    table = pd.read_csv(inputs[0], sep="\t")
+    assert len(table) and table["image_id"].is_unique and (table["mask_source"] == "truth").all()
+    img, lung = load_input(table["input_path"].iloc[0], table["lung_path"].iloc[0])
+    assert img.shape == (1, 256, 256) and lung.shape == (256, 256) and float(img[0][~lung].abs().max()) == 0
+
+
+def test_class_balanced_draws_on_imbalanced_training_data() -> None:
+    targets = np.array([0] * 90 + [1] * 10)
+    picks = torch.multinomial(
+        balanced_weights(targets, 2), 20000, replacement=True, generator=torch.Generator().manual_seed(0)
+    )
+    share = np.bincount(targets[picks.numpy()], minlength=2) / 20000
+    assert share == pytest.approx([0.5, 0.5], abs=0.02)
+
+
+def test_training_batches_are_patches_in_the_lung_and_seeded(inputs: tuple[Path, Path]) -> None:
+    table = pd.read_csv(inputs[0], sep="\t")
+    imgs, lungs = zip(
+        *(load_input(a, b) for a, b in zip(table["input_path"], table["lung_path"], strict=True)), strict=True
+    )
+    y = np.arange(len(table)) % 2
+    s = ClassifierSettings(patch=64, batch_size=4, flip=0.0, rotate=0)
+    batches = make_batches(list(imgs), list(lungs), y, 2, s, torch.device("cpu"))
+    first = [b[0] for b in batches(1)]
+    again = [b[0] for b in batches(1)]
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert first[0].shape == (4, 3, 64, 64)
+    assert not all(torch.equal(a, b) for a, b in zip(first, [b[0] for b in batches(2)], strict=False))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["local", "global"])
+def test_training_saves_a_model_that_votes(tmp_path: Path, inputs: tuple[Path, Path], mode: str) -> None:
+    s = ClassifierSettings(mode=mode, patch=64, batch_size=8, epochs=2, lr=1e-4, k_val=4, patience=None)
+    md = train_classifier(
+        str(inputs[0]),
+        str(inputs[1]),
+        s,
+        str(tmp_path / "m.pt"),
+        str(tmp_path / "m.json"),
+        str(tmp_path / "h.tsv"),
+        str(tmp_path / "resume"),
+        "cpu",
+    )
+    assert md["epochs_run"] == 2 and md["config"]["classifier"]["mode"] == mode
+    assert not (tmp_path / "resume" / "state.pt").exists()
+    from patchcxr.models.classifier import resnet18_classifier
+    from patchcxr.training import load_state
+
+    state = load_state(tmp_path / "m.pt")
+    model = resnet18_classifier(len(state["classes"]))
+    model.load_state_dict(state["state_dict"])
+    model.eval()
+    table = pd.read_csv(inputs[0], sep="\t")
+    img, lung = load_input(table["input_path"].iloc[0], table["lung_path"].iloc[0])
+    probs, wins = predict_probs(model, img, lung, s, 10, np.random.default_rng(0), torch.device("cpu"), batch=4)
+    assert probs.shape == ((10 if mode == "local" else 1), 4)
+    assert torch.allclose(probs.sum(1), torch.ones(len(probs)))
+    if mode == "local":  # 64-pixel windows that overlap the lung
+        lung_img = read_png(table["lung_path"].iloc[0]) > 0
+        assert all(lung_img[t:b, left:r].any() for t, left, b, r in wins.tolist())
+        assert ((wins[:, 2] - wins[:, 0]) == 64).all()
