@@ -26,6 +26,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/splits.smk"
 include: "workflow/rules/segmentation.smk"
 include: "workflow/rules/biomarkers.smk"
+include: "workflow/rules/classification.smk"
 
 
 # ----------------------------------------------------------------------------- target

@@ -95,6 +95,15 @@ def test_ci_workflow_runs_and_matches_the_package(tmp_path: Path, synthetic_tree
     assert {"kruskal-wallis", "anova", "mann-whitney", "welch-t"} <= set(tests["test"])
     for fig in ("features", "ctr_scatter", "histograms", "examples"):
         assert (tmp_path / "results" / "biomarkers" / "figures" / f"{fig}.png").stat().st_size > 1000
+    # classification: both classifiers trained, evaluated and compared
+    for model in ("local", "global"):
+        metrics = read_tsv(tmp_path / "results" / "evaluation" / model / "metrics.tsv")
+        assert {"precision", "recall", "f1", "specificity"} <= set(metrics["metric"])
+        predictions = read_tsv(tmp_path / "results" / "evaluation" / model / "predictions.tsv")
+        test_ids = read_tsv(tmp_path / "results" / "splits" / "classification.tsv").query("split == 'test'")["image_id"]
+        assert sorted(predictions["image_id"]) == sorted(test_ids)
+        assert (tmp_path / "results" / "evaluation" / model / "confusion.png").is_file()
+    assert (tmp_path / "results" / "evaluation" / "global_vs_local.tsv").is_file()
     # a second run has nothing to do
     again = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", "config/config.yaml", ".test/config.yaml")
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -173,3 +173,31 @@ def plot_segmentation_examples(examples_path: Path | str, out: Path | str) -> No
                         ax.contour(lab == value, levels=[0.5], colors=colour, linewidths=0.8)
             ax.set_title(f"{c}: {row.image_id.split('/', 1)[1][:18]}", fontsize=7)
     _save(fig, out)
+
+
+def plot_confusion(table_path: Path | str, out: Path | str) -> None:
+    """Confusion matrix: colour = share of the true class, text = count (share)."""
+    df = pd.read_csv(table_path, sep="\t")
+    names = list(dict.fromkeys(df["true"]))
+    frac = df.pivot(index="true", columns="predicted", values="row_fraction").loc[names, names]
+    count = df.pivot(index="true", columns="predicted", values="count").loc[names, names]
+    fig, ax = plt.subplots(figsize=(1.3 * len(names) + 2, 1.2 * len(names) + 1.5))
+    im = ax.imshow(frac.to_numpy(), cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            v = frac.iloc[i, j]
+            ax.text(
+                j,
+                i,
+                f"{int(count.iloc[i, j])}\n({v:.2f})",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if v > 0.6 else "black",
+            )
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true class")
+    _save(fig, out)

@@ -179,6 +179,21 @@ def biomarker_shards(wildcards):
     }
 
 
+def classifier_input_shards(wildcards):
+    """Classifier inputs: one table per mask-prediction shard."""
+    return [f"results/classification/inputs/{Path(p).stem}.tsv" for p in mask_shards(wildcards)]
+
+
+def classification_targets():
+    if not active_sources():
+        return []
+    models = config["classification"]["models"]
+    return (
+        expand("results/evaluation/{model}/{name}", model=models, name=["metrics.tsv", "confusion.png"])
+        + ["results/evaluation/global_vs_local.tsv"]
+    )
+
+
 def biomarker_targets():
     if not active_sources():
         return []
@@ -206,4 +221,6 @@ def data_targets():
 
 def final_targets():
     """Targets of the default target; the list grows as stages land."""
-    return synthetic_targets() + data_targets() + segmentation_targets() + biomarker_targets()
+    return (
+        synthetic_targets() + data_targets() + segmentation_targets() + biomarker_targets() + classification_targets()
+    )
