@@ -11,11 +11,11 @@ from patchcxr.classification.patches import extract, sample_centres, windows
 from patchcxr.saliency import aggregate, patch_gradcams, patch_gradcams_reference
 
 
-def ring_lung(size: int = 200) -> np.ndarray:
+def ring_lung(size: int = 200, grow: int = 0) -> np.ndarray:
     """An annulus: its bounding band contains many non-lung pixels (the centre hole)."""
     yy, xx = np.mgrid[:size, :size]
-    r = np.hypot(yy - size / 2, xx - size / 2)
-    return (r > 40) & (r < 80)
+    r = np.hypot(yy - size / 2, xx - size / 2) * 200 / size
+    return (r > 40 - grow) & (r < 80 + grow)
 
 
 def test_joint_centres_always_lie_in_the_lung() -> None:
@@ -129,3 +129,39 @@ def test_resnet18_weights_are_checked_by_sha256(tmp_path, caplog) -> None:  # ty
     caplog.set_level(logging.WARNING)
     resnet18_classifier(4)
     assert "trains from scratch" in caplog.text
+
+
+def test_pointing_game() -> None:
+    from patchcxr.saliency import pointing_hit
+
+    sal = np.zeros((50, 50))
+    sal[30, 12] = 1.0
+    assert pointing_hit(sal, np.array([[25, 10, 35, 20]]))
+    assert not pointing_hit(sal, np.array([[0, 0, 10, 10], [31, 12, 40, 20]]))
+
+
+def test_image_saliency_covers_the_lung_and_is_probability_weighted(model: torch.nn.Module) -> None:
+    from patchcxr.classification.train import ClassifierSettings
+    from patchcxr.saliency import image_saliency
+
+    lung = ring_lung(128)
+    img = torch.rand(1, 128, 128) * torch.from_numpy(lung)
+    s = ClassifierSettings(patch=32)
+    sal, probs = image_saliency(model, img, lung, s, 12, 3, np.random.default_rng(0), torch.device("cpu"), batch=5)
+    assert sal.shape == (128, 128) and probs.shape == (12,)
+    assert sal.min() >= 0 and sal.max() <= float(probs.max()) + 1e-6  # a coverage-mean of r_k g_k, g_k <= 1
+    assert sal[~ring_lung(128, grow=30)].max() == 0  # nothing far from any patch
+
+
+def test_lesion_boxes_follow_the_crop_and_resize(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from patchcxr.classification.infer import lesion_boxes_on_input
+
+    (tmp_path / "cohen").mkdir()
+    (tmp_path / "cohen" / "lesions.tsv").write_text(
+        "source\timage_id\tkind\tside\tx0\ty0\tx1\ty1\ncohen\tfilm\tnodule\tleft\t100\t50\t150\t90\n"
+    )
+    pixels = np.full((200, 400), 100, np.uint8)
+    pixels[160:] = 0  # a blank band: the input covers rows 0-159
+    boxes = lesion_boxes_on_input(tmp_path, "cohen/film", pixels, "cohen", 80, crop_band=True)
+    assert boxes.tolist() == [[25, 20, 45, 30]]  # y * 80/160, x * 80/400
+    assert lesion_boxes_on_input(tmp_path, "cohen/other", pixels, "cohen", 80, True).shape == (0, 4)

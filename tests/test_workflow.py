@@ -104,6 +104,9 @@ def test_ci_workflow_runs_and_matches_the_package(tmp_path: Path, synthetic_tree
         assert sorted(predictions["image_id"]) == sorted(test_ids)
         assert (tmp_path / "results" / "evaluation" / model / "confusion.png").is_file()
     assert (tmp_path / "results" / "evaluation" / "global_vs_local.tsv").is_file()
+    saliency = read_tsv(tmp_path / "results" / "saliency" / "local" / "saliency.tsv")
+    for image_id in saliency["image_id"]:
+        assert (tmp_path / "results" / "saliency" / "local" / "maps" / f"{image_id}.png").is_file()
     # a second run has nothing to do
     again = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", "config/config.yaml", ".test/config.yaml")
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -93,3 +93,56 @@ def aggregate(cams: torch.Tensor, probs: torch.Tensor, wins: np.ndarray, shape: 
         num[top:bottom, left:right] += float(p) * cam.double()
         den[top:bottom, left:right] += 1.0
     return (num / (den + 1e-7)).numpy()
+
+
+def image_saliency(
+    model: nn.Module,
+    img: torch.Tensor,
+    lung: np.ndarray,
+    settings: object,
+    k: int,
+    target: int,
+    rng: np.random.Generator,
+    device: torch.device,
+    batch: int = 25,
+) -> tuple[np.ndarray, torch.Tensor]:
+    """Probabilistic Grad-CAM of one masked input (1, S, S) for class ``target``: K patches
+    in chunks of ``batch`` (one forward and backward per chunk), aggregated on the canvas.
+
+    Returns the map (S, S) and the patch probabilities of ``target``.
+    """
+    from patchcxr.classification.data import to_network
+    from patchcxr.classification.train import image_batch
+
+    x, wins = image_batch(img, lung, settings, k, rng)  # type: ignore[arg-type]
+    cams, probs = [], []
+    for i in range(0, len(x), batch):
+        c, p = patch_gradcams(model, to_network(x[i : i + batch]).to(device), target)
+        cams.append(c.cpu())
+        probs.append(p.cpu())
+    return aggregate(torch.cat(cams), torch.cat(probs), wins, img.shape[-2:]), torch.cat(probs)
+
+
+def pointing_hit(saliency: np.ndarray, boxes: np.ndarray) -> bool:
+    """The pointing game: does the map's maximum fall inside one of the boxes
+    (``top, left, bottom, right``, end-exclusive)?"""
+    y, x = np.unravel_index(int(np.argmax(saliency)), saliency.shape)
+    return bool(any(t <= y < b and left <= x < r for t, left, b, r in boxes.tolist()))
+
+
+def overlay_png(img: np.ndarray, saliency: np.ndarray) -> bytes:
+    """The input in grey with the map in a jet colour scale on top (as the official code)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import colormaps
+    from PIL import Image
+
+    grey = (img - img.min()) / max(float(img.max() - img.min()), 1e-6)
+    heat = saliency / max(float(saliency.max()), 1e-12)
+    rgb = 0.55 * np.repeat(grey[..., None], 3, axis=2) + 0.45 * colormaps["jet"](heat)[..., :3]
+    buf = io.BytesIO()
+    Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()

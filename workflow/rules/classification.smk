@@ -139,3 +139,27 @@ rule compare_classifiers:
         "../../envs/data.yaml"
     script:
         "../scripts/compare_classifiers.py"
+
+
+rule compute_saliency:
+    input:
+        model="results/classification/local/model.pt",
+        inputs="results/classification/inputs.tsv",
+        split="results/splits/classification.tsv",
+        manifest="results/data/manifest.tsv",
+    output:
+        table="results/saliency/local/saliency.tsv",
+        files=directory("results/saliency/local/maps"),
+    log:
+        "logs/saliency/local.log",
+    params:
+        saliency=canonical(config["saliency"]),
+        crop_band=config["segmentation"]["crop_blank_band"],
+        seed=config["classification"]["train"]["seed"],
+    threads: 2
+    resources:
+        device="auto",
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/compute_saliency.py"

@@ -188,9 +188,11 @@ def classification_targets():
     if not active_sources():
         return []
     models = config["classification"]["models"]
+    saliency = ["results/saliency/local/saliency.tsv"] if "local" in models else []
     return (
         expand("results/evaluation/{model}/{name}", model=models, name=["metrics.tsv", "confusion.png"])
         + ["results/evaluation/global_vs_local.tsv"]
+        + saliency
     )
 
 

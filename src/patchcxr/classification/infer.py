@@ -4,6 +4,7 @@ per-image probabilities are kept."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from pathlib import Path
@@ -71,3 +72,84 @@ def predict_split(
         if (i + 1) % 25 == 0:
             log.info("predicted %d/%d images", i + 1, len(rows))
     return pd.DataFrame(out)
+
+
+def lesion_boxes_on_input(
+    truth_root: Path | str, image_id: str, pixels: np.ndarray, fmt: str, size: int, crop_band: bool
+) -> np.ndarray:
+    """Ground-truth lesion boxes of a synthetic image on its classifier input canvas
+    (after the blank-band crop and the resize to ``size``); empty when there are none."""
+    from patchcxr.preprocess import blank_band_start
+
+    source, stem = image_id.split("/", 1)
+    path = Path(truth_root) / source / "lesions.tsv"
+    if not path.is_file():
+        return np.zeros((0, 4), int)
+    les = read_tsv(path)
+    les = les[les["image_id"] == stem]
+    h, w = pixels.shape[:2]
+    cut = blank_band_start(pixels) if crop_band and fmt != "jsrt" else None
+    h = cut or h
+    sy, sx = size / h, size / w
+    boxes = [
+        [int(int(r.y0) * sy), int(int(r.x0) * sx), int(np.ceil(int(r.y1) * sy)), int(np.ceil(int(r.x1) * sx))]
+        for r in les.itertuples()
+    ]
+    return np.array(boxes, int).reshape(-1, 4)
+
+
+def saliency_for_split(
+    model_path: Path | str,
+    inputs_path: Path | str,
+    split_path: Path | str,
+    manifest_path: Path | str,
+    out_dir: Path | str,
+    k: int,
+    target: str,
+    max_images: int,
+    truth_root: str = "",
+    crop_band: bool = True,
+    device: str = "auto",
+    batch: int = 25,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Probabilistic Grad-CAM maps (``.npy``) and overlays (``.png``) of the test images of
+    class ``target`` (at most ``max_images``), with the pointing game where ground-truth
+    lesions are known (synthetic sources)."""
+    from patchcxr.io import atomic_write_bytes
+    from patchcxr.saliency import image_saliency, overlay_png, pointing_hit
+    from patchcxr.segmentation.data import read_png
+
+    model, settings, names, dev = load_classifier(model_path, device)
+    if target not in names:
+        raise ValueError(f"saliency target {target!r} is not one of the classifier's classes {names}")
+    inputs, split, manifest = read_tsv(inputs_path), read_tsv(split_path), read_tsv(manifest_path)
+    rows = inputs.merge(split[split["split"] == "test"][["image_id"]], on="image_id")
+    rows = rows[rows[settings.labels] == target].sort_values("image_id").head(max_images)
+    info = manifest.set_index("image_id")
+    out_dir = Path(out_dir)
+    out = []
+    for i, r in enumerate(rows.itertuples()):
+        img, lung = load_input(r.input_path, r.lung_path)
+        sal, probs = image_saliency(
+            model, img, lung, settings, k, names.index(target), np.random.default_rng([seed, i]), dev, batch
+        )
+        buf = io.BytesIO()
+        np.save(buf, sal.astype(np.float32))
+        atomic_write_bytes(out_dir / f"{r.image_id}.npy", buf.getvalue())
+        atomic_write_bytes(out_dir / f"{r.image_id}.png", overlay_png(img[0].numpy(), sal))
+        boxes = np.zeros((0, 4), int)
+        if truth_root:
+            m = info.loc[r.image_id]
+            boxes = lesion_boxes_on_input(
+                truth_root, r.image_id, read_png(m["image_path"]), m["format"], img.shape[-1], crop_band
+            )
+        out.append(
+            {
+                "image_id": r.image_id,
+                "mean_probability": float(probs.mean()),
+                "n_lesions": len(boxes),
+                "pointing_hit": int(pointing_hit(sal, boxes)) if len(boxes) else "",
+            }
+        )
+    return pd.DataFrame(out, columns=["image_id", "mean_probability", "n_lesions", "pointing_hit"])
