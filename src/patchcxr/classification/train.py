@@ -243,6 +243,7 @@ def train_classifier(
                 {
                     "arch": "resnet18",
                     "classes": names,
+                    "input_size": int(tr_img[0].shape[-1]),
                     "settings": json.dumps(asdict(settings)),
                     "state_dict": result.best_state,
                 }

@@ -1,0 +1,118 @@
+"""The ``patchcxr`` command.
+
+``patchcxr predict IMAGE...`` triages radiographs with trained models: decoding (PNG,
+JPEG or DICOM), the paper's preprocessing, lung segmentation, K-patch classification with
+a majority vote, and a probabilistic Grad-CAM overlay per image. Research software, not a
+medical device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+log = logging.getLogger("patchcxr.cli")
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from patchcxr.classification.data import InputSettings, masked_input
+    from patchcxr.classification.infer import load_classifier
+    from patchcxr.classification.train import predict_probs
+    from patchcxr.data.decode import DecodeError, decode
+    from patchcxr.io import atomic_write_bytes
+    from patchcxr.models.classifier import vote
+    from patchcxr.saliency import image_saliency, overlay_png
+    from patchcxr.segmentation.predict import back_project, load_segmenter
+    from patchcxr.segmentation.train import predict_batches
+    from patchcxr.training import load_state
+
+    torch.set_num_threads(args.threads)
+    segmenter, seg_prep, dev = load_segmenter(args.segmenter, args.device)
+    classifier, settings, names, _ = load_classifier(args.classifier, args.device)
+    size = int(load_state(args.classifier).get("input_size", 1024))
+    results, failures = [], 0
+    for path in args.images:
+        try:
+            decoded = decode(path)
+        except DecodeError as err:
+            print(f"{path}: cannot read: {err}", file=sys.stderr)
+            failures += 1
+            continue
+        pixels = decoded.pixels
+        x = torch.from_numpy(seg_prep.image(pixels, "")[None, None])
+        labels = back_project(predict_batches(segmenter, x, dev, 1)[0], pixels.shape[:2], seg_prep.band(pixels, ""))
+        img, lung = masked_input(
+            pixels, "", labels, InputSettings(size=size, gamma=seg_prep.gamma, crop_band=seg_prep.crop_band)
+        )
+        if not lung.any():
+            print(f"{path}: no lung found by the segmentation: no classification", file=sys.stderr)
+            failures += 1
+            continue
+        tensor = torch.from_numpy(img.astype(np.float32) / 255.0)[None]
+        rng = np.random.default_rng(args.seed)
+        probs, _ = predict_probs(classifier, tensor, lung, settings, args.k, rng, dev)
+        v = vote(probs)
+        decision = names[int(v["hard"] if args.vote == "hard" else v["soft"])]
+        target = args.target if args.target in names else decision
+        sal, _ = image_saliency(classifier, tensor, lung, settings, args.k, names.index(target), rng, dev)
+        overlay = Path(args.out) / f"{Path(path).stem}.saliency.png"
+        atomic_write_bytes(overlay, overlay_png(img.astype(np.float32), sal))
+        results.append(
+            {
+                "image": str(path),
+                "class": decision,
+                "vote": args.vote,
+                "k": len(probs),
+                "votes": {n: int(c) for n, c in zip(names, v["votes"].tolist(), strict=True)},
+                "probabilities": {n: round(float(p), 4) for n, p in zip(names, v["mean_prob"].tolist(), strict=True)},
+                "saliency_class": target,
+                "saliency_overlay": str(overlay),
+            }
+        )
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            probs_text = ", ".join(f"{n} {p:.2f}" for n, p in r["probabilities"].items())
+            print(f"{r['image']}: {r['class']} ({probs_text}); saliency: {r['saliency_overlay']}")
+    return 1 if failures else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="patchcxr", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("predict", help="triage radiographs with trained models (not for clinical use)")
+    p.add_argument("images", nargs="+", help="PNG, JPEG or DICOM files")
+    p.add_argument("--segmenter", required=True, help="a segmentation model.pt (results/segmentation/…)")
+    p.add_argument("--classifier", required=True, help="a local classifier model.pt (results/classification/local/)")
+    p.add_argument("--k", type=int, default=100, help="patches per image (paper: 100)")
+    p.add_argument("--vote", choices=["hard", "soft"], default="hard", help="majority vote (paper) or mean probability")
+    p.add_argument(
+        "--target",
+        default="viral_covid19",
+        help="class of the saliency map (default viral_covid19; a class the model lacks means the predicted class)",
+    )
+    p.add_argument("--out", default=".", help="folder of the saliency overlays")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, …")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0, help="seed of the patch positions")
+    p.add_argument("--json", action="store_true", help="print JSON instead of one line per image")
+    p.set_defaults(run=_predict)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""The triage command: ``patchcxr predict IMAGE...``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from patchcxr.classification.train import ClassifierSettings
+from patchcxr.io import atomic_write_bytes
+from patchcxr.models.classifier import resnet18_classifier
+from patchcxr.models.segmentation import UNet
+from patchcxr.segmentation.data import Preprocessing
+from patchcxr.training import state_to_bytes
+from tests.test_decode import _dicom
+
+
+def models(tmp: Path) -> tuple[Path, Path]:
+    """A segmenter that calls every pixel lung, and an untrained classifier."""
+    seg = UNet(base=4, depth=2)
+    with torch.no_grad():
+        seg.final.weight.zero_()
+        seg.final.bias.copy_(torch.tensor([0.0, 0.0, 5.0, 0.0]))
+    atomic_write_bytes(
+        tmp / "seg.pt",
+        state_to_bytes(
+            {
+                "arch": "unet",
+                "n_classes": 4,
+                "options": json.dumps({"base": 4, "depth": 2}),
+                "preprocessing": json.dumps(Preprocessing(size=64).__dict__),
+                "state_dict": seg.state_dict(),
+            }
+        ),
+    )
+    torch.manual_seed(0)
+    cls = resnet18_classifier(4)
+    atomic_write_bytes(
+        tmp / "cls.pt",
+        state_to_bytes(
+            {
+                "arch": "resnet18",
+                "classes": ["normal", "bacterial", "tb", "viral_covid19"],
+                "input_size": 128,
+                "settings": json.dumps(asdict(ClassifierSettings(patch=32))),
+                "state_dict": cls.state_dict(),
+            }
+        ),
+    )
+    return tmp / "seg.pt", tmp / "cls.pt"
+
+
+def test_predict_prints_classes_writes_overlays_and_reports_bad_files(tmp_path: Path) -> None:
+    seg, cls = models(tmp_path)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (150, 120), dtype=np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(rng.integers(0, 255, (90, 100), dtype=np.uint8)).convert("RGB").save(tmp_path / "b.jpg")
+    _dicom(tmp_path / "c.dcm", rng.integers(0, 4095, (80, 80)).astype(np.uint16), "MONOCHROME1")
+    (tmp_path / "bad.png").write_text("not an image")
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "patchcxr.cli",
+            "predict",
+            *(str(tmp_path / f) for f in ("a.png", "b.jpg", "c.dcm", "bad.png")),
+            "--segmenter",
+            str(seg),
+            "--classifier",
+            str(cls),
+            "--k",
+            "6",
+            "--json",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1  # one unreadable file
+    assert "bad.png: cannot read: not an image file" in proc.stderr
+    results = json.loads(proc.stdout)
+    assert [Path(r["image"]).name for r in results] == ["a.png", "b.jpg", "c.dcm"]
+    for r in results:
+        assert r["class"] in r["probabilities"] and sum(r["votes"].values()) == 6
+        assert abs(sum(r["probabilities"].values()) - 1) < 0.01
+        assert Path(r["saliency_overlay"]).is_file()
