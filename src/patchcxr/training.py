@@ -208,3 +208,31 @@ class Trainer:
                 log.info("no improvement for %d epochs: stopping at epoch %d", self.patience, epoch)
                 break
         return result
+
+
+def save_training(
+    result: TrainResult,
+    model_file: Mapping[str, Any],
+    metadata: Mapping[str, Any],
+    out_model: Path | str,
+    out_metadata: Path | str,
+    out_history: Path | str,
+    resume_dir: Path,
+    tracker: Any = None,
+) -> None:
+    """Write a finished training's model file (the best epoch's weights under
+    ``state_dict``), per-epoch history and metadata, log them to the tracker, and remove
+    the resume state, which a completed run no longer needs."""
+    import pandas as pd
+
+    from patchcxr.io import atomic_write_text
+    from patchcxr.tracking import write_metadata
+
+    atomic_write_bytes(out_model, state_to_bytes({**model_file, "state_dict": result.best_state}))
+    atomic_write_text(out_history, pd.DataFrame(result.history).to_csv(sep="\t", index=False, lineterminator="\n"))
+    write_metadata(out_metadata, metadata)
+    if tracker is not None:
+        for path in (out_model, out_metadata, out_history):
+            tracker.log_artifact(path)
+    for leftover in ("state.pt", "mlflow_run_id"):
+        (resume_dir / leftover).unlink(missing_ok=True)

@@ -54,22 +54,27 @@ def _made_by_workflow(path):
 
 
 def check_sources():
-    """Fail early on sources that cannot work: JSRT/SCR need a registered local copy, and a
-    source's `masks` must name another source."""
+    """Configuration errors that stop the workflow at once: a source's `masks` must name
+    another enabled source."""
     for name in active_sources():
-        spec = config["sources"][name]
-        fmt = spec["format"]
-        if fmt in REGISTRATION:
-            path = spec.get("path")
-            if not path or not (Path(path).is_dir() or _made_by_workflow(path)):
-                raise WorkflowError(
-                    f"source {name!r} cannot be downloaded without registration. "
-                    f"{REGISTRATION[fmt]}, then put them in {path or 'a folder'} "
-                    f"and set sources.{name}.path to it."
-                )
-        masks = spec.get("masks")
+        masks = config["sources"][name].get("masks")
         if masks and masks not in active_sources():
             raise WorkflowError(f"sources.{name}.masks names {masks!r}, which is not an enabled source")
+
+
+def check_registration(name):
+    """JSRT and SCR need a registered local copy: stop with where to register and where to
+    put the files (checked when the DAG is built, so `--lint` still works)."""
+    spec = config["sources"][name]
+    fmt = spec["format"]
+    if fmt in REGISTRATION:
+        path = spec.get("path")
+        if not path or not (Path(path).is_dir() or _made_by_workflow(path)):
+            raise WorkflowError(
+                f"source {name!r} cannot be downloaded without registration. "
+                f"{REGISTRATION[fmt]}, then put them in {path or 'a folder'} "
+                f"and set sources.{name}.path to it."
+            )
 
 
 check_sources()
@@ -95,6 +100,9 @@ def download_specs():
 def index_inputs(wildcards):
     """The source folder, and for JSRT the folder of its SCR masks."""
     spec = config["sources"][wildcards.source]
+    check_registration(wildcards.source)
+    if spec.get("masks"):
+        check_registration(spec["masks"])
     inputs = {"root": source_root(wildcards.source)}
     if spec.get("masks"):
         inputs["masks"] = source_root(spec["masks"])

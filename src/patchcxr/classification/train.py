@@ -175,11 +175,10 @@ def train_classifier(
     from sklearn.metrics import f1_score
 
     from patchcxr.data.harmonise import read_tsv
-    from patchcxr.io import atomic_write_bytes, atomic_write_text
     from patchcxr.models.classifier import resnet18_classifier
     from patchcxr.segmentation.train import fingerprint
-    from patchcxr.tracking import artefact_metadata, mlflow_run, write_metadata
-    from patchcxr.training import Trainer, resolve_device, seed_everything, state_to_bytes
+    from patchcxr.tracking import artefact_metadata, mlflow_run
+    from patchcxr.training import Trainer, resolve_device, save_training, seed_everything
 
     inputs, split = read_tsv(inputs_path), read_tsv(split_path)
     names = class_names(settings.labels)
@@ -237,21 +236,6 @@ def train_classifier(
             patience=settings.patience,
             tracker=tracker,
         ).fit()
-        atomic_write_bytes(
-            out_model,
-            state_to_bytes(
-                {
-                    "arch": "resnet18",
-                    "classes": names,
-                    "input_size": int(tr_img[0].shape[-1]),
-                    "settings": json.dumps(asdict(settings)),
-                    "state_dict": result.best_state,
-                }
-            ),
-        )
-        import pandas as pd
-
-        atomic_write_text(out_history, pd.DataFrame(result.history).to_csv(sep="\t", index=False, lineterminator="\n"))
         metadata = artefact_metadata(
             cfg,
             {"inputs": inputs_path, "classification_split": split_path},
@@ -262,10 +246,11 @@ def train_classifier(
             n_val=len(va_y),
             device=str(dev),
         )
-        write_metadata(out_metadata, metadata)
-        if tracker is not None:
-            for path in (out_model, out_metadata, out_history):
-                tracker.log_artifact(path)
-    for leftover in ("state.pt", "mlflow_run_id"):
-        (resume / leftover).unlink(missing_ok=True)
+        model_file = {
+            "arch": "resnet18",
+            "classes": names,
+            "input_size": int(tr_img[0].shape[-1]),
+            "settings": json.dumps(asdict(settings)),
+        }
+        save_training(result, model_file, metadata, out_model, out_metadata, out_history, resume, tracker)
     return metadata

@@ -18,16 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F  # noqa: N812 (PyTorch convention)
 
-from patchcxr.io import atomic_write_bytes, atomic_write_text
 from patchcxr.models.segmentation import build_segmentation_model, count_parameters
 from patchcxr.segmentation.data import BG_OR_HEART, N_CLASSES, Preprocessing, load_examples, split_rows
 from patchcxr.segmentation.metrics import mean_jaccard
-from patchcxr.tracking import artefact_metadata, mlflow_run, write_metadata
-from patchcxr.training import Trainer, resolve_device, seed_everything, state_to_bytes
+from patchcxr.tracking import artefact_metadata, mlflow_run
+from patchcxr.training import Trainer, resolve_device, save_training, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -188,20 +186,6 @@ def train_segmentation(
             tracker=tracker,
         )
         result = trainer.fit()
-        atomic_write_bytes(
-            out_model,
-            state_to_bytes(
-                {
-                    "arch": arch,
-                    "options": json.dumps(options),
-                    "n_classes": N_CLASSES,
-                    "preprocessing": json.dumps(prep.__dict__),
-                    "state_dict": result.best_state,
-                }
-            ),
-        )
-        history = pd.DataFrame(result.history)
-        atomic_write_text(out_history, history.to_csv(sep="\t", index=False, lineterminator="\n"))
         metadata = artefact_metadata(
             settings,
             {"manifest": manifest_path, "segmentation_split": split_path},
@@ -213,12 +197,12 @@ def train_segmentation(
             n_val=len(x_val),
             device=str(dev),
         )
-        write_metadata(out_metadata, metadata)
-        if tracker is not None:
-            for path in (out_model, out_metadata, out_history):
-                tracker.log_artifact(path)
-    # the run is complete: its resume state is no longer needed
-    for leftover in ("state.pt", "mlflow_run_id"):
-        (resume_dir / leftover).unlink(missing_ok=True)
+        model_file = {
+            "arch": arch,
+            "options": json.dumps(options),
+            "n_classes": N_CLASSES,
+            "preprocessing": json.dumps(prep.__dict__),
+        }
+        save_training(result, model_file, metadata, out_model, out_metadata, out_history, resume_dir, tracker)
     log.info("best epoch %d: val mean Jaccard %.4f", result.best_epoch, result.best_score)
     return metadata
