@@ -115,7 +115,8 @@ def saliency_for_split(
 ) -> pd.DataFrame:
     """Probabilistic Grad-CAM maps (``.npy``) and overlays (``.png``) of the test images of
     class ``target`` (at most ``max_images``), with the pointing game where ground-truth
-    lesions are known (synthetic sources)."""
+    lesions are known (synthetic sources): the map's maximum *within the lung* (the input
+    is zero elsewhere) must fall in a lesion box."""
     from patchcxr.io import atomic_write_bytes
     from patchcxr.saliency import image_saliency, overlay_png, pointing_hit
     from patchcxr.segmentation.data import read_png
@@ -149,7 +150,7 @@ def saliency_for_split(
                 "image_id": r.image_id,
                 "mean_probability": float(probs.mean()),
                 "n_lesions": len(boxes),
-                "pointing_hit": int(pointing_hit(sal, boxes)) if len(boxes) else "",
+                "pointing_hit": int(pointing_hit(np.where(lung, sal, -1.0), boxes)) if len(boxes) else "",
             }
         )
     return pd.DataFrame(out, columns=["image_id", "mean_probability", "n_lesions", "pointing_hit"])
