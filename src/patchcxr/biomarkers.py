@@ -184,6 +184,7 @@ def image_features(
     heart_labels: np.ndarray | None,
     settings: FeatureSettings,
     seed: int,
+    lung_pixels: dict[str, np.ndarray] | None = None,
 ) -> dict[str, float]:
     """Every feature of one image.
 
@@ -194,6 +195,9 @@ def image_features(
         heart_labels: a label map whose heart is used for the CTR when ``labels`` has none
             (lung-only ground truth: the predicted heart), or ``None``.
         seed: seed of the patch positions.
+        lung_pixels: when given, filled with the lung intensities of the analysis images,
+            ``before`` (min-max scaled) and ``after`` (the paper's preprocessing), for the
+            per-source histograms — computed here once, not again.
     """
     if heart_labels is not None and not (labels == HEART).any():
         labels = np.where((heart_labels == HEART) & ~np.isin(labels, (LEFT, RIGHT)), HEART, labels).astype(np.uint8)
@@ -203,15 +207,25 @@ def image_features(
     img = preprocess(px, fmt, gamma=settings.gamma, size=settings.size)
     small = resize_labels(lab, settings.size)
     feats |= intensity_features(img, small, settings, np.random.default_rng([settings.seed, seed]))
-    plain = preprocess(px, fmt, size=settings.size, equalise=False)[np.isin(small, (LEFT, RIGHT))]
+    lungs = np.isin(small, (LEFT, RIGHT))
+    plain = preprocess(px, fmt, size=settings.size, equalise=False)[lungs]
+    if lung_pixels is not None:
+        lung_pixels["before"], lung_pixels["after"] = plain, img[lungs]
     feats["minmax_mean"] = float(plain.mean()) if plain.size else np.nan
     feats["minmax_std"] = float(plain.std(ddof=1)) if plain.size > 1 else np.nan
     return feats
 
 
-def features_for(rows: pd.DataFrame, predicted: Mapping[str, str], settings: FeatureSettings) -> pd.DataFrame:
+def features_for(
+    rows: pd.DataFrame,
+    predicted: Mapping[str, str],
+    settings: FeatureSettings,
+    histograms: dict[tuple[str, str], np.ndarray] | None = None,
+) -> pd.DataFrame:
     """Feature rows for manifest ``rows`` (ground-truth masks first, predicted otherwise);
-    ``label5``/``label4`` are taken from ``rows`` (the cohort's labels)."""
+    ``label5``/``label4`` are taken from ``rows`` (the cohort's labels). With
+    ``histograms``, the per-source lung-intensity counts are added to it in the same pass
+    (:func:`add_histograms`)."""
     out = []
     for i, row in enumerate(rows.itertuples()):
         pixels = read_png(row.image_path)
@@ -223,7 +237,10 @@ def features_for(rows: pd.DataFrame, predicted: Mapping[str, str], settings: Fea
             continue
         labels = read_png(row.mask_path if truth else pred_path)
         heart = read_png(pred_path) if truth and str(row.has_heart_mask) != "1" and pred_path else None
-        feats = image_features(pixels, row.format, labels, heart, settings, i)
+        values: dict[str, np.ndarray] = {}
+        feats = image_features(pixels, row.format, labels, heart, settings, i, values)
+        if histograms is not None:
+            add_histograms(histograms, row.source, values)
         h, w = pixels.shape[:2]
         spacing = PIXEL_SPACING.get((row.format, h, w))
         feats["lung_area_mm2"] = feats["lung_area_px"] * spacing**2 if spacing else np.nan
@@ -250,28 +267,24 @@ def features_for(rows: pd.DataFrame, predicted: Mapping[str, str], settings: Fea
 HIST_BINS = 64
 
 
-def lung_histogram_counts(
-    rows: pd.DataFrame, predicted: Mapping[str, str], settings: FeatureSettings, bins: int = HIST_BINS
-) -> pd.DataFrame:
-    """Counts of lung intensities per source, before (min-max scaling only) and after the
-    paper's preprocessing: what harmonisation does to the sources. Counts add up across
-    shards; :func:`histogram_density` normalises them."""
-    acc: dict[tuple[str, str], np.ndarray] = {}
-    edges = np.linspace(0, 255, bins + 1)
-    for row in rows.itertuples():
-        path = row.mask_path if str(row.has_lung_mask) == "1" else predicted.get(row.image_id, "")
-        if not path:
-            continue
-        pixels = read_png(row.image_path)
-        lungs = np.isin(resize_labels(read_png(path), settings.size), (LEFT, RIGHT))
-        for stage, equalise in (("before", False), ("after", True)):
-            img = preprocess(pixels, row.format, gamma=settings.gamma, size=settings.size, equalise=equalise)
-            counts, _ = np.histogram(img[lungs], bins=edges)
-            acc[(row.source, stage)] = acc.get((row.source, stage), np.zeros(bins, np.int64)) + counts
+HIST_EDGES = np.linspace(0, 255, HIST_BINS + 1)
+
+
+def add_histograms(acc: dict[tuple[str, str], np.ndarray], source: str, values: Mapping[str, np.ndarray]) -> None:
+    """Add one image's lung intensities, ``before`` (min-max scaling only) and ``after``
+    the paper's preprocessing, to the per-source counts in ``acc``."""
+    for stage, v in values.items():
+        counts, _ = np.histogram(v, bins=HIST_EDGES)
+        acc[(source, stage)] = acc.get((source, stage), np.zeros(HIST_BINS, np.int64)) + counts
+
+
+def histogram_table(acc: Mapping[tuple[str, str], np.ndarray]) -> pd.DataFrame:
+    """Counts of lung intensities per source and stage (what harmonisation does to the
+    sources). Counts add up across shards; :func:`histogram_density` normalises them."""
     out = [
-        {"source": source, "stage": stage, "bin_low": edges[b], "bin_high": edges[b + 1], "count": int(c[b])}
+        {"source": source, "stage": stage, "bin_low": HIST_EDGES[b], "bin_high": HIST_EDGES[b + 1], "count": int(c[b])}
         for (source, stage), c in sorted(acc.items())
-        for b in range(bins)
+        for b in range(HIST_BINS)
     ]
     return pd.DataFrame(out, columns=["source", "stage", "bin_low", "bin_high", "count"])
 
@@ -449,7 +462,9 @@ def shard_features(
     rows = manifest[manifest["image_id"].isin(qc["image_id"]) & manifest["image_id"].isin(cohort["image_id"])]
     rows = rows.drop(columns=["label5", "label4"]).merge(cohort[["image_id", "label5", "label4"]], on="image_id")
     predicted = dict(zip(qc["image_id"], qc["mask_path"], strict=True))
-    return features_for(rows, predicted, settings), lung_histogram_counts(rows, predicted, settings)
+    histograms: dict[tuple[str, str], np.ndarray] = {}
+    features = features_for(rows, predicted, settings, histograms)
+    return features, histogram_table(histograms)
 
 
 def examples_per_class(

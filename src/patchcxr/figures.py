@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from patchcxr.io import atomic_write_bytes
@@ -84,7 +85,7 @@ def plot_feature_boxes(
     tests = tests[(tests["scope"] == "all") & (tests["test"] == "mann-whitney")]
     classes = [c for c in CLASS_ORDER if c in set(df[label].dropna())]
     fig, axes = plt.subplots(1, len(features), figsize=(4.2 * len(features), 4), squeeze=False)
-    rng = __import__("numpy").random.default_rng(0)
+    rng = np.random.default_rng(0)
     for ax, feature in zip(axes[0], features, strict=True):
         data = [df.loc[df[label] == c, feature].dropna().to_numpy() for c in classes]
         ax.boxplot(data, tick_labels=classes, showfliers=False)
@@ -150,7 +151,6 @@ def plot_lung_histograms(hist_path: Path | str, out: Path | str) -> None:
 def plot_segmentation_examples(examples_path: Path | str, out: Path | str) -> None:
     """The paper's Fig. 3: one row per class, images with heart and lung contours (the
     images and masks named in ``examples.tsv``)."""
-    import numpy as np
     from PIL import Image
 
     df = pd.read_csv(examples_path, sep="\t").fillna("")
