@@ -4,6 +4,7 @@ per-image probabilities are kept."""
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -74,6 +75,14 @@ def predict_split(
     return pd.DataFrame(out)
 
 
+@functools.lru_cache(maxsize=16)
+def _lesions(path: str) -> pd.DataFrame:
+    """A source's lesion table, read once however many of its images are mapped."""
+    if not Path(path).is_file():
+        return pd.DataFrame(columns=["image_id", "x0", "y0", "x1", "y1"])
+    return read_tsv(path)
+
+
 def lesion_boxes_on_input(
     truth_root: Path | str, image_id: str, pixels: np.ndarray, fmt: str, size: int, crop_band: bool
 ) -> np.ndarray:
@@ -82,10 +91,7 @@ def lesion_boxes_on_input(
     from patchcxr.preprocess import blank_band_start
 
     source, stem = image_id.split("/", 1)
-    path = Path(truth_root) / source / "lesions.tsv"
-    if not path.is_file():
-        return np.zeros((0, 4), int)
-    les = read_tsv(path)
+    les = _lesions(str(Path(truth_root) / source / "lesions.tsv"))
     les = les[les["image_id"] == stem]
     h, w = pixels.shape[:2]
     cut = blank_band_start(pixels) if crop_band and fmt != "jsrt" else None
