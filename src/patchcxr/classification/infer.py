@@ -104,6 +104,20 @@ def lesion_boxes_on_input(
     return np.array(boxes, int).reshape(-1, 4)
 
 
+#: one row per test image of the saliency target; boxes ``top,left,bottom,right`` on the
+#: input canvas separated by ``;``; the peak is the map's maximum within the lung
+SALIENCY_COLUMNS = [
+    "image_id",
+    "overlay",
+    "mean_probability",
+    "peak_row",
+    "peak_col",
+    "n_lesions",
+    "lesion_boxes",
+    "pointing_hit",
+]
+
+
 def saliency_for_split(
     model_path: Path | str,
     inputs_path: Path | str,
@@ -151,12 +165,18 @@ def saliency_for_split(
             boxes = lesion_boxes_on_input(
                 truth_root, r.image_id, read_png(m["image_path"]), m["format"], img.shape[-1], crop_band
             )
+        inside = np.where(lung, sal, -1.0)
+        peak = np.unravel_index(int(np.argmax(inside)), inside.shape)
         out.append(
             {
                 "image_id": r.image_id,
+                "overlay": str(out_dir / f"{r.image_id}.png"),
                 "mean_probability": float(probs.mean()),
+                "peak_row": int(peak[0]),
+                "peak_col": int(peak[1]),
                 "n_lesions": len(boxes),
-                "pointing_hit": int(pointing_hit(np.where(lung, sal, -1.0), boxes)) if len(boxes) else "",
+                "lesion_boxes": ";".join(",".join(str(int(v)) for v in box) for box in boxes.tolist()),
+                "pointing_hit": int(pointing_hit(inside, boxes)) if len(boxes) else "",
             }
         )
-    return pd.DataFrame(out, columns=["image_id", "mean_probability", "n_lesions", "pointing_hit"])
+    return pd.DataFrame(out, columns=SALIENCY_COLUMNS)

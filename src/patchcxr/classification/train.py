@@ -47,6 +47,9 @@ class ClassifierSettings:
     k_val: int = 20
     patience: int | None = 50
     seed: int = 2020
+    #: images drawn per epoch (one patch each); None = the number of training images (the
+    #: paper's epoch). More draws give a small cohort enough steps per epoch.
+    draws: int | None = None
 
 
 def class_names(labels: str) -> list[str]:
@@ -126,7 +129,8 @@ def make_batches(
     def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         gen = torch.Generator().manual_seed(settings.seed * 100_003 + epoch)
         rng = np.random.default_rng([settings.seed, epoch])
-        picks = torch.multinomial(weights, len(targets), replacement=True, generator=gen).numpy()
+        n = settings.draws or len(targets)
+        picks = torch.multinomial(weights, n, replacement=True, generator=gen).numpy()
         for i in range(0, len(picks), settings.batch_size):
             xs = [image_batch(images[j], lungs[j], settings, 1, rng)[0] for j in picks[i : i + settings.batch_size]]
             x = augment(torch.cat(xs), gen, settings.flip, settings.rotate)
