@@ -5,10 +5,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CORES ?= all
+# MLflow store of the runs (config `tracking.uri`); `make ui` serves it on 127.0.0.1 only
+MLFLOW_URI ?= sqlite:///mlflow.db
+UI_PORT ?= 5000
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export DVC_NO_ANALYTICS ?= 1
 
-.PHONY: help setup lint test demo clean-demo
+.PHONY: help setup lint test demo clean-demo ui
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -29,6 +32,9 @@ lint: setup  ## ruff and snakemake --lint
 
 test: setup lint  ## lint, then every test
 	$(BIN)/python -m pytest
+
+ui: setup  ## MLflow UI of the tracked runs at http://127.0.0.1:$(UI_PORT) (Ctrl-C stops it)
+	$(BIN)/mlflow ui --host 127.0.0.1 --port $(UI_PORT) --backend-store-uri $(MLFLOW_URI)
 
 demo: setup  ## run the whole workflow on built-in synthetic data
 	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml config/demo.yaml

@@ -255,8 +255,15 @@ def test_memory_efficient_dense_blocks_give_the_same_gradients() -> None:
 
 @pytest.mark.slow
 def test_training_is_tracked_in_mlflow(tmp_path: Path, seg_data: tuple[Path, Path]) -> None:
+    import json
+
+    from patchcxr.io import sha256_file
+    from patchcxr.tracking import run_settings, start_pipeline_run
+
     manifest, split = seg_data
     tracking = {"enabled": True, "uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "test"}
+    pipeline = start_pipeline_run(tracking, {"segmentation": {"size": 64}})
+    (tmp_path / "pipeline.json").write_text(json.dumps(pipeline))
     train_segmentation(
         manifest,
         split,
@@ -269,13 +276,21 @@ def test_training_is_tracked_in_mlflow(tmp_path: Path, seg_data: tuple[Path, Pat
         tmp_path / "h.tsv",
         tmp_path / "resume",
         "cpu",
-        tracking,
+        run_settings(tracking, tmp_path / "pipeline.json", {"manifest": manifest, "segmentation_split": split}),
     )
     import mlflow
 
     mlflow.set_tracking_uri(tracking["uri"])
-    runs = mlflow.search_runs(experiment_names=["test"])
+    runs = mlflow.search_runs(experiment_names=["test"], filter_string="tags.`patchcxr.stage` != 'pipeline'")
     assert len(runs) == 1 and runs.loc[0, "status"] == "FINISHED"
+    # nested under the pipeline run, with the provenance of its data and code
+    assert runs.loc[0, "tags.mlflow.parentRunId"] == pipeline["run_id"]
+    assert runs.loc[0, "params.provenance.sha256.manifest"] == sha256_file(manifest)
+    assert runs.loc[0, "params.provenance.sha256.segmentation_split"] == sha256_file(split)
+    assert runs.loc[0, "params.provenance.data_version"] == f"manifest-{sha256_file(manifest)[:16]}"
+    assert "params.provenance.git_commit" in runs.columns
+    parent = mlflow.get_run(pipeline["run_id"])
+    assert parent.data.params["config.segmentation.size"] == "64" and parent.info.run_name == "pipeline"
     assert runs.loc[0, "tags.mlflow.runName"] == "segmentation-tiny-equalised"
     assert runs.loc[0, "params.arch"] == "unet" and runs.loc[0, "params.train.lr"] == "0.003"
     history = mlflow.MlflowClient().get_metric_history(runs.loc[0, "run_id"], "val_mean_jaccard")

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import platform
+import re
 import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -83,12 +84,20 @@ def write_metadata(path: Path | str, metadata: Mapping[str, Any]) -> None:
     atomic_write_text(path, json.dumps(metadata, indent=2, sort_keys=True, default=str) + "\n")
 
 
+#: MLflow parameter names allow alphanumerics, ``_ - . : /`` and spaces (config keys such as
+#: the finding "COVID-19, ARDS" do not); values are limited to 6000 characters
+_PARAM_NAME = re.compile(r"[^\w\-. :/]")
+_PARAM_VALUE_MAX = 6000
+
+
 def _flatten(prefix: str, obj: Any, out: dict[str, str]) -> None:
     if isinstance(obj, Mapping):
         for k, v in obj.items():
-            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+            key = _PARAM_NAME.sub("_", str(k))
+            _flatten(f"{prefix}.{key}" if prefix else key, v, out)
     else:
-        out[prefix] = json.dumps(obj) if isinstance(obj, list | tuple) else str(obj)
+        value = json.dumps(obj) if isinstance(obj, list | tuple) else str(obj)
+        out[prefix] = value if len(value) <= _PARAM_VALUE_MAX else value[: _PARAM_VALUE_MAX - 3] + "..."
 
 
 class MlflowTracker:
@@ -103,6 +112,77 @@ class MlflowTracker:
     def log_artifact(self, path: Path | str) -> None:
         self._mlflow.log_artifact(str(path))
 
+    def log_table_metrics(self, metrics: Mapping[str, float]) -> None:
+        """Final metrics of an evaluation (MLflow keys allow ``/``, ``.``, ``-``, ``_``)."""
+        clean = {k.replace(" ", "_").replace("(", "").replace(")", ""): float(v) for k, v in metrics.items()}
+        self._mlflow.log_metrics(clean)
+
+
+def data_version(manifest: Path | str) -> str:
+    """The data version: ``manifest-`` and the first 16 hex digits of the manifest's sha256.
+
+    The manifest lists every image with its own sha256, so this one digest names the exact
+    data a run saw, as DVC's content-addressed cache names an output.
+    """
+    return f"manifest-{sha256_file(manifest)[:16]}"
+
+
+def provenance(inputs: Mapping[str, Path | str]) -> dict[str, str]:
+    """What made a run: git commit, the sha256 of each named input file, and the data
+    version (from the input named ``manifest``, when given)."""
+    out = {"git_commit": git_commit(), "patchcxr_version": __version__}
+    out |= {f"sha256.{name}": sha256_file(path) for name, path in sorted(inputs.items())}
+    if "manifest" in inputs:
+        out["data_version"] = data_version(inputs["manifest"])
+    return out
+
+
+def run_settings(
+    tracking: Mapping[str, Any], pipeline_file: Path | str | None, inputs: Mapping[str, Path | str]
+) -> dict[str, Any]:
+    """Config ``tracking`` completed for one job: the pipeline run to nest under (from the
+    file rule ``start_pipeline_run`` wrote) and the provenance of the job's inputs."""
+    out = dict(tracking)
+    if not out.get("enabled", True):
+        return out
+    if pipeline_file:
+        out["parent_run_id"] = json.loads(Path(pipeline_file).read_text())["run_id"]
+    out["provenance"] = provenance(inputs)
+    return out
+
+
+def _connect(settings: Mapping[str, Any]) -> Any:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.get("uri", "sqlite:///mlflow.db"))
+    mlflow.set_experiment(settings.get("experiment", "patchcxr"))
+    return mlflow
+
+
+def _log_params(mlflow: Any, params: Mapping[str, Any]) -> None:
+    flat: dict[str, str] = {}
+    _flatten("", params, flat)
+    items = list(flat.items())
+    for i in range(0, len(items), 100):  # MLflow takes at most 100 params per call
+        mlflow.log_params(dict(items[i : i + 100]))
+
+
+def start_pipeline_run(settings: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, str]:
+    """Open and close the parent run of one pipeline configuration; every training and
+    evaluation run of the workflow is nested under it (MLflow's ``mlflow.parentRunId`` tag,
+    which needs no active parent: jobs run in other processes, or on other nodes)."""
+    mlflow = _connect(settings)
+    with mlflow.start_run(run_name="pipeline", tags={"patchcxr.stage": "pipeline"}) as run:
+        _log_params(mlflow, {"config": config, "provenance": {"git_commit": git_commit()}})
+        info = {
+            "run_id": run.info.run_id,
+            "experiment_id": run.info.experiment_id,
+            "tracking_uri": mlflow.get_tracking_uri(),
+        }
+    log.info("MLflow pipeline run %s at %s", info["run_id"], info["tracking_uri"])
+    return info
+
 
 @contextmanager
 def mlflow_run(
@@ -111,8 +191,10 @@ def mlflow_run(
     """An MLflow run (or ``None`` when tracking is off).
 
     Args:
-        settings: config ``tracking`` (``enabled``, ``uri``, ``experiment``).
-        run_name: the run's name.
+        settings: config ``tracking`` (``enabled``, ``uri``, ``experiment``), completed by
+            :func:`run_settings` with ``parent_run_id`` (the run nests under it) and
+            ``provenance`` (logged as ``provenance.*`` parameters and tags).
+        run_name: the run's name; also the ``patchcxr.stage`` tag.
         params: flattened into ``section.key`` parameters.
         run_id_file: where the run id is kept while the job may be resumed: a resumed
             training continues its own run instead of opening a second one.
@@ -120,19 +202,17 @@ def mlflow_run(
     if not settings.get("enabled", True):
         yield None
         return
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    import mlflow
-
-    mlflow.set_tracking_uri(settings.get("uri", "sqlite:///mlflow.db"))
-    mlflow.set_experiment(settings.get("experiment", "patchcxr"))
+    mlflow = _connect(settings)
     run_id = run_id_file.read_text().strip() if run_id_file is not None and run_id_file.is_file() else None
-    with mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name) as run:
+    tags = {"patchcxr.stage": run_name}
+    if settings.get("parent_run_id"):
+        tags["mlflow.parentRunId"] = str(settings["parent_run_id"])
+    prov = dict(settings.get("provenance") or {})
+    tags |= {f"patchcxr.{k}": v for k, v in prov.items() if k in ("git_commit", "data_version")}
+    with mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name, tags=None if run_id else tags) as run:
         if run_id_file is not None:
             atomic_write_text(run_id_file, run.info.run_id)
         if run_id is None:
-            flat: dict[str, str] = {}
-            _flatten("", params, flat)
-            for i in range(0, len(flat), 100):  # MLflow takes at most 100 params per call
-                mlflow.log_params(dict(list(flat.items())[i : i + 100]))
+            _log_params(mlflow, {**params, "provenance": prov} if prov else params)
         log.info("MLflow run %s (%s) at %s", run.info.run_id, run_name, mlflow.get_tracking_uri())
         yield MlflowTracker(mlflow)

@@ -1,22 +1,32 @@
 """Rule evaluate_classifier: metrics with bootstrap intervals, confusion, per-source view."""
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from patchcxr.evaluation import confusion_long, metrics_long, per_source
 from patchcxr.io import atomic_write_text
 from patchcxr.logs import setup_logging
+from patchcxr.tracking import mlflow_run, run_settings
 from patchcxr.training import load_state
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 
-def main(predictions: str, model: str, vote: str, n_boot: int, seed: int, outputs: dict[str, str], log: str) -> None:
+def main(
+    inputs: dict[str, str],
+    model_name: str,
+    vote: str,
+    n_boot: int,
+    seed: int,
+    tracking: dict[str, Any],
+    outputs: dict[str, str],
+    log: str,
+) -> None:
     setup_logging(log)
-    names = list(load_state(model)["classes"])
-    pred = pd.read_csv(predictions, sep="\t")
+    names = list(load_state(inputs["model"])["classes"])
+    pred = pd.read_csv(inputs["predictions"], sep="\t")
     y, p = pred["true_index"].to_numpy(), pred[f"pred_{vote}_index"].to_numpy()
     tables = {
         "metrics": metrics_long(y, p, names, n_boot, seed).assign(vote=vote),
@@ -25,14 +35,24 @@ def main(predictions: str, model: str, vote: str, n_boot: int, seed: int, output
     }
     for key, df in tables.items():
         atomic_write_text(outputs[key], df.to_csv(sep="\t", index=False, lineterminator="\n", float_format="%.6g"))
+    named = {k: v for k, v in inputs.items() if k in ("manifest", "split", "predictions", "model")}
+    settings = run_settings(tracking, inputs.get("pipeline"), named)
+    params = {"model": model_name, "vote": vote, "bootstrap": n_boot, "seed": seed, "n_test": len(pred)}
+    with mlflow_run(settings, f"evaluate-classifier-{model_name}", params) as run:
+        if run is not None:
+            m = tables["metrics"]
+            run.log_table_metrics({f"{r['class']}.{r['metric']}": r["value"] for _, r in m.iterrows()})
+            for key in tables:
+                run.log_artifact(outputs[key])
 
 
 main(
-    snakemake.input.predictions,
-    snakemake.input.model,
+    dict(snakemake.input.items()),
+    snakemake.wildcards.model,
     snakemake.params.vote,
     int(snakemake.params.bootstrap),
     int(snakemake.params.seed),
+    dict(snakemake.params.tracking),
     {k: snakemake.output[k] for k in ("metrics", "confusion", "per_source")},
     snakemake.log[0],
 )

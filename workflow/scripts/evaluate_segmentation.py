@@ -1,28 +1,52 @@
 """Rule evaluate_segmentation: Jaccard and Dice of every network on the held-out images."""
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import pandas as pd
 import torch
 
 from patchcxr.logs import setup_logging
 from patchcxr.segmentation.predict import evaluate_models
+from patchcxr.tracking import mlflow_run, run_settings
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 
 def main(
-    manifest: str, split: str, models: dict[str, str], outputs: dict[str, str], threads: int, device: str, log: str
+    manifest: str,
+    split: str,
+    models: dict[str, str],
+    tracking: dict[str, Any],
+    pipeline: str,
+    outputs: dict[str, str],
+    threads: int,
+    device: str,
+    log: str,
 ) -> None:
     setup_logging(log)
     torch.set_num_threads(threads)
     evaluate_models(manifest, split, models, outputs["scores"], outputs["summary"], outputs["tests"], device)
+    settings = run_settings(tracking, pipeline, {"manifest": manifest, "segmentation_split": split})
+    with mlflow_run(settings, "evaluate-segmentation", {"models": sorted(models)}) as run:
+        if run is not None:
+            summary = pd.read_csv(outputs["summary"], sep="\t")
+            run.log_table_metrics(
+                {
+                    f"{r.model}.{r.preprocessing}.{r.dataset}.{r.structure.replace(' ', '_')}.jaccard": r.jaccard_mean
+                    for r in summary.itertuples()
+                }
+            )
+            for key in ("summary", "tests"):
+                run.log_artifact(outputs[key])
 
 
 main(
     snakemake.input.manifest,
     snakemake.input.split,
     {k: v for k, v in snakemake.input.items() if "/" in k},
+    dict(snakemake.params.tracking),
+    snakemake.input.get("pipeline", ""),
     {k: snakemake.output[k] for k in ("scores", "summary", "tests")},
     snakemake.threads,
     str(snakemake.resources.device),

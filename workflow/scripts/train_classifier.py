@@ -6,6 +6,7 @@ import torch
 
 from patchcxr.classification.train import settings_from, train_classifier
 from patchcxr.logs import setup_logging
+from patchcxr.tracking import run_settings
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
@@ -15,9 +16,11 @@ def main(
     model: str,
     inputs: str,
     split: str,
+    manifest: str,
     train: dict[str, Any],
     weights: dict[str, Any],
     tracking: dict[str, Any],
+    pipeline: str,
     outputs: dict[str, str],
     resume_dir: str,
     threads: int,
@@ -37,7 +40,9 @@ def main(
         resume_dir,
         device,
         weights,
-        tracking,
+        run_settings(
+            tracking, pipeline, {"manifest": manifest, "classifier_inputs": inputs, "classification_split": split}
+        ),
     )
 
 
@@ -45,9 +50,11 @@ main(
     snakemake.wildcards.model,
     snakemake.input.inputs,
     snakemake.input.split,
+    snakemake.input.manifest,
     dict(snakemake.params.train),
     dict(snakemake.params.weights),
     dict(snakemake.params.tracking),
+    snakemake.input.get("pipeline", ""),
     {k: snakemake.output[k] for k in ("model", "metadata", "history")},
     snakemake.params.resume_dir,
     snakemake.threads,

@@ -7,6 +7,7 @@ import torch
 from patchcxr.logs import setup_logging
 from patchcxr.segmentation.data import Preprocessing
 from patchcxr.segmentation.train import train_segmentation
+from patchcxr.tracking import run_settings
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
@@ -20,6 +21,7 @@ def main(
     train: dict[str, Any],
     preprocessing: dict[str, Any],
     tracking: dict[str, Any],
+    pipeline: str,
     outputs: dict[str, str],
     resume_dir: str,
     threads: int,
@@ -40,7 +42,7 @@ def main(
         outputs["history"],
         resume_dir,
         device,
-        tracking,
+        run_settings(tracking, pipeline, {"manifest": manifest, "segmentation_split": split}),
     )
 
 
@@ -52,6 +54,7 @@ main(
     dict(snakemake.params.train),
     dict(snakemake.params.preprocessing),
     dict(snakemake.params.tracking),
+    snakemake.input.get("pipeline", ""),
     {k: snakemake.output[k] for k in ("model", "metadata", "history")},
     snakemake.params.resume_dir,
     snakemake.threads,

@@ -1,0 +1,18 @@
+# Experiment tracking (MLflow; patchcxr.tracking): one parent run per pipeline
+# configuration, under which every training and evaluation job opens a nested run.
+
+
+rule start_pipeline_run:
+    output:
+        "results/tracking/pipeline_run.json",
+    log:
+        "logs/tracking/pipeline_run.log",
+    params:
+        tracking=canonical(config["tracking"]),
+        # a new configuration opens a new pipeline run (jobs take this file as ancient(),
+        # so a new parent never reruns finished work)
+        config=canonical(config),
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/start_pipeline_run.py"
