@@ -20,6 +20,7 @@ report: "workflow/report/workflow.rst"
 # common.smk validates the configuration (workflow/schemas/config.schema.yaml) before any
 # rule is defined, and holds the helpers the rules share.
 include: "workflow/rules/common.smk"
+include: "workflow/rules/tracking.smk"
 include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/download.smk"
 include: "workflow/rules/data.smk"
@@ -27,6 +28,8 @@ include: "workflow/rules/splits.smk"
 include: "workflow/rules/segmentation.smk"
 include: "workflow/rules/biomarkers.smk"
 include: "workflow/rules/classification.smk"
+include: "workflow/rules/paper.smk"
+include: "workflow/rules/stages.smk"
 
 
 # ----------------------------------------------------------------------------- target

@@ -62,3 +62,23 @@ def synthetic_manifest(
     out = tmp_path_factory.mktemp("data")
     manifest, quarantine = run_data_stage(synthetic_sources(synthetic_tree), test_config["labels"], out)
     return manifest, quarantine, out
+
+
+#: the CI configuration with MLflow tracking on, into the run's own SQLite store
+TRACKED = "tracking.yaml"
+
+
+@pytest.fixture(scope="session")
+def ci_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One run of the whole workflow on the CI configuration (tracked in MLflow), shared by
+    the tests that inspect its outputs. Returns the run's folder; pass
+    ``*CI_CONFIG, TRACKED`` to further snakemake calls there."""
+    from tests.workflow_runs import CI_CONFIG, copy_workflow, snakemake
+
+    workdir = copy_workflow(tmp_path_factory.mktemp("ci_run"))
+    (workdir / TRACKED).write_text(
+        f"tracking: {{enabled: true, uri: 'sqlite:///{workdir}/mlflow.db', experiment: ci}}\n"
+    )
+    proc = snakemake(workdir, "--cores", "2", *CI_CONFIG, TRACKED)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return workdir

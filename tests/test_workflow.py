@@ -3,31 +3,13 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TRACKED
 from tests.test_synthetic_determinism import tree_digest
-
-WORKFLOW_FILES = ["Snakefile", "workflow", "config", ".test", "profiles", "envs"]
-
-
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", *args], cwd=workdir, capture_output=True, text=True, timeout=600
-    )
-
-
-def copy_workflow(dest: Path) -> Path:
-    """The workflow's files in a fresh folder: runs there do not see this checkout's results."""
-    for name in WORKFLOW_FILES:
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / name)
-    return dest
+from tests.workflow_runs import CI_CONFIG, copy_workflow, reproducible_digest, snakemake
 
 
 def test_demo_dry_run_lists_every_synthetic_source(tmp_path: Path) -> None:
@@ -52,10 +34,8 @@ def test_paper_config_without_jsrt_stops_early_with_registration_advice(tmp_path
 
 
 @pytest.mark.slow
-def test_ci_workflow_runs_and_matches_the_package(tmp_path: Path, synthetic_tree: Path) -> None:
-    copy_workflow(tmp_path)
-    proc = snakemake(tmp_path, "--cores", "2", "--configfile", "config/config.yaml", ".test/config.yaml")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_ci_workflow_runs_and_matches_the_package(ci_run: Path, synthetic_tree: Path) -> None:
+    tmp_path = ci_run
     for source in ("jsrt", "scr", "montgomery", "shenzhen", "kermany", "cohen"):
         made = {
             k: v for k, v in tree_digest(tmp_path / "results" / "synthetic" / source).items() if ".snakemake" not in k
@@ -107,12 +87,27 @@ def test_ci_workflow_runs_and_matches_the_package(tmp_path: Path, synthetic_tree
     saliency = read_tsv(tmp_path / "results" / "saliency" / "local" / "saliency.tsv")
     for image_id in saliency["image_id"]:
         assert (tmp_path / "results" / "saliency" / "local" / "maps" / f"{image_id}.png").is_file()
+    # the paper target: every table and figure with its caption, metrics for DVC
+    paper = tmp_path / "results" / "paper"
+    index = (paper / "README.md").read_text()
+    made = sorted(p.name for p in paper.iterdir() if p.name != "README.md")
+    assert len(made) == 16, made  # 6 tables, 9 figures, metrics.json
+    for name in made:
+        if name != "metrics.json":
+            assert f"## {name}" in index and (paper / name).stat().st_size > 100
+    assert "Jaccard" in index.split("## table3_segmentation.tsv")[1].split("##")[0]
+    data = read_tsv(paper / "table1_data.tsv")
+    assert int(data.set_index("source").loc["total", "total"]) == len(cohort)
+    import json
+
+    headline = json.loads((paper / "metrics.json").read_text())
+    assert set(headline["classification"]) == {"local", "global"} and headline["segmentation"]
     # a second run has nothing to do
-    again = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", "config/config.yaml", ".test/config.yaml")
+    again = snakemake(tmp_path, "-n", "--cores", "2", *CI_CONFIG, TRACKED)
     assert "Nothing to be done" in again.stdout + again.stderr
     # ... also when the overlay is given alone (config.yaml comes from the Snakefile):
     # params are compared key-order-independently
-    alone = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", ".test/config.yaml")
+    alone = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", ".test/config.yaml", TRACKED)
     assert "Nothing to be done" in alone.stdout + alone.stderr
 
 
@@ -128,3 +123,50 @@ def test_a_source_without_local_copy_gets_its_download_rule(tmp_path: Path) -> N
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-2000:]
     assert "download_extra" in out and "resources/raw/extra" in out
+
+
+@pytest.mark.slow
+def test_every_training_and_evaluation_run_is_nested_in_the_pipeline_run(ci_run: Path) -> None:
+    import json
+
+    import mlflow
+
+    from patchcxr.io import sha256_file
+
+    pipeline = json.loads((ci_run / "results" / "tracking" / "pipeline_run.json").read_text())
+    mlflow.set_tracking_uri(f"sqlite:///{ci_run}/mlflow.db")
+    runs = mlflow.search_runs(experiment_names=["ci"])
+    stages = sorted(runs["tags.patchcxr.stage"])
+    expected = [
+        "classifier-global",
+        "classifier-local",
+        "evaluate-classifier-global",
+        "evaluate-classifier-local",
+        "evaluate-segmentation",
+        "pipeline",
+    ] + [f"segmentation-{m}-{p}" for m in ("fcdensenet_tiny", "unet_tiny") for p in ("equalised", "minmax")]
+    assert stages == sorted(expected)
+    children = runs[runs["tags.patchcxr.stage"] != "pipeline"]
+    assert (children["tags.mlflow.parentRunId"] == pipeline["run_id"]).all()
+    assert (children["status"] == "FINISHED").all()
+    manifest_sha = sha256_file(ci_run / "results" / "data" / "manifest.tsv")
+    assert (children["params.provenance.sha256.manifest"] == manifest_sha).all()
+    assert (children["tags.patchcxr.data_version"] == f"manifest-{manifest_sha[:16]}").all()
+    split_sha = sha256_file(ci_run / "results" / "splits" / "classification.tsv")
+    local = children[children["tags.patchcxr.stage"] == "classifier-local"].iloc[0]
+    assert local["params.provenance.sha256.classification_split"] == split_sha
+    evaluated = children[children["tags.patchcxr.stage"] == "evaluate-classifier-local"].iloc[0]
+    assert 0 <= evaluated["metrics.macro.f1"] <= 1
+    assert evaluated["params.provenance.sha256.split"] == split_sha
+
+
+@pytest.mark.slow
+def test_two_clean_runs_give_identical_tables(ci_run: Path, tmp_path: Path) -> None:
+    """Reproducibility (CPU, fixed seeds): manifests, splits, metrics and every figure's
+    source table equal byte for byte between two runs in fresh folders."""
+    second = copy_workflow(tmp_path / "second")
+    proc = snakemake(second, "--cores", "2", *CI_CONFIG)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first_digest, second_digest = reproducible_digest(ci_run), reproducible_digest(second)
+    assert len(first_digest) >= 25
+    assert second_digest == first_digest

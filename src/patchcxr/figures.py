@@ -201,3 +201,55 @@ def plot_confusion(table_path: Path | str, out: Path | str) -> None:
     ax.set_ylabel("true")
     fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true class")
     _save(fig, out)
+
+
+def plot_saliency(table_path: Path | str, out: Path | str, per_row: int = 5) -> None:
+    """The paper's Fig. 9: probabilistic Grad-CAM overlays of the test images, with the
+    ground-truth lesion boxes (synthetic data) in white and the map's peak within the lung
+    as a cross (green: inside a lesion box, the pointing game's hit; red: a miss)."""
+    from PIL import Image
+
+    df = pd.read_csv(table_path, sep="\t", keep_default_na=False)
+    n = max(1, len(df))
+    cols = min(per_row, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.8 * cols, 3.0 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, r in zip(axes.ravel(), df.itertuples(), strict=False):
+        ax.imshow(np.asarray(Image.open(r.overlay).convert("RGB")))
+        for box in filter(None, str(r.lesion_boxes).split(";")):
+            top, left, bottom, right = (int(v) for v in box.split(","))
+            ax.add_patch(
+                plt.Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False, ec="white", lw=0.7)
+            )
+        hit = str(r.pointing_hit)
+        colour = {"1": "lime", "0": "red"}.get(hit, "white")
+        ax.plot(r.peak_col, r.peak_row, marker="+", ms=10, mew=1.8, color=colour)
+        verdict = {"1": " · hit", "0": " · miss"}.get(hit, "")
+        ax.set_title(f"{r.image_id.split('/', 1)[-1][:20]}\np={r.mean_probability:.2f}{verdict}", fontsize=7)
+    if df.empty:
+        axes[0, 0].text(0.5, 0.5, "no test image of the target class", ha="center", va="center")
+    _save(fig, out)
+
+
+def plot_training_curves(histories: dict[str, Path | str], out: Path | str) -> None:
+    """Training curves from each model's ``history.tsv``: the validation score used for model
+    selection (segmentation: mean Jaccard; classifiers: macro-F1 of the K-patch vote) and the
+    training loss, per epoch. Keys name the models (``segmentation/…``, ``classification/…``)."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for name, path in sorted(histories.items()):
+        h = pd.read_csv(path, sep="\t")
+        score = "val_mean_jaccard" if "val_mean_jaccard" in h.columns else "val_macro_f1"
+        ax = axes[0] if score == "val_mean_jaccard" else axes[1]
+        ax.plot(h["epoch"], h[score], label=name.split("/", 1)[-1], lw=1.2)
+        axes[2].plot(h["epoch"], h["train_loss"], label=name, lw=1.0)
+    axes[0].set(title="segmentation", xlabel="epoch", ylabel="validation mean Jaccard")
+    axes[1].set(title="classification", xlabel="epoch", ylabel="validation macro-F1 (vote)")
+    axes[2].set(title="training loss", xlabel="epoch", ylabel="loss")
+    axes[2].set_yscale("log")
+    for ax in axes:
+        if ax.lines:
+            ax.legend(fontsize=6)
+        ax.grid(alpha=0.3)
+    _save(fig, out)

@@ -42,8 +42,10 @@ rule train_classifier:
     wildcard_constraints:
         model="local|global",
     input:
+        unpack(tracking_inputs),
         inputs="results/classification/inputs.tsv",
         split="results/splits/classification.tsv",
+        manifest="results/data/manifest.tsv",
     output:
         model="results/classification/{model}/model.pt",
         metadata="results/classification/{model}/metadata.json",
@@ -91,8 +93,11 @@ rule evaluate_classifier:
     wildcard_constraints:
         model="local|global",
     input:
+        unpack(tracking_inputs),
         predictions="results/evaluation/{model}/predictions.tsv",
         model="results/classification/{model}/model.pt",
+        split="results/splits/classification.tsv",
+        manifest="results/data/manifest.tsv",
     output:
         metrics="results/evaluation/{model}/metrics.tsv",
         confusion="results/evaluation/{model}/confusion.tsv",
@@ -103,6 +108,7 @@ rule evaluate_classifier:
         vote=config["classification"]["inference"]["vote"],
         bootstrap=config["classification"]["inference"]["bootstrap"],
         seed=config["classification"]["train"]["seed"],
+        tracking=canonical(config["tracking"]),
     conda:
         "../../envs/torch.yaml"
     script:
@@ -163,3 +169,23 @@ rule compute_saliency:
         "../../envs/torch.yaml"
     script:
         "../scripts/compute_saliency.py"
+
+
+rule plot_saliency:
+    input:
+        table="results/saliency/local/saliency.tsv",
+        maps="results/saliency/local/maps",
+    output:
+        report(
+            "results/saliency/local/figure.png",
+            caption="../report/saliency.rst",
+            category="Classification",
+        ),
+    log:
+        "logs/saliency/plot.log",
+    params:
+        per_row=5,
+    conda:
+        "../../envs/plot.yaml"
+    script:
+        "../scripts/plot_saliency.py"

@@ -23,6 +23,14 @@ def canonical(obj):
     return obj
 
 
+def tracking_inputs(wildcards=None):
+    """The pipeline's MLflow parent run for a tracked job (nothing when tracking is off).
+    ancient(): a newer parent run (a new configuration) never makes finished jobs stale."""
+    if not config["tracking"]["enabled"]:
+        return {}
+    return {"pipeline": ancient("results/tracking/pipeline_run.json")}
+
+
 SYNTHETIC_SOURCES = ["jsrt", "scr", "montgomery", "shenzhen", "kermany", "cohen"]
 REGISTRATION = {
     "jsrt": "JSRT: register at http://db.jsrt.or.jp/eng.php and download the 247 JPC*.IMG files",
@@ -196,7 +204,7 @@ def classification_targets():
     if not active_sources():
         return []
     models = config["classification"]["models"]
-    saliency = ["results/saliency/local/saliency.tsv"] if "local" in models else []
+    saliency = ["results/saliency/local/figure.png"] if "local" in models else []
     return (
         expand("results/evaluation/{model}/{name}", model=models, name=["metrics.tsv", "confusion.png"])
         + ["results/evaluation/global_vs_local.tsv"]
@@ -232,5 +240,83 @@ def data_targets():
 def final_targets():
     """Targets of the default target; the list grows as stages land."""
     return (
-        synthetic_targets() + data_targets() + segmentation_targets() + biomarker_targets() + classification_targets()
+        synthetic_targets()
+        + data_targets()
+        + segmentation_targets()
+        + biomarker_targets()
+        + classification_targets()
+        + paper_targets()
     )
+
+
+# ----------------------------------------------------------------------------- paper
+def paper_models():
+    return [m for m in ("local", "global") if m in config["classification"]["models"]]
+
+
+def paper_figures():
+    """results/paper/<name>.png -> the figure it copies."""
+    figs = {
+        "fig1_segmentation_jaccard": "results/segmentation/figures/jaccard.png",
+        "fig2_segmentation_examples": "results/biomarkers/figures/examples.png",
+        "fig3_biomarkers": "results/biomarkers/figures/features.png",
+        "fig4_cardiothoracic_ratio": "results/biomarkers/figures/ctr_scatter.png",
+        "fig5_lung_histograms": "results/biomarkers/figures/histograms.png",
+    }
+    for m in paper_models():
+        figs[f"fig6_confusion_{m}"] = f"results/evaluation/{m}/confusion.png"
+    if "local" in paper_models():
+        figs["fig7_saliency"] = "results/saliency/local/figure.png"
+    return figs
+
+
+PAPER_TABLES = {
+    "table1_data": "paper_data.rst",
+    "table2_splits": "paper_splits.rst",
+    "table3_segmentation": "paper_segmentation.rst",
+    "table4_biomarker_tests": "paper_biomarkers.rst",
+    "table5_classification": "paper_classification.rst",
+    "table6_global_vs_local": "paper_comparison.rst",
+}
+PAPER_FIGURE_CAPTIONS = {
+    "fig1_segmentation_jaccard": "segmentation_jaccard.rst",
+    "fig2_segmentation_examples": "biomarkers_examples.rst",
+    "fig3_biomarkers": "biomarkers_features.rst",
+    "fig4_cardiothoracic_ratio": "biomarkers_ctr_scatter.rst",
+    "fig5_lung_histograms": "biomarkers_histograms.rst",
+    "fig6_confusion_local": "confusion.rst",
+    "fig6_confusion_global": "confusion.rst",
+    "fig7_saliency": "saliency.rst",
+    "fig8_training_curves": "training_curves.rst",
+}
+
+
+def caption_text(name):
+    return (Path(workflow.basedir) / "workflow" / "report" / name).read_text()
+
+
+def paper_tables():
+    names = ["table1_data", "table2_splits", "table3_segmentation", "table4_biomarker_tests"]
+    names += ["table5_classification"] if paper_models() else []
+    names += ["table6_global_vs_local"] if len(paper_models()) == 2 else []
+    return names
+
+
+def paper_targets():
+    if not active_sources():
+        return []
+    return (
+        [f"results/paper/{t}.tsv" for t in paper_tables()]
+        + [f"results/paper/{f}.png" for f in paper_figures()]
+        + ["results/paper/fig8_training_curves.png", "results/paper/metrics.json", "results/paper/README.md"]
+    )
+
+
+def training_histories(wildcards=None):
+    out = {
+        f"segmentation/{m}/{p}": f"results/segmentation/{m}/{p}/history.tsv"
+        for m in config["segmentation"]["train_models"]
+        for p in segmentation_preps()
+    }
+    out |= {f"classification/{m}": f"results/classification/{m}/history.tsv" for m in paper_models()}
+    return out

@@ -7,6 +7,7 @@ rule train_segmentation:
     wildcard_constraints:
         prep="equalised|minmax",
     input:
+        unpack(tracking_inputs),
         manifest="results/data/manifest.tsv",
         split="results/splits/segmentation.tsv",
     output:
@@ -34,6 +35,7 @@ rule train_segmentation:
 rule evaluate_segmentation:
     input:
         unpack(segmentation_models),
+        unpack(tracking_inputs),
         manifest="results/data/manifest.tsv",
         split="results/splits/segmentation.tsv",
     output:
@@ -42,6 +44,8 @@ rule evaluate_segmentation:
         tests="results/segmentation/tests.tsv",
     log:
         "logs/segmentation/evaluate.log",
+    params:
+        tracking=canonical(config["tracking"]),
     threads: 2
     resources:
         device="auto",

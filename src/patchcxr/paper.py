@@ -1,0 +1,126 @@
+"""The paper's tables and figure set (``snakemake paper`` → ``results/paper/``).
+
+Every table here is computed from the workflow's own TSV outputs, never from models, so
+``results/paper/`` can be rebuilt in seconds after any upstream change:
+
+* Table 1 (the paper's Tables I–II): images per source and class, and per class and split;
+* Table 2: segmentation Jaccard and Dice (mean ± sd) per network, preprocessing and data
+  set (the paper's Table III);
+* Table 3: biomarker tests between classes (Table IV);
+* Table 4: per-class precision, recall, F1 and specificity with bootstrap 95 % intervals
+  for each classifier (Tables V–VI);
+* Table 5: global (whole image) versus local (patch vote) classifier (the paper's claim);
+* ``metrics.json``: the headline numbers for ``dvc metrics show``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from patchcxr.io import atomic_write_text
+
+CLASSES5 = ["normal", "bacterial", "tb", "viral", "covid19"]
+
+
+def _tsv(df: pd.DataFrame, out: Path | str) -> None:
+    atomic_write_text(out, df.to_csv(sep="\t", index=False, lineterminator="\n", float_format="%.4g"))
+
+
+def data_table(cohort: pd.DataFrame) -> pd.DataFrame:
+    """Images per source (rows) and class (columns, the paper's five), with totals."""
+    counts = pd.crosstab(cohort["source"], cohort["label5"])
+    counts = counts.reindex(columns=[c for c in CLASSES5 if c in counts.columns], fill_value=0)
+    counts.loc["total"] = counts.sum()
+    counts["total"] = counts.sum(axis=1)
+    return counts.reset_index().rename(columns={"index": "source"})
+
+
+def split_table(split: pd.DataFrame, label: str = "label4") -> pd.DataFrame:
+    """Images per class (rows) in train / val / test (the paper's Table II)."""
+    counts = pd.crosstab(split[label], split["split"]).reindex(columns=["train", "val", "test"], fill_value=0)
+    counts.loc["total"] = counts.sum()
+    counts["total"] = counts.sum(axis=1)
+    return counts.reset_index().rename(columns={label: "class"})
+
+
+def _mean_sd(mean: float, sd: float) -> str:
+    return f"{mean:.3f} ± {sd:.3f}" if pd.notna(sd) else f"{mean:.3f}"
+
+
+def segmentation_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Jaccard and Dice as ``mean ± sd`` per network, preprocessing, data set and structure."""
+    out = summary[["model", "preprocessing", "dataset", "structure", "n"]].copy()
+    out["jaccard"] = [_mean_sd(m, s) for m, s in zip(summary["jaccard_mean"], summary["jaccard_sd"], strict=True)]
+    out["dice"] = [_mean_sd(m, s) for m, s in zip(summary["dice_mean"], summary["dice_sd"], strict=True)]
+    return out
+
+
+def classification_table(metrics: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per model and class: each metric as ``value [low, high]`` (bootstrap 95 %)."""
+    rows = []
+    for model, df in metrics.items():
+        for cls, part in df.groupby("class", sort=False):
+            row = {"model": model, "class": cls, "n": int(part["support"].iloc[0])}
+            for r in part.itertuples():
+                row[r.metric] = f"{r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]"
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def headline_metrics(summary: pd.DataFrame | None, metrics: Mapping[str, pd.DataFrame]) -> dict[str, object]:
+    """The numbers ``dvc metrics show`` compares between revisions."""
+    out: dict[str, object] = {}
+    if summary is not None:
+        lungs = summary[summary["structure"] == "both lungs"]
+        out["segmentation"] = {
+            f"{r.model}/{r.preprocessing}/{r.dataset}": {"jaccard": round(float(r.jaccard_mean), 6)}
+            for r in lungs.itertuples()
+        }
+    out["classification"] = {}
+    for model, df in metrics.items():
+        get = df.set_index(["class", "metric"])["value"]
+        out["classification"][model] = {  # type: ignore[index]
+            "accuracy": round(float(get[("accuracy", "recall")]), 6),
+            "macro_f1": round(float(get[("macro", "f1")]), 6),
+            "macro_specificity": round(float(get[("macro", "specificity")]), 6),
+        }
+    return out
+
+
+def write_tables(
+    cohort_path: Path | str,
+    split_path: Path | str,
+    segmentation_summary: Path | str | None,
+    biomarker_tests: Path | str | None,
+    metrics_paths: Mapping[str, Path | str],
+    comparison_path: Path | str | None,
+    out: Mapping[str, Path | str],
+) -> None:
+    """Write the tables named in ``out`` (keys: data, splits, segmentation, biomarker_tests,
+    classification, global_vs_local, metrics) from the workflow's tables."""
+    read = lambda p: pd.read_csv(p, sep="\t", keep_default_na=False, na_values=[""])  # noqa: E731
+    _tsv(data_table(read(cohort_path)), out["data"])
+    _tsv(split_table(read(split_path)), out["splits"])
+    summary = read(segmentation_summary) if segmentation_summary else None
+    if "segmentation" in out and summary is not None:
+        _tsv(segmentation_table(summary), out["segmentation"])
+    if "biomarker_tests" in out and biomarker_tests:
+        _tsv(read(biomarker_tests), out["biomarker_tests"])
+    metrics = {m: read(p) for m, p in metrics_paths.items()}
+    if "classification" in out:
+        _tsv(classification_table(metrics), out["classification"])
+    if "global_vs_local" in out and comparison_path:
+        _tsv(read(comparison_path), out["global_vs_local"])
+    atomic_write_text(out["metrics"], json.dumps(headline_metrics(summary, metrics), indent=2, sort_keys=True) + "\n")
+
+
+def write_index(entries: Mapping[str, str], out: Path | str) -> None:
+    """``README.md`` of ``results/paper/``: each file with its caption (the report's)."""
+    lines = ["# Figures and tables", "", "Regenerate with `snakemake paper` (same configuration options).", ""]
+    for name, caption in entries.items():
+        lines += [f"## {name}", "", " ".join(caption.split()), ""]
+    atomic_write_text(out, "\n".join(lines))

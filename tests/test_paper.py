@@ -1,0 +1,103 @@
+"""The paper's tables from known small inputs, and the figures drawn from tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from patchcxr.paper import classification_table, data_table, headline_metrics, split_table, write_index
+
+
+def test_data_and_split_tables_count_every_image_once() -> None:
+    cohort = pd.DataFrame(
+        {
+            "source": ["jsrt"] * 3 + ["cohen"] * 4,
+            "label5": ["normal", "normal", "normal", "covid19", "covid19", "viral", "bacterial"],
+        }
+    )
+    table = data_table(cohort).set_index("source")
+    assert list(table.columns) == ["normal", "bacterial", "viral", "covid19", "total"]  # the paper's order
+    assert table.loc["jsrt", "normal"] == 3 and table.loc["cohen", "covid19"] == 2
+    assert table.loc["total", "total"] == 7 and table.loc["cohen", "total"] == 4
+    split = pd.DataFrame({"label4": ["normal"] * 5 + ["tb"] * 2, "split": ["train"] * 4 + ["test", "val", "train"]})
+    st = split_table(split).set_index("class")
+    assert st.loc["normal", "train"] == 4 and st.loc["normal", "val"] == 0 and st.loc["tb", "val"] == 1
+    assert st.loc["total", "total"] == 7
+
+
+def test_classification_table_and_headline_metrics() -> None:
+    rows = [
+        ("normal", "recall", 0.8, 0.6, 0.95, 10),
+        ("normal", "f1", 0.75, 0.5, 0.9, 10),
+        ("accuracy", "recall", 0.7, 0.55, 0.85, 20),
+        ("macro", "f1", 0.65, 0.5, 0.8, 20),
+        ("macro", "specificity", 0.9, 0.85, 0.95, 20),
+    ]
+    metrics = pd.DataFrame(rows, columns=["class", "metric", "value", "ci_low", "ci_high", "support"])
+    table = classification_table({"local": metrics}).set_index("class")
+    assert table.loc["normal", "recall"] == "0.800 [0.600, 0.950]" and table.loc["normal", "n"] == 10
+    summary = pd.DataFrame(
+        {
+            "model": ["unet"] * 2,
+            "preprocessing": ["equalised"] * 2,
+            "dataset": ["jsrt"] * 2,
+            "structure": ["both lungs", "heart"],
+            "jaccard_mean": [0.95, 0.8],
+        }
+    )
+    head = headline_metrics(summary, {"local": metrics})
+    assert head == {
+        "segmentation": {"unet/equalised/jsrt": {"jaccard": 0.95}},
+        "classification": {"local": {"accuracy": 0.7, "macro_f1": 0.65, "macro_specificity": 0.9}},
+    }
+    json.dumps(head)  # DVC reads it as JSON
+
+
+def test_index_lists_every_file_with_its_caption(tmp_path: Path) -> None:
+    write_index({"a.tsv": "Line one\n  line two.", "b.png": "B."}, tmp_path / "README.md")
+    text = (tmp_path / "README.md").read_text()
+    assert "## a.tsv\n\nLine one line two.\n" in text and "## b.png\n\nB.\n" in text
+
+
+def test_saliency_figure_and_training_curves_are_drawn_from_tables(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from patchcxr.figures import plot_saliency, plot_training_curves
+
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "o.png")
+    pd.DataFrame(
+        [
+            {
+                "image_id": "cohen/a",
+                "overlay": str(tmp_path / "o.png"),
+                "mean_probability": 0.9,
+                "peak_row": 10,
+                "peak_col": 12,
+                "n_lesions": 1,
+                "lesion_boxes": "5,5,20,20",
+                "pointing_hit": 1,
+            },
+            {
+                "image_id": "kermany/b",
+                "overlay": str(tmp_path / "o.png"),
+                "mean_probability": 0.4,
+                "peak_row": 1,
+                "peak_col": 1,
+                "n_lesions": 0,
+                "lesion_boxes": "",
+                "pointing_hit": "",
+            },
+        ]
+    ).to_csv(tmp_path / "s.tsv", sep="\t", index=False)
+    plot_saliency(tmp_path / "s.tsv", tmp_path / "s.png")
+    assert Image.open(tmp_path / "s.png").size[0] > 300
+    for name, score in (("seg", "val_mean_jaccard"), ("cls", "val_macro_f1")):
+        pd.DataFrame({"epoch": [1, 2], "train_loss": [1.0, 0.5], score: [0.2, 0.4]}).to_csv(
+            tmp_path / f"{name}.tsv", sep="\t", index=False
+        )
+    hist = {"segmentation/u": tmp_path / "seg.tsv", "classification/local": tmp_path / "cls.tsv"}
+    plot_training_curves(hist, tmp_path / "c.png")
+    assert Image.open(tmp_path / "c.png").size[0] > 500

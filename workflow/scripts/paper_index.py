@@ -1,0 +1,17 @@
+"""Rule paper_index: results/paper/README.md, every file with its caption."""
+
+from typing import TYPE_CHECKING
+
+from patchcxr.logs import setup_logging
+from patchcxr.paper import write_index
+
+if TYPE_CHECKING:
+    from snakemake.script import snakemake
+
+
+def main(captions: dict[str, str], out: str, log: str) -> None:
+    setup_logging(log)
+    write_index(captions, out)
+
+
+main(dict(snakemake.params.captions), snakemake.output[0], snakemake.log[0])

@@ -1,0 +1,32 @@
+"""Rule paper_tables: the paper's tables and the headline metrics (from the workflow's tables)."""
+
+from typing import TYPE_CHECKING
+
+from patchcxr.logs import setup_logging
+from patchcxr.paper import write_tables
+
+if TYPE_CHECKING:
+    from snakemake.script import snakemake
+
+
+def main(inputs: dict[str, object], models: list[str], outputs: dict[str, str], log: str) -> None:
+    setup_logging(log)
+    metrics = dict(zip(models, list(inputs["metrics"]), strict=True))  # type: ignore[call-overload]
+    comparison = list(inputs["comparison"])  # type: ignore[call-overload]
+    write_tables(
+        str(inputs["cohort"]),
+        str(inputs["split"]),
+        str(inputs["segmentation"]),
+        str(inputs["biomarkers"]),
+        metrics,
+        comparison[0] if comparison else None,
+        outputs,
+    )
+
+
+main(
+    {k: snakemake.input[k] for k in ("cohort", "split", "segmentation", "biomarkers", "metrics", "comparison")},
+    list(snakemake.params.models),
+    dict(snakemake.output.items()),
+    snakemake.log[0],
+)
