@@ -43,7 +43,13 @@ demo: setup  ## run the whole workflow on built-in synthetic data
 	@echo "  synthetic sources      results/synthetic/<source>/ (ground truth in results/synthetic/ground_truth/)"
 	@echo "  manifest, quarantine   results/data/manifest.tsv, results/data/quarantine.tsv"
 	@echo "  cohort and splits      results/data/cohort.tsv, results/splits/{classification,segmentation}.tsv"
-	@echo "Rule logs: logs/; per-rule timings: benchmarks/."
+	@echo "  segmentation, masks    results/segmentation/summary.tsv, results/masks/qc.tsv"
+	@echo "  biomarkers             results/biomarkers/tests.tsv, results/biomarkers/figures/"
+	@echo "  classifiers            results/evaluation/{local,global}/metrics.tsv, results/evaluation/global_vs_local.tsv"
+	@echo "  saliency               results/saliency/local/figure.png"
+	@echo "  every table and figure results/paper/ (captions in results/paper/README.md)"
+	@echo "HTML report: $(BIN)/snakemake --report results/report.html --configfile config/config.yaml config/demo.yaml"
+	@echo "MLflow runs: make ui. Rule logs: logs/; per-rule timings: benchmarks/."
 
 clean-demo:  ## remove the demo's outputs (results/, logs/, benchmarks/, .snakemake/)
 	rm -rf results/synthetic results/data results/splits logs benchmarks .snakemake
