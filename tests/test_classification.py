@@ -110,3 +110,10 @@ def test_training_saves_a_model_that_votes(tmp_path: Path, inputs: tuple[Path, P
         lung_img = read_png(table["lung_path"].iloc[0]) > 0
         assert all(lung_img[t:b, left:r].any() for t, left, b, r in wins.tolist())
         assert ((wins[:, 2] - wins[:, 0]) == 64).all()
+        # the shared-trunk mode decides the same images through the same file format
+        from patchcxr.classification.infer import predict_split
+
+        exact = predict_split(tmp_path / "m.pt", inputs[0], inputs[1], 8, device="cpu")
+        shared = predict_split(tmp_path / "m.pt", inputs[0], inputs[1], 8, device="cpu", mode="shared_trunk")
+        assert list(shared.columns) == list(exact.columns) and (shared["image_id"] == exact["image_id"]).all()
+        assert np.allclose(shared.filter(like="prob_").sum(axis=1), 1.0, atol=1e-4)

@@ -79,6 +79,7 @@ rule predict_classifier:
         "logs/evaluation/predict_{model}.log",
     params:
         k=config["classification"]["inference"]["k"],
+        mode=config["classification"]["inference"]["mode"],
         seed=config["classification"]["train"]["seed"],
     threads: 2
     resources:
@@ -160,6 +161,7 @@ rule compute_saliency:
         "logs/saliency/local.log",
     params:
         saliency=canonical(config["saliency"]),
+        mode=config["classification"]["inference"]["mode"],
         crop_band=config["segmentation"]["crop_blank_band"],
         seed=config["classification"]["train"]["seed"],
     threads: 2

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 def main(
     inputs: dict[str, str],
     saliency: dict[str, Any],
+    mode: str,
     crop_band: bool,
     seed: int,
     files: str,
@@ -39,6 +40,7 @@ def main(
         device,
         int(saliency["batch"]),
         seed,
+        mode,
     )
     atomic_write_text(table, df.to_csv(sep="\t", index=False, lineterminator="\n", float_format="%.6g"))
 
@@ -46,6 +48,7 @@ def main(
 main(
     {k: snakemake.input[k] for k in ("model", "inputs", "split", "manifest")},
     dict(snakemake.params.saliency),
+    str(snakemake.params.mode),
     bool(snakemake.params.crop_band),
     int(snakemake.params.seed),
     snakemake.output.files,

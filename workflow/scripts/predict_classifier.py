@@ -12,10 +12,12 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 
-def main(model: str, inputs: str, split: str, k: int, seed: int, out: str, threads: int, device: str, log: str) -> None:
+def main(
+    model: str, inputs: str, split: str, k: int, mode: str, seed: int, out: str, threads: int, device: str, log: str
+) -> None:
     setup_logging(log)
     torch.set_num_threads(threads)
-    df = predict_split(model, inputs, split, k, "test", device, seed=seed)
+    df = predict_split(model, inputs, split, k, "test", device, seed=seed, mode=mode)
     atomic_write_text(out, df.to_csv(sep="\t", index=False, lineterminator="\n", float_format="%.6g"))
 
 
@@ -24,6 +26,7 @@ main(
     snakemake.input.inputs,
     snakemake.input.split,
     int(snakemake.params.k),
+    str(snakemake.params.mode),
     int(snakemake.params.seed),
     snakemake.output[0],
     snakemake.threads,

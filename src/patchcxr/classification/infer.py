@@ -43,16 +43,22 @@ def predict_split(
     device: str = "auto",
     batch: int = 50,
     seed: int = 0,
+    mode: str = "exact",
 ) -> pd.DataFrame:
     """Predictions of every image of split part ``part``: true class, hard and soft votes,
-    vote counts and mean probabilities."""
+    vote counts and mean probabilities. ``mode`` ``shared_trunk`` reads the same K windows'
+    logits from one trunk pass (:mod:`patchcxr.classification.shared_trunk`; local only)."""
     model, settings, names, dev = load_classifier(model_path, device)
     inputs, split = read_tsv(inputs_path), read_tsv(split_path)
     rows = inputs.merge(split[split["split"] == part][["image_id"]], on="image_id").sort_values("image_id")
     out = []
     for i, r in enumerate(rows.itertuples()):
         img, lung = load_input(r.input_path, r.lung_path)
-        probs, _ = predict_probs(model, img, lung, settings, k, np.random.default_rng([seed, i]), dev, batch)
+        rng = np.random.default_rng([seed, i])
+        if mode == "shared_trunk" and settings.mode == "local":
+            probs = shared_probs(model, img, lung, settings, k, rng, dev)
+        else:
+            probs, _ = predict_probs(model, img, lung, settings, k, rng, dev, batch)
         v = vote(probs)
         true = getattr(r, settings.labels)
         out.append(
@@ -73,6 +79,25 @@ def predict_split(
         if (i + 1) % 25 == 0:
             log.info("predicted %d/%d images", i + 1, len(rows))
     return pd.DataFrame(out)
+
+
+def shared_probs(
+    model: torch.nn.Module,
+    img: torch.Tensor,
+    lung: np.ndarray,
+    settings: ClassifierSettings,
+    k: int,
+    rng: np.random.Generator,
+    dev: torch.device,
+) -> torch.Tensor:
+    """K patch probabilities of one image by the shared trunk (the windows drawn as the
+    exact method draws them)."""
+    from patchcxr.classification.data import to_network
+    from patchcxr.classification.patches import sample_centres, windows
+    from patchcxr.classification.shared_trunk import shared_predict
+
+    wins = windows(sample_centres(lung, k, rng, settings.centre), img.shape[-2:], settings.patch, settings.border)
+    return shared_predict(model, to_network(img[None]).to(dev), wins, settings.patch)[0].cpu()
 
 
 @functools.lru_cache(maxsize=16)
@@ -132,6 +157,7 @@ def saliency_for_split(
     device: str = "auto",
     batch: int = 25,
     seed: int = 0,
+    mode: str = "exact",
 ) -> pd.DataFrame:
     """Probabilistic Grad-CAM maps (``.npy``) and overlays (``.png``) of the test images of
     class ``target`` (at most ``max_images``), with the pointing game where ground-truth
@@ -152,9 +178,15 @@ def saliency_for_split(
     out = []
     for i, r in enumerate(rows.itertuples()):
         img, lung = load_input(r.input_path, r.lung_path)
-        sal, probs = image_saliency(
-            model, img, lung, settings, k, names.index(target), np.random.default_rng([seed, i]), dev, batch
-        )
+        rng = np.random.default_rng([seed, i])
+        if mode == "shared_trunk":
+            from patchcxr.classification.patches import sample_centres, windows
+            from patchcxr.classification.shared_trunk import shared_saliency
+
+            wins = windows(sample_centres(lung, k, rng, settings.centre), img.shape[-2:], settings.patch)
+            sal, probs = shared_saliency(model, img, wins, settings.patch, names.index(target), dev)
+        else:
+            sal, probs = image_saliency(model, img, lung, settings, k, names.index(target), rng, dev, batch)
         buf = io.BytesIO()
         np.save(buf, sal.astype(np.float32))
         atomic_write_bytes(out_dir / f"{r.image_id}.npy", buf.getvalue())

@@ -1,0 +1,126 @@
+"""Benchmark (issue 8 a, b): K-patch vote and probabilistic Grad-CAM for one 1024² masked
+image, ours against the official code's pattern and against the lower bound.
+
+Plain script: ``python bench/bench_kpatch.py [--k 100] [--repeats 3] [--device auto]``.
+
+a. K-patch vote: (i) official style — for every patch the cached image is read again and
+   one forward runs at batch 1; (ours) the image read once, K centres drawn, the K crops in
+   batched forwards (``batch``), hard and soft vote; (bound) one batched forward of K
+   ready-made patches, no sampling or voting.
+b. Probabilistic Grad-CAM: per patch (one forward and backward each, the official code's
+   loop) against ours (batched forward+backward, aggregation on the canvas), and the bound
+   of one batched forward+backward of the K patches.
+
+Random-weight ResNet-18 (the timing does not depend on the weights). Prints the machine,
+seconds per image (best of ``repeats``) and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from inputs import cached_film  # bench/inputs.py
+from machine import machine
+
+from patchcxr.classification.data import load_input, to_network
+from patchcxr.classification.patches import extract, sample_centres, windows
+from patchcxr.classification.train import ClassifierSettings, predict_probs
+from patchcxr.models.classifier import resnet18_classifier, vote
+from patchcxr.saliency import aggregate, image_saliency, patch_gradcams
+from patchcxr.training import resolve_device
+
+
+def best(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def main(k: int, repeats: int, device: str, batch: int, size: int, patch: int) -> None:
+    dev = resolve_device(device)
+    print(f"machine: {machine()}; device {dev}")
+    print(f"K = {k} patches of {patch}² on a {size}² masked input, batch {batch}, best of {repeats}")
+    torch.manual_seed(0)
+    model = resnet18_classifier(4).to(dev).eval()
+    settings = ClassifierSettings(patch=patch)
+    with tempfile.TemporaryDirectory() as tmp:
+        ip, lp = cached_film(Path(tmp), size, seed=1)
+        img, lung = load_input(ip, lp)
+        wins = windows(sample_centres(lung, k, np.random.default_rng(0)), img.shape[-2:], patch)
+        ready = to_network(extract(img, wins, patch)).to(dev)
+
+        def official() -> None:
+            rng = np.random.default_rng(0)
+            probs = []
+            for _ in range(k):
+                im, lu = load_input(ip, lp)  # the official loop reads the image for every patch
+                w = windows(sample_centres(lu, 1, rng), im.shape[-2:], patch)
+                with torch.inference_mode():
+                    probs.append(torch.softmax(model(to_network(extract(im, w, patch)).to(dev)), 1).cpu())
+            vote(torch.cat(probs))
+
+        def ours() -> None:
+            im, lu = load_input(ip, lp)
+            vote(predict_probs(model, im, lu, settings, k, np.random.default_rng(0), dev, batch)[0])
+
+        def bound() -> None:
+            with torch.inference_mode():
+                for i in range(0, k, batch):
+                    model(ready[i : i + batch])
+
+        model(ready[:2])  # warm-up
+        t_off, t_ours, t_bound = (best(f, repeats, dev) for f in (official, ours, bound))
+        print("\na. K-patch vote, s per image")
+        print(f"   (i) official style (reload + batch 1): {t_off:.3f}")
+        print(f"   ours (read once, batched, vote):       {t_ours:.3f}")
+        print(f"   (ii) bound (one batched forward):      {t_bound:.3f}")
+        print(f"   speed-up over (i): {t_off / t_ours:.2f}x   share of the bound: {t_bound / t_ours:.2f}")
+
+        def cam_loop() -> None:
+            cams, probs = [], []
+            for j in range(k):
+                c, p = patch_gradcams(model, ready[j : j + 1], 3)
+                cams.append(c.cpu())
+                probs.append(p.cpu())
+            aggregate(torch.cat(cams), torch.cat(probs), wins, img.shape[-2:])
+
+        def cam_ours() -> None:
+            image_saliency(model, img, lung, settings, k, 3, np.random.default_rng(0), dev, batch)
+
+        def cam_bound() -> None:
+            for i in range(0, k, batch):
+                x = ready[i : i + batch].clone().requires_grad_(True)
+                model(x)[:, 3].sum().backward()
+            model.zero_grad(set_to_none=True)
+
+        c_loop, c_ours, c_bound = (best(f, repeats, dev) for f in (cam_loop, cam_ours, cam_bound))
+        print("\nb. probabilistic Grad-CAM, s per image")
+        print(f"   per patch (forward+backward each):   {c_loop:.3f}")
+        print(f"   ours (batched, aggregated):          {c_ours:.3f}")
+        print(f"   bound (batched forward+backward):    {c_bound:.3f}")
+        print(f"   speed-up over per patch: {c_loop / c_ours:.2f}x   share of the bound: {c_bound / c_ours:.2f}")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--k", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--batch", type=int, default=25)
+    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--patch", type=int, default=224)
+    a = ap.parse_args()
+    main(a.k, a.repeats, a.device, a.batch, a.size, a.patch)

@@ -1,0 +1,119 @@
+"""Shared-trunk K-patch inference and saliency (an approximation of method.md §5.5 and §6.2,
+optional: ``classification.inference.mode: shared_trunk``).
+
+The exact method runs ResNet-18 on each of K crops. ResNet-18 up to ``layer4`` is fully
+convolutional with stride 32, and its head is a global average pool and a linear layer, so
+a patch's logits can instead be read from *one* pass over the whole masked image:
+
+.. math::
+
+    z_k = W \\, \\frac{1}{s^2} \\sum_{(i,j) \\in \\omega_k} A_{:,ij} + b,
+    \\qquad s = \\text{patch} / 32,
+
+with ``A`` the ``layer4`` map of the whole image and ``ω_k`` the ``s × s`` window of feature
+cells under patch ``k`` (its corner rounded to the 32-pixel grid). The Grad-CAM of patch
+``k`` for class ``c`` needs no backward pass either: ``∂z_{k,c} / ∂A_{f,ij} = W_{c,f} / s²``
+inside the window, so ``α_f = W_{c,f} / s²`` and
+
+.. math::
+
+    g_k = \\mathrm{norm}\\big(\\mathrm{up}(\\mathrm{ReLU}(\\textstyle\\sum_f W_{c,f} A_f)|_{\\omega_k})\\big)
+
+(the constant ``1/s²`` vanishes in the min-max normalisation). The result differs from the
+exact method where a crop's own borders matter: zero padding at the crop edge versus the
+real neighbourhood in the whole image, and windows snapped to the 32-pixel grid; the
+benchmark (bench/bench_shared_trunk.py) measures the agreement.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+STRIDE = 32
+
+
+def trunk(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """ResNet-18 ``layer4`` features of a batch (N, 3, H, W) → (N, 512, H/32, W/32)."""
+    x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+    return model.layer4(model.layer3(model.layer2(model.layer1(x))))
+
+
+def cells(patch: int) -> int:
+    """Feature cells per window side: ``patch / 32`` rounded (7 for the paper's 224)."""
+    return max(1, round(patch / STRIDE))
+
+
+def feature_windows(wins: np.ndarray, fmap_shape: tuple[int, int], patch: int) -> np.ndarray:
+    """Feature-cell corners ``(row, col)`` of image windows ``(top, left, …)``: the corner
+    rounded to the stride grid and kept inside the map."""
+    s = cells(patch)
+    rows = np.clip(np.rint(wins[:, 0] / STRIDE).astype(int), 0, fmap_shape[0] - s)
+    cols = np.clip(np.rint(wins[:, 1] / STRIDE).astype(int), 0, fmap_shape[1] - s)
+    return np.stack([rows, cols], axis=1)
+
+
+def window_logits(model: nn.Module, fmap: torch.Tensor, corners: np.ndarray, patch: int) -> torch.Tensor:
+    """Logits (K, C) of the patches whose feature windows start at ``corners``, from one
+    image's map (1, 512, h, w): average over every ``s × s`` window at once, then the head."""
+    s = cells(patch)
+    pooled = F.avg_pool2d(fmap, kernel_size=s, stride=1)[0]  # (512, h - s + 1, w - s + 1)
+    picked = pooled[:, torch.as_tensor(corners[:, 0]), torch.as_tensor(corners[:, 1])].T  # (K, 512)
+    return model.fc(picked)
+
+
+def class_activation(model: nn.Module, fmap: torch.Tensor, target: int) -> torch.Tensor:
+    """``ReLU(Σ_f W_{c,f} A_f)`` over the whole map (h, w): every patch's Grad-CAM is a window
+    of it."""
+    return F.relu(torch.einsum("f,fhw->hw", model.fc.weight[target], fmap[0]))
+
+
+def shared_predict(
+    model: nn.Module, img3: torch.Tensor, wins: np.ndarray, patch: int
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """Probabilities (K, C) of the patches at ``wins`` from one trunk pass over the whole
+    normalised image (1, 3, H, W); also the feature map and the windows' corners."""
+    with torch.inference_mode():
+        fmap = trunk(model, img3)
+        corners = feature_windows(wins, fmap.shape[-2:], patch)
+        probs = torch.softmax(window_logits(model, fmap, corners, patch), dim=1)
+    return probs, fmap, corners
+
+
+def shared_gradcams(model: nn.Module, fmap: torch.Tensor, corners: np.ndarray, patch: int, target: int) -> torch.Tensor:
+    """Grad-CAMs (K, patch, patch) in [0, 1] of the patches, as the exact method's
+    :func:`patchcxr.saliency.patch_gradcams` returns them, from the shared map."""
+    s = cells(patch)
+    with torch.inference_mode():
+        cam = class_activation(model, fmap, target)
+        rows = torch.as_tensor(corners[:, 0])[:, None] + torch.arange(s)[None]
+        cols = torch.as_tensor(corners[:, 1])[:, None] + torch.arange(s)[None]
+        crops = cam[rows[:, :, None], cols[:, None, :]]  # (K, s, s)
+        up = F.interpolate(crops[:, None], size=(patch, patch), mode="bilinear", align_corners=False)[:, 0]
+        lo = up.amin(dim=(1, 2), keepdim=True)
+        hi = up.amax(dim=(1, 2), keepdim=True)
+        return torch.where(hi > lo, (up - lo) / (hi - lo).clamp_min(1e-12), torch.zeros_like(up))
+
+
+def snapped_windows(corners: np.ndarray, patch: int, shape: tuple[int, int]) -> np.ndarray:
+    """The image windows the feature windows cover (corners × stride, ``patch`` wide, kept
+    inside the image)."""
+    top = np.clip(corners[:, 0] * STRIDE, 0, shape[0] - patch)
+    left = np.clip(corners[:, 1] * STRIDE, 0, shape[1] - patch)
+    return np.stack([top, left, top + patch, left + patch], axis=1)
+
+
+def shared_saliency(
+    model: nn.Module, img: torch.Tensor, wins: np.ndarray, patch: int, target: int, device: torch.device
+) -> tuple[np.ndarray, torch.Tensor]:
+    """Probabilistic Grad-CAM (§6.2) of one masked input (1, S, S) from one trunk pass: the
+    map (S, S) and the patch probabilities of ``target``."""
+    from patchcxr.classification.data import to_network
+    from patchcxr.saliency import aggregate
+
+    probs, fmap, corners = shared_predict(model, to_network(img[None]).to(device), wins, patch)
+    cams = shared_gradcams(model, fmap, corners, patch, target)
+    placed = snapped_windows(corners, patch, tuple(img.shape[-2:]))
+    return aggregate(cams.cpu(), probs[:, target].cpu(), placed, img.shape[-2:]), probs[:, target].cpu()

@@ -1,0 +1,73 @@
+"""Shared-trunk inference: each patch's logits and Grad-CAM read from one pass over the
+whole image equal their definitions on the shared feature map."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from patchcxr.classification.shared_trunk import (
+    cells,
+    feature_windows,
+    shared_gradcams,
+    shared_predict,
+    shared_saliency,
+    trunk,
+    window_logits,
+)
+from patchcxr.models.classifier import resnet18_classifier
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return resnet18_classifier(4).eval()
+
+
+def test_trunk_is_the_network_without_its_head(model: torch.nn.Module) -> None:
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        fmap = trunk(model, x)
+        assert fmap.shape == (2, 512, 2, 2)
+        # 2x2 map = one 64² patch: pooling the whole map and the head give the network's output
+        torch.testing.assert_close(model.fc(fmap.mean((2, 3))), model(x))
+
+
+def test_windows_snap_to_the_feature_grid_and_stay_inside() -> None:
+    wins = np.array([[0, 0, 224, 224], [47, 500, 271, 724], [900, 900, 1124, 1124]])
+    corners = feature_windows(wins, (32, 32), 224)
+    assert corners.tolist() == [[0, 0], [1, 16], [25, 25]]  # 47/32 -> 1, 500/32 -> 16, clipped at 32 - 7
+    assert cells(224) == 7 and cells(112) == 4 and cells(64) == 2
+
+
+def test_window_logits_and_gradcams_equal_their_definitions(model: torch.nn.Module) -> None:
+    torch.manual_seed(1)
+    fmap = torch.rand(1, 512, 8, 8)
+    corners = np.array([[0, 0], [3, 5], [6, 6]])
+    s, target = 2, 2
+    logits = window_logits(model, fmap, corners, patch=64)
+    cams = shared_gradcams(model, fmap, corners, 64, target)
+    for k, (r, c) in enumerate(corners.tolist()):
+        window = fmap[:, :, r : r + s, c : c + s].clone().requires_grad_(True)
+        z = model.fc(window.mean((2, 3)))
+        torch.testing.assert_close(logits[k], z[0].detach())
+        # Grad-CAM with autograd, exactly as patch_gradcams does on a crop's own map
+        z[0, target].backward()
+        alpha = window.grad.mean((2, 3), keepdim=True)
+        cam = F.relu((alpha * window.detach()).sum(1, keepdim=True))
+        cam = F.interpolate(cam, size=(64, 64), mode="bilinear", align_corners=False)[0, 0]
+        cam = (cam - cam.min()) / (cam.max() - cam.min())
+        torch.testing.assert_close(cams[k], cam, atol=1e-5, rtol=1e-5)
+        model.zero_grad(set_to_none=True)
+
+
+def test_shared_saliency_covers_the_patches(model: torch.nn.Module) -> None:
+    img = torch.rand(1, 256, 256)
+    wins = np.array([[0, 0, 64, 64], [96, 128, 160, 192]])
+    sal, probs = shared_saliency(model, img, wins, 64, 1, torch.device("cpu"))
+    assert sal.shape == (256, 256) and probs.shape == (2,)
+    assert sal[:64, :64].max() > 0 and sal[200:, :100].max() == 0  # nothing where no patch lies
+    p, _, _ = shared_predict(model, torch.rand(1, 3, 256, 256), wins, 64)
+    torch.testing.assert_close(p.sum(1), torch.ones(2))
