@@ -11,7 +11,7 @@ UI_PORT ?= 5000
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export DVC_NO_ANALYTICS ?= 1
 
-.PHONY: help setup lint test demo clean-demo ui
+.PHONY: help setup lint test demo clean-demo ui bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -35,6 +35,11 @@ test: setup lint  ## lint, then every test
 
 ui: setup  ## MLflow UI of the tracked runs at http://127.0.0.1:$(UI_PORT) (Ctrl-C stops it)
 	$(BIN)/mlflow ui --host 127.0.0.1 --port $(UI_PORT) --backend-store-uri $(MLFLOW_URI)
+
+bench: setup  ## every benchmark, one after the other (about 15 CPU minutes); output also in bench/latest.txt
+	set -o pipefail; cd bench && for b in bench_kpatch bench_shared_trunk bench_input_pipeline bench_workflow \
+		bench_preprocess bench_memory bench_synthetic; do \
+		echo "== $$b"; ../$(BIN)/python $$b.py || exit 1; done 2>&1 | tee latest.txt
 
 demo: setup  ## run the whole workflow on built-in synthetic data
 	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml config/demo.yaml

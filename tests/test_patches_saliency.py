@@ -75,6 +75,14 @@ def test_batched_gradcam_equals_the_per_patch_reference(model: torch.nn.Module) 
     assert float(cams.min()) >= 0 and float(cams.max()) <= 1
 
 
+def test_gradcam_at_another_layer_takes_the_backward_path(model: torch.nn.Module) -> None:
+    patches = torch.randn(3, 3, 64, 64)
+    cams, probs = patch_gradcams(model, patches, target=1, layer="layer3")
+    ref_cams, ref_probs = patch_gradcams_reference(model, patches, target=1, layer="layer3")
+    torch.testing.assert_close(cams, ref_cams, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(probs, ref_probs, rtol=1e-5, atol=1e-6)
+
+
 def test_gradcam_refuses_train_mode() -> None:
     m = resnet18(num_classes=2)
     with pytest.raises(ValueError, match="eval mode"):

@@ -17,8 +17,10 @@ the window's true size), and the global map
     L^c(p) = \\frac{\\sum_k r_k\\, \\mathcal{U}_k(g_k)(p)}{\\sum_k \\mathbb{1}[p \\in \\Omega_k] + 10^{-7}}
 
 with ``U_k`` placing ``g_k`` on the image canvas. :func:`patch_gradcams` computes all K
-Grad-CAMs in **one** batched forward and backward pass (the model in eval mode, so samples
-do not interact); :func:`patch_gradcams_reference` is the plain per-patch loop it must equal.
+Grad-CAMs in **one** batched pass (the model in eval mode, so samples do not interact); at
+ResNet-18's ``layer4`` ``∂y_c/∂A`` depends only on the pooling head, so the trunk runs
+without autograd and only the head is differentiated. :func:`patch_gradcams_reference` is
+the plain per-patch loop with a full backward pass that it must equal.
 """
 
 from __future__ import annotations
@@ -50,13 +52,32 @@ def _cams(act: torch.Tensor, grad: torch.Tensor, size: int) -> torch.Tensor:
     return torch.where(hi > lo, (cam - lo) / (hi - lo).clamp_min(1e-12), torch.zeros_like(cam))
 
 
+def _resnet_head_gradcams(model: nn.Module, patches: torch.Tensor, target: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grad-CAM at a torchvision ResNet's ``layer4``: ``∂y_c/∂A`` depends only on the head
+    (average pool, linear layer), so the trunk runs without autograd (no graph, no
+    parameter gradients) and only the head is differentiated — the cost of a forward pass."""
+    with torch.inference_mode():
+        act = model.layer4(
+            model.layer3(model.layer2(model.layer1(model.maxpool(model.relu(model.bn1(model.conv1(patches)))))))
+        )
+    with torch.enable_grad():
+        a = act.clone().requires_grad_(True)
+        logits = model.fc(torch.flatten(model.avgpool(a), 1))
+        (grad,) = torch.autograd.grad(logits[:, target].sum(), a)
+    probs = torch.softmax(logits.detach(), dim=1)[:, target]
+    return _cams(a.detach(), grad, patches.shape[-1]), probs
+
+
 def patch_gradcams(
     model: nn.Module, patches: torch.Tensor, target: int, layer: str = "layer4"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Grad-CAMs ``(K, S, S)`` in [0, 1] and class probabilities ``(K,)`` of K patches,
-    in one forward and one backward pass."""
+    in one batched pass (for a ResNet's ``layer4``: a forward of the trunk and the head's
+    gradient only; other layers: one forward and one backward)."""
     if model.training:
         raise ValueError("Grad-CAM needs the model in eval mode (batch norm must not mix patches)")
+    if layer == "layer4" and all(hasattr(model, n) for n in ("conv1", "layer4", "avgpool", "fc")):
+        return _resnet_head_gradcams(model, patches, target)
     store, handle = _layer_hook(model, layer)
     try:
         with torch.enable_grad():
@@ -73,12 +94,23 @@ def patch_gradcams(
 def patch_gradcams_reference(
     model: nn.Module, patches: torch.Tensor, target: int, layer: str = "layer4"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The same, one patch at a time (what the official code does); for tests."""
+    """The same, one patch at a time with a full backward pass through the network (what
+    the official code does); for tests."""
+    if model.training:
+        raise ValueError("Grad-CAM needs the model in eval mode (batch norm must not mix patches)")
     cams, probs = [], []
     for k in range(len(patches)):
-        c, p = patch_gradcams(model, patches[k : k + 1], target, layer)
-        cams.append(c[0])
-        probs.append(p[0])
+        store, handle = _layer_hook(model, layer)
+        try:
+            with torch.enable_grad():
+                logits = model(patches[k : k + 1])
+                logits[0, target].backward()
+            act, grad = store["act"].detach(), store["act"].grad.detach()
+        finally:
+            handle.remove()
+        model.zero_grad(set_to_none=True)
+        cams.append(_cams(act, grad, patches.shape[-1])[0])
+        probs.append(torch.softmax(logits.detach(), dim=1)[0, target])
     return torch.stack(cams), torch.stack(probs)
 
 
