@@ -82,3 +82,14 @@ def ci_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     proc = snakemake(workdir, "--cores", "2", *CI_CONFIG, TRACKED)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return workdir
+
+
+@pytest.fixture(scope="session")
+def second_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A second clean run of the CI configuration, in a fresh folder and untracked: through a
+    one-node SLURM cluster where one can be started here (tests/slurm.py), else locally. The
+    reproducibility test and the cluster test share it (one run instead of two in CI)."""
+    from tests.slurm import run_ci_workflow
+    from tests.workflow_runs import copy_workflow
+
+    return run_ci_workflow(copy_workflow(tmp_path_factory.mktemp("second_run")))

@@ -1,0 +1,71 @@
+"""Benchmark (issue 8 §2): which PyTorch options speed up the K-patch forward on this machine.
+
+Plain script: ``python bench/bench_torch_options.py [--k 100] [--patch 224]``.
+
+The same batched forward of K random patches (ResNet-18, eval, inference_mode, batch 25)
+with: the default (contiguous NCHW float32); ``channels_last`` memory format; and
+``torch.compile`` (inductor; compile time reported separately). Prints seconds per K
+patches (best of 3) and the ratio to the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from machine import machine
+
+from patchcxr.models.classifier import resnet18_classifier
+from patchcxr.training import resolve_device
+
+
+def timed(model: torch.nn.Module, x: torch.Tensor, batch: int, repeats: int = 3) -> float:
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        with torch.inference_mode():
+            for i in range(0, len(x), batch):
+                model(x[i : i + batch])
+        out.append(time.perf_counter() - t)
+    return min(out)
+
+
+def main(k: int, patch: int, batch: int, device: str) -> None:
+    dev = resolve_device(device)
+    print(f"machine: {machine()}; device {dev}")
+    torch.manual_seed(0)
+    model = resnet18_classifier(4).to(dev).eval()
+    x = torch.randn(k, 3, patch, patch, device=dev)
+    with torch.inference_mode():
+        model(x[:batch])
+    base = timed(model, x, batch)
+    print(f"K = {k} patches of {patch}², batch {batch}: s per K patches (best of 3)")
+    print(f"  default (NCHW float32):   {base:.3f}")
+    cl_model = resnet18_classifier(4).to(dev).eval().to(memory_format=torch.channels_last)
+    cl_model.load_state_dict(model.state_dict())
+    xc = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        cl_model(xc[:batch])
+    cl = timed(cl_model, xc, batch)
+    print(f"  channels_last:            {cl:.3f}   ratio {base / cl:.2f}")
+    try:
+        compiled = torch.compile(model)
+        t = time.perf_counter()
+        with torch.inference_mode():
+            compiled(x[:batch])
+        compile_s = time.perf_counter() - t
+        comp = timed(compiled, x, batch)
+        print(f"  torch.compile (inductor): {comp:.3f}   ratio {base / comp:.2f}   (compile {compile_s:.1f} s)")
+    except Exception as err:  # no compiler, unsupported platform: say so, keep the other figures
+        print(f"  torch.compile: unavailable here ({type(err).__name__}: {str(err)[:200]})")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--k", type=int, default=100)
+    ap.add_argument("--patch", type=int, default=224)
+    ap.add_argument("--batch", type=int, default=25)
+    ap.add_argument("--device", default="auto")
+    a = ap.parse_args()
+    main(a.k, a.patch, a.batch, a.device)
