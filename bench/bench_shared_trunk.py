@@ -48,7 +48,7 @@ def timed(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
 
 def speed(k: int, size: int, patch: int, batch: int, repeats: int, dev: torch.device) -> None:
     torch.manual_seed(0)
-    model = resnet18_classifier(4).to(dev).eval()
+    model = resnet18_classifier(4).to(dev, memory_format=torch.channels_last).eval()  # as load_classifier
     settings = ClassifierSettings(patch=patch)
     with tempfile.TemporaryDirectory() as tmp:
         img, lung = load_input(*cached_film(Path(tmp), size, seed=1))

@@ -143,13 +143,14 @@ def image_saliency(
 
     Returns the map (S, S) and the patch probabilities of ``target``.
     """
-    from patchcxr.classification.data import to_network
+    from patchcxr.classification.data import memory_format, to_network
     from patchcxr.classification.train import image_batch
 
     x, wins = image_batch(img, lung, settings, k, rng)  # type: ignore[arg-type]
     cams, probs = [], []
+    layout = memory_format(model)
     for i in range(0, len(x), batch):
-        c, p = patch_gradcams(model, to_network(x[i : i + batch]).to(device), target)
+        c, p = patch_gradcams(model, to_network(x[i : i + batch]).to(device, memory_format=layout), target)
         cams.append(c.cpu())
         probs.append(p.cpu())
     return aggregate(torch.cat(cams), torch.cat(probs), wins, img.shape[-2:]), torch.cat(probs)

@@ -75,8 +75,10 @@ def shared_predict(
 ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """Probabilities (K, C) of the patches at ``wins`` from one trunk pass over the whole
     normalised image (1, 3, H, W); also the feature map and the windows' corners."""
+    from patchcxr.classification.data import memory_format
+
     with torch.inference_mode():
-        fmap = trunk(model, img3)
+        fmap = trunk(model, img3.contiguous(memory_format=memory_format(model)))
         corners = feature_windows(wins, fmap.shape[-2:], patch)
         probs = torch.softmax(window_logits(model, fmap, corners, patch), dim=1)
     return probs, fmap, corners

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from patchcxr.classification.data import load_input, to_network
+from patchcxr.classification.data import load_input, memory_format, to_network
 from patchcxr.classification.patches import extract, sample_centres, windows
 from patchcxr.models.classifier import vote
 
@@ -107,7 +107,8 @@ def predict_probs(
     out = []
     with torch.inference_mode():
         for i in range(0, len(x), batch):
-            out.append(torch.softmax(model(to_network(x[i : i + batch]).to(device)), dim=1).cpu())
+            xb = to_network(x[i : i + batch]).to(device, memory_format=memory_format(model))
+            out.append(torch.softmax(model(xb), dim=1).cpu())
     return torch.cat(out), wins
 
 
