@@ -56,10 +56,10 @@ def _resnet_head_gradcams(model: nn.Module, patches: torch.Tensor, target: int) 
     """Grad-CAM at a torchvision ResNet's ``layer4``: ``∂y_c/∂A`` depends only on the head
     (average pool, linear layer), so the trunk runs without autograd (no graph, no
     parameter gradients) and only the head is differentiated — the cost of a forward pass."""
+    from patchcxr.classification.shared_trunk import trunk
+
     with torch.inference_mode():
-        act = model.layer4(
-            model.layer3(model.layer2(model.layer1(model.maxpool(model.relu(model.bn1(model.conv1(patches)))))))
-        )
+        act = trunk(model, patches)
     with torch.enable_grad():
         a = act.clone().requires_grad_(True)
         logits = model.fc(torch.flatten(model.avgpool(a), 1))

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from patchcxr.classification.data import load_input
-from patchcxr.classification.train import ClassifierSettings, predict_probs
+from patchcxr.classification.train import ClassifierSettings, patch_windows, predict_probs
 from patchcxr.data.harmonise import read_tsv
 from patchcxr.models.classifier import resnet18_classifier, vote
 from patchcxr.training import load_state, resolve_device
@@ -95,10 +95,9 @@ def shared_probs(
     """K patch probabilities of one image by the shared trunk (the windows drawn as the
     exact method draws them)."""
     from patchcxr.classification.data import to_network
-    from patchcxr.classification.patches import sample_centres, windows
     from patchcxr.classification.shared_trunk import shared_predict
 
-    wins = windows(sample_centres(lung, k, rng, settings.centre), img.shape[-2:], settings.patch, settings.border)
+    wins = patch_windows(lung, img.shape[-2:], settings, k, rng)
     return shared_predict(model, to_network(img[None]).to(dev), wins, settings.patch)[0].cpu()
 
 
@@ -164,7 +163,8 @@ def saliency_for_split(
     """Probabilistic Grad-CAM maps (``.npy``) and overlays (``.png``) of the test images of
     class ``target`` (at most ``max_images``), with the pointing game where ground-truth
     lesions are known (synthetic sources): the map's maximum *within the lung* (the input
-    is zero elsewhere) must fall in a lesion box."""
+    is zero elsewhere) must fall in a lesion box. ``mode`` ``shared_trunk`` takes the maps
+    from one trunk pass (:func:`patchcxr.classification.shared_trunk.shared_saliency`)."""
     from patchcxr.io import atomic_write_bytes
     from patchcxr.saliency import image_saliency, overlay_png, pointing_hit
     from patchcxr.segmentation.data import read_png
@@ -182,10 +182,9 @@ def saliency_for_split(
         img, lung = load_input(r.input_path, r.lung_path)
         rng = np.random.default_rng([seed, i])
         if mode == "shared_trunk":
-            from patchcxr.classification.patches import sample_centres, windows
             from patchcxr.classification.shared_trunk import shared_saliency
 
-            wins = windows(sample_centres(lung, k, rng, settings.centre), img.shape[-2:], settings.patch)
+            wins = patch_windows(lung, img.shape[-2:], settings, k, rng)
             sal, probs = shared_saliency(model, img, wins, settings.patch, names.index(target), dev)
         else:
             sal, probs = image_saliency(model, img, lung, settings, k, names.index(target), rng, dev, batch)

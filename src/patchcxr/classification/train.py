@@ -80,6 +80,13 @@ def augment(x: torch.Tensor, gen: torch.Generator, flip: float, degrees: int) ->
     return torch.stack(out)
 
 
+def patch_windows(
+    lung: np.ndarray, shape: tuple[int, ...], settings: ClassifierSettings, k: int, rng: np.random.Generator
+) -> np.ndarray:
+    """The windows of ``k`` lung-centred patches, drawn as configured (centre mode, border)."""
+    return windows(sample_centres(lung, k, rng, settings.centre), shape, settings.patch, settings.border)
+
+
 def image_batch(
     img: torch.Tensor, lung: np.ndarray, settings: ClassifierSettings, k: int, rng: np.random.Generator
 ) -> tuple[torch.Tensor, np.ndarray]:
@@ -88,7 +95,7 @@ def image_batch(
     if settings.mode == "global":
         whole = F.interpolate(img[None], size=(settings.patch, settings.patch), mode="area")
         return whole, np.array([[0, 0, img.shape[-2], img.shape[-1]]])
-    wins = windows(sample_centres(lung, k, rng, settings.centre), img.shape[-2:], settings.patch, settings.border)
+    wins = patch_windows(lung, img.shape[-2:], settings, k, rng)
     return extract(img, wins, settings.patch), wins
 
 
