@@ -3,13 +3,14 @@
 Every table here is computed from the workflow's own TSV outputs, never from models, so
 ``results/paper/`` can be rebuilt in seconds after any upstream change:
 
-* Table 1 (the paper's Tables I–II): images per source and class, and per class and split;
-* Table 2: segmentation Jaccard and Dice (mean ± sd) per network, preprocessing and data
-  set (the paper's Table III);
-* Table 3: biomarker tests between classes (Table IV);
-* Table 4: per-class precision, recall, F1 and specificity with bootstrap 95 % intervals
-  for each classifier (Tables V–VI);
-* Table 5: global (whole image) versus local (patch vote) classifier (the paper's claim);
+* ``table1_data``: images per source and class (the paper's Table I);
+* ``table2_splits``: images per class in train / val / test (Table II);
+* ``table3_segmentation``: Jaccard and Dice (mean ± sd) per network, preprocessing and
+  data set (Table III);
+* ``table4_biomarker_tests``: biomarker tests between classes (Table IV);
+* ``table5_classification``: per-class precision, recall, F1 and specificity with
+  bootstrap 95 % intervals for each classifier (Tables V–VI);
+* ``table6_global_vs_local``: whole-image versus patch-vote classifier (the paper's claim);
 * ``metrics.json``: the headline numbers for ``dvc metrics show``.
 """
 
@@ -23,6 +24,7 @@ import pandas as pd
 
 from patchcxr.io import atomic_write_text
 
+#: the five classes in the order the paper's tables use
 CLASSES5 = ["normal", "bacterial", "tb", "viral", "covid19"]
 
 

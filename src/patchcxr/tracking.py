@@ -113,8 +113,8 @@ class MlflowTracker:
         self._mlflow.log_artifact(str(path))
 
     def log_table_metrics(self, metrics: Mapping[str, float]) -> None:
-        """Final metrics of an evaluation (MLflow keys allow ``/``, ``.``, ``-``, ``_``)."""
-        clean = {k.replace(" ", "_").replace("(", "").replace(")", ""): float(v) for k, v in metrics.items()}
+        """Final metrics of an evaluation, keys sanitised as parameter names are."""
+        clean = {_PARAM_NAME.sub("_", k): float(v) for k, v in metrics.items()}
         self._mlflow.log_metrics(clean)
 
 
