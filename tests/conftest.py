@@ -66,6 +66,8 @@ def synthetic_manifest(
 
 #: the CI configuration with MLflow tracking on, into the run's own SQLite store
 TRACKED = "tracking.yaml"
+#: dummy credentials in the CI run's environment: none may appear in any output
+DUMMY_SECRETS = {"KAGGLE_USERNAME": "ci-dummy-user-5b1e", "KAGGLE_KEY": "ci-dummy-secret-9f3c1a7d"}
 
 
 @pytest.fixture(scope="session")
@@ -79,8 +81,11 @@ def ci_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (workdir / TRACKED).write_text(
         f"tracking: {{enabled: true, uri: 'sqlite:///{workdir}/mlflow.db', experiment: ci}}\n"
     )
-    proc = snakemake(workdir, "--cores", "2", *CI_CONFIG, TRACKED)
+    import os
+
+    proc = snakemake(workdir, "--cores", "2", *CI_CONFIG, TRACKED, env={**os.environ, **DUMMY_SECRETS})
     assert proc.returncode == 0, proc.stderr[-4000:]
+    (workdir / "snakemake.out").write_text(proc.stdout + proc.stderr)
     return workdir
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, TRACKED
+from tests.conftest import DUMMY_SECRETS, ROOT, TRACKED
 from tests.test_synthetic_determinism import tree_digest
 from tests.workflow_runs import CI_CONFIG, copy_workflow, reproducible_digest, snakemake
 
@@ -169,3 +169,14 @@ def test_two_clean_runs_give_identical_tables(ci_run: Path, second_run: Any) -> 
     first_digest, second_digest = reproducible_digest(ci_run), reproducible_digest(second_run.workdir)
     assert len(first_digest) >= 25
     assert second_digest == first_digest
+
+
+@pytest.mark.slow
+def test_credentials_in_the_environment_reach_no_output(ci_run: Path) -> None:
+    """The CI run had dummy Kaggle credentials in its environment: no log, table, model,
+    metadata file, MLflow parameter (the SQLite store) or Snakemake output may hold them."""
+    files = [p for p in ci_run.rglob("*") if p.is_file() and not p.is_symlink()]
+    assert (ci_run / "mlflow.db") in files and any(p.suffix == ".log" for p in files)
+    for secret in DUMMY_SECRETS.values():
+        leaked = [str(p.relative_to(ci_run)) for p in files if secret.encode() in p.read_bytes()]
+        assert not leaked, (secret, leaked)
