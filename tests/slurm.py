@@ -9,7 +9,7 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.conftest import ROOT
@@ -40,7 +40,7 @@ class WorkflowRun:
     seconds: float = 0.0
     slurm_jobs: int = 0
     output: str = ""
-    skip_reason: str = field(default="")
+    skip_reason: str = ""
 
 
 def run_ci_workflow(workdir: Path, extra: tuple[str, ...] = ()) -> WorkflowRun:
