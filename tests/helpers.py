@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
 from patchcxr.data.harmonise import build_manifest, harmonise_shard, n_shards, read_tsv, write_index
 from patchcxr.data.labels import LabelRules
 from patchcxr.data.readers import read_source
+from tests.conftest import ROOT, SHARED_SAMPLE
 
 
 def run_data_stage(
@@ -49,3 +51,19 @@ def synthetic_sources(tree: Path) -> dict[str, dict[str, Any]]:
         "kermany": {"format": "kermany", "path": str(tree / "kermany")},
         "cohen": {"format": "cohen", "path": str(tree / "cohen")},
     }
+
+
+def sample_sources(base: Path = SHARED_SAMPLE) -> dict[str, dict[str, Any]]:
+    """config/sample.yaml's sources with folders resolved against ``base``."""
+    spec = yaml.safe_load((ROOT / "config" / "sample.yaml").read_text())["sources"]
+    out = {}
+    for name, s in spec.items():
+        s = dict(s)
+        for key in ("path", "masks_path"):
+            if key in s:
+                s[key] = str(base / Path(s[key]).relative_to("../shared/data/cxr-sample"))
+        if s.get("masks"):
+            s["masks"] = out[s["masks"]]["path"] if s["masks"] in out else str(base / "scr")
+        s.pop("enabled", None)
+        out[name] = s
+    return out

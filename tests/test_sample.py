@@ -11,11 +11,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
-from tests.conftest import ROOT, SHARED_SAMPLE, load_config
-from tests.helpers import run_data_stage
+from tests.conftest import SHARED_SAMPLE, load_config
+from tests.helpers import run_data_stage, sample_sources
 
 pytestmark = pytest.mark.skipif(
     not SHARED_SAMPLE.is_dir(), reason="development sample ../shared/data/cxr-sample absent"
@@ -32,22 +31,6 @@ README_COUNTS = {
     "kermany": 2,
     "kermany_upscaled": 7,
 }
-
-
-def sample_sources(base: Path = SHARED_SAMPLE) -> dict[str, dict[str, Any]]:
-    """config/sample.yaml's sources with folders resolved against ``base``."""
-    spec = yaml.safe_load((ROOT / "config" / "sample.yaml").read_text())["sources"]
-    out = {}
-    for name, s in spec.items():
-        s = dict(s)
-        for key in ("path", "masks_path"):
-            if key in s:
-                s[key] = str(base / Path(s[key]).relative_to("../shared/data/cxr-sample"))
-        if s.get("masks"):
-            s["masks"] = out[s["masks"]]["path"] if s["masks"] in out else str(base / "scr")
-        s.pop("enabled", None)
-        out[name] = s
-    return out
 
 
 @pytest.fixture(scope="module")

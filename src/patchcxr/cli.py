@@ -34,9 +34,15 @@ def _predict(args: argparse.Namespace) -> int:
     from patchcxr.training import load_state
 
     torch.set_num_threads(args.threads)
-    segmenter, seg_prep, dev = load_segmenter(args.segmenter, args.device)
-    classifier, settings, names, _ = load_classifier(args.classifier, args.device)
-    size = int(load_state(args.classifier).get("input_size", 1024))
+    try:
+        segmenter, seg_prep, dev = load_segmenter(args.segmenter, args.device)
+        classifier, settings, names, _ = load_classifier(args.classifier, args.device)
+        size = int(load_state(args.classifier).get("input_size", 1024))
+    except (OSError, ValueError, KeyError) as err:
+        # a missing file, a hostile pickle (refused by weights_only) or a file of another
+        # kind: one line naming it, no traceback
+        print(f"patchcxr: cannot load the models: {type(err).__name__}: {err}", file=sys.stderr)
+        return 2
     results, failures = [], 0
     for path in args.images:
         try:

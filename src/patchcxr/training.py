@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from patchcxr.faults import fault_point
 from patchcxr.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -172,6 +173,7 @@ class Trainer:
                 self.optimizer.step()
                 total += float(loss.detach())
                 n += 1
+                fault_point(f"step:{epoch}:{n}", self.resume_path)
             if self.scheduler is not None:
                 self.scheduler.step()
             self.model.eval()
@@ -203,6 +205,7 @@ class Trainer:
                 row["seconds"],
             )
             self._save(epoch, result)
+            fault_point(f"epoch:{epoch}", self.resume_path)
             result.epochs_run = epoch
             if self.patience is not None and epoch - result.best_epoch >= self.patience:
                 log.info("no improvement for %d epochs: stopping at epoch %d", self.patience, epoch)

@@ -146,6 +146,12 @@ def read_jsrt(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules)
         )
         if spec.get("masks") and not rec.masks:
             index.skip(name, path, f"missing mask: no SCR masks for {case} under {spec['masks']}")
+        elif rec.masks and len(rec.masks) < len(SCR_ORGANS):
+            # a partial set would give a label map with an organ silently absent: the image
+            # stays (for classification), without masks, and the gap is reported
+            lacking = sorted(organ for organ, role in SCR_ORGANS.items() if role not in rec.masks)
+            index.skip(name, path, f"missing mask: SCR lacks the {', '.join(lacking)} mask for {case}")
+            rec.masks = {}
         index.records.append(rec)
     return index
 

@@ -23,6 +23,7 @@ from PIL import Image
 from scipy import ndimage, stats
 
 from patchcxr.data.harmonise import read_tsv
+from patchcxr.faults import fault_point
 from patchcxr.io import atomic_write_bytes, atomic_write_text
 from patchcxr.models.segmentation import build_segmentation_model
 from patchcxr.segmentation.data import Preprocessing, read_png, resize_labels, split_rows
@@ -155,6 +156,7 @@ def predict_shard(
             Image.fromarray(labels).save(buf, format="PNG")
             atomic_write_bytes(mask_path, buf.getvalue())
             atomic_write_bytes(overlay_path, _overlay(px, labels))
+            fault_point(f"mask:{len(rows) + 1}", out_dir)
             rows.append(
                 {
                     "image_id": row.image_id,

@@ -1,0 +1,205 @@
+"""Study (issue 8 c): does training on feature-map windows close the shared-trunk gap?
+
+Plain script (needs the classifier inputs and split of a run, e.g. ``make demo``):
+    python bench/bench_window_training.py --inputs results/classification/inputs.tsv \\
+        --split results/splits/classification.tsv --patch 64 --epochs 20 --draws 640
+
+A classifier trained on crops (the paper) sees zero padding at every crop border; in the
+shared-trunk mode (patchcxr.classification.shared_trunk) each patch's logits come from its
+window of the whole image's ``layer4`` map, where the window sees its real neighbourhood.
+Three ResNet-18s are trained from scratch on the same draws, for the same number of steps:
+
+* ``crops``   — the paper: ``CE(f(crop_k), y)``;
+* ``windows`` — the shared trunk's own model: ``CE(W · mean_{ω_k} A(image) + b, y)``,
+  several windows per image from one trunk pass;
+* ``both``    — the sum of the two losses on the same windows, which asks one network to
+  give the same answer both ways.
+
+Each is evaluated on the test images with the same K windows in both inference modes:
+accuracy of the hard vote in each mode, vote agreement between the modes, Pearson r of
+the per-image mean probabilities, and the median Pearson r of the probabilistic Grad-CAM
+maps within the lung (target: the last class, viral/COVID-19).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+from machine import machine  # bench/machine.py
+from torch import nn
+
+from patchcxr.classification.data import to_network
+from patchcxr.classification.patches import extract
+from patchcxr.classification.shared_trunk import cells, feature_windows, shared_predict, shared_saliency, trunk
+from patchcxr.classification.train import (
+    ClassifierSettings,
+    balanced_weights,
+    load_split_inputs,
+    patch_windows,
+)
+from patchcxr.data.harmonise import read_tsv
+from patchcxr.models.classifier import resnet18_classifier, vote
+from patchcxr.saliency import aggregate, patch_gradcams
+from patchcxr.training import seed_everything
+
+REGIMES = ("crops", "windows", "both")
+
+
+def window_logits_batch(
+    model: nn.Module, fmap: torch.Tensor, corners: np.ndarray, image_of: np.ndarray, s: int
+) -> torch.Tensor:
+    """Logits (M, C) of windows ``corners`` (M, 2) on the maps ``fmap[image_of]``."""
+    pooled = F.avg_pool2d(fmap, kernel_size=s, stride=1)  # (N, 512, h - s + 1, w - s + 1)
+    idx = torch.as_tensor(image_of)
+    picked = pooled[idx, :, torch.as_tensor(corners[:, 0]), torch.as_tensor(corners[:, 1])]  # (M, 512)
+    return model.fc(picked)
+
+
+def draws(targets: np.ndarray, n_classes: int, n: int, per_batch: int, epoch: int, seed: int) -> Iterator[np.ndarray]:
+    """Class-balanced image draws of an epoch, ``per_batch`` at a time (as the trainer's)."""
+    gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    picks = torch.multinomial(balanced_weights(targets, n_classes), n, replacement=True, generator=gen).numpy()
+    for i in range(0, n, per_batch):
+        yield picks[i : i + per_batch]
+
+
+def train(
+    regime: str,
+    images: list[torch.Tensor],
+    lungs: list[np.ndarray],
+    targets: np.ndarray,
+    n_classes: int,
+    settings: ClassifierSettings,
+    per_image: int,
+) -> tuple[nn.Module, float]:
+    """A model trained ``settings.epochs`` epochs of ``settings.draws`` windows each; every
+    regime sees the same windows (``per_image`` per drawn image). Returns it and the seconds."""
+    seed_everything(settings.seed)
+    model = resnet18_classifier(n_classes)
+    opt = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    s = cells(settings.patch)
+    n_images = max(1, (settings.draws or len(targets)) // per_image)
+    t0 = time.perf_counter()
+    for epoch in range(1, settings.epochs + 1):
+        model.train()
+        rng = np.random.default_rng([settings.seed, epoch])
+        gen = torch.Generator().manual_seed(settings.seed + epoch)
+        losses = []
+        for picks in draws(
+            targets, n_classes, n_images, max(1, settings.batch_size // per_image), epoch, settings.seed
+        ):
+            whole, crops, corners, image_of, y = [], [], [], [], []
+            for b, j in enumerate(picks):
+                img, lung = images[j], lungs[j]
+                if float(torch.rand(1, generator=gen)) < settings.flip:  # flip image and lung together
+                    img, lung = torch.flip(img, dims=[-1]), lung[:, ::-1].copy()
+                wins = patch_windows(lung, img.shape[-2:], settings, per_image, rng)
+                whole.append(img)
+                crops.append(extract(img, wins, settings.patch))
+                fshape = (img.shape[-2] // 32, img.shape[-1] // 32)
+                corners.append(feature_windows(wins, fshape, settings.patch))
+                image_of += [b] * per_image
+                y += [int(targets[j])] * per_image
+            yt = torch.tensor(y)
+            opt.zero_grad(set_to_none=True)
+            loss = torch.zeros(())
+            if regime in ("crops", "both"):
+                loss = loss + F.cross_entropy(model(to_network(torch.cat(crops))), yt)
+            if regime in ("windows", "both"):
+                fmap = trunk(model, to_network(torch.stack(whole)))
+                logits = window_logits_batch(model, fmap, np.concatenate(corners), np.array(image_of), s)
+                loss = loss + F.cross_entropy(logits, yt)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss))
+        print(f"  {regime}: epoch {epoch}/{settings.epochs} loss {np.mean(losses):.4f}", flush=True)
+    return model.eval(), time.perf_counter() - t0
+
+
+def evaluate(
+    model: nn.Module,
+    images: list[torch.Tensor],
+    lungs: list[np.ndarray],
+    targets: np.ndarray,
+    settings: ClassifierSettings,
+    k: int,
+) -> dict[str, float]:
+    """Both inference modes on the same K windows per test image."""
+    target = int(model.fc.out_features) - 1
+    hit_exact, hit_shared, same, p_exact, p_shared, sal_r = [], [], [], [], [], []
+    for i, (img, lung) in enumerate(zip(images, lungs, strict=True)):
+        wins = patch_windows(lung, img.shape[-2:], settings, k, np.random.default_rng([0, i]))
+        xs = to_network(extract(img, wins, settings.patch))
+        with torch.inference_mode():
+            exact = torch.softmax(model(xs), 1)
+        shared, _, _ = shared_predict(model, to_network(img[None]), wins, settings.patch)
+        e, s_ = int(vote(exact)["hard"]), int(vote(shared)["hard"])
+        hit_exact.append(e == targets[i])
+        hit_shared.append(s_ == targets[i])
+        same.append(e == s_)
+        p_exact += exact.mean(0).tolist()
+        p_shared += shared.mean(0).tolist()
+        cams, probs = patch_gradcams(model, xs, target)
+        m_exact = aggregate(cams, probs, wins, img.shape[-2:])
+        m_shared, _ = shared_saliency(model, img, wins, settings.patch, target, torch.device("cpu"))
+        if m_exact[lung].std() > 0 and m_shared[lung].std() > 0:
+            sal_r.append(float(np.corrcoef(m_exact[lung], m_shared[lung])[0, 1]))
+    return {
+        "accuracy_exact": float(np.mean(hit_exact)),
+        "accuracy_shared": float(np.mean(hit_shared)),
+        "vote_agreement": float(np.mean(same)),
+        "agree": int(np.sum(same)),
+        "n": len(same),
+        "prob_r": float(np.corrcoef(p_exact, p_shared)[0, 1]),
+        "saliency_r": float(np.median(sal_r)) if sal_r else float("nan"),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--inputs", default="results/classification/inputs.tsv")
+    ap.add_argument("--split", default="results/splits/classification.tsv")
+    ap.add_argument("--patch", type=int, default=64)
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--draws", type=int, default=640, help="windows per epoch")
+    ap.add_argument("--per-image", type=int, default=8, help="windows per drawn image (one trunk pass)")
+    ap.add_argument("--batch", type=int, default=16, help="windows per step")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--k", type=int, default=100)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=REGIMES)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    settings = ClassifierSettings(
+        patch=a.patch, epochs=a.epochs, draws=a.draws, batch_size=a.batch, lr=a.lr, weight_decay=0.0, l1=0.0, rotate=0
+    )  # augmentation: the horizontal flip only, of the image and its lung mask together (a
+    # rotation would move the windows off the feature grid of the whole-image pass)
+    inputs, split = read_tsv(a.inputs), read_tsv(a.split)
+    tr_img, tr_lung, tr_y, _ = load_split_inputs(inputs, split, "train", settings.labels)
+    te_img, te_lung, te_y, _ = load_split_inputs(inputs, split, "test", settings.labels)
+    print(f"machine: {machine()}")
+    print(
+        f"{len(tr_y)} training and {len(te_y)} test images at {tr_img[0].shape[-1]}², patch {a.patch}, "
+        f"{a.epochs} epochs x {a.draws} windows ({a.per_image} per image), batch {a.batch}, K {a.k}, from scratch"
+    )
+    rows = []
+    for regime in a.regimes:
+        model, seconds = train(regime, tr_img, tr_lung, tr_y, 4, settings, a.per_image)
+        r = evaluate(model, te_img, te_lung, te_y, settings, a.k)
+        rows.append((regime, seconds, r))
+        print(f"  {regime}: trained in {seconds:.0f} s", flush=True)
+    print("regime   train s  acc exact  acc shared  vote agreement  prob r  saliency r (median)")
+    for regime, seconds, r in rows:
+        print(
+            f"{regime:8s} {seconds:7.0f}  {r['accuracy_exact']:9.3f}  {r['accuracy_shared']:10.3f}  "
+            f"{r['vote_agreement']:.3f} ({r['agree']}/{r['n']})  {r['prob_r']:6.3f}  {r['saliency_r']:.3f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

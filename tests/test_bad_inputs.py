@@ -1,0 +1,405 @@
+"""The bad-input matrix: one damage per case, applied to a fresh copy of the sources.
+
+Each case runs on the synthetic tree and, where ``../shared`` holds it, on the real
+development sample. A damaged file ends as one new quarantine row naming the file and the
+reason (and strict mode fails naming it); a download or an archive that is wrong fails
+with an error naming it and places nothing; a valid container in an unusual form (RGBA,
+palette, 16-bit, DICOM MONOCHROME1) is decoded to the right pixels. In every case the
+manifest rows of the healthy files equal those of the undamaged copy.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+import tarfile
+import zipfile
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from patchcxr.data.download import ChecksumError, UnsafeArchiveError, fetch_source
+from patchcxr.data.harmonise import StrictModeError, build_manifest, pixel_sha256
+from tests.conftest import SHARED_SAMPLE, load_config
+from tests.helpers import run_data_stage, sample_sources, synthetic_sources
+from tests.test_decode import _dicom
+
+#: manifest columns that depend on where the copy lies, not on the data
+PLACE = ["source_path", "image_path", "mask_path"]
+
+
+@dataclass(frozen=True)
+class Tree:
+    """A set of sources: its specs for a copy at ``base`` and which source plays each role."""
+
+    name: str
+    base: Path
+    specs: Callable[[Path], dict[str, dict[str, Any]]]
+    labels: dict[str, Any]
+    roles: dict[str, str]  # nlm, nlm2 (a second NLM set), cohen, kermany, jsrt
+
+    def folders(self, sources: list[str]) -> list[Path]:
+        """Folders (relative to ``base``) that ``sources`` read, their mask trees included."""
+        specs = self.specs(self.base)
+        out = set()
+        for s in sources:
+            for key in ("path", "masks_path", "masks"):
+                if specs[s].get(key):
+                    out.add(Path(specs[s][key]).relative_to(self.base))
+        return sorted(out)
+
+
+def _trees() -> list[Any]:
+    trees = [pytest.param("synthetic", id="synthetic")]
+    trees.append(
+        pytest.param(
+            "sample",
+            id="sample",
+            marks=pytest.mark.skipif(not SHARED_SAMPLE.is_dir(), reason="development sample ../shared absent"),
+        )
+    )
+    return trees
+
+
+@pytest.fixture(scope="module", params=_trees())
+def tree(request: pytest.FixtureRequest, synthetic_tree: Path, test_config: dict[str, Any]) -> Tree:
+    if request.param == "synthetic":
+        roles = {"nlm": "montgomery", "nlm2": "shenzhen", "cohen": "cohen", "kermany": "kermany", "jsrt": "jsrt"}
+        return Tree("synthetic", synthetic_tree, synthetic_sources, test_config["labels"], roles)
+    roles = {"nlm": "montgomery_512", "nlm2": "shenzhen_512", "cohen": "cohen", "kermany": "kermany", "jsrt": "jsrt"}
+    return Tree("sample", SHARED_SAMPLE, sample_sources, load_config("config/sample.yaml")["labels"], roles)
+
+
+class Copy:
+    """A fresh copy of the folders some sources read, and helpers to find their files."""
+
+    def __init__(self, tree: Tree, sources: list[str], root: Path, reference: pd.DataFrame) -> None:
+        self.tree, self.sources, self.root = tree, sources, root
+        for rel in tree.folders(sources):
+            if not (root / rel).exists():
+                shutil.copytree(tree.base / rel, root / rel)
+        self.specs = {s: tree.specs(root)[s] for s in sources}
+        self.reference = reference
+
+    def role(self, role: str) -> str:
+        return self.tree.roles[role]
+
+    def images(self, role: str, mode: str | None = None) -> list[Path]:
+        """The copy's files of a role's source that the undamaged run kept, in manifest order
+        (optionally only those Pillow opens in ``mode``)."""
+        rows = self.reference[self.reference["source"] == self.role(role)]
+        files = [self.root / Path(p).relative_to(self.tree.base) for p in rows["source_path"]]
+        if mode is not None:
+            files = [f for f in files if Image.open(f).mode == mode]
+        assert files, (role, mode)
+        return files
+
+    def image_id(self, role: str, path: Path) -> str:
+        return f"{self.role(role)}/{path.stem.removesuffix('.IMG')}"
+
+
+@dataclass
+class Expect:
+    """What a case must end as."""
+
+    file: str | None = None  # name of the quarantined file (None: nothing quarantined)
+    reason: str = ""  # a substring of the quarantine reason
+    changed: set[str] = field(default_factory=set)  # image ids whose rows may differ or vanish
+    check: Callable[[pd.DataFrame], None] | None = None  # more checks on the damaged manifest
+    error: tuple[type[Exception], str] | None = None  # a download case: the error and its text
+    fetch: Callable[[], None] | None = None  # a download case: the download that must fail
+
+
+# --------------------------------------------------------------------------- the cases
+def truncated(c: Copy) -> Expect:
+    f = c.images("nlm")[0]
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    return Expect(f.name, "corrupt or truncated", {c.image_id("nlm", f)})
+
+
+def truncated_jsrt(c: Copy) -> Expect:
+    f = c.images("jsrt")[0]
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 3])
+    reason = "must be 8388608 bytes" if f.suffix.upper() == ".IMG" else "corrupt or truncated"
+    return Expect(f.name, reason, {c.image_id("jsrt", f)})
+
+
+def corrupt_bytes(c: Copy) -> Expect:
+    f = c.images("nlm")[1]
+    data = f.read_bytes()
+    f.write_bytes(data[:60] + bytes(reversed(data[60:])))  # header kept, body scrambled
+    return Expect(f.name, "corrupt or truncated", {c.image_id("nlm", f)})
+
+
+def zero_bytes(c: Copy) -> Expect:
+    f = c.images("cohen")[1]
+    f.write_bytes(b"")
+    return Expect(f.name, "empty file (0 bytes)", {c.image_id("cohen", f)})
+
+
+def not_an_image(c: Copy) -> Expect:
+    f = c.images("kermany")[0]
+    f.write_text("patientid,finding\n1,Pneumonia\n")
+    return Expect(f.name, "not an image file", {c.image_id("kermany", f)})
+
+
+def rgba_png(c: Copy) -> Expect:
+    f = c.images("nlm", mode="L")[0]
+    Image.open(f).convert("RGBA").save(f, format="PNG")
+    return Expect()  # grey in RGBA: the same pixels, the same manifest row
+
+
+def palette_png(c: Copy) -> Expect:
+    f = c.images("nlm", mode="L")[1]
+    pixels = np.asarray(Image.open(f))
+    image = Image.fromarray(255 - pixels, mode="P")  # index 0 = white, as the JSRT conversions
+    image.putpalette([v for i in range(256) for v in (255 - i,) * 3])
+    image.save(f, format="PNG")
+    return Expect()
+
+
+def png_16bit(c: Copy) -> Expect:
+    f = c.images("nlm", mode="L")[0]
+    pixels = np.asarray(Image.open(f)).astype(np.uint16) * 257
+    Image.fromarray(pixels).save(f, format="PNG")
+    image_id = c.image_id("nlm", f)
+
+    def check(manifest: pd.DataFrame) -> None:
+        row = manifest.set_index("image_id").loc[image_id]
+        assert row["bit_depth"] == "16" and row["sha256"] == pixel_sha256(pixels)
+        np.testing.assert_array_equal(np.asarray(Image.open(row["image_path"])), pixels)
+
+    return Expect(changed={image_id}, check=check)
+
+
+def dicom_monochrome1(c: Copy) -> Expect:
+    """A DICOM folder: a MONOCHROME2 film and the same film stored MONOCHROME1 (inverted
+    values). Decoded bone-bright, both have the same pixels: the second is a duplicate."""
+    pixels12 = np.asarray(Image.open(c.images("nlm", mode="L")[0])).astype(np.uint16) * 16
+    folder = c.root / "dicom"
+    folder.mkdir()
+    _dicom(folder / "a.dcm", pixels12, "MONOCHROME2")
+    _dicom(folder / "b.dcm", 4095 - pixels12, "MONOCHROME1")
+    c.specs = {"dicom": {"format": "dicom", "path": str(folder), "label": "normal"}}
+
+    def check(manifest: pd.DataFrame) -> None:
+        row = manifest.set_index("image_id").loc["dicom/a"]
+        assert row["bit_depth"] == "12" and row["sha256"] == pixel_sha256(pixels12)
+
+    return Expect("b.dcm", "duplicate image: same pixels (sha256) as dicom/a", check=check)
+
+
+def _edit_cohen(c: Copy, column: str, value: str) -> Expect:
+    f = c.images("cohen")[2]
+    meta = next((c.root).rglob("metadata.csv"))
+    with open(meta, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        fields, rows = reader.fieldnames, list(reader)
+    hits = [r for r in rows if r["filename"] == f.name]
+    assert len(hits) == 1
+    hits[0][column] = value
+    with open(meta, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fields)  # type: ignore[arg-type]
+        writer.writeheader()
+        writer.writerows(rows)
+    reason = "excluded view 'L'" if column == "view" else f"unknown label {value!r}"
+    return Expect(f.name, reason, {c.image_id("cohen", f)})
+
+
+def lateral_view(c: Copy) -> Expect:
+    return _edit_cohen(c, "view", "L")
+
+
+def unknown_label(c: Copy) -> Expect:
+    return _edit_cohen(c, "finding", "Martian flu")
+
+
+def missing_mask_file(c: Copy) -> Expect:
+    f = c.images("nlm")[0]
+    spec = c.specs[c.role("nlm")]
+    base = Path(spec.get("masks_path") or spec["path"])
+    masks = sorted(p for p in base.rglob(f"{f.stem}*") if p != f and "mask" in str(p.relative_to(base)).lower())
+    assert masks, f
+    masks[0].unlink()
+    image_id = c.image_id("nlm", f)
+
+    def check(manifest: pd.DataFrame) -> None:  # the image stays, without a mask
+        row = manifest.set_index("image_id").loc[image_id]
+        assert row["has_lung_mask"] == "0" and row["mask_path"] == ""
+
+    return Expect(f.name, "missing mask", {image_id}, check)
+
+
+def missing_scr_heart(c: Copy) -> Expect:
+    f = c.images("jsrt")[0]
+    case = f.name.split(".")[0].upper()
+    spec = c.specs[c.role("jsrt")]
+    hearts = [p for p in Path(spec["masks"]).rglob("*.gif") if p.parent.name == "heart" and p.stem.upper() == case]
+    assert hearts, case
+    hearts[0].unlink()
+    image_id = c.image_id("jsrt", f)
+
+    def check(manifest: pd.DataFrame) -> None:  # no half label map: no mask at all
+        row = manifest.set_index("image_id").loc[image_id]
+        assert row["has_lung_mask"] == "0" and row["has_heart_mask"] == "0"
+
+    return Expect(f.name, "missing mask: SCR lacks the heart mask", {image_id}, check)
+
+
+def same_image_in_two_sources(c: Copy) -> Expect:
+    f = c.images("nlm")[0]
+    target = c.images("nlm2")[0]
+    copy = target.with_name("CHNCXR_9999_0" + f.suffix)
+    shutil.copy2(f, copy)
+    return Expect(copy.name, f"duplicate image: same pixels (sha256) as {c.image_id('nlm', f)}")
+
+
+def metadata_row_without_image(c: Copy) -> Expect:
+    f = c.images("cohen")[0]
+    f.unlink()
+    return Expect(f.name, "metadata row whose image is missing", {c.image_id("cohen", f)})
+
+
+# ------------------------------------------------------------------ download cases
+def _fetch(c: Copy, name: str, data: bytes, sha256: str | None = None) -> None:
+    served = c.root / "served" / name
+    served.parent.mkdir(parents=True, exist_ok=True)
+    served.write_bytes(data)
+    spec: dict[str, Any] = {"url": served.as_uri(), "retries": 0}
+    if sha256:
+        spec["sha256"] = sha256
+    fetch_source("downloaded", spec, c.root / "downloads" / "downloaded")
+
+
+def _tar(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def wrong_checksum(c: Copy) -> Expect:
+    data = c.images("nlm")[0].read_bytes()
+    return Expect(error=(ChecksumError, "image.png: sha256 "), fetch=lambda: _fetch(c, "image.png", data, "0" * 64))
+
+
+def archive_parent_member(c: Copy) -> Expect:
+    data = c.images("nlm")[0].read_bytes()
+    archive = _tar({"set/ok.png": data, "set/../../escaped.png": data})
+    return Expect(error=(UnsafeArchiveError, "climbs out with '..'"), fetch=lambda: _fetch(c, "set.tar.gz", archive))
+
+
+def archive_absolute_member(c: Copy) -> Expect:
+    data = c.images("nlm")[0].read_bytes()
+    archive = _tar({"ok.png": data, str(c.root / "escaped.png"): data})
+    return Expect(error=(UnsafeArchiveError, "absolute member path"), fetch=lambda: _fetch(c, "set.tgz", archive))
+
+
+def zip_parent_member(c: Copy) -> Expect:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("ok.png", c.images("nlm")[0].read_bytes())
+        zf.writestr("../escaped.png", b"x")
+    data = buf.getvalue()
+    return Expect(error=(UnsafeArchiveError, "climbs out with '..'"), fetch=lambda: _fetch(c, "set.zip", data))
+
+
+#: case → (its function, the roles of the sources its run reads)
+CASES: dict[str, tuple[Callable[[Copy], Expect], list[str]]] = {
+    "truncated image": (truncated, ["nlm"]),
+    "truncated JSRT file": (truncated_jsrt, ["jsrt"]),
+    "corrupt bytes": (corrupt_bytes, ["nlm"]),
+    "zero-byte file": (zero_bytes, ["cohen"]),
+    "non-image with an image name": (not_an_image, ["kermany"]),
+    "RGBA PNG": (rgba_png, ["nlm"]),
+    "palette PNG": (palette_png, ["nlm"]),
+    "16-bit PNG": (png_16bit, ["nlm"]),
+    "DICOM MONOCHROME1": (dicom_monochrome1, ["nlm"]),
+    "lateral view": (lateral_view, ["cohen"]),
+    "unknown label": (unknown_label, ["cohen"]),
+    "missing mask file": (missing_mask_file, ["nlm"]),
+    "missing SCR heart mask": (missing_scr_heart, ["jsrt"]),
+    "same image in two sources": (same_image_in_two_sources, ["nlm", "nlm2"]),
+    "metadata row whose image is missing": (metadata_row_without_image, ["cohen"]),
+    "wrong checksum on download": (wrong_checksum, ["nlm"]),
+    "tar member with ../": (archive_parent_member, ["nlm"]),
+    "tar member with an absolute path": (archive_absolute_member, ["nlm"]),
+    "zip member with ../": (zip_parent_member, ["nlm"]),
+}
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, ...], Any]:
+    """Undamaged runs, one per (tree, sources) pair, filled on first use."""
+    return {}
+
+
+def _reference(tree: Tree, sources: list[str], refs: dict[tuple[str, ...], Any], tmp: Path) -> Any:
+    key = (tree.name, *sources)
+    if key not in refs:
+        specs = {s: tree.specs(tree.base)[s] for s in sources}
+        refs[key] = run_data_stage(specs, tree.labels, tmp / "_".join(key))
+    return refs[key]
+
+
+def _healthy(manifest: pd.DataFrame, changed: set[str]) -> pd.DataFrame:
+    return manifest.loc[~manifest["image_id"].isin(changed)].drop(columns=PLACE).reset_index(drop=True)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_matrix(
+    case: str, tree: Tree, references: dict[tuple[str, ...], Any], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    damage, roles = CASES[case]
+    sources = [tree.roles[r] for r in roles]
+    tmp = tmp_path_factory.mktemp("bad")
+    ref_manifest, ref_quarantine = _reference(tree, sources, references, tmp_path_factory.getbasetemp() / "refs")
+    copy = Copy(tree, sources, tmp / "tree", ref_manifest)
+    expect = damage(copy)
+
+    if expect.fetch is not None:  # a download case: a clear error, and nothing placed
+        kind, text = expect.error  # type: ignore[misc]
+        with pytest.raises(kind, match=text):
+            expect.fetch()
+        assert not (copy.root / "downloads" / "downloaded").exists()
+        assert not list(tmp.rglob("escaped.png"))
+        return
+
+    manifest, quarantine = run_data_stage(copy.specs, tree.labels, tmp / "out")
+    # exactly the expected new quarantine rows (the undamaged run's own rows aside)
+    key = lambda q: Counter(zip(q["file"].map(lambda f: Path(f).name), q["reason"], strict=True))  # noqa: E731
+    new = key(quarantine) - (key(ref_quarantine) if copy.specs.keys() == set(sources) else Counter())
+    if expect.file is None:
+        assert not new, new
+    else:
+        assert len(new) == 1, new
+        ((name, reason),) = new
+        assert name == expect.file and expect.reason in reason, (name, reason)
+        # strict mode fails, naming the file and the reason
+        shards = sorted((tmp / "out" / "shards").rglob("[0-9]*.tsv"))
+        with pytest.raises(StrictModeError, match=expect.file):
+            build_manifest(
+                [p for p in shards if not p.name.endswith(".q.tsv")],
+                sorted((tmp / "out").rglob("*.q.tsv")),
+                tmp / "strict" / "manifest.tsv",
+                tmp / "strict" / "quarantine.tsv",
+                list(copy.specs),
+                strict=True,
+            )
+        assert not (tmp / "strict" / "manifest.tsv").exists()
+    if expect.check is not None:
+        expect.check(manifest)
+    # the healthy files' rows equal the undamaged run's
+    if copy.specs.keys() == set(sources):
+        pd.testing.assert_frame_equal(_healthy(manifest, expect.changed), _healthy(ref_manifest, expect.changed))

@@ -1,0 +1,112 @@
+"""Bounded memory: the triage command and mask generation stream their images.
+
+Each run is a child process whose own peak resident set size (``wait4``'s ``ru_maxrss``)
+is measured. Two checks per tool: the peak stays under a fixed ceiling, and ten times
+more images raise the peak by less than a few images' worth, which holds only if images
+are decoded, used and dropped one batch at a time (the extra images here, kept in memory,
+would add hundreds of MiB).
+
+The cohorts are synthetic 512² radiograph-like images: a few distinct files, each linked
+under many names, so that writing them costs nothing while every name is decoded anew.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.test_cli import models
+
+pytestmark = pytest.mark.slow
+
+SIZE = 512
+DISTINCT = 20
+#: ceilings with margin over what was measured here (about 0.5 GiB for each tool: most
+#: of it is PyTorch itself)
+PREDICT_CEILING_MIB = 1024
+MASKS_CEILING_MIB = 1024
+#: allowed growth of the peak from the small to the large run: a few images' worth
+#: (2 000 − 200 images at 512² are 450 MiB as uint8 and 1.8 GiB as float32)
+GROWTH_MIB = 48
+
+
+def _cohort(folder: Path, n: int) -> list[Path]:
+    """``n`` image files: ``DISTINCT`` smooth phantoms, hard-linked under ``n`` names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE] / SIZE
+    originals = []
+    for i in range(DISTINCT):
+        rng = np.random.default_rng(i)
+        lungs = np.exp(-(((xx - 0.3) / 0.12) ** 2 + ((yy - 0.5) / 0.3) ** 2))
+        lungs += np.exp(-(((xx - 0.7) / 0.12) ** 2 + ((yy - 0.5) / 0.3) ** 2))
+        img = 200 - 120 * lungs + rng.normal(0, 8, (SIZE, SIZE))
+        path = folder / f"original_{i:02d}.png"
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path, compress_level=1)
+        originals.append(path)
+    paths = []
+    for j in range(n):
+        path = folder / f"image_{j:05d}.png"
+        if not path.exists():
+            os.link(originals[j % DISTINCT], path)
+        paths.append(path)
+    return paths
+
+
+def _peak_rss_mib(cmd: list[str], log: Path) -> float:
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, log.read_text()[-3000:]
+    return usage.ru_maxrss / 1024  # KiB on Linux
+
+
+def test_predict_over_500_images_streams(tmp_path: Path) -> None:
+    seg, cls = models(tmp_path)
+    images = _cohort(tmp_path / "images", 500)
+
+    def run(n: int) -> float:
+        out = tmp_path / f"out{n}"
+        cmd = [sys.executable, "-m", "patchcxr.cli", "predict", *map(str, images[:n])]
+        cmd += ["--segmenter", str(seg), "--classifier", str(cls), "--k", "4", "--device", "cpu", "--out", str(out)]
+        peak = _peak_rss_mib(cmd, tmp_path / f"predict{n}.log")
+        assert len(list(out.glob("*.saliency.png"))) == n
+        return peak
+
+    small, large = run(50), run(500)
+    assert large < PREDICT_CEILING_MIB, (small, large)
+    assert large - small < GROWTH_MIB, (small, large)
+
+
+MASKS = """
+import sys
+from patchcxr.segmentation.predict import predict_shard
+manifest, model, out, n = sys.argv[1:]
+predict_shard(manifest, 0, int(n), model, out, out + ".tsv", batch_size=8, device="cpu")
+"""
+
+
+def test_predict_masks_over_a_2000_image_cohort_streams(tmp_path: Path) -> None:
+    seg, _ = models(tmp_path)
+    images = _cohort(tmp_path / "images", 2000)
+    rows = [f"synthetic/image_{j:05d}\tsynthetic\t{p}" for j, p in enumerate(images)]
+
+    def run(n: int) -> float:
+        manifest = tmp_path / f"manifest{n}.tsv"
+        manifest.write_text("image_id\tformat\timage_path\n" + "\n".join(rows[:n]) + "\n")
+        out = tmp_path / f"masks{n}"
+        peak = _peak_rss_mib(
+            [sys.executable, "-c", MASKS, str(manifest), str(seg), str(out), str(n)], tmp_path / f"masks{n}.log"
+        )
+        assert len((out.with_suffix(".tsv")).read_text().splitlines()) == n + 1
+        assert len(list((out / "masks").rglob("*.png"))) == n
+        return peak
+
+    small, large = run(200), run(2000)
+    assert large < MASKS_CEILING_MIB, (small, large)
+    assert large - small < GROWTH_MIB, (small, large)
