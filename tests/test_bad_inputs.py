@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import shutil
 import tarfile
 import zipfile
@@ -78,16 +79,27 @@ def tree(request: pytest.FixtureRequest, synthetic_tree: Path, test_config: dict
     return Tree("sample", SHARED_SAMPLE, sample_sources, load_config("config/sample.yaml")["labels"], roles)
 
 
-class Copy:
-    """A fresh copy of the folders some sources read, and helpers to find their files."""
+#: images kept per Cohen source and films per JSRT source in a copy: enough for every case,
+#: and the large Cohen images and the 2048² films decode in seconds
+KEEP, KEEP_FILMS = 8, 2
 
-    def __init__(self, tree: Tree, sources: list[str], root: Path, reference: pd.DataFrame) -> None:
+
+class Copy:
+    """A fresh copy of the folders some sources read, the larger sources pruned (the same
+    way every time, :func:`_prune`), and helpers to find its files."""
+
+    def __init__(self, tree: Tree, sources: list[str], root: Path, reference: Any = None) -> None:
         self.tree, self.sources, self.root = tree, sources, root
         for rel in tree.folders(sources):
             if not (root / rel).exists():
                 shutil.copytree(tree.base / rel, root / rel)
         self.specs = {s: tree.specs(root)[s] for s in sources}
-        self.reference = reference
+        for spec in self.specs.values():
+            _prune(spec)
+        self.reference = reference  # the undamaged copy's (manifest, quarantine, root)
+
+    def run(self, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+        return run_data_stage(self.specs, self.tree.labels, out)
 
     def role(self, role: str) -> str:
         return self.tree.roles[role]
@@ -95,8 +107,9 @@ class Copy:
     def images(self, role: str, mode: str | None = None) -> list[Path]:
         """The copy's files of a role's source that the undamaged run kept, in manifest order
         (optionally only those Pillow opens in ``mode``)."""
-        rows = self.reference[self.reference["source"] == self.role(role)]
-        files = [self.root / Path(p).relative_to(self.tree.base) for p in rows["source_path"]]
+        manifest, _, ref_root = self.reference
+        rows = manifest[manifest["source"] == self.role(role)]
+        files = [self.root / Path(p).relative_to(ref_root) for p in rows["source_path"]]
         if mode is not None:
             files = [f for f in files if Image.open(f).mode == mode]
         assert files, (role, mode)
@@ -104,6 +117,29 @@ class Copy:
 
     def image_id(self, role: str, path: Path) -> str:
         return f"{self.role(role)}/{path.stem.removesuffix('.IMG')}"
+
+
+def _prune(spec: dict[str, Any]) -> None:
+    """Keep the first :data:`KEEP_FILMS` films of a JSRT folder, or the first :data:`KEEP`
+    images of a Cohen metadata.csv (its rows and files); other sources stay whole."""
+    root = Path(spec["path"])
+    if spec["format"] == "jsrt":
+        films = sorted(p for p in root.rglob("*") if re.search(r"JPC[LN]N\d{3}\.IMG", p.name, re.IGNORECASE))
+        for p in films[KEEP_FILMS:]:
+            p.unlink()
+    elif spec["format"] == "cohen":
+        meta = next(root.rglob("metadata.csv"))
+        with open(meta, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            fields, rows = reader.fieldnames, list(reader)
+        keep = list(dict.fromkeys(r["filename"] for r in rows))[:KEEP]
+        with open(meta, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fields)  # type: ignore[arg-type]
+            writer.writeheader()
+            writer.writerows(r for r in rows if r["filename"] in keep)
+        for p in (meta.parent / "images").iterdir():
+            if p.name not in keep:
+                p.unlink()
 
 
 @dataclass
@@ -346,10 +382,12 @@ def references(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, ...]
 
 
 def _reference(tree: Tree, sources: list[str], refs: dict[tuple[str, ...], Any], tmp: Path) -> Any:
+    """The undamaged (pruned) copy's manifest, quarantine and folder."""
     key = (tree.name, *sources)
     if key not in refs:
-        specs = {s: tree.specs(tree.base)[s] for s in sources}
-        refs[key] = run_data_stage(specs, tree.labels, tmp / "_".join(key))
+        root = tmp / "_".join(key)
+        copy = Copy(tree, sources, root / "tree")
+        refs[key] = (*copy.run(root / "out"), root / "tree")
     return refs[key]
 
 
@@ -364,8 +402,9 @@ def test_bad_input_matrix(
     damage, roles = CASES[case]
     sources = [tree.roles[r] for r in roles]
     tmp = tmp_path_factory.mktemp("bad")
-    ref_manifest, ref_quarantine = _reference(tree, sources, references, tmp_path_factory.getbasetemp() / "refs")
-    copy = Copy(tree, sources, tmp / "tree", ref_manifest)
+    reference = _reference(tree, sources, references, tmp_path_factory.getbasetemp() / "refs")
+    ref_manifest, ref_quarantine, _ = reference
+    copy = Copy(tree, sources, tmp / "tree", reference)
     expect = damage(copy)
 
     if expect.fetch is not None:  # a download case: a clear error, and nothing placed
@@ -376,7 +415,7 @@ def test_bad_input_matrix(
         assert not list(tmp.rglob("escaped.png"))
         return
 
-    manifest, quarantine = run_data_stage(copy.specs, tree.labels, tmp / "out")
+    manifest, quarantine = copy.run(tmp / "out")
     # exactly the expected new quarantine rows (the undamaged run's own rows aside)
     key = lambda q: Counter(zip(q["file"].map(lambda f: Path(f).name), q["reason"], strict=True))  # noqa: E731
     new = key(quarantine) - (key(ref_quarantine) if copy.specs.keys() == set(sources) else Counter())
