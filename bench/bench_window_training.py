@@ -171,12 +171,21 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16, help="windows per step")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--k", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=2020, help="seed of the initialisation and the draws")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=REGIMES)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     settings = ClassifierSettings(
-        patch=a.patch, epochs=a.epochs, draws=a.draws, batch_size=a.batch, lr=a.lr, weight_decay=0.0, l1=0.0, rotate=0
+        patch=a.patch,
+        epochs=a.epochs,
+        draws=a.draws,
+        batch_size=a.batch,
+        lr=a.lr,
+        weight_decay=0.0,
+        l1=0.0,
+        rotate=0,
+        seed=a.seed,
     )  # augmentation: the horizontal flip only, of the image and its lung mask together (a
     # rotation would move the windows off the feature grid of the whole-image pass)
     inputs, split = read_tsv(a.inputs), read_tsv(a.split)
@@ -185,7 +194,8 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(
         f"{len(tr_y)} training and {len(te_y)} test images at {tr_img[0].shape[-1]}², patch {a.patch}, "
-        f"{a.epochs} epochs x {a.draws} windows ({a.per_image} per image), batch {a.batch}, K {a.k}, from scratch"
+        f"{a.epochs} epochs x {a.draws} windows ({a.per_image} per image), batch {a.batch}, K {a.k}, from scratch, "
+        f"seed {a.seed}"
     )
     rows = []
     for regime in a.regimes:
