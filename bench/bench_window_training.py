@@ -35,7 +35,7 @@ from torch import nn
 
 from patchcxr.classification.data import to_network
 from patchcxr.classification.patches import extract
-from patchcxr.classification.shared_trunk import cells, feature_windows, shared_predict, shared_saliency, trunk
+from patchcxr.classification.shared_trunk import feature_windows, shared_predict, shared_saliency, trunk, window_logits
 from patchcxr.classification.train import (
     ClassifierSettings,
     balanced_weights,
@@ -48,16 +48,6 @@ from patchcxr.saliency import aggregate, patch_gradcams
 from patchcxr.training import seed_everything
 
 REGIMES = ("crops", "windows", "both")
-
-
-def window_logits_batch(
-    model: nn.Module, fmap: torch.Tensor, corners: np.ndarray, image_of: np.ndarray, s: int
-) -> torch.Tensor:
-    """Logits (M, C) of windows ``corners`` (M, 2) on the maps ``fmap[image_of]``."""
-    pooled = F.avg_pool2d(fmap, kernel_size=s, stride=1)  # (N, 512, h - s + 1, w - s + 1)
-    idx = torch.as_tensor(image_of)
-    picked = pooled[idx, :, torch.as_tensor(corners[:, 0]), torch.as_tensor(corners[:, 1])]  # (M, 512)
-    return model.fc(picked)
 
 
 def draws(targets: np.ndarray, n_classes: int, n: int, per_batch: int, epoch: int, seed: int) -> Iterator[np.ndarray]:
@@ -82,7 +72,6 @@ def train(
     seed_everything(settings.seed)
     model = resnet18_classifier(n_classes)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    s = cells(settings.patch)
     n_images = max(1, (settings.draws or len(targets)) // per_image)
     t0 = time.perf_counter()
     for epoch in range(1, settings.epochs + 1):
@@ -112,7 +101,7 @@ def train(
                 loss = loss + F.cross_entropy(model(to_network(torch.cat(crops))), yt)
             if regime in ("windows", "both"):
                 fmap = trunk(model, to_network(torch.stack(whole)))
-                logits = window_logits_batch(model, fmap, np.concatenate(corners), np.array(image_of), s)
+                logits = window_logits(model, fmap, np.concatenate(corners), settings.patch, np.array(image_of))
                 loss = loss + F.cross_entropy(logits, yt)
             loss.backward()
             opt.step()

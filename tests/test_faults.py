@@ -54,6 +54,29 @@ def _run_until_fault(workdir: Path, point: str, timeout: float = 600) -> str:
     return out.read_text()
 
 
+def test_a_fault_point_hangs_only_where_it_is_named(tmp_path: Path) -> None:
+    code = (
+        "from patchcxr.faults import fault_point as f\n"
+        "f('epoch:1', 'x/seg/a'); f('epoch:2', 'x/cls/a'); f('epoch:2', 'x/seg/a')"
+    )
+    marker = tmp_path / "marker"
+    env = {**os.environ, FAULT_AT: "epoch:2@seg/", FAULT_MARKER: str(marker)}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+    deadline = time.monotonic() + 60
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.read_text() == "epoch:2@x/seg/a\n"  # the first two calls passed
+    time.sleep(0.5)
+    assert proc.poll() is None  # hanging, to be killed
+    proc.kill()
+    proc.wait()
+    # without the variable, every point returns at once
+    plain = subprocess.run(
+        [sys.executable, "-c", code], env={k: v for k, v in os.environ.items() if k != FAULT_AT}, timeout=60
+    )
+    assert plain.returncode == 0
+
+
 def _unlock(workdir: Path) -> None:
     """A killed Snakemake leaves its lock: the next run refuses until ``--unlock``."""
     locked = snakemake(workdir, "--cores", "2", *CI_CONFIG)

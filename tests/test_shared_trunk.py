@@ -63,7 +63,22 @@ def test_window_logits_and_gradcams_equal_their_definitions(model: torch.nn.Modu
         model.zero_grad(set_to_none=True)
 
 
+def test_window_logits_of_a_batch_of_maps_pick_each_windows_own_map(model: torch.nn.Module) -> None:
+    torch.manual_seed(2)
+    fmaps = torch.rand(3, 512, 8, 8)
+    corners = np.array([[0, 0], [3, 5], [6, 6], [1, 2]])
+    image_of = np.array([2, 0, 2, 1])
+    batched = window_logits(model, fmaps, corners, 64, image_of)
+    for k in range(len(corners)):
+        alone = window_logits(model, fmaps[image_of[k] : image_of[k] + 1], corners[k : k + 1], 64)
+        torch.testing.assert_close(batched[k], alone[0])
+    assert not torch.allclose(batched[0], window_logits(model, fmaps, corners[:1], 64)[0])  # map 2, not map 0
+
+
 def test_shared_saliency_covers_the_patches(model: torch.nn.Module) -> None:
+    # its own input, whatever the tests before drew (with random weights the class map of
+    # a window can be all negative, hence zero after the ReLU: this seed gives one that is not)
+    torch.manual_seed(2)
     img = torch.rand(1, 256, 256)
     wins = np.array([[0, 0, 64, 64], [96, 128, 160, 192]])
     sal, probs = shared_saliency(model, img, wins, 64, 1, torch.device("cpu"))

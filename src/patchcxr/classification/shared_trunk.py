@@ -55,13 +55,16 @@ def feature_windows(wins: np.ndarray, fmap_shape: tuple[int, int], patch: int) -
     return np.stack([rows, cols], axis=1)
 
 
-def window_logits(model: nn.Module, fmap: torch.Tensor, corners: np.ndarray, patch: int) -> torch.Tensor:
-    """Logits (K, C) of the patches whose feature windows start at ``corners``, from one
-    image's map (1, 512, h, w): average over every ``s × s`` window at once, then the head."""
+def window_logits(
+    model: nn.Module, fmap: torch.Tensor, corners: np.ndarray, patch: int, image_of: np.ndarray | None = None
+) -> torch.Tensor:
+    """Logits (K, C) of the patches whose feature windows start at ``corners``: average over
+    every ``s × s`` window of the maps (N, 512, h, w) at once, then the head. ``image_of``
+    gives each window's image in the batch (default: all on the first map)."""
     s = cells(patch)
-    pooled = F.avg_pool2d(fmap, kernel_size=s, stride=1)[0]  # (512, h - s + 1, w - s + 1)
-    picked = pooled[:, torch.as_tensor(corners[:, 0]), torch.as_tensor(corners[:, 1])].T  # (K, 512)
-    return model.fc(picked)
+    pooled = F.avg_pool2d(fmap, kernel_size=s, stride=1)  # (N, 512, h - s + 1, w - s + 1)
+    images = torch.as_tensor(image_of if image_of is not None else np.zeros(len(corners), dtype=np.int64))
+    return model.fc(pooled[images, :, torch.as_tensor(corners[:, 0]), torch.as_tensor(corners[:, 1])])  # (K, C)
 
 
 def class_activation(model: nn.Module, fmap: torch.Tensor, target: int) -> torch.Tensor:
