@@ -1,8 +1,8 @@
 """Benchmark: peak resident memory of the segmentation rules at the paper's settings.
 
 Plain script: ``python bench/bench_memory.py``. Each case runs in a fresh child process
-and reports its own peak RSS (VmHWM); the goal is under 4 GB for every rule at default
-settings (issue 4 §6):
+and reports its own peak RSS (VmHWM, through ``python -m patchcxr.peakmem``); the goal is
+under 4 GB for every rule at default settings (issue 4 §6):
 
 * ``train_segmentation``: FC-DenseNet103, batch 2 at 256², three optimiser steps, with the
   training set of the paper (247 JSRT films) held in memory as the rule holds it;
@@ -60,26 +60,11 @@ predict_shard(tmp / "manifest.tsv", 0, 100, tmp / "m.pt", tmp / "out", tmp / "ro
 """
 
 
-#: prepended to each child's code: at exit the child writes its own peak resident memory
-#: (VmHWM, kB) to the file named by its first argument. Not ``wait4``'s ``ru_maxrss``: Linux
-#: carries the forking parent's peak into the child's across ``exec``.
-PEAK = """
-import atexit, sys
-_peak_out = sys.argv.pop(1)
-def _peak():
-    with open("/proc/self/status") as fh:
-        kib = next(line.split()[1] for line in fh if line.startswith("VmHWM:"))
-    with open(_peak_out, "w") as fh:
-        fh.write(kib)
-atexit.register(_peak)
-"""
-
-
 def peak_rss_mib(code: str, *args: str) -> float:
     """Peak RSS of one fresh child process running ``code``."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "peak")
-        proc = subprocess.run([sys.executable, "-c", PEAK + code, out, *args])
+        proc = subprocess.run([sys.executable, "-m", "patchcxr.peakmem", out, "code", code, *args])
         if proc.returncode:
             raise RuntimeError(f"benchmark child failed with {proc.returncode}")
         with open(out) as fh:

@@ -119,6 +119,19 @@ class Copy:
         return f"{self.role(role)}/{path.stem.removesuffix('.IMG')}"
 
 
+def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def _write_csv(path: Path, fields: list[str], rows: list[dict[str, str]]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def _prune(spec: dict[str, Any]) -> None:
     """Keep the first :data:`KEEP_FILMS` films of a JSRT folder, or the first :data:`KEEP`
     images of a Cohen metadata.csv (its rows and files); other sources stay whole."""
@@ -129,14 +142,9 @@ def _prune(spec: dict[str, Any]) -> None:
             p.unlink()
     elif spec["format"] == "cohen":
         meta = next(root.rglob("metadata.csv"))
-        with open(meta, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            fields, rows = reader.fieldnames, list(reader)
+        fields, rows = _read_csv(meta)
         keep = list(dict.fromkeys(r["filename"] for r in rows))[:KEEP]
-        with open(meta, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fields)  # type: ignore[arg-type]
-            writer.writeheader()
-            writer.writerows(r for r in rows if r["filename"] in keep)
+        _write_csv(meta, fields, [r for r in rows if r["filename"] in keep])
         for p in (meta.parent / "images").iterdir():
             if p.name not in keep:
                 p.unlink()
@@ -235,17 +243,12 @@ def dicom_monochrome1(c: Copy) -> Expect:
 
 def _edit_cohen(c: Copy, column: str, value: str) -> Expect:
     f = c.images("cohen")[2]
-    meta = next((c.root).rglob("metadata.csv"))
-    with open(meta, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        fields, rows = reader.fieldnames, list(reader)
+    meta = next(c.root.rglob("metadata.csv"))
+    fields, rows = _read_csv(meta)
     hits = [r for r in rows if r["filename"] == f.name]
     assert len(hits) == 1
     hits[0][column] = value
-    with open(meta, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fields)  # type: ignore[arg-type]
-        writer.writeheader()
-        writer.writerows(rows)
+    _write_csv(meta, fields, rows)
     reason = "excluded view 'L'" if column == "view" else f"unknown label {value!r}"
     return Expect(f.name, reason, {c.image_id("cohen", f)})
 
@@ -376,7 +379,7 @@ CASES: dict[str, tuple[Callable[[Copy], Expect], list[str]]] = {
 
 
 @pytest.fixture(scope="module")
-def references(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, ...], Any]:
+def references() -> dict[tuple[str, ...], Any]:
     """Undamaged runs, one per (tree, sources) pair, filled on first use."""
     return {}
 

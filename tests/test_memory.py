@@ -1,6 +1,7 @@
 """Bounded memory: the triage command and mask generation stream their images.
 
-Each run is a fresh Python process that reports its own peak resident set size (VmHWM).
+Each run is a fresh Python process that reports its own peak resident set size (VmHWM,
+through ``python -m patchcxr.peakmem``).
 Two checks per tool: the peak stays under a fixed ceiling, and many more images raise the
 peak by less than a few images' worth, which holds only if images are decoded, used and
 dropped one batch at a time (the extra images here, kept in memory, would add over a
@@ -60,32 +61,13 @@ def _cohort(folder: Path, n: int) -> list[Path]:
     return paths
 
 
-#: runs a module (``-m`` style) or a code string and, at exit, writes the process's own
-#: peak resident memory (VmHWM) to a file. Not ``wait4``'s ``ru_maxrss``: Linux carries
-#: the forking parent's peak into the child's across ``exec``, and the pytest process that
-#: forks here may hold more than the child ever uses.
-PEAK = """
-import atexit, runpy, sys
-out, kind, target, *args = sys.argv[1:]
-def peak():
-    with open("/proc/self/status") as fh:
-        kib = next(line.split()[1] for line in fh if line.startswith("VmHWM:"))
-    with open(out, "w") as fh:
-        fh.write(kib)
-atexit.register(peak)
-sys.argv = [target, *args]
-if kind == "module":
-    runpy.run_module(target, run_name="__main__", alter_sys=True)
-else:
-    exec(compile(target, "<code>", "exec"), {"__name__": "__main__"})
-"""
-
-
 def _peak_rss_mib(kind: str, target: str, args: list[str], log: Path) -> float:
     """Peak resident memory (MiB) of a fresh Python process running ``target``."""
     out = log.with_suffix(".peak")
     with open(log, "wb") as fh:
-        proc = subprocess.run([sys.executable, "-c", PEAK, str(out), kind, target, *args], stdout=fh, stderr=fh)
+        proc = subprocess.run(
+            [sys.executable, "-m", "patchcxr.peakmem", str(out), kind, target, *args], stdout=fh, stderr=fh
+        )
     assert proc.returncode == 0, log.read_text()[-3000:]
     return int(out.read_text()) / 1024  # VmHWM is in kB
 
