@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -35,10 +34,19 @@ from torch import nn
 
 from patchcxr.classification.data import to_network
 from patchcxr.classification.patches import extract
-from patchcxr.classification.shared_trunk import feature_windows, shared_predict, shared_saliency, trunk, window_logits
+from patchcxr.classification.shared_trunk import (
+    STRIDE,
+    feature_windows,
+    shared_predict,
+    shared_saliency,
+    trunk,
+    window_logits,
+)
 from patchcxr.classification.train import (
     ClassifierSettings,
     balanced_weights,
+    class_names,
+    epoch_draws,
     load_split_inputs,
     patch_windows,
 )
@@ -48,14 +56,6 @@ from patchcxr.saliency import aggregate, patch_gradcams
 from patchcxr.training import seed_everything
 
 REGIMES = ("crops", "windows", "both")
-
-
-def draws(targets: np.ndarray, n_classes: int, n: int, per_batch: int, epoch: int, seed: int) -> Iterator[np.ndarray]:
-    """Class-balanced image draws of an epoch, ``per_batch`` at a time (as the trainer's)."""
-    gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    picks = torch.multinomial(balanced_weights(targets, n_classes), n, replacement=True, generator=gen).numpy()
-    for i in range(0, n, per_batch):
-        yield picks[i : i + per_batch]
 
 
 def train(
@@ -79,9 +79,9 @@ def train(
         rng = np.random.default_rng([settings.seed, epoch])
         gen = torch.Generator().manual_seed(settings.seed + epoch)
         losses = []
-        for picks in draws(
-            targets, n_classes, n_images, max(1, settings.batch_size // per_image), epoch, settings.seed
-        ):
+        drawn, _ = epoch_draws(balanced_weights(targets, n_classes), n_images, settings.seed, epoch)
+        per_batch = max(1, settings.batch_size // per_image)
+        for picks in (drawn[i : i + per_batch] for i in range(0, n_images, per_batch)):
             whole, crops, corners, image_of, y = [], [], [], [], []
             for b, j in enumerate(picks):
                 img, lung = images[j], lungs[j]
@@ -90,7 +90,7 @@ def train(
                 wins = patch_windows(lung, img.shape[-2:], settings, per_image, rng)
                 whole.append(img)
                 crops.append(extract(img, wins, settings.patch))
-                fshape = (img.shape[-2] // 32, img.shape[-1] // 32)
+                fshape = (img.shape[-2] // STRIDE, img.shape[-1] // STRIDE)
                 corners.append(feature_windows(wins, fshape, settings.patch))
                 image_of += [b] * per_image
                 y += [int(targets[j])] * per_image
@@ -188,7 +188,7 @@ def main() -> None:
     )
     rows = []
     for regime in a.regimes:
-        model, seconds = train(regime, tr_img, tr_lung, tr_y, 4, settings, a.per_image)
+        model, seconds = train(regime, tr_img, tr_lung, tr_y, len(class_names(settings.labels)), settings, a.per_image)
         r = evaluate(model, te_img, te_lung, te_y, settings, a.k)
         rows.append((regime, seconds, r))
         print(f"  {regime}: trained in {seconds:.0f} s", flush=True)

@@ -123,6 +123,13 @@ def l1_penalty(model: nn.Module) -> torch.Tensor:
     return sum(p.abs().sum() for p in model.parameters())  # type: ignore[return-value]
 
 
+def epoch_draws(weights: torch.Tensor, n: int, seed: int, epoch: int) -> tuple[np.ndarray, torch.Generator]:
+    """The ``n`` images (indices) drawn in ``epoch`` with ``weights``, with replacement, and
+    the epoch's generator after the draw (augmentation continues from it)."""
+    gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.multinomial(weights, n, replacement=True, generator=gen).numpy(), gen
+
+
 def make_batches(
     images: list[torch.Tensor],
     lungs: list[np.ndarray],
@@ -135,10 +142,8 @@ def make_batches(
     weights = balanced_weights(targets, n_classes)
 
     def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        gen = torch.Generator().manual_seed(settings.seed * 100_003 + epoch)
+        picks, gen = epoch_draws(weights, settings.draws or len(targets), settings.seed, epoch)
         rng = np.random.default_rng([settings.seed, epoch])
-        n = settings.draws or len(targets)
-        picks = torch.multinomial(weights, n, replacement=True, generator=gen).numpy()
         for i in range(0, len(picks), settings.batch_size):
             xs = [image_batch(images[j], lungs[j], settings, 1, rng)[0] for j in picks[i : i + settings.batch_size]]
             x = augment(torch.cat(xs), gen, settings.flip, settings.rotate)
