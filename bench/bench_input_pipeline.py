@@ -23,9 +23,10 @@ from inputs import cached_film  # bench/inputs.py
 from machine import machine
 
 from patchcxr.classification.data import load_input
-from patchcxr.classification.train import ClassifierSettings, make_batches
+from patchcxr.classification.settings import ClassifierSettings
+from patchcxr.classification.train import make_batches
 from patchcxr.models.classifier import resnet18_classifier
-from patchcxr.training import resolve_device
+from patchcxr.models.state import resolve_device
 
 
 def main(n_images: int, steps: int, patch: int, size: int, batch: int, device: str) -> None:
@@ -40,7 +41,7 @@ def main(n_images: int, steps: int, patch: int, size: int, batch: int, device: s
     torch.manual_seed(0)
     model = resnet18_classifier(2).to(dev).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-5)
-    batches = make_batches(images, lungs, targets, 2, settings, dev)
+    batches = make_batches(images, lungs, targets, n_classes=2, settings=settings, device=dev)
 
     def step(x: torch.Tensor, y: torch.Tensor) -> None:
         opt.zero_grad(set_to_none=True)

@@ -32,11 +32,13 @@ from inputs import cached_film  # bench/inputs.py
 from machine import machine
 
 from patchcxr.classification.data import load_input, to_network
+from patchcxr.classification.explain import image_saliency
 from patchcxr.classification.patches import extract, sample_centres, windows
-from patchcxr.classification.train import ClassifierSettings, predict_probs
+from patchcxr.classification.predict import predict_probs
+from patchcxr.classification.settings import ClassifierSettings
 from patchcxr.models.classifier import resnet18_classifier, vote
-from patchcxr.saliency import aggregate, image_saliency, patch_gradcams_reference
-from patchcxr.training import resolve_device
+from patchcxr.models.state import resolve_device
+from patchcxr.saliency import aggregate, patch_gradcams_reference
 
 
 def best(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
@@ -81,7 +83,7 @@ def main(k: int, repeats: int, device: str, batch: int, size: int, patch: int) -
 
         def ours() -> None:
             im, lu = load_input(ip, lp)
-            vote(predict_probs(fast, im, lu, settings, k, np.random.default_rng(0), dev, batch)[0])
+            vote(predict_probs(fast, im, lu, settings, k=k, rng=np.random.default_rng(0), device=dev, batch=batch)[0])
 
         def bound() -> None:
             with torch.inference_mode():
@@ -106,7 +108,9 @@ def main(k: int, repeats: int, device: str, batch: int, size: int, patch: int) -
             aggregate(torch.cat(cams), torch.cat(probs), wins, img.shape[-2:])
 
         def cam_ours() -> None:
-            image_saliency(fast, img, lung, settings, k, 3, np.random.default_rng(0), dev, batch)
+            image_saliency(
+                fast, img, lung, settings, k=k, target=3, rng=np.random.default_rng(0), device=dev, batch=batch
+            )
 
         def cam_bound() -> None:
             for i in range(0, k, batch):

@@ -38,17 +38,17 @@ PREDICT = """
 import sys, json, numpy as np
 from pathlib import Path
 from patchcxr.io import atomic_write_bytes
-from patchcxr.training import state_to_bytes
+from patchcxr.models.state import state_to_bytes
 from patchcxr.models.segmentation import fc_densenet103
 from patchcxr.segmentation.data import Preprocessing
 from patchcxr.segmentation.predict import predict_shard
-from patchcxr.data.harmonise import _png
+from patchcxr.io import encode_png
 tmp = Path(sys.argv[1])
 rng = np.random.default_rng(0)
 rows = []
 for i in range(8):
     p = tmp / f"MCUCXR_{i:04d}_0.png"
-    p.write_bytes(_png(rng.integers(0, 255, (4892, 4020), dtype=np.uint8)))
+    p.write_bytes(encode_png(rng.integers(0, 255, (4892, 4020), dtype=np.uint8)))
     rows.append(f"mc/MCUCXR_{i:04d}_0\\tmontgomery\\t{p}")
 (tmp / "manifest.tsv").write_text("image_id\\tformat\\timage_path\\n" + "\\n".join(rows) + "\\n")
 m = fc_densenet103()
@@ -56,7 +56,8 @@ atomic_write_bytes(tmp / "m.pt", state_to_bytes({"arch": "fcdensenet", "n_classe
     "options": json.dumps({"down_blocks": [4, 5, 7, 10, 12], "bottleneck_layers": 15, "growth": 16,
                            "first_channels": 48, "dropout": 0.2}),
     "preprocessing": json.dumps(Preprocessing().__dict__)}))
-predict_shard(tmp / "manifest.tsv", 0, 100, tmp / "m.pt", tmp / "out", tmp / "rows.tsv", batch_size=8, device="cpu")
+predict_shard(manifest_path=tmp / "manifest.tsv", shard=0, shard_size=100, model_path=tmp / "m.pt",
+              out_dir=tmp / "out", rows_out=tmp / "rows.tsv", batch_size=8, device="cpu")
 """
 
 

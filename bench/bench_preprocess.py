@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from machine import machine  # bench/machine.py (this folder is on sys.path when run as a script)
 
-from patchcxr.data.harmonise import _png
-from patchcxr.segmentation.data import Preprocessing, read_png
+from patchcxr.io import encode_png, read_png
+from patchcxr.segmentation.data import Preprocessing
 from patchcxr.synthetic import render, sample_spec
 from patchcxr.synthetic.sources import EXPOSURES, expose
 
@@ -38,7 +38,7 @@ def make_files(root: Path, per_source: int) -> list[tuple[Path, str]]:
                 np.uint16 if source == "jsrt" else np.uint8
             )
             path = root / f"{source}-{i}.png"
-            path.write_bytes(_png(pixels))
+            path.write_bytes(encode_png(pixels))
             files.append((path, source))
     return files
 

@@ -29,12 +29,14 @@ from inputs import cached_film  # bench/inputs.py
 from machine import machine
 
 from patchcxr.classification.data import load_input, to_network
+from patchcxr.classification.explain import image_saliency, shared_saliency
 from patchcxr.classification.patches import extract, sample_centres, windows
-from patchcxr.classification.shared_trunk import shared_predict, shared_saliency
-from patchcxr.classification.train import ClassifierSettings, predict_probs
+from patchcxr.classification.predict import predict_probs
+from patchcxr.classification.settings import ClassifierSettings
+from patchcxr.classification.shared_trunk import shared_predict
 from patchcxr.models.classifier import resnet18_classifier, vote
-from patchcxr.saliency import aggregate, image_saliency, patch_gradcams
-from patchcxr.training import resolve_device
+from patchcxr.models.state import resolve_device
+from patchcxr.saliency import aggregate, patch_gradcams
 
 
 def timed(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
@@ -56,18 +58,22 @@ def speed(k: int, size: int, patch: int, batch: int, repeats: int, dev: torch.de
     x3 = to_network(img[None]).to(dev)
     model(x3[:, :, :patch, :patch])  # warm-up
     rng = np.random.default_rng
-    t_exact = timed(lambda: vote(predict_probs(model, img, lung, settings, k, rng(0), dev, batch)[0]), repeats)
+    t_exact = timed(
+        lambda: vote(predict_probs(model, img, lung, settings, k=k, rng=rng(0), device=dev, batch=batch)[0]), repeats
+    )
     t_shared = timed(lambda: vote(shared_predict(model, x3, wins, patch)[0]), repeats)
-    s_exact = timed(lambda: image_saliency(model, img, lung, settings, k, 3, rng(0), dev, batch), repeats)
-    s_shared = timed(lambda: shared_saliency(model, img, wins, patch, 3, dev), repeats)
+    s_exact = timed(
+        lambda: image_saliency(model, img, lung, settings, k=k, target=3, rng=rng(0), device=dev, batch=batch), repeats
+    )
+    s_shared = timed(lambda: shared_saliency(model, img, wins, patch=patch, target=3, device=dev), repeats)
     print(f"K = {k} patches of {patch}² on a {size}² input, best of {repeats}, s per image")
     print(f"  vote:     exact batched {t_exact:.3f}   shared trunk {t_shared:.3f}   speed-up {t_exact / t_shared:.1f}x")
     print(f"  Grad-CAM: exact batched {s_exact:.3f}   shared trunk {s_shared:.3f}   speed-up {s_exact / s_shared:.1f}x")
 
 
 def agreement(model_path: str, inputs_path: str, split_path: str, k: int, batch: int, dev: torch.device) -> None:
-    from patchcxr.classification.infer import load_classifier
-    from patchcxr.data.harmonise import read_tsv
+    from patchcxr.classification.predict import load_classifier
+    from patchcxr.io import read_tsv
 
     model, settings, names, _ = load_classifier(model_path, str(dev))
     inputs, split = read_tsv(inputs_path), read_tsv(split_path)
@@ -90,7 +96,7 @@ def agreement(model_path: str, inputs_path: str, split_path: str, k: int, batch:
             cams.append(c.cpu())
             probs.append(p.cpu())
         m_exact = aggregate(torch.cat(cams), torch.cat(probs), wins, img.shape[-2:])
-        m_shared, _ = shared_saliency(model, img, wins, settings.patch, target, dev)
+        m_shared, _ = shared_saliency(model, img, wins, patch=settings.patch, target=target, device=dev)
         sal_r.append(float(np.corrcoef(m_exact[lung], m_shared[lung])[0, 1]))
     print(f"agreement on {len(rows)} test images ({model_path}; patch {settings.patch}, K {k}):")
     print(f"  hard-vote agreement {np.mean(same):.3f} ({sum(same)}/{len(same)})")

@@ -17,7 +17,7 @@ import torch
 from machine import machine
 
 from patchcxr.models.classifier import resnet18_classifier
-from patchcxr.training import resolve_device
+from patchcxr.models.state import resolve_device
 
 
 def timed(model: torch.nn.Module, x: torch.Tensor, batch: int, repeats: int = 3) -> float:

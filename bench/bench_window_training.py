@@ -33,25 +33,15 @@ from machine import machine  # bench/machine.py
 from torch import nn
 
 from patchcxr.classification.data import to_network
+from patchcxr.classification.explain import shared_saliency
 from patchcxr.classification.patches import extract
-from patchcxr.classification.shared_trunk import (
-    STRIDE,
-    feature_windows,
-    shared_predict,
-    shared_saliency,
-    trunk,
-    window_logits,
-)
-from patchcxr.classification.train import (
-    ClassifierSettings,
-    balanced_weights,
-    class_names,
-    epoch_draws,
-    load_split_inputs,
-    patch_windows,
-)
-from patchcxr.data.harmonise import read_tsv
-from patchcxr.models.classifier import resnet18_classifier, vote
+from patchcxr.classification.predict import patch_windows
+from patchcxr.classification.settings import ClassifierSettings
+from patchcxr.classification.shared_trunk import feature_windows, shared_predict, window_logits
+from patchcxr.classification.train import balanced_weights, epoch_draws, load_split_inputs
+from patchcxr.data.labels import class_names
+from patchcxr.io import read_tsv
+from patchcxr.models.classifier import STRIDE, resnet18_classifier, trunk, vote
 from patchcxr.saliency import aggregate, patch_gradcams
 from patchcxr.training import seed_everything
 
@@ -135,7 +125,7 @@ def evaluate(
         p_shared += shared.mean(0).tolist()
         cams, probs = patch_gradcams(model, xs, target)
         m_exact = aggregate(cams, probs, wins, img.shape[-2:])
-        m_shared, _ = shared_saliency(model, img, wins, settings.patch, target, torch.device("cpu"))
+        m_shared, _ = shared_saliency(model, img, wins, patch=settings.patch, target=target, device=torch.device("cpu"))
         if m_exact[lung].std() > 0 and m_shared[lung].std() > 0:
             sal_r.append(float(np.corrcoef(m_exact[lung], m_shared[lung])[0, 1]))
     return {

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from patchcxr.classification.data import InputSettings, masked_input
+from patchcxr.classification.data import masked_input
+from patchcxr.classification.settings import InputSettings
 from patchcxr.synthetic import render, sample_spec
 from patchcxr.synthetic.sources import EXPOSURES, expose
 

@@ -9,9 +9,11 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from patchcxr.data.harmonise import build_manifest, harmonise_shard, n_shards, read_tsv, write_index
+from patchcxr.data.harmonise import build_manifest, harmonise_shard, write_index
 from patchcxr.data.labels import LabelRules
 from patchcxr.data.readers import read_source
+from patchcxr.io import read_tsv
+from patchcxr.shards import n_shards
 from tests.conftest import ROOT, SHARED_SAMPLE
 
 

@@ -15,10 +15,11 @@ from patchcxr.biomarkers import (
     image_features,
     widest,
 )
+from patchcxr.preprocess import PreprocessSettings
 from patchcxr.synthetic import Effect, render, sample_spec
 from patchcxr.synthetic.sources import EXPOSURES, expose
 
-SETTINGS = FeatureSettings(size=128, patches=16, crop_band=False)
+SETTINGS = FeatureSettings(size=128, patches=16, preprocessing=PreprocessSettings(crop_band=False))
 
 
 def test_widest_and_ctr_on_a_drawn_mask() -> None:

@@ -10,16 +10,14 @@ import pandas as pd
 import pytest
 import torch
 
-from patchcxr.classification.data import InputSettings, build_inputs, load_input, masked_input
-from patchcxr.classification.train import (
-    ClassifierSettings,
-    balanced_weights,
-    make_batches,
-    predict_probs,
-    train_classifier,
-)
+from patchcxr.classification.data import build_inputs, load_input, masked_input
+from patchcxr.classification.predict import predict_probs
+from patchcxr.classification.settings import ClassifierSettings, InputSettings
+from patchcxr.classification.train import balanced_weights, make_batches, train_classifier
 from patchcxr.data.splits import classification_split
-from patchcxr.segmentation.data import read_png
+from patchcxr.io import read_png
+from patchcxr.preprocess import PreprocessSettings
+from patchcxr.training import TrainingFiles
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +40,9 @@ def test_masked_input_is_zero_outside_the_lung() -> None:
     pixels = np.random.default_rng(0).integers(1, 255, (300, 300)).astype(np.uint8)
     labels = np.zeros((300, 300), np.uint8)
     labels[50:250, 30:140], labels[50:250, 160:270] = 3, 2
-    img, lung = masked_input(pixels, "cohen", labels, InputSettings(size=128, crop_band=False))
+    img, lung = masked_input(
+        pixels, "cohen", labels, InputSettings(size=128, preprocessing=PreprocessSettings(crop_band=False))
+    )
     assert img.shape == lung.shape == (128, 128) and img.dtype == np.uint8
     assert (img[~lung] == 0).all() and img[lung].mean() > 50
 
@@ -70,7 +70,7 @@ def test_training_batches_are_patches_in_the_lung_and_seeded(inputs: tuple[Path,
     )
     y = np.arange(len(table)) % 2
     s = ClassifierSettings(patch=64, batch_size=4, flip=0.0, rotate=0)
-    batches = make_batches(list(imgs), list(lungs), y, 2, s, torch.device("cpu"))
+    batches = make_batches(list(imgs), list(lungs), y, n_classes=2, settings=s, device=torch.device("cpu"))
     first = [b[0] for b in batches(1)]
     again = [b[0] for b in batches(1)]
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
@@ -83,19 +83,22 @@ def test_training_batches_are_patches_in_the_lung_and_seeded(inputs: tuple[Path,
 def test_training_saves_a_model_that_votes(tmp_path: Path, inputs: tuple[Path, Path], mode: str) -> None:
     s = ClassifierSettings(mode=mode, patch=64, batch_size=8, epochs=2, lr=1e-4, k_val=4, patience=None)
     md = train_classifier(
-        str(inputs[0]),
-        str(inputs[1]),
-        s,
-        str(tmp_path / "m.pt"),
-        str(tmp_path / "m.json"),
-        str(tmp_path / "h.tsv"),
-        str(tmp_path / "resume"),
-        "cpu",
+        inputs_path=str(inputs[0]),
+        split_path=str(inputs[1]),
+        settings=s,
+        input_settings=InputSettings(size=256),
+        files=TrainingFiles(
+            model=tmp_path / "m.pt",
+            metadata=tmp_path / "m.json",
+            history=tmp_path / "h.tsv",
+            resume_dir=tmp_path / "resume",
+        ),
+        device="cpu",
     )
     assert md["epochs_run"] == 2 and md["config"]["classifier"]["mode"] == mode
     assert not (tmp_path / "resume" / "state.pt").exists()
     from patchcxr.models.classifier import resnet18_classifier
-    from patchcxr.training import load_state
+    from patchcxr.models.state import load_state
 
     state = load_state(tmp_path / "m.pt")
     model = resnet18_classifier(len(state["classes"]))
@@ -103,7 +106,9 @@ def test_training_saves_a_model_that_votes(tmp_path: Path, inputs: tuple[Path, P
     model.eval()
     table = pd.read_csv(inputs[0], sep="\t")
     img, lung = load_input(table["input_path"].iloc[0], table["lung_path"].iloc[0])
-    probs, wins = predict_probs(model, img, lung, s, 10, np.random.default_rng(0), torch.device("cpu"), batch=4)
+    probs, wins = predict_probs(
+        model, img, lung, s, k=10, rng=np.random.default_rng(0), device=torch.device("cpu"), batch=4
+    )
     assert probs.shape == ((10 if mode == "local" else 1), 4)
     assert torch.allclose(probs.sum(1), torch.ones(len(probs)))
     if mode == "local":  # 64-pixel windows that overlap the lung
@@ -111,9 +116,9 @@ def test_training_saves_a_model_that_votes(tmp_path: Path, inputs: tuple[Path, P
         assert all(lung_img[t:b, left:r].any() for t, left, b, r in wins.tolist())
         assert ((wins[:, 2] - wins[:, 0]) == 64).all()
         # the shared-trunk mode decides the same images through the same file format
-        from patchcxr.classification.infer import predict_split
+        from patchcxr.classification.predict import predict_split
 
-        exact = predict_split(tmp_path / "m.pt", inputs[0], inputs[1], 8, device="cpu")
-        shared = predict_split(tmp_path / "m.pt", inputs[0], inputs[1], 8, device="cpu", mode="shared_trunk")
+        exact = predict_split(tmp_path / "m.pt", inputs[0], inputs[1], k=8, device="cpu")
+        shared = predict_split(tmp_path / "m.pt", inputs[0], inputs[1], k=8, device="cpu", mode="shared_trunk")
         assert list(shared.columns) == list(exact.columns) and (shared["image_id"] == exact["image_id"]).all()
         assert np.allclose(shared.filter(like="prob_").sum(axis=1), 1.0, atol=1e-4)

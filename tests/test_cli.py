@@ -5,23 +5,24 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
-from patchcxr.classification.train import ClassifierSettings
+from patchcxr.classification.settings import ClassifierSettings, InputSettings, model_file_fields
 from patchcxr.io import atomic_write_bytes
 from patchcxr.models.classifier import resnet18_classifier
 from patchcxr.models.segmentation import UNet
+from patchcxr.models.state import state_to_bytes
+from patchcxr.preprocess import PreprocessSettings
 from patchcxr.segmentation.data import Preprocessing
-from patchcxr.training import state_to_bytes
 from tests.test_decode import _dicom
 
 
-def models(tmp: Path) -> tuple[Path, Path]:
+def models(tmp: Path, classifier_inputs: InputSettings | None = None) -> tuple[Path, Path]:
     """A segmenter that calls every pixel lung, and an untrained classifier."""
     seg = UNet(base=4, depth=2)
     with torch.no_grad():
@@ -45,10 +46,7 @@ def models(tmp: Path) -> tuple[Path, Path]:
         tmp / "cls.pt",
         state_to_bytes(
             {
-                "arch": "resnet18",
-                "classes": ["normal", "bacterial", "tb", "viral_covid19"],
-                "input_size": 128,
-                "settings": json.dumps(asdict(ClassifierSettings(patch=32))),
+                **model_file_fields(ClassifierSettings(patch=32), classifier_inputs or InputSettings(size=128)),
                 "state_dict": cls.state_dict(),
             }
         ),
@@ -95,3 +93,37 @@ def test_predict_prints_classes_writes_overlays_and_reports_bad_files(tmp_path: 
         assert r["class"] in r["probabilities"] and sum(r["votes"].values()) == 6
         assert abs(sum(r["probabilities"].values()) - 1) < 0.01
         assert Path(r["saliency_overlay"]).is_file()
+
+
+def test_predict_makes_the_classifier_input_as_the_classifier_was_trained(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # the segmenter was trained with gamma 0.5; the classifier on inputs of gamma 1.0 at 96²:
+    # the classifier's input must follow the classifier's file, not the segmenter's
+    import patchcxr.classification.data as data
+    from patchcxr.cli import main
+
+    trained_on = InputSettings(size=96, preprocessing=PreprocessSettings(gamma=1.0, crop_band=False))
+    seg, cls = models(tmp_path, trained_on)
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (120, 110), dtype=np.uint8)).save(tmp_path / "a.png")
+    seen = []
+    real = data.masked_input
+
+    def spy(pixels, fmt, labels, settings):  # type: ignore[no-untyped-def]
+        seen.append(settings)
+        return real(pixels, fmt, labels, settings)
+
+    monkeypatch.setattr(data, "masked_input", spy)
+    args = ["predict", str(tmp_path / "a.png"), "--segmenter", str(seg), "--classifier", str(cls), "--k", "4"]
+    assert main([*args, "--out", str(tmp_path), "--device", "cpu"]) == 0
+    assert seen == [trained_on]
+
+
+def test_a_classifier_file_without_input_settings_is_refused_with_the_reason(tmp_path: Path) -> None:
+    from patchcxr.classification.predict import load_classifier
+    from patchcxr.models.state import load_state
+
+    _, cls = models(tmp_path)
+    state = load_state(cls)
+    del state["inputs"]
+    atomic_write_bytes(tmp_path / "old.pt", state_to_bytes(state))
+    with pytest.raises(ValueError, match="does not record its input settings"):
+        load_classifier(tmp_path / "old.pt", "cpu")

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from patchcxr.data.harmonise import StrictModeError, read_tsv
-from patchcxr.data.labels import label4_of
-from patchcxr.synthetic.phantom import HEART, LEFT_LUNG, RIGHT_LUNG
+from patchcxr.data.harmonise import StrictModeError
+from patchcxr.data.labels import LabelValue, label4_of
+from patchcxr.io import read_tsv
 from tests.helpers import run_data_stage
 
 SOURCES = ["jsrt", "montgomery", "shenzhen", "kermany", "cohen"]
@@ -54,8 +54,8 @@ def test_bit_depth_dtype_and_orientation(synthetic_manifest: Any) -> None:
             assert row.bit_depth == "8" and img.dtype == np.uint8
         if row.mask_path:
             labels = np.asarray(Image.open(row.mask_path))
-            lungs = (labels == LEFT_LUNG) | (labels == RIGHT_LUNG)
-            body = img[labels == HEART] if (labels == HEART).any() else img[~lungs]
+            lungs = (labels == LabelValue.LEFT_LUNG) | (labels == LabelValue.RIGHT_LUNG)
+            body = img[labels == LabelValue.HEART] if (labels == LabelValue.HEART).any() else img[~lungs]
             # bones bright / air dark after harmonisation, whatever the source's encoding
             assert img[lungs].mean() < body.mean(), row.image_id
 
@@ -69,7 +69,9 @@ def test_masks_equal_ground_truth(synthetic_tree: Path, synthetic_manifest: Any)
         got = np.asarray(Image.open(row.mask_path))
         stem = row.image_id.split("/", 1)[1]
         ref = np.asarray(Image.open(synthetic_tree / "ground_truth" / row.source / "labels" / f"{stem}.png"))
-        for label in (LEFT_LUNG, RIGHT_LUNG) + ((HEART,) if row.source == "jsrt" else ()):
+        for label in (LabelValue.LEFT_LUNG, LabelValue.RIGHT_LUNG) + (
+            (LabelValue.HEART,) if row.source == "jsrt" else ()
+        ):
             a, b = got == label, ref == label
             dice = 2 * (a & b).sum() / (a.sum() + b.sum())
             # JSRT masks come from SCR at half resolution: edges differ by a pixel

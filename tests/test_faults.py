@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from patchcxr.faults import FAULT_AT, FAULT_MARKER
-from patchcxr.training import load_state
+from patchcxr.models.state import load_state
 from tests.workflow_runs import CI_CONFIG, copy_workflow, reproducible_digest, snakemake
 
 pytestmark = pytest.mark.slow

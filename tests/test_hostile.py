@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 import torch
 
-from patchcxr.classification.infer import load_classifier
+from patchcxr.classification.predict import load_classifier
 from patchcxr.io import sha256_file
 from patchcxr.models.classifier import resnet18_classifier
+from patchcxr.models.state import load_state
 from patchcxr.segmentation.predict import load_segmenter
-from patchcxr.training import Trainer, load_state
+from patchcxr.training import Trainer
 from tests.conftest import ROOT
 
 
@@ -48,7 +49,17 @@ def _trainer_resume(path: Path) -> None:
     model = torch.nn.Linear(2, 2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     trainer = Trainer(
-        model, opt, None, lambda e: [], lambda m, b: torch.zeros(()), lambda m: {"s": 0.0}, "s", 1, 0, path, "f"
+        model=model,
+        optimizer=opt,
+        scheduler=None,
+        batches=lambda e: [],
+        loss=lambda m, b: torch.zeros(()),
+        validate=lambda m: {"s": 0.0},
+        select_metric="s",
+        epochs=1,
+        seed=0,
+        resume_path=path,
+        fingerprint="f",
     )
     trainer.fit()
 

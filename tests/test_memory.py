@@ -93,7 +93,8 @@ MASKS = """
 import sys
 from patchcxr.segmentation.predict import predict_shard
 manifest, model, out, n = sys.argv[1:]
-predict_shard(manifest, 0, int(n), model, out, out + ".tsv", batch_size=8, device="cpu")
+predict_shard(manifest_path=manifest, shard=0, shard_size=int(n), model_path=model, out_dir=out,
+              rows_out=out + ".tsv", batch_size=8, device="cpu")
 """
 
 

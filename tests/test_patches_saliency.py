@@ -149,20 +149,23 @@ def test_pointing_game() -> None:
 
 
 def test_image_saliency_covers_the_lung_and_is_probability_weighted(model: torch.nn.Module) -> None:
-    from patchcxr.classification.train import ClassifierSettings
-    from patchcxr.saliency import image_saliency
+    from patchcxr.classification.explain import image_saliency
+    from patchcxr.classification.settings import ClassifierSettings
 
     lung = ring_lung(128)
     img = torch.rand(1, 128, 128) * torch.from_numpy(lung)
     s = ClassifierSettings(patch=32)
-    sal, probs = image_saliency(model, img, lung, s, 12, 3, np.random.default_rng(0), torch.device("cpu"), batch=5)
+    sal, probs = image_saliency(
+        model, img, lung, s, k=12, target=3, rng=np.random.default_rng(0), device=torch.device("cpu"), batch=5
+    )
     assert sal.shape == (128, 128) and probs.shape == (12,)
     assert sal.min() >= 0 and sal.max() <= float(probs.max()) + 1e-6  # a coverage-mean of r_k g_k, g_k <= 1
     assert sal[~ring_lung(128, grow=30)].max() == 0  # nothing far from any patch
 
 
 def test_lesion_boxes_follow_the_crop_and_resize(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from patchcxr.classification.infer import lesion_boxes_on_input
+    from patchcxr.classification.explain import lesion_boxes_on_input
+    from patchcxr.preprocess import PreprocessSettings
 
     (tmp_path / "cohen").mkdir()
     (tmp_path / "cohen" / "lesions.tsv").write_text(
@@ -170,6 +173,12 @@ def test_lesion_boxes_follow_the_crop_and_resize(tmp_path) -> None:  # type: ign
     )
     pixels = np.full((200, 400), 100, np.uint8)
     pixels[160:] = 0  # a blank band: the input covers rows 0-159
-    boxes = lesion_boxes_on_input(tmp_path, "cohen/film", pixels, "cohen", 80, crop_band=True)
+    boxes = lesion_boxes_on_input(
+        tmp_path, "cohen/film", pixels, fmt="cohen", size=80, preprocessing=PreprocessSettings(crop_band=True)
+    )
     assert boxes.tolist() == [[25, 20, 45, 30]]  # y * 80/160, x * 80/400
-    assert lesion_boxes_on_input(tmp_path, "cohen/other", pixels, "cohen", 80, True).shape == (0, 4)
+    crop = PreprocessSettings(crop_band=True)
+    assert lesion_boxes_on_input(tmp_path, "cohen/other", pixels, fmt="cohen", size=80, preprocessing=crop).shape == (
+        0,
+        4,
+    )

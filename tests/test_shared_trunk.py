@@ -8,16 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+from patchcxr.classification.explain import shared_saliency
 from patchcxr.classification.shared_trunk import (
     cells,
     feature_windows,
     shared_gradcams,
     shared_predict,
-    shared_saliency,
-    trunk,
     window_logits,
 )
-from patchcxr.models.classifier import resnet18_classifier
+from patchcxr.models.classifier import resnet18_classifier, trunk
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +80,7 @@ def test_shared_saliency_covers_the_patches(model: torch.nn.Module) -> None:
     torch.manual_seed(2)
     img = torch.rand(1, 256, 256)
     wins = np.array([[0, 0, 64, 64], [96, 128, 160, 192]])
-    sal, probs = shared_saliency(model, img, wins, 64, 1, torch.device("cpu"))
+    sal, probs = shared_saliency(model, img, wins, patch=64, target=1, device=torch.device("cpu"))
     assert sal.shape == (256, 256) and probs.shape == (2,)
     assert sal[:64, :64].max() > 0 and sal[200:, :100].max() == 0  # nothing where no patch lies
     p, _, _ = shared_predict(model, torch.rand(1, 3, 256, 256), wins, 64)

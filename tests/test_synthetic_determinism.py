@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from patchcxr.data.labels import LabelValue
 from patchcxr.synthetic import Effect, generate_source, render, sample_spec
-from patchcxr.synthetic.phantom import LEFT_LUNG, RIGHT_LUNG
 
 
 def tree_digest(root: Path) -> dict[str, str]:
@@ -43,7 +43,7 @@ def test_another_seed_gives_other_images(tmp_path: Path, synthetic_tree: Path, t
 def lung_stats(effect: Effect, seed: int) -> tuple[float, float]:
     spec = sample_spec(np.random.default_rng(seed), "normal", effect)
     r = render(spec, 256, 256)
-    lungs = (r.labels == LEFT_LUNG) | (r.labels == RIGHT_LUNG)
+    lungs = (r.labels == LabelValue.LEFT_LUNG) | (r.labels == LabelValue.RIGHT_LUNG)
     return float(r.density[lungs].mean()), float(r.density[lungs].std())
 
 

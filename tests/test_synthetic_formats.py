@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from patchcxr.synthetic.phantom import HEART, LEFT_LUNG, RIGHT_LUNG
+from patchcxr.data.labels import LabelValue
 from patchcxr.synthetic.sources import COHEN_COLUMNS, CORONAHACK_COLUMNS, SCR_ORGANS
 
 
@@ -38,7 +38,10 @@ def test_jsrt_raw_12bit_big_endian(synthetic_tree: Path, test_config: dict[str, 
         assert raw.max() <= 4095
         labels = label_map(synthetic_tree, "jsrt", f.stem)
         # raw JSRT is inverted: air (lungs) reads high, dense tissue (heart) low
-        assert raw[(labels == LEFT_LUNG) | (labels == RIGHT_LUNG)].mean() > raw[labels == HEART].mean() + 500
+        assert (
+            raw[(labels == LabelValue.LEFT_LUNG) | (labels == LabelValue.RIGHT_LUNG)].mean()
+            > raw[labels == LabelValue.HEART].mean() + 500
+        )
 
 
 def test_scr_masks_are_binary_gifs_matching_the_films(synthetic_tree: Path) -> None:
@@ -59,7 +62,7 @@ def test_scr_masks_are_binary_gifs_matching_the_films(synthetic_tree: Path) -> N
             np.asarray(Image.open(synthetic_tree / "scr" / fold / "masks" / "left lung" / f"{case}.gif").convert("L"))
             > 0
         )
-        ref = film == LEFT_LUNG
+        ref = film == LabelValue.LEFT_LUNG
         dice = 2 * (scr & ref).sum() / (scr.sum() + ref.sum())
         assert dice > 0.98
         # SCR convention: the patient's left lung is on the image's right
@@ -107,7 +110,7 @@ def test_shenzhen_palette_png_and_masks(synthetic_tree: Path, test_config: dict[
     for m in masks:
         mask = np.asarray(Image.open(m))
         labels = label_map(synthetic_tree, "shenzhen", m.name.removesuffix("_mask.png"))
-        assert np.array_equal(mask > 0, (labels == LEFT_LUNG) | (labels == RIGHT_LUNG))
+        assert np.array_equal(mask > 0, (labels == LabelValue.LEFT_LUNG) | (labels == LabelValue.RIGHT_LUNG))
 
 
 def test_kermany_folders_names_and_coronahack_csv(synthetic_tree: Path, test_config: dict[str, Any]) -> None:
@@ -176,7 +179,7 @@ def test_lesions_lie_in_the_lungs(synthetic_tree: Path, source: str) -> None:
             continue  # lateral films have no PA label map
         labels = label_map(synthetic_tree, source, row.image_id)
         box = labels[row.y0 : row.y1, row.x0 : row.x1]
-        side = LEFT_LUNG if row.side == "left" else RIGHT_LUNG
+        side = LabelValue.LEFT_LUNG if row.side == "left" else LabelValue.RIGHT_LUNG
         assert (box == side).mean() > 0.2, f"{row.kind} of {row.image_id} is outside its lung"
         checked += 1
     assert checked == len(lesions) - (lesions["image_id"].map(lambda i: not t.loc[i, "label_map"])).sum()

@@ -44,8 +44,8 @@ def test_ci_workflow_runs_and_matches_the_package(ci_run: Path, synthetic_tree: 
         assert made == tree_digest(synthetic_tree / source)
         assert (tmp_path / "logs" / "synthetic" / f"{source}.log").read_text().strip()
     # the data stage ran from the synthetic sources: manifest, quarantine, cohort, splits
-    from patchcxr.data.harmonise import read_tsv
     from patchcxr.data.splits import check_disjoint
+    from patchcxr.io import read_tsv
 
     manifest = read_tsv(tmp_path / "results" / "data" / "manifest.tsv")
     assert set(manifest["source"]) == {"jsrt", "montgomery", "shenzhen", "kermany", "cohen"}

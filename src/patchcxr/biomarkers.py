@@ -37,7 +37,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -45,12 +45,12 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from patchcxr.preprocess import blank_band_start, preprocess
-from patchcxr.segmentation.data import read_png, resize_labels
+from patchcxr.data.labels import LUNG_VALUES, LabelValue
+from patchcxr.io import read_png
+from patchcxr.preprocess import PreprocessSettings, preprocess, resize_labels
 
 log = logging.getLogger(__name__)
 
-HEART, LEFT, RIGHT = 1, 2, 3
 #: native pixel spacing (mm) of sources whose films keep their original size
 PIXEL_SPACING = {("jsrt", 2048, 2048): 0.175, ("montgomery", 4892, 4020): 0.0875, ("montgomery", 4020, 4892): 0.0875}
 FEATURES = [
@@ -88,14 +88,13 @@ TESTED = [
 
 @dataclass(frozen=True)
 class FeatureSettings:
-    """Config ``biomarkers``: analysis size, patch analysis, preprocessing."""
+    """Config ``biomarkers`` (analysis size, patch analysis) and ``preprocessing``."""
 
     size: int = 1024
     patch: int = 224
     patches: int = 32
-    gamma: float = 0.5
-    crop_band: bool = True
     seed: int = 2020
+    preprocessing: PreprocessSettings = field(default_factory=PreprocessSettings)
 
 
 def widest(mask: np.ndarray) -> int:
@@ -111,7 +110,7 @@ def widest(mask: np.ndarray) -> int:
 
 def geometry(labels: np.ndarray) -> dict[str, float]:
     """Area and shape features of a label map at the image's own resolution."""
-    left, right, heart = labels == LEFT, labels == RIGHT, labels == HEART
+    left, right, heart = labels == LabelValue.LEFT_LUNG, labels == LabelValue.RIGHT_LUNG, labels == LabelValue.HEART
     lungs = left | right
     area = int(lungs.sum())
     out: dict[str, float] = {"lung_area_px": float(area)}
@@ -152,7 +151,7 @@ def intensity_features(
     img: np.ndarray, labels: np.ndarray, settings: FeatureSettings, rng: np.random.Generator
 ) -> dict[str, float]:
     """Lung intensity statistics of a preprocessed image and its label map (same size)."""
-    lungs = np.isin(labels, (LEFT, RIGHT))
+    lungs = np.isin(labels, LUNG_VALUES)
     values = img[lungs].astype(np.float64)
     if values.size < 3:
         return {
@@ -199,15 +198,16 @@ def image_features(
             ``before`` (min-max scaled) and ``after`` (the paper's preprocessing), for the
             per-source histograms — computed here once, not again.
     """
-    if heart_labels is not None and not (labels == HEART).any():
-        labels = np.where((heart_labels == HEART) & ~np.isin(labels, (LEFT, RIGHT)), HEART, labels).astype(np.uint8)
+    heart = LabelValue.HEART
+    if heart_labels is not None and not (labels == heart).any():
+        labels = np.where((heart_labels == heart) & ~np.isin(labels, LUNG_VALUES), heart, labels).astype(np.uint8)
     feats = geometry(labels)
-    cut = blank_band_start(pixels) if settings.crop_band and fmt != "jsrt" else None
-    px, lab = (pixels[:cut], labels[:cut]) if cut is not None else (pixels, labels)
-    img = preprocess(px, fmt, gamma=settings.gamma, size=settings.size)
+    rows = settings.preprocessing.kept_rows(pixels, fmt)
+    px, lab = pixels[:rows], labels[:rows]
+    img = preprocess(px, fmt, gamma=settings.preprocessing.gamma, size=settings.size)
     small = resize_labels(lab, settings.size)
     feats |= intensity_features(img, small, settings, np.random.default_rng([settings.seed, seed]))
-    lungs = np.isin(small, (LEFT, RIGHT))
+    lungs = np.isin(small, LUNG_VALUES)
     plain = preprocess(px, fmt, size=settings.size, equalise=False)[lungs]
     if lung_pixels is not None:
         lung_pixels["before"], lung_pixels["after"] = plain, img[lungs]

@@ -22,27 +22,25 @@ def _predict(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from patchcxr.classification.data import InputSettings, masked_input
-    from patchcxr.classification.infer import load_classifier
-    from patchcxr.classification.train import predict_probs
+    from patchcxr.classification.data import masked_input
+    from patchcxr.classification.explain import image_saliency
+    from patchcxr.classification.predict import load_classifier, predict_probs
     from patchcxr.data.decode import DecodeError, decode
+    from patchcxr.figures import saliency_overlay_png
     from patchcxr.io import atomic_write_bytes
     from patchcxr.models.classifier import vote
-    from patchcxr.saliency import image_saliency, overlay_png
-    from patchcxr.segmentation.predict import back_project, load_segmenter
-    from patchcxr.segmentation.train import predict_batches
-    from patchcxr.training import load_state
+    from patchcxr.segmentation.predict import back_project, load_segmenter, predict_batches
 
     torch.set_num_threads(args.threads)
     try:
         segmenter, seg_prep, dev = load_segmenter(args.segmenter, args.device)
-        classifier, settings, names, _ = load_classifier(args.classifier, args.device)
-        size = int(load_state(args.classifier).get("input_size", 1024))
+        clf = load_classifier(args.classifier, args.device)
     except (OSError, ValueError, KeyError) as err:
         # a missing file, a hostile pickle (refused by weights_only) or a file of another
         # kind: one line naming it, no traceback
         print(f"patchcxr: cannot load the models: {type(err).__name__}: {err}", file=sys.stderr)
         return 2
+    classifier, settings, names = clf.model, clf.settings, clf.classes
     results, failures = [], 0
     for path in args.images:
         try:
@@ -52,24 +50,26 @@ def _predict(args: argparse.Namespace) -> int:
             failures += 1
             continue
         pixels = decoded.pixels
+        # the segmenter's input as it was trained; the classifier's input as *it* was
+        # trained (both recorded in the model files)
         x = torch.from_numpy(seg_prep.image(pixels, "")[None, None])
         labels = back_project(predict_batches(segmenter, x, dev, 1)[0], pixels.shape[:2], seg_prep.band(pixels, ""))
-        img, lung = masked_input(
-            pixels, "", labels, InputSettings(size=size, gamma=seg_prep.gamma, crop_band=seg_prep.crop_band)
-        )
+        img, lung = masked_input(pixels, "", labels, clf.inputs)
         if not lung.any():
             print(f"{path}: no lung found by the segmentation: no classification", file=sys.stderr)
             failures += 1
             continue
         tensor = torch.from_numpy(img.astype(np.float32) / 255.0)[None]
         rng = np.random.default_rng(args.seed)
-        probs, _ = predict_probs(classifier, tensor, lung, settings, args.k, rng, dev)
+        probs, _ = predict_probs(classifier, tensor, lung, settings, k=args.k, rng=rng, device=dev)
         v = vote(probs)
         decision = names[int(v["hard"] if args.vote == "hard" else v["soft"])]
         target = args.target if args.target in names else decision
-        sal, _ = image_saliency(classifier, tensor, lung, settings, args.k, names.index(target), rng, dev)
+        sal, _ = image_saliency(
+            classifier, tensor, lung, settings, k=args.k, target=names.index(target), rng=rng, device=dev
+        )
         overlay = Path(args.out) / f"{Path(path).stem}.saliency.png"
-        atomic_write_bytes(overlay, overlay_png(img.astype(np.float32), sal))
+        atomic_write_bytes(overlay, saliency_overlay_png(img.astype(np.float32), sal))
         results.append(
             {
                 "image": str(path),

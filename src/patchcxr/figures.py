@@ -1,6 +1,8 @@
-"""Figures, drawn from the workflow's tables only (never from models).
+"""Figures and overlays: every picture the package draws, from the workflow's tables or
+from arrays (never from models).
 
-Matplotlib runs headless (Agg); every function writes one file and returns nothing.
+Matplotlib runs headless (Agg); every ``plot_*`` function writes one file and returns
+nothing; the ``*_overlay_png`` functions return PNG bytes for the stage that writes them.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 
-from patchcxr.io import atomic_write_bytes
+from patchcxr.data.labels import DISPLAY_ORDER, LabelValue
+from patchcxr.io import atomic_write_bytes, encode_png, read_tsv
+from patchcxr.preprocess import resize_labels
 
 
 def _save(fig: plt.Figure, out: Path | str) -> None:
@@ -35,7 +38,7 @@ def _save(fig: plt.Figure, out: Path | str) -> None:
 def plot_segmentation_scores(scores_path: Path | str, out: Path | str) -> None:
     """Box plots of per-image Jaccard: one panel per held-out data set, one box per
     structure × model × preprocessing (the paper's segmentation comparison, §4.5)."""
-    scores = pd.read_csv(scores_path, sep="\t")
+    scores = read_tsv(scores_path, typed=True)
     datasets = sorted(scores["dataset"].unique()) or ["(none)"]
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4.2), squeeze=False)
     for ax, dataset in zip(axes[0], datasets, strict=True):
@@ -52,7 +55,6 @@ def plot_segmentation_scores(scores_path: Path | str, out: Path | str) -> None:
     _save(fig, out)
 
 
-CLASS_ORDER = ["normal", "bacterial", "tb", "viral", "covid19", "viral_covid19"]
 CLASS_COLOURS = {
     "normal": "#4c72b0",
     "bacterial": "#dd8452",
@@ -80,10 +82,10 @@ def plot_feature_boxes(
     """Per-class box plots with the points, and significance marks against ``reference``
     (Holm-adjusted Mann–Whitney over all images, from ``tests.tsv``) — the paper's marker
     figure (§7.1)."""
-    df = pd.read_csv(features_path, sep="\t")
-    tests = pd.read_csv(tests_path, sep="\t")
+    df = read_tsv(features_path, typed=True)
+    tests = read_tsv(tests_path, typed=True)
     tests = tests[(tests["scope"] == "all") & (tests["test"] == "mann-whitney")]
-    classes = [c for c in CLASS_ORDER if c in set(df[label].dropna())]
+    classes = [c for c in DISPLAY_ORDER if c in set(df[label].dropna())]
     fig, axes = plt.subplots(1, len(features), figsize=(4.2 * len(features), 4), squeeze=False)
     rng = np.random.default_rng(0)
     for ax, feature in zip(axes[0], features, strict=True):
@@ -118,9 +120,9 @@ def plot_feature_boxes(
 
 def plot_ctr_scatter(features_path: Path | str, out: Path | str, label: str = "label5") -> None:
     """Cardiothoracic ratio against the standard deviation of lung intensity, per class."""
-    df = pd.read_csv(features_path, sep="\t")
+    df = read_tsv(features_path, typed=True)
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    for c in [c for c in CLASS_ORDER if c in set(df[label].dropna())]:
+    for c in [c for c in DISPLAY_ORDER if c in set(df[label].dropna())]:
         part = df[df[label] == c]
         ax.scatter(
             part["ctr"], part["intensity_std"], s=14, alpha=0.7, label=f"{c} (n={len(part)})", color=CLASS_COLOURS[c]
@@ -134,7 +136,7 @@ def plot_ctr_scatter(features_path: Path | str, out: Path | str, label: str = "l
 
 def plot_lung_histograms(hist_path: Path | str, out: Path | str) -> None:
     """Lung-intensity distribution per source before and after the paper's preprocessing."""
-    df = pd.read_csv(hist_path, sep="\t")
+    df = read_tsv(hist_path, typed=True)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, stage, title in zip(axes, ("before", "after"), ("min-max scaled", "equalised + gamma 0.5"), strict=True):
         for source, part in df[df["stage"] == stage].groupby("source"):
@@ -153,8 +155,8 @@ def plot_segmentation_examples(examples_path: Path | str, out: Path | str) -> No
     images and masks named in ``examples.tsv``)."""
     from PIL import Image
 
-    df = pd.read_csv(examples_path, sep="\t").fillna("")
-    classes = [c for c in CLASS_ORDER if c in set(df["label5"])]
+    df = read_tsv(examples_path, typed=True).fillna("")
+    classes = [c for c in DISPLAY_ORDER if c in set(df["label5"])]
     per = max([len(df[df["label5"] == c]) for c in classes], default=1)
     fig, axes = plt.subplots(max(1, len(classes)), per, figsize=(2.6 * per, 2.6 * max(1, len(classes))), squeeze=False)
     for ax in axes.ravel():
@@ -177,7 +179,7 @@ def plot_segmentation_examples(examples_path: Path | str, out: Path | str) -> No
 
 def plot_confusion(table_path: Path | str, out: Path | str) -> None:
     """Confusion matrix: colour = share of the true class, text = count (share)."""
-    df = pd.read_csv(table_path, sep="\t")
+    df = read_tsv(table_path, typed=True)
     names = list(dict.fromkeys(df["true"]))
     frac = df.pivot(index="true", columns="predicted", values="row_fraction").loc[names, names]
     count = df.pivot(index="true", columns="predicted", values="count").loc[names, names]
@@ -209,7 +211,7 @@ def plot_saliency(table_path: Path | str, out: Path | str, per_row: int = 5) -> 
     as a cross (green: inside a lesion box, the pointing game's hit; red: a miss)."""
     from PIL import Image
 
-    df = pd.read_csv(table_path, sep="\t", keep_default_na=False)
+    df = read_tsv(table_path)  # text: boxes and the hit column stay as written
     n = max(1, len(df))
     cols = min(per_row, n)
     rows = -(-n // cols)
@@ -225,9 +227,9 @@ def plot_saliency(table_path: Path | str, out: Path | str, per_row: int = 5) -> 
             )
         hit = str(r.pointing_hit)
         colour = {"1": "lime", "0": "red"}.get(hit, "white")
-        ax.plot(r.peak_col, r.peak_row, marker="+", ms=10, mew=1.8, color=colour)
+        ax.plot(int(r.peak_col), int(r.peak_row), marker="+", ms=10, mew=1.8, color=colour)
         verdict = {"1": " · hit", "0": " · miss"}.get(hit, "")
-        ax.set_title(f"{r.image_id.split('/', 1)[-1][:20]}\np={r.mean_probability:.2f}{verdict}", fontsize=7)
+        ax.set_title(f"{r.image_id.split('/', 1)[-1][:20]}\np={float(r.mean_probability):.2f}{verdict}", fontsize=7)
     if df.empty:
         axes[0, 0].text(0.5, 0.5, "no test image of the target class", ha="center", va="center")
     _save(fig, out)
@@ -239,7 +241,7 @@ def plot_training_curves(histories: dict[str, Path | str], out: Path | str) -> N
     training loss, per epoch. Keys name the models (``segmentation/…``, ``classification/…``)."""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for name, path in sorted(histories.items()):
-        h = pd.read_csv(path, sep="\t")
+        h = read_tsv(path, typed=True)
         score = "val_mean_jaccard" if "val_mean_jaccard" in h.columns else "val_macro_f1"
         ax = axes[0] if score == "val_mean_jaccard" else axes[1]
         ax.plot(h["epoch"], h[score], label=name.split("/", 1)[-1], lw=1.2)
@@ -253,3 +255,36 @@ def plot_training_curves(histories: dict[str, Path | str], out: Path | str) -> N
             ax.legend(fontsize=6)
         ax.grid(alpha=0.3)
     _save(fig, out)
+
+
+def mask_overlay_png(pixels: np.ndarray, labels: np.ndarray, size: int = 256) -> bytes:
+    """A mask QC picture (PNG bytes), ``size`` pixels on its long side: the image in grey,
+    heart red, left lung green, right lung blue."""
+    from PIL import Image
+
+    img = pixels.astype(np.float32)
+    img = (img - img.min()) / max(float(img.max() - img.min()), 1.0)
+    scale = size / max(img.shape)
+    shape = (max(1, round(img.shape[0] * scale)), max(1, round(img.shape[1] * scale)))
+    small = np.asarray(Image.fromarray((img * 255).astype(np.uint8)).resize(shape[::-1], Image.Resampling.BILINEAR))
+    lab = resize_labels(labels, shape)
+    rgb = np.repeat(small[..., None], 3, axis=2).astype(np.float32)
+    for value, colour in (
+        (LabelValue.HEART, (255, 60, 60)),
+        (LabelValue.LEFT_LUNG, (60, 220, 60)),
+        (LabelValue.RIGHT_LUNG, (60, 120, 255)),
+    ):
+        m = lab == value
+        rgb[m] = 0.6 * rgb[m] + 0.4 * np.array(colour)
+    return encode_png(rgb.astype(np.uint8))
+
+
+def saliency_overlay_png(img: np.ndarray, saliency: np.ndarray) -> bytes:
+    """The input in grey with the map in a jet colour scale on top (as the official code),
+    as PNG bytes."""
+    from matplotlib import colormaps
+
+    grey = (img - img.min()) / max(float(img.max() - img.min()), 1e-6)
+    heat = saliency / max(float(saliency.max()), 1e-12)
+    rgb = 0.55 * np.repeat(grey[..., None], 3, axis=2) + 0.45 * colormaps["jet"](heat)[..., :3]
+    return encode_png((np.clip(rgb, 0, 1) * 255).astype(np.uint8))

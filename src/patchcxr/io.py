@@ -1,4 +1,6 @@
-"""File helpers shared by every stage: atomic writes and content hashes.
+"""File helpers shared by every stage: atomic writes, content hashes, TSV tables and PNG
+images — one home for each, so that every table has the same float format and every PNG
+the same encoder settings.
 
 An artefact is either complete or absent: every writer goes through a temporary file in
 the destination folder, ``fsync`` and ``os.replace`` (atomic on POSIX within one file
@@ -9,9 +11,18 @@ could take as finished.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tempfile
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+#: the one float format of every table the package writes: six significant digits (more
+#: than any measured figure here carries; integers and text are written as they are)
+FLOAT_FORMAT = "%.6g"
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
@@ -40,6 +51,11 @@ def atomic_write_text(path: Path | str, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks (images can be tens of MB)."""
     digest = hashlib.sha256()
@@ -47,3 +63,52 @@ def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- tables
+def tsv_text(df: pd.DataFrame) -> str:
+    """``df`` as the package writes every table: tab-separated, ``\\n`` line ends, no
+    index, floats in :data:`FLOAT_FORMAT`."""
+    return df.to_csv(sep="\t", index=False, lineterminator="\n", float_format=FLOAT_FORMAT)
+
+
+def write_tsv(path: Path | str, df: pd.DataFrame) -> None:
+    """Write ``df`` to ``path`` atomically (:func:`tsv_text`)."""
+    atomic_write_text(path, tsv_text(df))
+
+
+def read_tsv(path: Path | str, typed: bool = False) -> pd.DataFrame:
+    """A table written by :func:`write_tsv`.
+
+    ``typed=False`` (identifiers, paths, labels): every column as text, empty cells as
+    ``""``. ``typed=True`` (measurements): numbers parsed, empty cells as NaN.
+    """
+    if typed:
+        return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""])
+    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+
+
+# --------------------------------------------------------------------------- images
+def encode_png(image: np.ndarray | Image.Image) -> bytes:
+    """PNG bytes of an array (uint8 grey or RGB, uint16 grey, bool as 0/255) or a Pillow
+    image, with Pillow's default compression (level 6, no optimisation)."""
+    if isinstance(image, np.ndarray):
+        if image.dtype == np.bool_:
+            image = image.astype(np.uint8) * 255
+        if image.dtype not in (np.uint8, np.uint16):
+            raise TypeError(f"PNG storage takes uint8 or uint16, got {image.dtype}")
+        image = Image.fromarray(image)  # L, RGB or I;16 by dtype and shape
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def write_png(path: Path | str, image: np.ndarray | Image.Image) -> None:
+    """Write :func:`encode_png` of ``image`` to ``path`` atomically."""
+    atomic_write_bytes(path, encode_png(image))
+
+
+def read_png(path: Path | str) -> np.ndarray:
+    """The pixels of a PNG this package wrote (harmonised images, masks, inputs)."""
+    with Image.open(path) as im:
+        return np.asarray(im)

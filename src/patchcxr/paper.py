@@ -22,20 +22,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from patchcxr.io import atomic_write_text
-
-#: the five classes in the order the paper's tables use
-CLASSES5 = ["normal", "bacterial", "tb", "viral", "covid19"]
-
-
-def _tsv(df: pd.DataFrame, out: Path | str) -> None:
-    atomic_write_text(out, df.to_csv(sep="\t", index=False, lineterminator="\n", float_format="%.4g"))
+from patchcxr.data.labels import LABEL5_BY_LABEL4
+from patchcxr.io import atomic_write_text, read_tsv, write_tsv
 
 
 def data_table(cohort: pd.DataFrame) -> pd.DataFrame:
     """Images per source (rows) and class (columns, the paper's five), with totals."""
     counts = pd.crosstab(cohort["source"], cohort["label5"])
-    counts = counts.reindex(columns=[c for c in CLASSES5 if c in counts.columns], fill_value=0)
+    counts = counts.reindex(columns=[c for c in LABEL5_BY_LABEL4 if c in counts.columns], fill_value=0)
     counts.loc["total"] = counts.sum()
     counts["total"] = counts.sum(axis=1)
     return counts.reset_index().rename(columns={"index": "source"})
@@ -104,19 +98,22 @@ def write_tables(
 ) -> None:
     """Write the tables named in ``out`` (keys: data, splits, segmentation, biomarker_tests,
     classification, global_vs_local, metrics) from the workflow's tables."""
-    read = lambda p: pd.read_csv(p, sep="\t", keep_default_na=False, na_values=[""])  # noqa: E731
-    _tsv(data_table(read(cohort_path)), out["data"])
-    _tsv(split_table(read(split_path)), out["splits"])
+
+    def read(path: Path | str) -> pd.DataFrame:
+        return read_tsv(path, typed=True)
+
+    write_tsv(out["data"], data_table(read(cohort_path)))
+    write_tsv(out["splits"], split_table(read(split_path)))
     summary = read(segmentation_summary) if segmentation_summary else None
     if "segmentation" in out and summary is not None:
-        _tsv(segmentation_table(summary), out["segmentation"])
+        write_tsv(out["segmentation"], segmentation_table(summary))
     if "biomarker_tests" in out and biomarker_tests:
-        _tsv(read(biomarker_tests), out["biomarker_tests"])
+        write_tsv(out["biomarker_tests"], read(biomarker_tests))
     metrics = {m: read(p) for m, p in metrics_paths.items()}
     if "classification" in out:
-        _tsv(classification_table(metrics), out["classification"])
+        write_tsv(out["classification"], classification_table(metrics))
     if "global_vs_local" in out and comparison_path:
-        _tsv(read(comparison_path), out["global_vs_local"])
+        write_tsv(out["global_vs_local"], read(comparison_path))
     atomic_write_text(out["metrics"], json.dumps(headline_metrics(summary, metrics), indent=2, sort_keys=True) + "\n")
 
 

@@ -18,6 +18,10 @@ official code on the original ``.IMG`` files.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
 import numpy as np
 from PIL import Image
 
@@ -103,6 +107,13 @@ def blank_band_start(img: np.ndarray) -> int | None:
     return h // 2 + int(zeros[0])
 
 
+def band_cut(pixels: np.ndarray, fmt: str, crop_band: bool) -> int | None:
+    """Where to cut a harmonised image before preprocessing: the first row of its blank
+    bottom band when ``crop_band`` is on and the image is public (never JSRT, whose films
+    are raw and have no band), else ``None``. The one place this rule is written."""
+    return blank_band_start(pixels) if crop_band and fmt != "jsrt" else None
+
+
 def crop_blank_band(img: np.ndarray) -> np.ndarray:
     """Crop a blank (zero) band at the bottom (§3.2 step 2; public images only).
 
@@ -158,8 +169,9 @@ def preprocess(
     """
     img = np.asarray(pixels)
     jsrt = fmt == "jsrt"
-    if crop_band and not jsrt:
-        img = crop_blank_band(img)
+    cut = band_cut(img, fmt, crop_band)
+    if cut is not None:
+        img = img[:cut]
     if not equalise:
         f = img.astype(np.float32)
         lo, hi = float(f.min()), float(f.max())
@@ -172,3 +184,38 @@ def preprocess(
     if size is not None:
         out = np.clip(resize(out, size), 0.0, 255.0)
     return out.astype(np.float32)
+
+
+def resize_labels(labels: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """A label map resized to ``size`` (rows, cols) by nearest neighbour."""
+    rows, cols = (size, size) if isinstance(size, int) else size
+    return np.asarray(Image.fromarray(labels.astype(np.uint8)).resize((cols, rows), Image.Resampling.NEAREST))
+
+
+@dataclass(frozen=True)
+class PreprocessSettings:
+    """Config ``preprocessing:``, read by every stage that preprocesses (segmentation,
+    biomarkers, classifier inputs, saliency, ``patchcxr predict``) and recorded in every
+    model file.
+
+    Attributes:
+        gamma: γ of step 4 (paper: 0.5).
+        crop_band: crop a blank bottom band on public images first (§3.2 step 2).
+    """
+
+    gamma: float = 0.5
+    crop_band: bool = True
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> PreprocessSettings:
+        """From the ``preprocessing`` section (keys ``gamma``, ``crop_blank_band``)."""
+        return cls(gamma=float(cfg["gamma"]), crop_band=bool(cfg["crop_blank_band"]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def kept_rows(self, pixels: np.ndarray, fmt: str) -> int:
+        """How many top rows of ``pixels`` survive the blank-band crop (:func:`band_cut`);
+        crop a mask or a box of the same image with the same number."""
+        at = band_cut(pixels, fmt, self.crop_band)
+        return int(pixels.shape[0]) if at is None else at

@@ -21,6 +21,9 @@ Grad-CAMs in **one** batched pass (the model in eval mode, so samples do not int
 ResNet-18's ``layer4`` ``∂y_c/∂A`` depends only on the pooling head, so the trunk runs
 without autograd and only the head is differentiated. :func:`patch_gradcams_reference` is
 the plain per-patch loop with a full backward pass that it must equal.
+
+These are primitives on patches, windows and maps: they know nothing of how a classifier
+draws its patches (:mod:`patchcxr.classification.explain` puts them together).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
+
+from patchcxr.models.classifier import minmax_normalise, trunk
 
 
 def _layer_hook(model: nn.Module, layer: str) -> tuple[dict[str, torch.Tensor], torch.utils.hooks.RemovableHandle]:
@@ -47,17 +52,13 @@ def _cams(act: torch.Tensor, grad: torch.Tensor, size: int) -> torch.Tensor:
     weights = grad.mean(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * act).sum(dim=1, keepdim=True))
     cam = F.interpolate(cam, size=(size, size), mode="bilinear", align_corners=False)[:, 0]
-    lo = cam.amin(dim=(1, 2), keepdim=True)
-    hi = cam.amax(dim=(1, 2), keepdim=True)
-    return torch.where(hi > lo, (cam - lo) / (hi - lo).clamp_min(1e-12), torch.zeros_like(cam))
+    return minmax_normalise(cam)
 
 
 def _resnet_head_gradcams(model: nn.Module, patches: torch.Tensor, target: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Grad-CAM at a torchvision ResNet's ``layer4``: ``∂y_c/∂A`` depends only on the head
     (average pool, linear layer), so the trunk runs without autograd (no graph, no
     parameter gradients) and only the head is differentiated — the cost of a forward pass."""
-    from patchcxr.classification.shared_trunk import trunk
-
     with torch.inference_mode():
         act = trunk(model, patches)
     with torch.enable_grad():
@@ -127,55 +128,8 @@ def aggregate(cams: torch.Tensor, probs: torch.Tensor, wins: np.ndarray, shape: 
     return (num / (den + 1e-7)).numpy()
 
 
-def image_saliency(
-    model: nn.Module,
-    img: torch.Tensor,
-    lung: np.ndarray,
-    settings: object,
-    k: int,
-    target: int,
-    rng: np.random.Generator,
-    device: torch.device,
-    batch: int = 25,
-) -> tuple[np.ndarray, torch.Tensor]:
-    """Probabilistic Grad-CAM of one masked input (1, S, S) for class ``target``: K patches
-    in chunks of ``batch`` (one forward and backward per chunk), aggregated on the canvas.
-
-    Returns the map (S, S) and the patch probabilities of ``target``.
-    """
-    from patchcxr.classification.data import memory_format, to_network
-    from patchcxr.classification.train import image_batch
-
-    x, wins = image_batch(img, lung, settings, k, rng)  # type: ignore[arg-type]
-    cams, probs = [], []
-    layout = memory_format(model)
-    for i in range(0, len(x), batch):
-        c, p = patch_gradcams(model, to_network(x[i : i + batch]).to(device, memory_format=layout), target)
-        cams.append(c.cpu())
-        probs.append(p.cpu())
-    return aggregate(torch.cat(cams), torch.cat(probs), wins, img.shape[-2:]), torch.cat(probs)
-
-
 def pointing_hit(saliency: np.ndarray, boxes: np.ndarray) -> bool:
     """The pointing game: does the map's maximum fall inside one of the boxes
     (``top, left, bottom, right``, end-exclusive)?"""
     y, x = np.unravel_index(int(np.argmax(saliency)), saliency.shape)
     return bool(any(t <= y < b and left <= x < r for t, left, b, r in boxes.tolist()))
-
-
-def overlay_png(img: np.ndarray, saliency: np.ndarray) -> bytes:
-    """The input in grey with the map in a jet colour scale on top (as the official code)."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import colormaps
-    from PIL import Image
-
-    grey = (img - img.min()) / max(float(img.max() - img.min()), 1e-6)
-    heat = saliency / max(float(saliency.max()), 1e-12)
-    rgb = 0.55 * np.repeat(grey[..., None], 3, axis=2) + 0.45 * colormaps["jet"](heat)[..., :3]
-    buf = io.BytesIO()
-    Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()

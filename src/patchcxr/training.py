@@ -1,4 +1,4 @@
-"""One small trainer for every network of the project (segmentation now, classifiers later).
+"""One training harness for every network of the project (segmentation and classifiers).
 
 What it guarantees:
 
@@ -16,7 +16,7 @@ What it guarantees:
 from __future__ import annotations
 
 import copy
-import io
+import hashlib
 import json
 import logging
 import time
@@ -26,11 +26,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
 from patchcxr.faults import fault_point
-from patchcxr.io import atomic_write_bytes
+from patchcxr.io import atomic_write_bytes, write_tsv
+from patchcxr.models.state import load_state, state_to_bytes
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +40,13 @@ log = logging.getLogger(__name__)
 class Tracker(Protocol):
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
 
+    def log_artifact(self, path: Path | str) -> None: ...
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA when present, else CPU; otherwise the named device."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+
+def fingerprint(*parts: Any) -> str:
+    """A short hash of a training's settings and data identity: a resume state written
+    under another fingerprint belongs to another configuration and is ignored."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def seed_everything(seed: int) -> None:
@@ -57,21 +60,6 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
-def state_to_bytes(obj: Any) -> bytes:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
-
-
-def load_state(path: Path | str, map_location: str | torch.device = "cpu") -> Any:
-    """Load a file written by this project: tensors and plain containers only
-    (``weights_only=True``: a pickle that would run code is refused)."""
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises UnpicklingError and others for hostile files
-        raise ValueError(f"{path}: not a plain weights file ({type(err).__name__}: {err})") from None
-
-
 @dataclass
 class TrainResult:
     best_epoch: int
@@ -81,7 +69,7 @@ class TrainResult:
     best_state: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Trainer:
     """Epoch loop with atomic per-epoch resume state.
 
@@ -213,29 +201,108 @@ class Trainer:
         return result
 
 
-def save_training(
-    result: TrainResult,
-    model_file: Mapping[str, Any],
-    metadata: Mapping[str, Any],
-    out_model: Path | str,
-    out_metadata: Path | str,
-    out_history: Path | str,
-    resume_dir: Path,
-    tracker: Any = None,
-) -> None:
-    """Write a finished training's model file (the best epoch's weights under
-    ``state_dict``), per-epoch history and metadata, log them to the tracker, and remove
-    the resume state, which a completed run no longer needs."""
-    import pandas as pd
+@dataclass(frozen=True, kw_only=True)
+class TrainingFiles:
+    """Where a training writes: the model file, its metadata (JSON), the per-epoch history
+    (TSV) and the resume folder (``state.pt`` and the tracking run id while it runs)."""
 
-    from patchcxr.io import atomic_write_text
-    from patchcxr.tracking import write_metadata
+    model: Path | str
+    metadata: Path | str
+    history: Path | str
+    resume_dir: Path | str
 
-    atomic_write_bytes(out_model, state_to_bytes({**model_file, "state_dict": result.best_state}))
-    atomic_write_text(out_history, pd.DataFrame(result.history).to_csv(sep="\t", index=False, lineterminator="\n"))
-    write_metadata(out_metadata, metadata)
-    if tracker is not None:
-        for path in (out_model, out_metadata, out_history):
-            tracker.log_artifact(path)
-    for leftover in ("state.pt", "mlflow_run_id"):
-        (resume_dir / leftover).unlink(missing_ok=True)
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingRun:
+    """Everything around one network's epoch loop that is the same for every network:
+    identity (fingerprint), resume folder, tracking run, metadata and the files written.
+
+    Args:
+        name: the tracking run's name (``segmentation-…``, ``classifier-…``).
+        settings: every setting the network was trained with; recorded in the metadata, the
+            tracking parameters and the fingerprint.
+        data: what identifies the training data (counts, pixel sums) for the fingerprint.
+        inputs: named input files whose sha256 go into the metadata.
+        counts: ``n_train``, ``n_val`` and the like, for the metadata and the tracker.
+        files: where to write.
+        tracking: the ``tracking`` configuration (``None``: off).
+    """
+
+    name: str
+    settings: Mapping[str, Any]
+    data: tuple[Any, ...]
+    inputs: Mapping[str, Path | str]
+    counts: Mapping[str, int]
+    files: TrainingFiles
+    tracking: Mapping[str, Any] | None = None
+
+    def fit(
+        self,
+        *,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        batches: Callable[[int], Iterable[Any]],
+        loss: Callable[[nn.Module, Any], torch.Tensor],
+        validate: Callable[[nn.Module], dict[str, float]],
+        select_metric: str,
+        epochs: int,
+        seed: int,
+        patience: int | None,
+        device: torch.device,
+        model_file: Mapping[str, Any],
+        metadata: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Run the epoch loop (:class:`Trainer`) under a tracking run, then write the best
+        epoch's weights with ``model_file`` (the settings a loader needs), the metadata
+        (``best_<select_metric>``, epochs, counts, device and ``metadata``) and the
+        history; remove the resume state. Returns the metadata written."""
+        from patchcxr.tracking import artefact_metadata, mlflow_run
+
+        resume = Path(self.files.resume_dir)
+        resume.mkdir(parents=True, exist_ok=True)
+        params = {**self.settings, **self.counts, "device": str(device)}
+        with mlflow_run(self.tracking or {"enabled": False}, self.name, params, resume / "mlflow_run_id") as tracker:
+            result = Trainer(
+                model=model,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                batches=batches,
+                loss=loss,
+                validate=validate,
+                select_metric=select_metric,
+                epochs=epochs,
+                seed=seed,
+                resume_path=resume / "state.pt",
+                fingerprint=fingerprint(self.settings, *self.data),
+                patience=patience,
+                tracker=tracker,
+            ).fit()
+            written = artefact_metadata(
+                self.settings,
+                self.inputs,
+                best_epoch=result.best_epoch,
+                **{f"best_{select_metric}": result.best_score},
+                epochs_run=result.epochs_run,
+                **self.counts,
+                device=str(device),
+                **(metadata or {}),
+            )
+            self._save(result, model_file, written, tracker)
+        log.info("%s: best epoch %d, %s %.4f", self.name, result.best_epoch, select_metric, result.best_score)
+        return written
+
+    def _save(
+        self, result: TrainResult, model_file: Mapping[str, Any], metadata: Mapping[str, Any], tracker: Any
+    ) -> None:
+        from patchcxr.tracking import write_metadata
+
+        files = self.files
+        atomic_write_bytes(files.model, state_to_bytes({**model_file, "state_dict": result.best_state}))
+        write_tsv(files.history, pd.DataFrame(result.history))
+        write_metadata(files.metadata, metadata)
+        if tracker is not None:
+            for path in (files.model, files.metadata, files.history):
+                tracker.log_artifact(path)
+        for leftover in ("state.pt", "mlflow_run_id"):
+            (Path(files.resume_dir) / leftover).unlink(missing_ok=True)

@@ -16,8 +16,7 @@ rule biomarker_features:
         "logs/biomarkers/features_{shard}.log",
     params:
         settings=canonical(config["biomarkers"]),
-        gamma=config["segmentation"]["gamma"],
-        crop_band=config["segmentation"]["crop_blank_band"],
+        preprocessing=canonical(config["preprocessing"]),
     conda:
         "../../envs/stats.yaml"
     script:

@@ -17,8 +17,7 @@ rule build_classifier_inputs:
         "logs/classification/inputs_{shard}.log",
     params:
         size=config["classification"]["input_size"],
-        gamma=config["segmentation"]["gamma"],
-        crop_band=config["segmentation"]["crop_blank_band"],
+        preprocessing=canonical(config["preprocessing"]),
     conda:
         "../../envs/torch.yaml"
     script:
@@ -54,6 +53,8 @@ rule train_classifier:
         "logs/classification/train_{model}.log",
     params:
         train=canonical(config["classification"]["train"]),
+        input_size=config["classification"]["input_size"],
+        preprocessing=canonical(config["preprocessing"]),
         weights=canonical(config["classification"]["weights"]),
         tracking=canonical(config["tracking"]),
         resume_dir="results/classification/{model}/resume",
@@ -162,7 +163,6 @@ rule compute_saliency:
     params:
         saliency=canonical(config["saliency"]),
         mode=config["classification"]["inference"]["mode"],
-        crop_band=config["segmentation"]["crop_blank_band"],
         seed=config["classification"]["train"]["seed"],
     threads: 2
     resources:

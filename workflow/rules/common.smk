@@ -1,15 +1,34 @@
 # Shared helpers of the workflow: configuration validation, source resolution and target
-# lists. Python only; the rules live in the stage files.
+# lists. Python only; the rules live in the stage files. Facts the package defines (class
+# names, synthetic sources, registration advice, shard arithmetic) are imported from it.
 
 from pathlib import Path
 
+import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from patchcxr.data.download import REGISTRATION, registration_message
+from patchcxr.data.labels import LABEL5
+from patchcxr.shards import n_shards
+from patchcxr.synthetic import SOURCES as SYNTHETIC_SOURCES
+
+# Keys that moved: a configuration written for an older layout stops with the new key's
+# name instead of the schema's generic "additional property" error.
+MOVED_KEYS = {
+    ("segmentation", "gamma"): "preprocessing.gamma",
+    ("segmentation", "crop_blank_band"): "preprocessing.crop_blank_band",
+}
+for (_section, _key), _new in MOVED_KEYS.items():
+    if _key in (config.get(_section) or {}):
+        raise WorkflowError(f"config key {_section}.{_key} has moved: set {_new} instead (config/config.yaml)")
 
 # Validate first and fill in the schema's defaults: a misspelt key or a value out of range
 # stops the workflow here, naming the key, before any job is scheduled.
 validate(config, schema="../schemas/config.schema.yaml")
+for _finding, _label in config["labels"]["findings"].items():
+    if _label not in LABEL5:
+        raise WorkflowError(f"labels.findings.{_finding}: {_label!r} is not one of the classes {', '.join(LABEL5)}")
 
 def canonical(obj):
     """``obj`` with every mapping's keys sorted. Snakemake compares params by their
@@ -29,13 +48,6 @@ def tracking_inputs(wildcards=None):
     if not config["tracking"]["enabled"]:
         return {}
     return {"pipeline": ancient("results/tracking/pipeline_run.json")}
-
-
-SYNTHETIC_SOURCES = ["jsrt", "scr", "montgomery", "shenzhen", "kermany", "cohen"]
-REGISTRATION = {
-    "jsrt": "JSRT: register at http://db.jsrt.or.jp/eng.php and download the 247 JPC*.IMG files",
-    "scr": "SCR: register at https://www.isi.uu.nl/Research/Databases/SCR/download.php and download the fold1/fold2 mask trees",
-}
 
 
 def synthetic_targets():
@@ -78,11 +90,7 @@ def check_registration(name):
     if fmt in REGISTRATION:
         path = spec.get("path")
         if not path or not (Path(path).is_dir() or _made_by_workflow(path)):
-            raise WorkflowError(
-                f"source {name!r} cannot be downloaded without registration. "
-                f"{REGISTRATION[fmt]}, then put them in {path or 'a folder'} "
-                f"and set sources.{name}.path to it."
-            )
+            raise WorkflowError(registration_message(fmt, name))
 
 
 check_sources()
@@ -163,8 +171,8 @@ def segmentation_model_cfg(wildcards):
 
 
 def segmentation_preprocessing(wildcards):
-    seg = config["segmentation"]
-    return {"size": seg["size"], "gamma": seg["gamma"], "crop_band": seg["crop_blank_band"],
+    prep = config["preprocessing"]
+    return {"size": config["segmentation"]["size"], "gamma": prep["gamma"], "crop_band": prep["crop_blank_band"],
             "equalise": wildcards.prep == "equalised"}
 
 
@@ -183,7 +191,7 @@ def mask_shards(wildcards):
     with open(manifest) as fh:
         n = sum(1 for _ in fh) - 1
     size = config["segmentation"]["predict"]["shard_size"]
-    return [f"results/masks/shards/{k}.tsv" for k in range(max(1, -(-n // size)))]
+    return [f"results/masks/shards/{k}.tsv" for k in range(n_shards(n, size))]
 
 
 def biomarker_shards(wildcards):
@@ -200,7 +208,46 @@ def classifier_input_shards(wildcards):
     return [f"results/classification/inputs/{Path(p).stem}.tsv" for p in mask_shards(wildcards)]
 
 
-def classification_targets():
+# ----------------------------------------------------------------------------- stages
+# One target function per stage of workflow/stages.yaml (the one list of stages): what the
+# stage makes for the configured sources and models. stages.smk turns each into a rule.
+def data_targets():
+    if not active_sources():
+        return []
+    return [
+        "results/data/manifest.tsv",
+        "results/data/quarantine.tsv",
+        "results/data/cohort.tsv",
+        "results/splits/classification.tsv",
+        "results/splits/segmentation.tsv",
+        *tracking_inputs().values(),
+    ]
+
+
+def segmentation_targets():
+    if not active_sources():
+        return []
+    return ["results/segmentation/summary.tsv", "results/segmentation/figures/jaccard.png"]
+
+
+def masks_targets():
+    return ["results/masks/qc.tsv"] if active_sources() else []
+
+
+def biomarkers_targets():
+    if not active_sources():
+        return []
+    figures = ["features", "ctr_scatter", "histograms", "examples"]
+    return ["results/biomarkers/tests.tsv"] + [f"results/biomarkers/figures/{f}.png" for f in figures]
+
+
+def classifier_targets():
+    if not active_sources():
+        return []
+    return expand("results/classification/{model}/model.pt", model=config["classification"]["models"])
+
+
+def evaluation_targets():
     if not active_sources():
         return []
     models = config["classification"]["models"]
@@ -212,41 +259,17 @@ def classification_targets():
     )
 
 
-def biomarker_targets():
-    if not active_sources():
-        return []
-    figures = ["features", "ctr_scatter", "histograms", "examples"]
-    return ["results/biomarkers/tests.tsv"] + [f"results/biomarkers/figures/{f}.png" for f in figures]
+STAGES = yaml.safe_load((Path(workflow.basedir) / "workflow" / "stages.yaml").read_text())
 
 
-def segmentation_targets():
-    if not active_sources():
-        return []
-    return ["results/segmentation/summary.tsv", "results/segmentation/figures/jaccard.png", "results/masks/qc.tsv"]
-
-
-def data_targets():
-    if not active_sources():
-        return []
-    return [
-        "results/data/manifest.tsv",
-        "results/data/quarantine.tsv",
-        "results/data/cohort.tsv",
-        "results/splits/classification.tsv",
-        "results/splits/segmentation.tsv",
-    ]
+def stage_targets(name):
+    """What stage `name` of workflow/stages.yaml makes (its `<name>_targets()`)."""
+    return globals()[f"{name}_targets"]()
 
 
 def final_targets():
-    """Targets of the default target; the list grows as stages land."""
-    return (
-        synthetic_targets()
-        + data_targets()
-        + segmentation_targets()
-        + biomarker_targets()
-        + classification_targets()
-        + paper_targets()
-    )
+    """Targets of the default target: every stage's."""
+    return [t for name in STAGES for t in stage_targets(name)]
 
 
 # ----------------------------------------------------------------------------- paper
@@ -302,14 +325,19 @@ def paper_tables():
     return names
 
 
-def paper_targets():
-    if not active_sources():
-        return []
+def paper_documents():
+    """The tables and figures of results/paper/ (what its README indexes)."""
     return (
         [f"results/paper/{t}.tsv" for t in paper_tables()]
         + [f"results/paper/{f}.png" for f in paper_figures()]
-        + ["results/paper/fig8_training_curves.png", "results/paper/metrics.json", "results/paper/README.md"]
+        + ["results/paper/fig8_training_curves.png"]
     )
+
+
+def paper_targets():
+    if not active_sources():
+        return []
+    return paper_documents() + ["results/paper/metrics.json", "results/paper/README.md"]
 
 
 def training_histories(wildcards=None):

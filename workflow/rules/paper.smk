@@ -65,9 +65,7 @@ rule paper_training_curves:
 
 rule paper_index:
     input:
-        [f"results/paper/{t}.tsv" for t in paper_tables()],
-        [f"results/paper/{f}.png" for f in paper_figures()],
-        "results/paper/fig8_training_curves.png",
+        paper_documents(),
     output:
         "results/paper/README.md",
     log:

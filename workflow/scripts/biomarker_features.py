@@ -3,9 +3,9 @@
 from typing import TYPE_CHECKING, Any
 
 from patchcxr.biomarkers import FeatureSettings, shard_features
-from patchcxr.data.harmonise import read_tsv
-from patchcxr.io import atomic_write_text
+from patchcxr.io import read_tsv, write_tsv
 from patchcxr.logs import setup_logging
+from patchcxr.preprocess import PreprocessSettings
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
@@ -16,8 +16,7 @@ def main(
     cohort: str,
     qc: str,
     settings: dict[str, Any],
-    gamma: float,
-    crop_band: bool,
+    preprocessing: dict[str, Any],
     features_out: str,
     hist_out: str,
     log: str,
@@ -27,13 +26,12 @@ def main(
         size=int(settings["size"]),
         patch=int(settings["patch"]),
         patches=int(settings["patches"]),
-        gamma=float(gamma),
-        crop_band=bool(crop_band),
         seed=int(settings["seed"]),
+        preprocessing=PreprocessSettings.from_config(preprocessing),
     )
     features, hist = shard_features(read_tsv(manifest), read_tsv(cohort), read_tsv(qc), fs)
-    atomic_write_text(features_out, features.to_csv(sep="\t", index=False, lineterminator="\n"))
-    atomic_write_text(hist_out, hist.to_csv(sep="\t", index=False, lineterminator="\n"))
+    write_tsv(features_out, features)
+    write_tsv(hist_out, hist)
 
 
 main(
@@ -41,8 +39,7 @@ main(
     snakemake.input.cohort,
     snakemake.input.qc,
     dict(snakemake.params.settings),
-    snakemake.params.gamma,
-    snakemake.params.crop_band,
+    dict(snakemake.params.preprocessing),
     snakemake.output.features,
     snakemake.output.histograms,
     snakemake.log[0],

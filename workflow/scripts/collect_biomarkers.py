@@ -5,8 +5,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from patchcxr.biomarkers import examples_per_class, histogram_density
-from patchcxr.data.harmonise import read_tsv
-from patchcxr.io import atomic_write_text
+from patchcxr.io import read_tsv, write_tsv
 from patchcxr.logs import setup_logging
 
 if TYPE_CHECKING:
@@ -15,11 +14,11 @@ if TYPE_CHECKING:
 
 def main(features: list[str], histograms: list[str], manifest: str, qc: str, outputs: dict[str, str], log: str) -> None:
     setup_logging(log)
-    feats = pd.concat([pd.read_csv(p, sep="\t") for p in features], ignore_index=True).sort_values("image_id")
-    hist = histogram_density(pd.concat([pd.read_csv(p, sep="\t") for p in histograms], ignore_index=True))
+    feats = pd.concat([read_tsv(p, typed=True) for p in features], ignore_index=True).sort_values("image_id")
+    hist = histogram_density(pd.concat([read_tsv(p, typed=True) for p in histograms], ignore_index=True))
     examples = examples_per_class(feats, read_tsv(manifest), read_tsv(qc))
     for df, key in ((feats, "features"), (hist, "histograms"), (examples, "examples")):
-        atomic_write_text(outputs[key], df.to_csv(sep="\t", index=False, lineterminator="\n", float_format="%.6g"))
+        write_tsv(outputs[key], df)
 
 
 main(

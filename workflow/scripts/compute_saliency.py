@@ -4,8 +4,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from patchcxr.classification.infer import saliency_for_split
-from patchcxr.io import atomic_write_text
+from patchcxr.classification.explain import saliency_for_split
+from patchcxr.io import write_tsv
 from patchcxr.logs import setup_logging
 
 if TYPE_CHECKING:
@@ -16,7 +16,6 @@ def main(
     inputs: dict[str, str],
     saliency: dict[str, Any],
     mode: str,
-    crop_band: bool,
     seed: int,
     files: str,
     table: str,
@@ -31,25 +30,23 @@ def main(
         inputs["inputs"],
         inputs["split"],
         inputs["manifest"],
-        files,
-        int(saliency["k"]),
-        saliency["target"],
-        int(saliency["max_images"]),
-        saliency["ground_truth"],
-        crop_band,
-        device,
-        int(saliency["batch"]),
-        seed,
-        mode,
+        out_dir=files,
+        k=int(saliency["k"]),
+        target=saliency["target"],
+        max_images=int(saliency["max_images"]),
+        truth_root=saliency["ground_truth"],
+        device=device,
+        batch=int(saliency["batch"]),
+        seed=seed,
+        mode=mode,
     )
-    atomic_write_text(table, df.to_csv(sep="\t", index=False, lineterminator="\n", float_format="%.6g"))
+    write_tsv(table, df)
 
 
 main(
     {k: snakemake.input[k] for k in ("model", "inputs", "split", "manifest")},
     dict(snakemake.params.saliency),
     str(snakemake.params.mode),
-    bool(snakemake.params.crop_band),
     int(snakemake.params.seed),
     snakemake.output.files,
     snakemake.output.table,

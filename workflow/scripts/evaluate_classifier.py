@@ -2,10 +2,8 @@
 
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from patchcxr.evaluation import confusion_long, metrics_long, per_source
-from patchcxr.io import atomic_write_text
+from patchcxr.io import read_tsv, write_tsv
 from patchcxr.logs import setup_logging
 from patchcxr.tracking import mlflow_run, run_settings
 from patchcxr.training import load_state
@@ -26,7 +24,7 @@ def main(
 ) -> None:
     setup_logging(log)
     names = list(load_state(inputs["model"])["classes"])
-    pred = pd.read_csv(inputs["predictions"], sep="\t")
+    pred = read_tsv(inputs["predictions"], typed=True)
     y, p = pred["true_index"].to_numpy(), pred[f"pred_{vote}_index"].to_numpy()
     tables = {
         "metrics": metrics_long(y, p, names, n_boot, seed).assign(vote=vote),
@@ -34,7 +32,7 @@ def main(
         "per_source": per_source(pred, names, vote),
     }
     for key, df in tables.items():
-        atomic_write_text(outputs[key], df.to_csv(sep="\t", index=False, lineterminator="\n", float_format="%.6g"))
+        write_tsv(outputs[key], df)
     named = {k: v for k, v in inputs.items() if k in ("manifest", "split", "predictions", "model")}
     settings = run_settings(tracking, inputs.get("pipeline"), named)
     params = {"model": model_name, "vote": vote, "bootstrap": n_boot, "seed": seed, "n_test": len(pred)}

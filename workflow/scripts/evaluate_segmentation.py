@@ -2,11 +2,11 @@
 
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import torch
 
+from patchcxr.io import read_tsv
 from patchcxr.logs import setup_logging
-from patchcxr.segmentation.predict import evaluate_models
+from patchcxr.segmentation.evaluate import evaluate_models
 from patchcxr.tracking import mlflow_run, run_settings
 
 if TYPE_CHECKING:
@@ -26,11 +26,19 @@ def main(
 ) -> None:
     setup_logging(log)
     torch.set_num_threads(threads)
-    evaluate_models(manifest, split, models, outputs["scores"], outputs["summary"], outputs["tests"], device)
+    evaluate_models(
+        manifest_path=manifest,
+        split_path=split,
+        models=models,
+        scores_out=outputs["scores"],
+        summary_out=outputs["summary"],
+        tests_out=outputs["tests"],
+        device=device,
+    )
     settings = run_settings(tracking, pipeline, {"manifest": manifest, "segmentation_split": split})
     with mlflow_run(settings, "evaluate-segmentation", {"models": sorted(models)}) as run:
         if run is not None:
-            summary = pd.read_csv(outputs["summary"], sep="\t")
+            summary = read_tsv(outputs["summary"], typed=True)
             run.log_table_metrics(
                 {
                     f"{r.model}.{r.preprocessing}.{r.dataset}.{r.structure.replace(' ', '_')}.jaccard": r.jaccard_mean

@@ -2,8 +2,8 @@
 
 from typing import TYPE_CHECKING, Any
 
-from patchcxr.data.harmonise import read_tsv
 from patchcxr.data.splits import write_splits
+from patchcxr.io import read_tsv
 from patchcxr.logs import setup_logging
 
 if TYPE_CHECKING:

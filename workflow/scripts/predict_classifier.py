@@ -4,8 +4,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from patchcxr.classification.infer import predict_split
-from patchcxr.io import atomic_write_text
+from patchcxr.classification.predict import predict_split
+from patchcxr.io import write_tsv
 from patchcxr.logs import setup_logging
 
 if TYPE_CHECKING:
@@ -17,8 +17,8 @@ def main(
 ) -> None:
     setup_logging(log)
     torch.set_num_threads(threads)
-    df = predict_split(model, inputs, split, k, "test", device, seed=seed, mode=mode)
-    atomic_write_text(out, df.to_csv(sep="\t", index=False, lineterminator="\n", float_format="%.6g"))
+    df = predict_split(model, inputs, split, k=k, part="test", device=device, seed=seed, mode=mode)
+    write_tsv(out, df)
 
 
 main(

@@ -25,16 +25,16 @@ def main(
     setup_logging(log)
     torch.set_num_threads(threads)
     predict_shard(
-        manifest,
-        shard,
-        int(predict["shard_size"]),
-        model,
-        files,
-        rows,
-        int(predict["batch_size"]),
-        bool(predict["cleanup"]),
-        predict["lung_fraction"],
-        device,
+        manifest_path=manifest,
+        shard=shard,
+        shard_size=int(predict["shard_size"]),
+        model_path=model,
+        out_dir=files,
+        rows_out=rows,
+        batch_size=int(predict["batch_size"]),
+        cleanup=bool(predict["cleanup"]),
+        lung_range=predict["lung_fraction"],
+        device=device,
     )
 
 

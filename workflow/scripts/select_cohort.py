@@ -3,7 +3,7 @@
 from typing import TYPE_CHECKING
 
 from patchcxr.data.cohorts import select_cohort
-from patchcxr.data.harmonise import read_tsv
+from patchcxr.io import read_tsv
 from patchcxr.logs import setup_logging
 
 if TYPE_CHECKING:

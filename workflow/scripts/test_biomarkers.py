@@ -2,10 +2,8 @@
 
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 from patchcxr.biomarkers import compare_classes
-from patchcxr.io import atomic_write_text
+from patchcxr.io import read_tsv, write_tsv
 from patchcxr.logs import setup_logging
 
 if TYPE_CHECKING:
@@ -14,10 +12,8 @@ if TYPE_CHECKING:
 
 def main(features: str, label: str, seed: int, out: str, log: str) -> None:
     setup_logging(log)
-    tests = compare_classes(
-        pd.read_csv(features, sep="\t", keep_default_na=True).fillna({"view": "", label: ""}), label=label, seed=seed
-    )
-    atomic_write_text(out, tests.to_csv(sep="\t", index=False, lineterminator="\n", float_format="%.6g"))
+    tests = compare_classes(read_tsv(features, typed=True).fillna({"view": "", label: ""}), label=label, seed=seed)
+    write_tsv(out, tests)
 
 
 main(

@@ -4,9 +4,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from patchcxr.classification.train import settings_from, train_classifier
+from patchcxr.classification.settings import InputSettings, settings_from
+from patchcxr.classification.train import train_classifier
 from patchcxr.logs import setup_logging
+from patchcxr.preprocess import PreprocessSettings
 from patchcxr.tracking import run_settings
+from patchcxr.training import TrainingFiles
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
@@ -18,6 +21,8 @@ def main(
     split: str,
     manifest: str,
     train: dict[str, Any],
+    input_size: int,
+    preprocessing: dict[str, Any],
     weights: dict[str, Any],
     tracking: dict[str, Any],
     pipeline: str,
@@ -29,18 +34,15 @@ def main(
 ) -> None:
     setup_logging(log)
     torch.set_num_threads(threads)
-    settings = settings_from(train | {"mode": model})
     train_classifier(
-        inputs,
-        split,
-        settings,
-        outputs["model"],
-        outputs["metadata"],
-        outputs["history"],
-        resume_dir,
-        device,
-        weights,
-        run_settings(
+        inputs_path=inputs,
+        split_path=split,
+        settings=settings_from(train | {"mode": model}),
+        input_settings=InputSettings(size=input_size, preprocessing=PreprocessSettings.from_config(preprocessing)),
+        files=TrainingFiles(resume_dir=resume_dir, **outputs),
+        device=device,
+        weights=weights,
+        tracking=run_settings(
             tracking, pipeline, {"manifest": manifest, "classifier_inputs": inputs, "classification_split": split}
         ),
     )
@@ -52,6 +54,8 @@ main(
     snakemake.input.split,
     snakemake.input.manifest,
     dict(snakemake.params.train),
+    int(snakemake.params.input_size),
+    dict(snakemake.params.preprocessing),
     dict(snakemake.params.weights),
     dict(snakemake.params.tracking),
     snakemake.input.get("pipeline", ""),

@@ -8,6 +8,7 @@ from patchcxr.logs import setup_logging
 from patchcxr.segmentation.data import Preprocessing
 from patchcxr.segmentation.train import train_segmentation
 from patchcxr.tracking import run_settings
+from patchcxr.training import TrainingFiles
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
@@ -31,18 +32,15 @@ def main(
     setup_logging(log)
     torch.set_num_threads(threads)
     train_segmentation(
-        manifest,
-        split,
-        model,
-        model_cfg,
-        train,
-        Preprocessing(**preprocessing),
-        outputs["model"],
-        outputs["metadata"],
-        outputs["history"],
-        resume_dir,
-        device,
-        run_settings(tracking, pipeline, {"manifest": manifest, "segmentation_split": split}),
+        manifest_path=manifest,
+        split_path=split,
+        model_name=model,
+        model_cfg=model_cfg,
+        train_cfg=train,
+        prep=Preprocessing(**preprocessing),
+        files=TrainingFiles(resume_dir=resume_dir, **outputs),
+        device=device,
+        tracking=run_settings(tracking, pipeline, {"manifest": manifest, "segmentation_split": split}),
     )
 
 

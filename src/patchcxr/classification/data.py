@@ -9,19 +9,17 @@ same size; the patch centres are drawn from that mask.
 
 from __future__ import annotations
 
-import io
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 
-from patchcxr.io import atomic_write_bytes
-from patchcxr.preprocess import blank_band_start, preprocess
-from patchcxr.segmentation.data import read_png, resize_labels
+from patchcxr.classification.settings import InputSettings
+from patchcxr.data.labels import LUNG_VALUES
+from patchcxr.io import read_png, write_png
+from patchcxr.preprocess import preprocess, resize_labels
 
 log = logging.getLogger(__name__)
 
@@ -30,31 +28,16 @@ INPUT_COLUMNS = ["image_id", "input_path", "lung_path", "mask_source", "label5",
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-@dataclass(frozen=True)
-class InputSettings:
-    """Config ``classification.inputs``: size (paper 1024), gamma, blank-band crop."""
-
-    size: int = 1024
-    gamma: float = 0.5
-    crop_band: bool = True
-
-
 def masked_input(
     pixels: np.ndarray, fmt: str, labels: np.ndarray, settings: InputSettings
 ) -> tuple[np.ndarray, np.ndarray]:
     """(masked image uint8, lung mask bool), both ``size × size``."""
-    cut = blank_band_start(pixels) if settings.crop_band and fmt != "jsrt" else None
-    if cut is not None:
-        pixels, labels = pixels[:cut], labels[:cut]
-    img = preprocess(pixels, fmt, gamma=settings.gamma, size=settings.size)
-    lung = np.isin(resize_labels(labels, settings.size), (2, 3))
+    prep = settings.preprocessing
+    rows = prep.kept_rows(pixels, fmt)
+    pixels, labels = pixels[:rows], labels[:rows]
+    img = preprocess(pixels, fmt, gamma=prep.gamma, size=settings.size)
+    lung = np.isin(resize_labels(labels, settings.size), LUNG_VALUES)
     return np.round(img * lung).astype(np.uint8), lung
-
-
-def _png(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def build_inputs(
@@ -79,8 +62,8 @@ def build_inputs(
             log.warning("%s: empty lung mask, no classifier input", row.image_id)
             continue
         ip, lp = out_dir / f"{row.image_id}.png", out_dir / f"{row.image_id}.lung.png"
-        atomic_write_bytes(ip, _png(img))
-        atomic_write_bytes(lp, _png(lung.astype(np.uint8) * 255))
+        write_png(ip, img)
+        write_png(lp, lung)
         out.append(
             {
                 "image_id": row.image_id,
@@ -103,7 +86,7 @@ def load_input(input_path: str, lung_path: str) -> tuple[torch.Tensor, np.ndarra
 
 def memory_format(model: torch.nn.Module) -> torch.memory_format:
     """The layout a model's inputs should have: ``channels_last`` when its convolutions
-    are stored so (inference models, :func:`patchcxr.classification.infer.load_classifier`:
+    are stored so (inference models, :func:`patchcxr.classification.predict.load_classifier`:
     1.32x faster on this CPU, bench/RESULTS.md), else the default."""
     weight = next((p for p in model.parameters() if p.dim() == 4), None)
     if weight is not None and weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():

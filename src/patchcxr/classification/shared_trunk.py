@@ -32,13 +32,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-STRIDE = 32
-
-
-def trunk(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """ResNet-18 ``layer4`` features of a batch (N, 3, H, W) → (N, 512, H/32, W/32)."""
-    x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
-    return model.layer4(model.layer3(model.layer2(model.layer1(x))))
+from patchcxr.classification.data import memory_format
+from patchcxr.models.classifier import STRIDE, minmax_normalise, trunk
 
 
 def cells(patch: int) -> int:
@@ -78,8 +73,6 @@ def shared_predict(
 ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """Probabilities (K, C) of the patches at ``wins`` from one trunk pass over the whole
     normalised image (1, 3, H, W); also the feature map and the windows' corners."""
-    from patchcxr.classification.data import memory_format
-
     with torch.inference_mode():
         fmap = trunk(model, img3.contiguous(memory_format=memory_format(model)))
         corners = feature_windows(wins, fmap.shape[-2:], patch)
@@ -97,9 +90,7 @@ def shared_gradcams(model: nn.Module, fmap: torch.Tensor, corners: np.ndarray, p
         cols = torch.as_tensor(corners[:, 1])[:, None] + torch.arange(s)[None]
         crops = cam[rows[:, :, None], cols[:, None, :]]  # (K, s, s)
         up = F.interpolate(crops[:, None], size=(patch, patch), mode="bilinear", align_corners=False)[:, 0]
-        lo = up.amin(dim=(1, 2), keepdim=True)
-        hi = up.amax(dim=(1, 2), keepdim=True)
-        return torch.where(hi > lo, (up - lo) / (hi - lo).clamp_min(1e-12), torch.zeros_like(up))
+        return minmax_normalise(up)
 
 
 def snapped_windows(corners: np.ndarray, patch: int, shape: tuple[int, int]) -> np.ndarray:
@@ -108,17 +99,3 @@ def snapped_windows(corners: np.ndarray, patch: int, shape: tuple[int, int]) -> 
     top = np.clip(corners[:, 0] * STRIDE, 0, shape[0] - patch)
     left = np.clip(corners[:, 1] * STRIDE, 0, shape[1] - patch)
     return np.stack([top, left, top + patch, left + patch], axis=1)
-
-
-def shared_saliency(
-    model: nn.Module, img: torch.Tensor, wins: np.ndarray, patch: int, target: int, device: torch.device
-) -> tuple[np.ndarray, torch.Tensor]:
-    """Probabilistic Grad-CAM (§6.2) of one masked input (1, S, S) from one trunk pass: the
-    map (S, S) and the patch probabilities of ``target``."""
-    from patchcxr.classification.data import to_network
-    from patchcxr.saliency import aggregate
-
-    probs, fmap, corners = shared_predict(model, to_network(img[None]).to(device), wins, patch)
-    cams = shared_gradcams(model, fmap, corners, patch, target)
-    placed = snapped_windows(corners, patch, tuple(img.shape[-2:]))
-    return aggregate(cams.cpu(), probs[:, target].cpu(), placed, img.shape[-2:]), probs[:, target].cpu()

@@ -1,4 +1,4 @@
-"""Training and K-patch inference of the classifier (method.md §5.4–5.5).
+"""Training of the classifier (method.md §5.4; its validation votes as §5.5).
 
 Local (the paper's): each time an image is drawn, one random lung-centred patch of it is
 the sample; class-balanced drawing (weights ``1 / n_class``, with replacement) on the
@@ -13,51 +13,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
+from sklearn.metrics import f1_score
 from torch import nn
 
-from patchcxr.classification.data import load_input, memory_format, to_network
-from patchcxr.classification.patches import extract, sample_centres, windows
-from patchcxr.models.classifier import vote
+from patchcxr.classification.data import load_input, to_network
+from patchcxr.classification.predict import image_batch, predict_probs
+from patchcxr.classification.settings import ClassifierSettings, InputSettings, model_file_fields
+from patchcxr.data.labels import class_names
+from patchcxr.io import read_tsv
+from patchcxr.models.classifier import resnet18_classifier, vote
+from patchcxr.models.state import resolve_device
+from patchcxr.training import TrainingFiles, TrainingRun, seed_everything
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ClassifierSettings:
-    """Config ``classification.train`` (paper values as defaults)."""
-
-    mode: str = "local"  # local (patches) | global (whole image)
-    labels: str = "label4"  # label4 (paper: viral and COVID-19 merged) | label5
-    patch: int = 224
-    centre: str = "joint"
-    border: str = "shift"
-    batch_size: int = 16
-    epochs: int = 100
-    lr: float = 1e-5
-    weight_decay: float = 0.1
-    l1: float = 1e-5
-    flip: float = 0.5
-    rotate: int = 5
-    k_val: int = 20
-    patience: int | None = 50
-    seed: int = 2020
-    #: images drawn per epoch (one patch each); None = the number of training images (the
-    #: paper's epoch). More draws give a small cohort enough steps per epoch.
-    draws: int | None = None
-
-
-def class_names(labels: str) -> list[str]:
-    if labels == "label4":
-        return ["normal", "bacterial", "tb", "viral_covid19"]
-    if labels == "label5":
-        return ["normal", "bacterial", "tb", "viral", "covid19"]
-    raise ValueError(f"labels must be label4 or label5, got {labels!r}")
 
 
 def balanced_weights(targets: np.ndarray, n_classes: int) -> torch.Tensor:
@@ -80,45 +54,6 @@ def augment(x: torch.Tensor, gen: torch.Generator, flip: float, degrees: int) ->
     return torch.stack(out)
 
 
-def patch_windows(
-    lung: np.ndarray, shape: tuple[int, ...], settings: ClassifierSettings, k: int, rng: np.random.Generator
-) -> np.ndarray:
-    """The windows of ``k`` lung-centred patches, drawn as configured (centre mode, border)."""
-    return windows(sample_centres(lung, k, rng, settings.centre), shape, settings.patch, settings.border)
-
-
-def image_batch(
-    img: torch.Tensor, lung: np.ndarray, settings: ClassifierSettings, k: int, rng: np.random.Generator
-) -> tuple[torch.Tensor, np.ndarray]:
-    """The network inputs of one image: ``k`` patches (local) or the whole image (global),
-    and their windows on the image."""
-    if settings.mode == "global":
-        whole = F.interpolate(img[None], size=(settings.patch, settings.patch), mode="area")
-        return whole, np.array([[0, 0, img.shape[-2], img.shape[-1]]])
-    wins = patch_windows(lung, img.shape[-2:], settings, k, rng)
-    return extract(img, wins, settings.patch), wins
-
-
-def predict_probs(
-    model: nn.Module,
-    img: torch.Tensor,
-    lung: np.ndarray,
-    settings: ClassifierSettings,
-    k: int,
-    rng: np.random.Generator,
-    device: torch.device,
-    batch: int = 50,
-) -> tuple[torch.Tensor, np.ndarray]:
-    """Class probabilities ``(K, C)`` of K patches of one image, in batched forwards."""
-    x, wins = image_batch(img, lung, settings, k, rng)
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(x), batch):
-            xb = to_network(x[i : i + batch]).to(device, memory_format=memory_format(model))
-            out.append(torch.softmax(model(xb), dim=1).cpu())
-    return torch.cat(out), wins
-
-
 def l1_penalty(model: nn.Module) -> torch.Tensor:
     return sum(p.abs().sum() for p in model.parameters())  # type: ignore[return-value]
 
@@ -134,6 +69,7 @@ def make_batches(
     images: list[torch.Tensor],
     lungs: list[np.ndarray],
     targets: np.ndarray,
+    *,
     n_classes: int,
     settings: ClassifierSettings,
     device: torch.device,
@@ -167,42 +103,31 @@ def load_split_inputs(
     return images, lungs, targets, rows["image_id"].tolist()
 
 
-def settings_from(cfg: Mapping[str, Any]) -> ClassifierSettings:
-    known = {k: cfg[k] for k in asdict(ClassifierSettings()) if k in cfg}
-    return ClassifierSettings(**known)
-
-
 def train_classifier(
+    *,
     inputs_path: str,
     split_path: str,
     settings: ClassifierSettings,
-    out_model: str,
-    out_metadata: str,
-    out_history: str,
-    resume_dir: str,
+    input_settings: InputSettings,
+    files: TrainingFiles,
     device: str = "auto",
     weights: Mapping[str, Any] | None = None,
     tracking: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train the local (patch) or global classifier; keep the best epoch by validation
-    macro-F1 (K-patch hard vote per image). Returns the metadata written."""
-    import json
-    from pathlib import Path
-
-    from sklearn.metrics import f1_score
-
-    from patchcxr.data.harmonise import read_tsv
-    from patchcxr.models.classifier import resnet18_classifier
-    from patchcxr.segmentation.train import fingerprint
-    from patchcxr.tracking import artefact_metadata, mlflow_run
-    from patchcxr.training import Trainer, resolve_device, save_training, seed_everything
-
+    macro-F1 (K-patch hard vote per image). ``input_settings`` says how the cached inputs
+    were made; the model file records it with ``settings``. Returns the metadata written."""
+    # data
     inputs, split = read_tsv(inputs_path), read_tsv(split_path)
-    names = class_names(settings.labels)
+    names = list(settings.classes)
     tr_img, tr_lung, tr_y, _ = load_split_inputs(inputs, split, "train", settings.labels)
     va_img, va_lung, va_y, _ = load_split_inputs(inputs, split, "val", settings.labels)
     if not len(tr_y) or not len(va_y):
         raise ValueError(f"{split_path}: the classifier needs training and validation images with inputs")
+    if int(tr_img[0].shape[-1]) != input_settings.size:
+        raise ValueError(f"{inputs_path}: inputs of {tr_img[0].shape[-1]}², expected {input_settings.size}²")
+
+    # model
     seed_everything(settings.seed)
     dev = resolve_device(device)
     w = dict(weights or {})
@@ -210,15 +135,16 @@ def train_classifier(
         len(names), w.get("path") or None, w.get("sha256") or None, bool(w.get("download", False))
     ).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    batches = make_batches(tr_img, tr_lung, tr_y, len(names), settings, dev)
+    batches = make_batches(tr_img, tr_lung, tr_y, n_classes=len(names), settings=settings, device=dev)
 
+    # loss and validation
     def loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         return F.cross_entropy(model(batch[0]), batch[1]) + settings.l1 * l1_penalty(model)
 
     def validate(model: nn.Module) -> dict[str, float]:
         rng = np.random.default_rng([settings.seed, 999])
         pred = [
-            int(vote(predict_probs(model, img, lung, settings, settings.k_val, rng, dev)[0])["hard"])
+            int(vote(predict_probs(model, img, lung, settings, k=settings.k_val, rng=rng, device=dev)[0])["hard"])
             for img, lung in zip(va_img, va_lung, strict=True)
         ]
         return {
@@ -228,46 +154,33 @@ def train_classifier(
             "val_accuracy": float(np.mean(np.array(pred) == va_y)),
         }
 
-    cfg = {"classifier": asdict(settings), "weights": {k: v for k, v in w.items() if k != "sha256"}, "classes": names}
-    fp = fingerprint(cfg, len(tr_y), [float(i.sum()) for i in tr_img[:5]])
-    resume = Path(resume_dir)
-    resume.mkdir(parents=True, exist_ok=True)
-    with mlflow_run(
-        tracking or {"enabled": False},
-        f"classifier-{settings.mode}",
-        cfg | {"n_train": len(tr_y)},
-        resume / "mlflow_run_id",
-    ) as tracker:
-        result = Trainer(
-            model,
-            opt,
-            None,
-            batches,
-            loss,
-            validate,
-            "val_macro_f1",
-            settings.epochs,
-            settings.seed,
-            resume / "state.pt",
-            fp,
-            patience=settings.patience,
-            tracker=tracker,
-        ).fit()
-        metadata = artefact_metadata(
-            cfg,
-            {"inputs": inputs_path, "classification_split": split_path},
-            best_epoch=result.best_epoch,
-            best_val_macro_f1=result.best_score,
-            epochs_run=result.epochs_run,
-            n_train=len(tr_y),
-            n_val=len(va_y),
-            device=str(dev),
-        )
-        model_file = {
-            "arch": "resnet18",
-            "classes": names,
-            "input_size": int(tr_img[0].shape[-1]),
-            "settings": json.dumps(asdict(settings)),
-        }
-        save_training(result, model_file, metadata, out_model, out_metadata, out_history, resume, tracker)
-    return metadata
+    # run
+    cfg = {
+        "classifier": asdict(settings),
+        "inputs": input_settings.to_dict(),
+        "weights": {k: v for k, v in w.items() if k != "sha256"},
+        "classes": names,
+    }
+    run = TrainingRun(
+        name=f"classifier-{settings.mode}",
+        settings=cfg,
+        data=(len(tr_y), [float(i.sum()) for i in tr_img[:5]]),
+        inputs={"inputs": inputs_path, "classification_split": split_path},
+        counts={"n_train": len(tr_y), "n_val": len(va_y)},
+        files=files,
+        tracking=tracking,
+    )
+    return run.fit(
+        model=model,
+        optimizer=opt,
+        scheduler=None,
+        batches=batches,
+        loss=loss,
+        validate=validate,
+        select_metric="val_macro_f1",
+        epochs=settings.epochs,
+        seed=settings.seed,
+        patience=settings.patience,
+        device=dev,
+        model_file=model_file_fields(settings, input_settings),
+    )

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from patchcxr.data.labels import label4_of
-from patchcxr.io import atomic_write_text
+from patchcxr.io import write_tsv
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,6 @@ def select_cohort(
     else:
         raise ValueError(f"unknown cohort {cohort!r}; expected 'all' or 'oh2020'")
     out = out[COHORT_COLUMNS].reset_index(drop=True)
-    atomic_write_text(cohort_path, out.to_csv(sep="\t", index=False, lineterminator="\n"))
-    atomic_write_text(missing_path, missing.to_csv(sep="\t", index=False, lineterminator="\n"))
+    write_tsv(cohort_path, out)
+    write_tsv(missing_path, missing)
     return out

@@ -19,7 +19,6 @@ never logged: logs show URLs without user information.
 from __future__ import annotations
 
 import base64
-import hashlib
 import http.client
 import json
 import logging
@@ -38,7 +37,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from patchcxr.io import atomic_write_text
+from patchcxr.io import atomic_write_text, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -107,14 +106,6 @@ def _auth_header(url: str, auth: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()}
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(CHUNK):
-            h.update(block)
-    return h.hexdigest()
-
-
 def download_file(
     url: str,
     dest: Path | str,
@@ -140,7 +131,7 @@ def download_file(
         ``dest``.
     """
     dest = Path(dest)
-    if dest.is_file() and (sha256 is None or sha256_of(dest) == sha256):
+    if dest.is_file() and (sha256 is None or sha256_file(dest) == sha256):
         log.info("already present: %s", dest)
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -180,7 +171,7 @@ def download_file(
             log.warning("%s: %s (attempt %d/%d)", redact(url), err, attempt + 1, retries + 1)
             continue
         if sha256 is not None:
-            digest = sha256_of(part)
+            digest = sha256_file(part)
             if digest != sha256:
                 part.unlink()
                 if not fresh_retry_done and attempt < retries:

@@ -18,7 +18,6 @@ rest proceeds. With ``strict`` the manifest step fails instead, listing the reas
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
@@ -32,9 +31,10 @@ import pandas as pd
 from PIL import Image
 
 from patchcxr.data.decode import DecodeError, decode
-from patchcxr.data.labels import LABEL4, LABEL5, label4_of
+from patchcxr.data.labels import LABEL4, LABEL5, LabelValue, label4_of
 from patchcxr.data.readers import QuarantineRow, SourceIndex
-from patchcxr.io import atomic_write_bytes, atomic_write_text
+from patchcxr.io import atomic_write_bytes, encode_png, read_tsv, write_tsv
+from patchcxr.shards import n_shards, shard_rows
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,6 @@ MANIFEST_COLUMNS = [
 ]
 QUARANTINE_COLUMNS = ["file", "source", "reason"]
 
-BACKGROUND, HEART, LEFT_LUNG, RIGHT_LUNG = 0, 1, 2, 3
-
 
 class StrictModeError(RuntimeError):
     """Raised by :func:`build_manifest` in strict mode when anything was quarantined."""
@@ -95,18 +93,9 @@ def _display_path(path: Path | str) -> str:
         return str(p)
 
 
-def _tsv(df: pd.DataFrame) -> str:
-    return df.to_csv(sep="\t", index=False, lineterminator="\n")
-
-
 def write_quarantine(rows: Iterable[QuarantineRow], path: Path | str) -> None:
     df = pd.DataFrame([asdict(r) for r in rows], columns=QUARANTINE_COLUMNS)
-    atomic_write_text(path, _tsv(df))
-
-
-def read_tsv(path: Path | str) -> pd.DataFrame:
-    """A TSV of this package, every column as text (empty cells as ``""``)."""
-    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    write_tsv(path, df)
 
 
 # --------------------------------------------------------------------------- 1. index
@@ -130,14 +119,9 @@ def write_index(index: SourceIndex, index_path: Path | str, quarantine_path: Pat
                 "masks": json.dumps({k: _display_path(v) for k, v in sorted(r.masks.items())}),
             }
         )
-    atomic_write_text(index_path, _tsv(pd.DataFrame(rows, columns=INDEX_COLUMNS)))
+    write_tsv(index_path, pd.DataFrame(rows, columns=INDEX_COLUMNS))
     write_quarantine(index.quarantine, quarantine_path)
     log.info("indexed %d images, %d quarantined", len(index.records), len(index.quarantine))
-
-
-def n_shards(n_images: int, shard_size: int) -> int:
-    """Jobs needed for ``n_images`` at ``shard_size`` images per job (at least one)."""
-    return max(1, -(-n_images // shard_size))
 
 
 def plan_shards(
@@ -149,7 +133,7 @@ def plan_shards(
         n = len(read_tsv(path))
         rows.append({"source": name, "images": n, "shards": n_shards(n, shard_size) if n else 0})
     df = pd.DataFrame(rows, columns=["source", "images", "shards"])
-    atomic_write_text(out, _tsv(df))
+    write_tsv(out, df)
     log.info("%d images in %d shards of at most %d", df["images"].sum(), df["shards"].sum(), shard_size)
     return df
 
@@ -162,14 +146,6 @@ def pixel_sha256(pixels: np.ndarray) -> str:
     h.update(f"{pixels.dtype.str}{pixels.shape}".encode())
     h.update(np.ascontiguousarray(pixels).tobytes())
     return h.hexdigest()
-
-
-def _png(pixels: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    if pixels.dtype not in (np.uint8, np.uint16):
-        raise TypeError(f"PNG storage takes uint8 or uint16, got {pixels.dtype}")
-    Image.fromarray(pixels).save(buf, format="PNG", compress_level=6)  # L or I;16 by dtype
-    return buf.getvalue()
 
 
 def _read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
@@ -197,19 +173,15 @@ def label_map(masks: dict[str, Path], shape: tuple[int, int]) -> np.ndarray:
     if "lungs" in masks:
         both = _read_mask(masks["lungs"], shape)
         cols = np.arange(shape[1])[None, :]
-        out[both & (cols >= shape[1] / 2)] = LEFT_LUNG
-        out[both & (cols < shape[1] / 2)] = RIGHT_LUNG
+        out[both & (cols >= shape[1] / 2)] = LabelValue.LEFT_LUNG
+        out[both & (cols < shape[1] / 2)] = LabelValue.RIGHT_LUNG
     if "left" in masks:
-        out[_read_mask(masks["left"], shape)] = LEFT_LUNG
+        out[_read_mask(masks["left"], shape)] = LabelValue.LEFT_LUNG
     if "right" in masks:
-        out[_read_mask(masks["right"], shape)] = RIGHT_LUNG
+        out[_read_mask(masks["right"], shape)] = LabelValue.RIGHT_LUNG
     if "heart" in masks:
-        out[_read_mask(masks["heart"], shape)] = HEART
+        out[_read_mask(masks["heart"], shape)] = LabelValue.HEART
     return out
-
-
-def shard_rows(index: pd.DataFrame, shard: int, shard_size: int) -> pd.DataFrame:
-    return index.iloc[shard * shard_size : (shard + 1) * shard_size]
 
 
 def harmonise_shard(
@@ -238,7 +210,7 @@ def harmonise_shard(
             bad.append(QuarantineRow(row.source_path, row.source, str(err)))
             continue
         image_path = images_dir / f"{row.stem}.png"
-        atomic_write_bytes(image_path, _png(img.pixels))
+        atomic_write_bytes(image_path, encode_png(img.pixels))
         masks = {k: Path(v) for k, v in json.loads(row.masks).items()}
         mask_path = ""
         has_lung = has_heart = False
@@ -248,10 +220,10 @@ def harmonise_shard(
             except DecodeError as err:
                 bad.append(QuarantineRow(row.source_path, row.source, f"missing mask: {err}"))
             else:
-                has_lung = bool(((labels == LEFT_LUNG) | (labels == RIGHT_LUNG)).any())
-                has_heart = bool((labels == HEART).any())
+                has_lung = bool(((labels == LabelValue.LEFT_LUNG) | (labels == LabelValue.RIGHT_LUNG)).any())
+                has_heart = bool((labels == LabelValue.HEART).any())
                 mask_path = _display_path(masks_dir / f"{row.stem}.png")
-                atomic_write_bytes(masks_dir / f"{row.stem}.png", _png(labels))
+                atomic_write_bytes(masks_dir / f"{row.stem}.png", encode_png(labels))
         out.append(
             {
                 "image_id": f"{row.source}/{row.stem}",
@@ -277,7 +249,7 @@ def harmonise_shard(
                 "mask_path": mask_path,
             }
         )
-    atomic_write_text(rows_path, _tsv(pd.DataFrame(out, columns=MANIFEST_COLUMNS)))
+    write_tsv(rows_path, pd.DataFrame(out, columns=MANIFEST_COLUMNS))
     write_quarantine(bad, quarantine_path)
     log.info("shard %d: %d images stored, %d quarantined", shard, len(out), len(bad))
     return len(out)
@@ -358,7 +330,7 @@ def build_manifest(
         reasons = "\n".join(f"  {r.source}: {r.file}: {r.reason}" for r in q.itertuples())
         raise StrictModeError(f"strict mode: {len(q)} file(s) could not be used:\n{reasons}")
     validate_manifest(df)
-    atomic_write_text(manifest_path, _tsv(df))
-    atomic_write_text(quarantine_out, _tsv(q))
+    write_tsv(manifest_path, df)
+    write_tsv(quarantine_out, q)
     log.info("manifest: %d images from %d sources; %d quarantined", len(df), df["source"].nunique(), len(q))
     return df

@@ -1,8 +1,12 @@
-"""Label rules: raw findings to the five harmonised classes, and what is excluded.
+"""The project's labels, defined once: the classes, the label-map values, and the rules
+from raw findings to the five harmonised classes.
 
-Classes (data-sources.md, method.md §2.4): ``normal``, ``bacterial``, ``viral``, ``tb``,
-``covid19``. The paper trains four (``label4``): viral and COVID-19 merged into
-``viral_covid19`` because both share the lung-intensity-variance signature (§7.1).
+Classes (method.md §2.4): ``normal``, ``bacterial``, ``viral``, ``tb``, ``covid19``. The
+paper trains four (``label4``): viral and COVID-19 merged into ``viral_covid19`` because
+both share the lung-intensity-variance signature (§7.1). Every other module (the workflow
+included) imports the names from here.
+
+Label maps (ground-truth and predicted masks) hold :class:`LabelValue` values.
 
 The rules come from the ``labels:`` section of the configuration, so a user can map a new
 finding or stop excluding one without touching code.
@@ -12,9 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any
 
+#: the five harmonised classes (this order is also the synthetic generator's draw order)
 LABEL5 = ("normal", "bacterial", "viral", "tb", "covid19")
+#: the paper's four training classes, in the order of the classifier's outputs
 LABEL4 = ("normal", "bacterial", "tb", "viral_covid19")
 TO_LABEL4 = {
     "normal": "normal",
@@ -23,11 +30,42 @@ TO_LABEL4 = {
     "viral": "viral_covid19",
     "covid19": "viral_covid19",
 }
+#: the five classes in the order of the four (each merged class expanded in place): the
+#: classifier's output order with ``labels: label5`` and the order of tables and figures
+LABEL5_BY_LABEL4 = tuple(c for c4 in LABEL4 for c in LABEL5 if TO_LABEL4[c] == c4)
+#: every class name a table can hold, in display order
+DISPLAY_ORDER = (*LABEL5_BY_LABEL4, "viral_covid19")
+#: the label columns of the manifest, cohort and inputs tables
+LABEL_SCHEMES = ("label4", "label5")
 
 
 def label4_of(label5: str) -> str:
     """The paper's 4-class label (viral and COVID-19 merged); ``""`` stays ``""``."""
     return TO_LABEL4.get(label5, "")
+
+
+def class_names(labels: str) -> tuple[str, ...]:
+    """The classifier's output classes, in order, for the label scheme ``labels``."""
+    if labels == "label4":
+        return LABEL4
+    if labels == "label5":
+        return LABEL5_BY_LABEL4
+    raise ValueError(f"labels must be one of {LABEL_SCHEMES}, got {labels!r}")
+
+
+class LabelValue(IntEnum):
+    """Values of a label map (masks: ground truth, SCR, predicted)."""
+
+    BACKGROUND = 0
+    HEART = 1
+    LEFT_LUNG = 2
+    RIGHT_LUNG = 3
+
+
+#: the lung values of a label map
+LUNG_VALUES = (int(LabelValue.LEFT_LUNG), int(LabelValue.RIGHT_LUNG))
+#: number of label-map values (the segmentation network's outputs)
+N_LABEL_VALUES = len(LabelValue)
 
 
 @dataclass(frozen=True)

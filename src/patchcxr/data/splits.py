@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from patchcxr.io import atomic_write_text
+from patchcxr.io import write_tsv
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +150,8 @@ def write_splits(
     check_disjoint(cls, manifest)
     check_disjoint(seg, manifest)
     cols = ["image_id", "patient_id", "label5", "label4", "split"]
-    atomic_write_text(classification_path, cls[cols].to_csv(sep="\t", index=False, lineterminator="\n"))
-    atomic_write_text(segmentation_path, seg.to_csv(sep="\t", index=False, lineterminator="\n"))
+    write_tsv(classification_path, cls[cols])
+    write_tsv(segmentation_path, seg)
     for name, df in (("classification", cls), ("segmentation", seg)):
         log.info("%s split: %s", name, df.groupby("split").size().to_dict())
     return cls, seg

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from patchcxr.io import sha256_file
-from patchcxr.training import load_state
+from patchcxr.models.state import load_state
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +26,19 @@ log = logging.getLogger(__name__)
 HASH_PREFIX = re.compile(r"-([0-9a-f]{8,})\.pth$")
 
 
+def resnet18_network(n_classes: int) -> nn.Module:
+    """The architecture alone (random weights, nothing logged): for loading a model file."""
+    from torchvision.models import resnet18  # torchvision import costs ~3 s: only here
+
+    model = resnet18(weights=None)
+    model.fc = nn.Linear(model.fc.in_features, n_classes)
+    return model
+
+
 def resnet18_classifier(
     n_classes: int, weights: str | Path | None = None, sha256: str | None = None, download: bool = False
 ) -> nn.Module:
-    """ResNet-18 with a ``Linear(512, n_classes)`` head.
+    """ResNet-18 with a ``Linear(512, n_classes)`` head, initialised for training.
 
     Args:
         n_classes: 4 (paper: viral and COVID-19 merged) or 5.
@@ -80,3 +89,21 @@ def vote(probs: torch.Tensor) -> dict[str, torch.Tensor]:
     first_seen = min(tied.tolist(), key=lambda c: int(torch.nonzero(labels == c)[0]))
     mean = probs.mean(dim=0)
     return {"hard": torch.tensor(first_seen), "soft": mean.argmax(), "votes": counts, "mean_prob": mean}
+
+
+#: ResNet-18's total stride at ``layer4``
+STRIDE = 32
+
+
+def trunk(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """ResNet-18 ``layer4`` features of a batch (N, 3, H, W) → (N, 512, H/32, W/32)."""
+    x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+    return model.layer4(model.layer3(model.layer2(model.layer1(x))))
+
+
+def minmax_normalise(maps: torch.Tensor) -> torch.Tensor:
+    """Each map of a batch (K, H, W) scaled to [0, 1] by its own minimum and maximum; a
+    constant map becomes 0 (the Grad-CAM normalisation, method.md §6.2)."""
+    lo = maps.amin(dim=(1, 2), keepdim=True)
+    hi = maps.amax(dim=(1, 2), keepdim=True)
+    return torch.where(hi > lo, (maps - lo) / (hi - lo).clamp_min(1e-12), torch.zeros_like(maps))

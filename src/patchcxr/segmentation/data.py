@@ -14,12 +14,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 
-from patchcxr.preprocess import blank_band_start, preprocess
+from patchcxr.data.labels import N_LABEL_VALUES
+from patchcxr.io import read_png
+from patchcxr.preprocess import band_cut, preprocess, resize_labels
 
-BG_OR_HEART = 4
-N_CLASSES = 4
+#: target value of a not-lung pixel in a lung-only annotation (one past the label values)
+BG_OR_HEART = N_LABEL_VALUES
+#: the network's output classes: the label-map values
+N_CLASSES = N_LABEL_VALUES
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ class Preprocessing:
     crop_band: bool = True
 
     def band(self, pixels: np.ndarray, fmt: str) -> int | None:
-        return blank_band_start(pixels) if self.crop_band and fmt != "jsrt" else None
+        return band_cut(pixels, fmt, self.crop_band)
 
     def image(self, pixels: np.ndarray, fmt: str) -> np.ndarray:
         """Network input in [0, 1], ``size × size``."""
@@ -49,16 +52,6 @@ class Preprocessing:
             pixels = pixels[:cut]
         out = preprocess(pixels, fmt, gamma=self.gamma, size=self.size, equalise=self.equalise)
         return out / np.float32(255.0)
-
-
-def read_png(path: str) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im)
-
-
-def resize_labels(labels: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
-    rows, cols = (size, size) if isinstance(size, int) else size
-    return np.asarray(Image.fromarray(labels.astype(np.uint8)).resize((cols, rows), Image.Resampling.NEAREST))
 
 
 def load_examples(rows: pd.DataFrame, prep: Preprocessing) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,7 +10,6 @@ on part of its test set).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Iterator, Mapping
@@ -21,11 +20,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 (PyTorch convention)
 
+from patchcxr.io import read_tsv
 from patchcxr.models.segmentation import build_segmentation_model, count_parameters
+from patchcxr.models.state import resolve_device
 from patchcxr.segmentation.data import BG_OR_HEART, N_CLASSES, Preprocessing, load_examples, split_rows
 from patchcxr.segmentation.metrics import mean_jaccard
-from patchcxr.tracking import artefact_metadata, mlflow_run
-from patchcxr.training import Trainer, resolve_device, save_training, seed_everything
+from patchcxr.segmentation.predict import predict_batches
+from patchcxr.training import TrainingFiles, TrainingRun, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -66,40 +67,24 @@ def augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[tor
     return xa, ya[:, 0].long()
 
 
-def predict_batches(model: torch.nn.Module, x: torch.Tensor, device: torch.device, batch: int) -> np.ndarray:
-    """Arg-max labels for inputs ``x`` (N, 1, S, S), in batches, on ``device``."""
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(x), batch):
-            out.append(model(x[i : i + batch].to(device)).argmax(1).to("cpu", torch.uint8).numpy())
-    return np.concatenate(out) if out else np.zeros((0, *x.shape[2:]), np.uint8)
-
-
-def fingerprint(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def train_segmentation(
+    *,
     manifest_path: Path | str,
     split_path: Path | str,
     model_name: str,
     model_cfg: Mapping[str, Any],
     train_cfg: Mapping[str, Any],
     prep: Preprocessing,
-    out_model: Path | str,
-    out_metadata: Path | str,
-    out_history: Path | str,
-    resume_dir: Path | str,
+    files: TrainingFiles,
     device: str = "auto",
     tracking: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train one segmentation network and save the best checkpoint with its metadata.
 
     Returns:
-        The metadata written to ``out_metadata``.
+        The metadata written to ``files.metadata``.
     """
-    from patchcxr.data.harmonise import read_tsv
-
+    # data
     manifest, split = read_tsv(manifest_path), read_tsv(split_path)
     train_rows, val_rows = split_rows(manifest, split, ["train"]), split_rows(manifest, split, ["val"])
     if train_rows.empty:
@@ -121,6 +106,8 @@ def train_segmentation(
     x_train, y_train = load_examples(train_rows, prep)
     x_val, y_val = load_examples(val_rows, prep)
     val_heart = [str(h) == "1" for h in val_rows["has_heart_mask"]]
+
+    # model
     arch = model_cfg["arch"]
     options = {k: (list(v) if isinstance(v, list | tuple) else v) for k, v in model_cfg.items() if k != "arch"}
     model = build_segmentation_model(arch, N_CLASSES, **options).to(dev)
@@ -138,6 +125,7 @@ def train_segmentation(
     batch_size = int(train_cfg["batch_size"])
     bg_weight = float(train_cfg["background_weight"])
 
+    # loss and validation
     def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
         order = torch.randperm(len(x_train), generator=gen)
@@ -157,6 +145,7 @@ def train_segmentation(
         scores = [mean_jaccard(p, t, h) for p, t, h in zip(pred, truth, val_heart, strict=True)]
         return {"val_mean_jaccard": float(np.mean(scores))}
 
+    # run
     settings = {
         "model": model_name,
         "arch": arch,
@@ -164,45 +153,32 @@ def train_segmentation(
         "train": dict(train_cfg),
         "preprocessing": prep.__dict__,
     }
-    fp = fingerprint(settings, len(x_train), float(x_train.sum()), len(x_val))
-    resume_dir = Path(resume_dir)
-    resume_dir.mkdir(parents=True, exist_ok=True)
-    params = {**settings, "n_train": len(x_train), "n_val": len(x_val), "device": str(dev)}
-    run_name = f"segmentation-{model_name}-{'equalised' if prep.equalise else 'minmax'}"
-    with mlflow_run(tracking or {"enabled": False}, run_name, params, resume_dir / "mlflow_run_id") as tracker:
-        trainer = Trainer(
-            model,
-            opt,
-            sched,
-            batches,
-            loss,
-            validate,
-            "val_mean_jaccard",
-            int(train_cfg["epochs"]),
-            seed,
-            resume_dir / "state.pt",
-            fp,
-            patience=train_cfg.get("patience"),
-            tracker=tracker,
-        )
-        result = trainer.fit()
-        metadata = artefact_metadata(
-            settings,
-            {"manifest": manifest_path, "segmentation_split": split_path},
-            best_epoch=result.best_epoch,
-            best_val_mean_jaccard=result.best_score,
-            epochs_run=result.epochs_run,
-            parameters=count_parameters(model),
-            n_train=len(x_train),
-            n_val=len(x_val),
-            device=str(dev),
-        )
-        model_file = {
+    run = TrainingRun(
+        name=f"segmentation-{model_name}-{'equalised' if prep.equalise else 'minmax'}",
+        settings=settings,
+        data=(len(x_train), float(x_train.sum()), len(x_val)),
+        inputs={"manifest": manifest_path, "segmentation_split": split_path},
+        counts={"n_train": len(x_train), "n_val": len(x_val)},
+        files=files,
+        tracking=tracking,
+    )
+    return run.fit(
+        model=model,
+        optimizer=opt,
+        scheduler=sched,
+        batches=batches,
+        loss=loss,
+        validate=validate,
+        select_metric="val_mean_jaccard",
+        epochs=int(train_cfg["epochs"]),
+        seed=seed,
+        patience=train_cfg.get("patience"),
+        device=dev,
+        model_file={
             "arch": arch,
             "options": json.dumps(options),
             "n_classes": N_CLASSES,
             "preprocessing": json.dumps(prep.__dict__),
-        }
-        save_training(result, model_file, metadata, out_model, out_metadata, out_history, resume_dir, tracker)
-    log.info("best epoch %d: val mean Jaccard %.4f", result.best_epoch, result.best_score)
-    return metadata
+        },
+        metadata={"parameters": count_parameters(model)},
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from patchcxr.synthetic.phantom import CLASSES, Effect, PhantomSpec, Rendering, render, sample_spec
+from patchcxr.synthetic.phantom import Effect, PhantomSpec, Rendering, render, sample_spec
 from patchcxr.synthetic.sources import SOURCES, generate_source
 
-__all__ = ["CLASSES", "SOURCES", "Effect", "PhantomSpec", "Rendering", "generate_source", "render", "sample_spec"]
+__all__ = ["SOURCES", "Effect", "PhantomSpec", "Rendering", "generate_source", "render", "sample_spec"]

@@ -39,12 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-#: Label values of the rendered label map.
-BACKGROUND, HEART, LEFT_LUNG, RIGHT_LUNG = 0, 1, 2, 3
-LABEL_NAMES = {BACKGROUND: "background", HEART: "heart", LEFT_LUNG: "left lung", RIGHT_LUNG: "right lung"}
-
-#: The five harmonised classes (data-sources.md; the paper trains four, viral+covid19 merged).
-CLASSES = ("normal", "bacterial", "viral", "tb", "covid19")
+from patchcxr.data.labels import LabelValue
 
 
 @dataclass(frozen=True)
@@ -78,7 +73,7 @@ class PhantomSpec:
     """Everything needed to render one image deterministically.
 
     Attributes:
-        label: one of :data:`CLASSES`, or ``"nodule"`` for JSRT nodule cases, or
+        label: one of :data:`patchcxr.data.labels.LABEL5`, or ``"nodule"`` for JSRT nodule cases, or
             ``"lateral"`` for a lateral view (rendered without lung labels).
         seed: seed of the texture noise drawn at render time.
         scale: isotropic scale of the anatomy (1 = adult reference).
@@ -360,9 +355,9 @@ def render(spec: PhantomSpec, height: int, width: int, blur: bool = True) -> Ren
         left = _lung_region(au, av, "left", spec)
         heart = _heart_region(au, av, spec)
         lungs = (right | left) & ~heart
-        labels[right & ~heart] = RIGHT_LUNG
-        labels[left & ~heart] = LEFT_LUNG
-        labels[heart] = HEART
+        labels[right & ~heart] = LabelValue.RIGHT_LUNG
+        labels[left & ~heart] = LabelValue.LEFT_LUNG
+        labels[heart] = LabelValue.HEART
         clav[0] = _clavicle(au, av, "left")
         clav[1] = _clavicle(au, av, "right")
 

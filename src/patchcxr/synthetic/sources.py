@@ -51,12 +51,9 @@ import numpy as np
 from PIL import Image
 
 from patchcxr import __version__
-from patchcxr.io import atomic_write_bytes, atomic_write_text
+from patchcxr.data.labels import LABEL5, LabelValue
+from patchcxr.io import atomic_write_bytes, atomic_write_text, encode_png
 from patchcxr.synthetic.phantom import (
-    CLASSES,
-    HEART,
-    LEFT_LUNG,
-    RIGHT_LUNG,
     Effect,
     PhantomSpec,
     render,
@@ -197,12 +194,6 @@ def _to_uint8(intensity: np.ndarray) -> np.ndarray:
     return np.round(intensity * 255.0).astype(np.uint8)
 
 
-def _png_bytes(image: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", optimize=False)
-    return buf.getvalue()
-
-
 def _jpeg_bytes(image: Image.Image, quality: int) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="JPEG", quality=quality)
@@ -219,7 +210,7 @@ def _palette_png_bytes(gray: np.ndarray) -> bytes:
     """8-bit palette PNG with a grey palette (the NLM Shenzhen originals are stored so)."""
     image = Image.fromarray(gray, mode="P")
     image.putpalette([v for i in range(256) for v in (i, i, i)])
-    return _png_bytes(image)
+    return encode_png(image)
 
 
 def encode_jsrt(intensity: np.ndarray) -> bytes:
@@ -248,7 +239,7 @@ class _Sink:
 
     def label_map(self, image_id: str, labels: np.ndarray) -> str:
         rel = f"labels/{image_id}.png"
-        atomic_write_bytes(self.gt_dir / rel, _png_bytes(Image.fromarray(labels, mode="L")))
+        atomic_write_bytes(self.gt_dir / rel, encode_png(Image.fromarray(labels, mode="L")))
         return rel
 
     def record(
@@ -400,9 +391,9 @@ def write_scr(params: Mapping[str, Any], out_dir: Path, gt_dir: Path) -> _Sink:
         r = render(spec, SCR_SIZE, SCR_SIZE, blur=False)
         fold = "fold1" if n % 2 == 0 else "fold2"
         organs = {
-            "heart": r.labels == HEART,
-            "left lung": r.labels == LEFT_LUNG,
-            "right lung": r.labels == RIGHT_LUNG,
+            "heart": r.labels == LabelValue.HEART,
+            "left lung": r.labels == LabelValue.LEFT_LUNG,
+            "right lung": r.labels == LabelValue.RIGHT_LUNG,
             "left clavicle": r.clavicles[0],
             "right clavicle": r.clavicles[1],
         }
@@ -474,16 +465,18 @@ def _write_nlm(params: Mapping[str, Any], out_dir: Path, gt_dir: Path, source: s
         r = render(spec, *shape)
         gray = _to_uint8(expose(r.density, rng, EXPOSURES[source]))
         if montgomery:
-            rel = sink.file(f"{top}/CXR_png/{case}.png", _png_bytes(Image.fromarray(gray, mode="L")))
+            rel = sink.file(f"{top}/CXR_png/{case}.png", encode_png(Image.fromarray(gray, mode="L")))
         else:
             rel = sink.file(f"{top}/CXR_png/{case}.png", _palette_png_bytes(gray))
         masks = (
-            {"leftMask": (LEFT_LUNG,), "rightMask": (RIGHT_LUNG,)} if montgomery else {"mask": (LEFT_LUNG, RIGHT_LUNG)}
+            {"leftMask": (LabelValue.LEFT_LUNG,), "rightMask": (LabelValue.RIGHT_LUNG,)}
+            if montgomery
+            else {"mask": (LabelValue.LEFT_LUNG, LabelValue.RIGHT_LUNG)}
         )
         for folder, values in masks.items() if i < n_masks else ():
             mask = np.where(np.isin(r.labels, values), 255, 0).astype(np.uint8)
             where = f"{top}/ManualMask/{folder}/{case}.png" if montgomery else f"mask/{case}_mask.png"
-            sink.file(where, _png_bytes(Image.fromarray(mask, mode="L")))
+            sink.file(where, encode_png(Image.fromarray(mask, mode="L")))
         male = bool(rng.uniform() < 0.5)
         age = int(rng.integers(18, 80))
         if montgomery:
@@ -519,12 +512,12 @@ def write_shenzhen(params: Mapping[str, Any], out_dir: Path, gt_dir: Path) -> _S
 def _patients(counts: Mapping[str, int], per_patient: int) -> list[tuple[str, int, int]]:
     """(label, patient index, image index within patient) for the requested image counts.
 
-    Classes are taken in the fixed order of :data:`CLASSES`, never in the mapping's order,
+    Classes are taken in the fixed order of :data:`patchcxr.data.labels.LABEL5`, never in the mapping's order,
     so the files do not depend on how the configuration was merged.
     """
     out = []
     patient = 0
-    for label in CLASSES:
+    for label in LABEL5:
         for i in range(int(counts.get(label, 0))):
             if i % per_patient == 0:
                 patient += 1
@@ -671,7 +664,7 @@ def write_cohen(params: Mapping[str, Any], out_dir: Path, gt_dir: Path) -> _Sink
         png = rng.uniform() < float(cfg["png_fraction"])
         name = item.get("name") or f"synthetic-{patient:04d}-{k + 1}.{'png' if png else 'jpg'}"
         if name.lower().endswith(".png"):
-            data = _png_bytes(Image.fromarray(gray, mode="L").convert("RGB"))
+            data = encode_png(Image.fromarray(gray, mode="L").convert("RGB"))
         else:
             data = _jpeg_bytes(Image.fromarray(gray, mode="L").convert("RGB"), quality=88)
         rel = sink.file(f"covid-chestxray-dataset/images/{name}", data)

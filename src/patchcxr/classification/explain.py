@@ -1,0 +1,186 @@
+"""Probabilistic Grad-CAM of a trained classifier (method.md §6.2): the saliency
+primitives (:mod:`patchcxr.saliency`) applied to the patches the classifier draws, the maps
+and overlays of a split's test images, and the pointing game where lesion boxes are known
+(synthetic sources)."""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from patchcxr.classification.data import load_input, memory_format, to_network
+from patchcxr.classification.predict import image_batch, load_classifier, patch_windows
+from patchcxr.classification.settings import ClassifierSettings
+from patchcxr.classification.shared_trunk import shared_gradcams, shared_predict, snapped_windows
+from patchcxr.figures import saliency_overlay_png
+from patchcxr.io import atomic_write_bytes, read_png, read_tsv
+from patchcxr.preprocess import PreprocessSettings
+from patchcxr.saliency import aggregate, patch_gradcams, pointing_hit
+
+log = logging.getLogger(__name__)
+
+
+def image_saliency(
+    model: nn.Module,
+    img: torch.Tensor,
+    lung: np.ndarray,
+    settings: ClassifierSettings,
+    *,
+    k: int,
+    target: int,
+    rng: np.random.Generator,
+    device: torch.device,
+    batch: int = 25,
+) -> tuple[np.ndarray, torch.Tensor]:
+    """Probabilistic Grad-CAM of one masked input (1, S, S) for class ``target``: K patches
+    in chunks of ``batch`` (one forward and backward per chunk), aggregated on the canvas.
+
+    Returns the map (S, S) and the patch probabilities of ``target``.
+    """
+    x, wins = image_batch(img, lung, settings, k, rng)
+    cams, probs = [], []
+    layout = memory_format(model)
+    for i in range(0, len(x), batch):
+        c, p = patch_gradcams(model, to_network(x[i : i + batch]).to(device, memory_format=layout), target)
+        cams.append(c.cpu())
+        probs.append(p.cpu())
+    return aggregate(torch.cat(cams), torch.cat(probs), wins, img.shape[-2:]), torch.cat(probs)
+
+
+def shared_saliency(
+    model: nn.Module, img: torch.Tensor, wins: np.ndarray, *, patch: int, target: int, device: torch.device
+) -> tuple[np.ndarray, torch.Tensor]:
+    """Probabilistic Grad-CAM of one masked input (1, S, S) from one trunk pass
+    (:mod:`patchcxr.classification.shared_trunk`): the map (S, S) and the patch
+    probabilities of ``target``."""
+    probs, fmap, corners = shared_predict(model, to_network(img[None]).to(device), wins, patch)
+    cams = shared_gradcams(model, fmap, corners, patch, target)
+    placed = snapped_windows(corners, patch, tuple(img.shape[-2:]))
+    return aggregate(cams.cpu(), probs[:, target].cpu(), placed, img.shape[-2:]), probs[:, target].cpu()
+
+
+@functools.lru_cache(maxsize=16)
+def _lesions(path: str) -> pd.DataFrame:
+    """A source's lesion table, read once however many of its images are mapped."""
+    if not Path(path).is_file():
+        return pd.DataFrame(columns=["image_id", "x0", "y0", "x1", "y1"])
+    return read_tsv(path)
+
+
+def lesion_boxes_on_input(
+    truth_root: Path | str,
+    image_id: str,
+    pixels: np.ndarray,
+    *,
+    fmt: str,
+    size: int,
+    preprocessing: PreprocessSettings,
+) -> np.ndarray:
+    """Ground-truth lesion boxes of a synthetic image on its classifier input canvas
+    (after the blank-band crop and the resize to ``size``); empty when there are none."""
+    source, stem = image_id.split("/", 1)
+    les = _lesions(str(Path(truth_root) / source / "lesions.tsv"))
+    les = les[les["image_id"] == stem]
+    h = preprocessing.kept_rows(pixels, fmt)
+    w = pixels.shape[1]
+    sy, sx = size / h, size / w
+    boxes = [
+        [int(int(r.y0) * sy), int(int(r.x0) * sx), int(np.ceil(int(r.y1) * sy)), int(np.ceil(int(r.x1) * sx))]
+        for r in les.itertuples()
+    ]
+    return np.array(boxes, int).reshape(-1, 4)
+
+
+#: one row per test image of the saliency target; boxes ``top,left,bottom,right`` on the
+#: input canvas separated by ``;``; the peak is the map's maximum within the lung
+SALIENCY_COLUMNS = [
+    "image_id",
+    "overlay",
+    "mean_probability",
+    "peak_row",
+    "peak_col",
+    "n_lesions",
+    "lesion_boxes",
+    "pointing_hit",
+]
+
+
+def saliency_for_split(
+    model_path: Path | str,
+    inputs_path: Path | str,
+    split_path: Path | str,
+    manifest_path: Path | str,
+    *,
+    out_dir: Path | str,
+    k: int,
+    target: str,
+    max_images: int,
+    truth_root: str = "",
+    device: str = "auto",
+    batch: int = 25,
+    seed: int = 0,
+    mode: str = "exact",
+) -> pd.DataFrame:
+    """Probabilistic Grad-CAM maps (``.npy``) and overlays (``.png``) of the test images of
+    class ``target`` (at most ``max_images``), with the pointing game where ground-truth
+    lesions are known (synthetic sources): the map's maximum *within the lung* (the input
+    is zero elsewhere) must fall in a lesion box. ``mode`` ``shared_trunk`` takes the maps
+    from one trunk pass (:func:`shared_saliency`). Patches and the input canvas follow the
+    settings the model file records."""
+    clf = load_classifier(model_path, device)
+    model, settings, names, dev = clf.model, clf.settings, clf.classes, clf.device
+    if target not in names:
+        raise ValueError(f"saliency target {target!r} is not one of the classifier's classes {names}")
+    inputs, split, manifest = read_tsv(inputs_path), read_tsv(split_path), read_tsv(manifest_path)
+    rows = inputs.merge(split[split["split"] == "test"][["image_id"]], on="image_id")
+    rows = rows[rows[settings.labels] == target].sort_values("image_id").head(max_images)
+    info = manifest.set_index("image_id")
+    out_dir = Path(out_dir)
+    out = []
+    for i, r in enumerate(rows.itertuples()):
+        img, lung = load_input(r.input_path, r.lung_path)
+        rng = np.random.default_rng([seed, i])
+        if mode == "shared_trunk":
+            wins = patch_windows(lung, img.shape[-2:], settings, k, rng)
+            sal, probs = shared_saliency(model, img, wins, patch=settings.patch, target=names.index(target), device=dev)
+        else:
+            sal, probs = image_saliency(
+                model, img, lung, settings, k=k, target=names.index(target), rng=rng, device=dev, batch=batch
+            )
+        buf = io.BytesIO()
+        np.save(buf, sal.astype(np.float32))
+        atomic_write_bytes(out_dir / f"{r.image_id}.npy", buf.getvalue())
+        atomic_write_bytes(out_dir / f"{r.image_id}.png", saliency_overlay_png(img[0].numpy(), sal))
+        boxes = np.zeros((0, 4), int)
+        if truth_root:
+            m = info.loc[r.image_id]
+            boxes = lesion_boxes_on_input(
+                truth_root,
+                r.image_id,
+                read_png(m["image_path"]),
+                fmt=m["format"],
+                size=img.shape[-1],
+                preprocessing=clf.inputs.preprocessing,
+            )
+        inside = np.where(lung, sal, -1.0)
+        peak = np.unravel_index(int(np.argmax(inside)), inside.shape)
+        out.append(
+            {
+                "image_id": r.image_id,
+                "overlay": str(out_dir / f"{r.image_id}.png"),
+                "mean_probability": float(probs.mean()),
+                "peak_row": int(peak[0]),
+                "peak_col": int(peak[1]),
+                "n_lesions": len(boxes),
+                "lesion_boxes": ";".join(",".join(str(int(v)) for v in box) for box in boxes.tolist()),
+                "pointing_hit": int(pointing_hit(inside, boxes)) if len(boxes) else "",
+            }
+        )
+    return pd.DataFrame(out, columns=SALIENCY_COLUMNS)
