@@ -11,7 +11,7 @@ UI_PORT ?= 5000
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export DVC_NO_ANALYTICS ?= 1
 
-.PHONY: help setup lint test demo clean-demo ui bench
+.PHONY: help setup lint test test-fast demo clean-demo ui bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -25,13 +25,17 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)  ## create .venv and install the package with pinned dependencies
 
-lint: setup  ## ruff and snakemake --lint
+lint: setup  ## ruff, the type check (mypy over src/) and snakemake --lint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check src tests bench workflow/scripts
+	$(BIN)/mypy
 	$(BIN)/snakemake --lint --configfile config/config.yaml config/demo.yaml
 
-test: setup lint  ## lint, then every test
+test: setup lint  ## lint, then every test (what CI runs)
 	$(BIN)/python -m pytest
+
+test-fast: setup  ## the inner loop: every test that runs no workflow and trains nothing beyond a few steps
+	$(BIN)/python -m pytest -m "not slow"
 
 ui: setup  ## MLflow UI of the tracked runs at http://127.0.0.1:$(UI_PORT) (Ctrl-C stops it)
 	$(BIN)/mlflow ui --host 127.0.0.1 --port $(UI_PORT) --backend-store-uri $(MLFLOW_URI)
@@ -44,15 +48,8 @@ bench: setup  ## every benchmark, one after the other (about 15 CPU minutes); ou
 demo: setup  ## run the whole workflow on built-in synthetic data
 	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml config/demo.yaml
 	@echo
-	@echo "Demo finished. Results under results/:"
-	@echo "  synthetic sources      results/synthetic/<source>/ (ground truth in results/synthetic/ground_truth/)"
-	@echo "  manifest, quarantine   results/data/manifest.tsv, results/data/quarantine.tsv"
-	@echo "  cohort and splits      results/data/cohort.tsv, results/splits/{classification,segmentation}.tsv"
-	@echo "  segmentation, masks    results/segmentation/summary.tsv, results/masks/qc.tsv"
-	@echo "  biomarkers             results/biomarkers/tests.tsv, results/biomarkers/figures/"
-	@echo "  classifiers            results/evaluation/{local,global}/metrics.tsv, results/evaluation/global_vs_local.tsv"
-	@echo "  saliency               results/saliency/local/figure.png"
-	@echo "  every table and figure results/paper/ (captions in results/paper/README.md)"
+	@echo "Demo finished. Results by stage (workflow/stages.yaml):"
+	@$(BIN)/python workflow/stage_table.py
 	@echo "HTML report: $(BIN)/snakemake --report results/report.html --configfile config/config.yaml config/demo.yaml"
 	@echo "MLflow runs: make ui. Rule logs: logs/; per-rule timings: benchmarks/."
 

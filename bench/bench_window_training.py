@@ -77,7 +77,7 @@ def train(
                 img, lung = images[j], lungs[j]
                 if float(torch.rand(1, generator=gen)) < settings.flip:  # flip image and lung together
                     img, lung = torch.flip(img, dims=[-1]), lung[:, ::-1].copy()
-                wins = patch_windows(lung, img.shape[-2:], settings, per_image, rng)
+                wins = patch_windows(lung, img.shape[-2:], settings, per_image, rng=rng)
                 whole.append(img)
                 crops.append(extract(img, wins, settings.patch))
                 fshape = (img.shape[-2] // STRIDE, img.shape[-1] // STRIDE)
@@ -91,7 +91,9 @@ def train(
                 loss = loss + F.cross_entropy(model(to_network(torch.cat(crops))), yt)
             if regime in ("windows", "both"):
                 fmap = trunk(model, to_network(torch.stack(whole)))
-                logits = window_logits(model, fmap, np.concatenate(corners), settings.patch, np.array(image_of))
+                logits = window_logits(
+                    model, fmap, np.concatenate(corners), settings.patch, image_of=np.array(image_of)
+                )
                 loss = loss + F.cross_entropy(logits, yt)
             loss.backward()
             opt.step()
@@ -112,7 +114,7 @@ def evaluate(
     target = int(model.fc.out_features) - 1
     hit_exact, hit_shared, same, p_exact, p_shared, sal_r = [], [], [], [], [], []
     for i, (img, lung) in enumerate(zip(images, lungs, strict=True)):
-        wins = patch_windows(lung, img.shape[-2:], settings, k, np.random.default_rng([0, i]))
+        wins = patch_windows(lung, img.shape[-2:], settings, k, rng=np.random.default_rng([0, i]))
         xs = to_network(extract(img, wins, settings.patch))
         with torch.inference_mode():
             exact = torch.softmax(model(xs), 1)

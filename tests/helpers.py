@@ -35,11 +35,19 @@ def run_data_stage(
         for shard in range(n_shards(n, shard_size) if n else 0):
             r, sq = out / "shards" / name / f"{shard}.tsv", out / "shards" / name / f"{shard}.q.tsv"
             harmonise_shard(
-                idx, shard, shard_size, r, sq, out / "images" / name / str(shard), out / "masks" / name / str(shard)
+                idx,
+                shard,
+                shard_size,
+                r,
+                quarantine_path=sq,
+                images_dir=out / "images" / name / str(shard),
+                masks_dir=out / "masks" / name / str(shard),
             )
             rows.append(r)
             quarantine.append(sq)
-    build_manifest(rows, quarantine, out / "manifest.tsv", out / "quarantine.tsv", list(sources), strict)
+    build_manifest(
+        rows, quarantine, out / "manifest.tsv", out / "quarantine.tsv", source_order=list(sources), strict=strict
+    )
     return read_tsv(out / "manifest.tsv"), read_tsv(out / "quarantine.tsv")
 
 

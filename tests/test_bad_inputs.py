@@ -440,7 +440,7 @@ def test_bad_input_matrix(
                 sorted((tmp / "out").rglob("*.q.tsv")),
                 tmp / "strict" / "manifest.tsv",
                 tmp / "strict" / "quarantine.tsv",
-                list(copy.specs),
+                source_order=list(copy.specs),
                 strict=True,
             )
         assert not (tmp / "strict" / "manifest.tsv").exists()

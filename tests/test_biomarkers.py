@@ -40,7 +40,7 @@ def phantom_features(label: str, effect: Effect, seed: int) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     r = render(sample_spec(rng, label, effect), 160, 160)
     pixels = np.round(expose(r.density, rng, EXPOSURES["cohen"]) * 255).astype(np.uint8)
-    return image_features(pixels, "cohen", r.labels, None, SETTINGS, seed)
+    return image_features(pixels, "cohen", r.labels, None, settings=SETTINGS, seed=seed)
 
 
 def cohort(effect: Effect, seed: int, feature: str, n: int = 15) -> dict[str, np.ndarray]:

@@ -28,7 +28,7 @@ def inputs(synthetic_manifest: Any, tmp_path_factory: pytest.TempPathFactory) ->
     cohort = masked[["image_id", "label5", "label4", "patient_id", "source"]].assign(cohort_row="")
     out = tmp_path_factory.mktemp("cls")
     table = build_inputs(
-        manifest, cohort, masked[["image_id"]].assign(mask_path=""), out / "inputs", InputSettings(size=256)
+        manifest, cohort, masked[["image_id"]].assign(mask_path=""), out / "inputs", settings=InputSettings(size=256)
     )
     table.to_csv(out / "inputs.tsv", sep="\t", index=False)
     split = classification_split(cohort, {"train": 0.6, "val": 0.2, "test": 0.2}, 3)

@@ -48,7 +48,7 @@ def test_synthetic_tree_named_after_the_sheet_yields_the_503_images(
         generate_source(source, params, tree / source, tree / "ground_truth" / source)
     sources = {k: v for k, v in synthetic_sources(tree).items() if k != "shenzhen"}
     manifest, _ = run_data_stage(sources, test_config["labels"], tmp_path / "data", shard_size=100)
-    cohort = select_cohort(manifest, "oh2020", tmp_path / "cohort.tsv", tmp_path / "missing.tsv", PAPER_SHEET)
+    cohort = select_cohort(manifest, "oh2020", tmp_path / "cohort.tsv", tmp_path / "missing.tsv", metadata=PAPER_SHEET)
     assert len(cohort) == 503
     assert cohort["label5"].value_counts().to_dict() == OH2020_COUNTS
     assert (tmp_path / "missing.tsv").read_text().strip().count("\n") == 0  # header only
@@ -56,6 +56,8 @@ def test_synthetic_tree_named_after_the_sheet_yields_the_503_images(
     check_disjoint(split, manifest)
     # the same tree without some Cohen films: the missing ones are reported, not dropped silently
     lost = manifest[manifest["source"] == "cohen"].head(5)
-    partial = select_cohort(manifest.drop(lost.index), "oh2020", tmp_path / "c2.tsv", tmp_path / "m2.tsv", PAPER_SHEET)
+    partial = select_cohort(
+        manifest.drop(lost.index), "oh2020", tmp_path / "c2.tsv", tmp_path / "m2.tsv", metadata=PAPER_SHEET
+    )
     assert len(partial) == 498
     assert (tmp_path / "m2.tsv").read_text().count("not in the manifest") == 5

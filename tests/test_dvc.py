@@ -4,14 +4,17 @@ plots, push to a remote, and a fresh clone that pulls the results and — after
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import ROOT
 from tests.test_synthetic_determinism import tree_digest
@@ -79,3 +82,84 @@ def test_dvc_repro_push_and_pull_into_a_fresh_clone(ci_run: Path, tmp_path: Path
     fresh = snakemake(clone, "-n", "--cores", "1", "paper", *CI_CONFIG)
     assert "Nothing to be done" in fresh.stdout + fresh.stderr, fresh.stdout[-3000:]
     assert "up to date" in dvc(clone, "status")
+
+
+# --------------------------------------------------------------------------- completeness
+def smk_rules() -> dict[str, tuple[list[str], str]]:
+    """Every rule and checkpoint of the workflow: (the paths its `output:` names, its script;
+    "" for a target rule, which runs nothing)."""
+    rules: dict[str, tuple[list[str], str]] = {}
+    for smk in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
+        for block in re.split(r"\n(?=\s*(?:rule|checkpoint)(?: \w+)?:)", smk.read_text()):
+            head = re.match(r"\s*(?:rule|checkpoint)(?: (\w+))?:", block)
+            if not head:
+                continue
+            name = head.group(1) or re.search(r'name:\s*f?"([^"]+)"', block).group(1)  # type: ignore[union-attr]
+            output = re.search(
+                r"\n\s+output:\n(.*?)\n\s+(?:log|wildcard_constraints|params|threads|benchmark):", block, re.S
+            )
+            script = re.search(r'script:\s*\n\s*"\.\./scripts/([\w.]+)"', block)
+            paths = re.findall(r'"((?:results|resources)/[^"]*)"', output.group(1)) if output else []
+            rules[name] = (paths, script.group(1) if script else "")
+    return rules
+
+
+def package_imports(script: Path) -> set[Path]:
+    """The package files a workflow script needs: its imports and theirs, transitively."""
+    from tests.test_architecture import SRC, import_graph
+
+    graph = import_graph()
+    todo = set()
+    for node in ast.walk(ast.parse(script.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("patchcxr"):
+            todo |= {m for m in (node.module, *(f"{node.module}.{a.name}" for a in node.names)) if m in graph}
+    seen: set[str] = set()
+    while todo:
+        mod = todo.pop()
+        if mod not in seen:
+            seen.add(mod)
+            parents = {".".join(mod.split(".")[:i]) for i in range(1, mod.count(".") + 1)}
+            todo |= graph[mod] | parents  # importing a module runs its packages' __init__
+    files = set()
+    for mod in seen:
+        rel = Path(*mod.split("."))
+        files.add(
+            (SRC.parent / rel).with_suffix(".py")
+            if (SRC.parent / rel).with_suffix(".py").is_file()
+            else SRC.parent / rel / "__init__.py"
+        )
+    return {f.relative_to(ROOT) for f in files}
+
+
+def test_dvc_stages_are_the_workflow_stages_with_their_folders() -> None:
+    stages = yaml.safe_load((ROOT / "workflow" / "stages.yaml").read_text())
+    dvc_stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert list(dvc_stages) == list(stages)
+    for name, spec in stages.items():
+        outs = [next(iter(o)) if isinstance(o, dict) else o for o in dvc_stages[name]["outs"]]
+        assert outs == spec["folders"], name
+        assert f"stage_{name}" in dvc_stages[name]["cmd"], name
+
+
+def test_every_dvc_stage_depends_on_the_code_its_rules_run() -> None:
+    # a rule belongs to the stage whose folder holds its outputs (downloads, under
+    # resources/, are made by the data stage); the stage's deps must cover the rule's
+    # script and every package module that script imports, directly or not
+    stages = yaml.safe_load((ROOT / "workflow" / "stages.yaml").read_text())
+    dvc_stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    folder_stage = {folder: name for name, spec in stages.items() for folder in spec["folders"]}
+    folder_stage["resources"] = "data"
+    rules = smk_rules()
+    assert len(rules) > 30 and all(script for paths, script in rules.values() if paths)
+    missing = []
+    for rule, (paths, script) in sorted(rules.items()):
+        owners = {folder_stage[f] for p in paths for f in folder_stage if p == f or p.startswith(f + "/")}
+        if not owners:  # target rules (stage_*, all, paper) make nothing
+            continue
+        needs = {Path("workflow/scripts") / script, *package_imports(ROOT / "workflow" / "scripts" / script)}
+        for stage in owners:
+            deps = [Path(d) for d in dvc_stages[stage]["deps"]]
+            for need in sorted(needs):
+                if not any(need == d or d in need.parents for d in deps):
+                    missing.append(f"{stage}: rule {rule} needs {need}")
+    assert not missing, "\n".join(sorted(set(missing)))

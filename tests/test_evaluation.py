@@ -48,7 +48,7 @@ def test_per_source_and_model_comparison() -> None:
     ps = per_source(pred, NAMES).set_index("source")
     assert ps.loc["a", "accuracy"] == 1.0 and ps.loc["b", "accuracy"] == 0.5
     y = np.array([0, 1, 2, 3] * 5)
-    local = metrics_long(y, y, NAMES, 20, 0)
-    glob = metrics_long(y, np.roll(y, 1), NAMES, 20, 0)
+    local = metrics_long(y, y, NAMES, 20, seed=0)
+    glob = metrics_long(y, np.roll(y, 1), NAMES, 20, seed=0)
     table = compare_models({"local": local, "global": glob}).set_index(["class", "metric"])
     assert table.loc[("accuracy", "recall"), "local"] == 1.0 and table.loc[("accuracy", "recall"), "global"] == 0.0

@@ -99,7 +99,7 @@ def seg_data(synthetic_manifest: Any, tmp_path_factory: pytest.TempPathFactory) 
     """The synthetic manifest and a segmentation split: JSRT and Montgomery train/val/test."""
     manifest, _, out = synthetic_manifest
     masked = manifest[manifest["has_lung_mask"] == "1"]
-    split = segmentation_split(masked, {"jsrt": "split", "montgomery": "split", "shenzhen": "test"}, 0.8, 0.4, 3)
+    split = segmentation_split(masked, {"jsrt": "split", "montgomery": "split", "shenzhen": "test"}, 0.8, 0.4, seed=3)
     path = tmp_path_factory.mktemp("seg") / "segmentation.tsv"
     split.to_csv(path, sep="\t", index=False)
     return out / "manifest.tsv", path
@@ -124,7 +124,7 @@ def seg_data_larger(tmp_path_factory: pytest.TempPathFactory, test_config: dict[
         generate_source(source, params, root / source, root / "gt" / source)
     sources = {s: {"format": s, "path": str(root / s)} for s in ("montgomery", "shenzhen")}
     manifest, _ = run_data_stage(sources, test_config["labels"], root / "data")
-    split = segmentation_split(manifest, {"montgomery": "split", "shenzhen": "test"}, 0.8, 0.2, 5)
+    split = segmentation_split(manifest, {"montgomery": "split", "shenzhen": "test"}, 0.8, 0.2, seed=5)
     split.to_csv(root / "segmentation.tsv", sep="\t", index=False)
     return root / "data" / "manifest.tsv", root / "segmentation.tsv"
 

@@ -47,7 +47,7 @@ def test_window_logits_and_gradcams_equal_their_definitions(model: torch.nn.Modu
     corners = np.array([[0, 0], [3, 5], [6, 6]])
     s, target = 2, 2
     logits = window_logits(model, fmap, corners, patch=64)
-    cams = shared_gradcams(model, fmap, corners, 64, target)
+    cams = shared_gradcams(model, fmap, corners, 64, target=target)
     for k, (r, c) in enumerate(corners.tolist()):
         window = fmap[:, :, r : r + s, c : c + s].clone().requires_grad_(True)
         z = model.fc(window.mean((2, 3)))
@@ -67,7 +67,7 @@ def test_window_logits_of_a_batch_of_maps_pick_each_windows_own_map(model: torch
     fmaps = torch.rand(3, 512, 8, 8)
     corners = np.array([[0, 0], [3, 5], [6, 6], [1, 2]])
     image_of = np.array([2, 0, 2, 1])
-    batched = window_logits(model, fmaps, corners, 64, image_of)
+    batched = window_logits(model, fmaps, corners, 64, image_of=image_of)
     for k in range(len(corners)):
         alone = window_logits(model, fmaps[image_of[k] : image_of[k] + 1], corners[k : k + 1], 64)
         torch.testing.assert_close(batched[k], alone[0])

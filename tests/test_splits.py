@@ -58,7 +58,7 @@ def test_segmentation_split_reproduces_the_paper_sizes() -> None:
             "patient_id": [f"jsrt:J{i:03d}" for i in range(247)],
         }
     )
-    s = segmentation_split(jsrt, {"jsrt": "split"}, 0.8, 0.1, 407)
+    s = segmentation_split(jsrt, {"jsrt": "split"}, 0.8, 0.1, seed=407)
     counts = s["split"].value_counts().to_dict()
     assert counts == {"train": 197 - 19, "val": 19, "test": 50}  # Table I: 197 train, 50 test
 
@@ -70,9 +70,9 @@ def test_renditions_of_one_patient_share_the_split() -> None:
         for src in ("mc", "mc512")
         for i in ids
     ]
-    s = segmentation_split(pd.DataFrame(rows), {"mc": "split", "mc512": "split"}, 0.8, 0.1, 5)
+    s = segmentation_split(pd.DataFrame(rows), {"mc": "split", "mc512": "split"}, 0.8, 0.1, seed=5)
     assert s.groupby("patient_id")["split"].nunique().max() == 1
-    held = segmentation_split(pd.DataFrame(rows), {"mc": "split", "mc512": "test"}, 0.8, 0.1, 5)
+    held = segmentation_split(pd.DataFrame(rows), {"mc": "split", "mc512": "test"}, 0.8, 0.1, seed=5)
     assert (held["split"] == "test").all()  # a held-out rendition holds its patients out everywhere
 
 

@@ -125,7 +125,9 @@ def geometry(labels: np.ndarray) -> dict[str, float]:
     return out
 
 
-def patch_stats(img: np.ndarray, lungs: np.ndarray, patch: int, n: int, rng: np.random.Generator) -> dict[str, float]:
+def patch_stats(
+    img: np.ndarray, lungs: np.ndarray, patch: int, n: int, *, rng: np.random.Generator
+) -> dict[str, float]:
     """Intra- and inter-patch variance of lung intensity over ``n`` lung-centred patches."""
     ys, xs = np.nonzero(lungs)
     if ys.size == 0:
@@ -173,7 +175,7 @@ def intensity_features(
         "intensity_kurtosis": float(stats.kurtosis(values)),
     }
     scale = settings.size / 1024  # the paper's patches are 224 px on 1024² images
-    return out | patch_stats(img, lungs, max(8, round(settings.patch * scale)), settings.patches, rng)
+    return out | patch_stats(img, lungs, max(8, round(settings.patch * scale)), settings.patches, rng=rng)
 
 
 def image_features(
@@ -181,6 +183,7 @@ def image_features(
     fmt: str,
     labels: np.ndarray,
     heart_labels: np.ndarray | None,
+    *,
     settings: FeatureSettings,
     seed: int,
     lung_pixels: dict[str, np.ndarray] | None = None,
@@ -238,7 +241,7 @@ def features_for(
         labels = read_png(row.mask_path if truth else pred_path)
         heart = read_png(pred_path) if truth and str(row.has_heart_mask) != "1" and pred_path else None
         values: dict[str, np.ndarray] = {}
-        feats = image_features(pixels, row.format, labels, heart, settings, i, values)
+        feats = image_features(pixels, row.format, labels, heart, settings=settings, seed=i, lung_pixels=values)
         if histograms is not None:
             add_histograms(histograms, row.source, values)
         h, w = pixels.shape[:2]
@@ -352,7 +355,7 @@ def _superiority(a: np.ndarray, b: np.ndarray, seed: int) -> tuple[float, float,
 
 
 def compare_groups(
-    values: Mapping[str, np.ndarray], feature: str, scope: str, seed: int = 0, min_n: int = 3
+    values: Mapping[str, np.ndarray], feature: str, scope: str, seed: int = 0, *, min_n: int = 3
 ) -> list[dict[str, Any]]:
     """Omnibus and pairwise tests of one feature across classes.
 

@@ -16,7 +16,9 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 
-def per_class_table(y_true: Sequence[int], y_pred: Sequence[int], names: Sequence[str]) -> pd.DataFrame:
+def per_class_table(
+    y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, names: Sequence[str]
+) -> pd.DataFrame:
     """Precision, recall, F1, specificity and support per class, then the macro averages
     and accuracy."""
     labels = list(range(len(names)))
@@ -49,7 +51,7 @@ def per_class_table(y_true: Sequence[int], y_pred: Sequence[int], names: Sequenc
 
 
 def bootstrap_intervals(
-    y_true: np.ndarray, y_pred: np.ndarray, names: Sequence[str], n_boot: int = 1000, seed: int = 0
+    y_true: np.ndarray, y_pred: np.ndarray, names: Sequence[str], n_boot: int = 1000, *, seed: int = 0
 ) -> pd.DataFrame:
     """95 % percentile intervals of every cell of :func:`per_class_table` over images
     resampled with replacement (seeded)."""
@@ -72,12 +74,12 @@ def bootstrap_intervals(
 
 
 def metrics_long(
-    y_true: np.ndarray, y_pred: np.ndarray, names: Sequence[str], n_boot: int = 1000, seed: int = 0
+    y_true: np.ndarray, y_pred: np.ndarray, names: Sequence[str], n_boot: int = 1000, *, seed: int = 0
 ) -> pd.DataFrame:
     """Every metric as ``class, metric, value, ci_low, ci_high`` (long format, TSV-ready)."""
     table = per_class_table(y_true, y_pred, names)
     long = table.melt(id_vars=["class", "support"], var_name="metric", value_name="value").dropna(subset=["value"])
-    ci = bootstrap_intervals(y_true, y_pred, names, n_boot, seed)
+    ci = bootstrap_intervals(y_true, y_pred, names, n_boot, seed=seed)
     return long.merge(ci, on=["class", "metric"], how="left")[
         ["class", "metric", "value", "ci_low", "ci_high", "support"]
     ]

@@ -76,6 +76,7 @@ def plot_feature_boxes(
     tests_path: Path | str,
     out: Path | str,
     features: tuple[str, ...] = ("intensity_mean", "intensity_std", "ctr", "intra_inter_ratio"),
+    *,
     reference: str = "covid19",
     label: str = "label5",
 ) -> None:

@@ -76,14 +76,15 @@ def headline_metrics(summary: pd.DataFrame | None, metrics: Mapping[str, pd.Data
             f"{r.model}/{r.preprocessing}/{r.dataset}": {"jaccard": round(float(r.jaccard_mean), 6)}
             for r in lungs.itertuples()
         }
-    out["classification"] = {}
+    classification: dict[str, dict[str, float]] = {}
     for model, df in metrics.items():
         get = df.set_index(["class", "metric"])["value"]
-        out["classification"][model] = {  # type: ignore[index]
+        classification[model] = {
             "accuracy": round(float(get[("accuracy", "recall")]), 6),
             "macro_f1": round(float(get[("macro", "f1")]), 6),
             "macro_specificity": round(float(get[("macro", "specificity")]), 6),
         }
+    out["classification"] = classification
     return out
 
 
@@ -92,6 +93,7 @@ def write_tables(
     split_path: Path | str,
     segmentation_summary: Path | str | None,
     biomarker_tests: Path | str | None,
+    *,
     metrics_paths: Mapping[str, Path | str],
     comparison_path: Path | str | None,
     out: Mapping[str, Path | str],

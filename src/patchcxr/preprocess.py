@@ -149,6 +149,7 @@ def preprocess(
     fmt: str = "",
     gamma: float = 0.5,
     crop_band: bool = False,
+    *,
     size: int | tuple[int, int] | None = None,
     equalise: bool = True,
 ) -> np.ndarray:

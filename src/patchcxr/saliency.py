@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from patchcxr.models.classifier import minmax_normalise, trunk
+from patchcxr.models.classifier import ResNet, minmax_normalise, trunk
 
 
 def _layer_hook(model: nn.Module, layer: str) -> tuple[dict[str, torch.Tensor], torch.utils.hooks.RemovableHandle]:
@@ -48,6 +48,13 @@ def _layer_hook(model: nn.Module, layer: str) -> tuple[dict[str, torch.Tensor], 
     return store, dict(model.named_modules())[layer].register_forward_hook(hook)
 
 
+def _grad(act: torch.Tensor) -> torch.Tensor:
+    """The gradient kept on a layer's activation (the hook's ``retain_grad``)."""
+    if act.grad is None:
+        raise RuntimeError("no gradient reached the Grad-CAM layer: is it part of the model's forward pass?")
+    return act.grad.detach()
+
+
 def _cams(act: torch.Tensor, grad: torch.Tensor, size: int) -> torch.Tensor:
     weights = grad.mean(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * act).sum(dim=1, keepdim=True))
@@ -55,7 +62,7 @@ def _cams(act: torch.Tensor, grad: torch.Tensor, size: int) -> torch.Tensor:
     return minmax_normalise(cam)
 
 
-def _resnet_head_gradcams(model: nn.Module, patches: torch.Tensor, target: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _resnet_head_gradcams(model: ResNet, patches: torch.Tensor, target: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Grad-CAM at a torchvision ResNet's ``layer4``: ``∂y_c/∂A`` depends only on the head
     (average pool, linear layer), so the trunk runs without autograd (no graph, no
     parameter gradients) and only the head is differentiated — the cost of a forward pass."""
@@ -84,7 +91,7 @@ def patch_gradcams(
         with torch.enable_grad():
             logits = model(patches)
             logits[:, target].sum().backward()  # sample k's score depends only on sample k
-        act, grad = store["act"].detach(), store["act"].grad.detach()
+        act, grad = store["act"].detach(), _grad(store["act"])
     finally:
         handle.remove()
     model.zero_grad(set_to_none=True)
@@ -106,7 +113,7 @@ def patch_gradcams_reference(
             with torch.enable_grad():
                 logits = model(patches[k : k + 1])
                 logits[0, target].backward()
-            act, grad = store["act"].detach(), store["act"].grad.detach()
+            act, grad = store["act"].detach(), _grad(store["act"])
         finally:
             handle.remove()
         model.zero_grad(set_to_none=True)

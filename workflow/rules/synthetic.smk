@@ -1,5 +1,5 @@
 # Synthetic sources: CXR-like phantoms written in each real source's original format and
-# layout, with ground truth beside them (patchcxr.synthetic; issue 2 §4).
+# layout, with ground truth beside them (patchcxr.synthetic).
 
 
 rule make_synthetic:

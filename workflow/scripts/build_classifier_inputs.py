@@ -17,7 +17,7 @@ def main(
 ) -> None:
     setup_logging(log)
     settings = InputSettings(size=size, preprocessing=PreprocessSettings.from_config(preprocessing))
-    table = build_inputs(read_tsv(manifest), read_tsv(cohort), read_tsv(masks), files, settings)
+    table = build_inputs(read_tsv(manifest), read_tsv(cohort), read_tsv(masks), files, settings=settings)
     write_tsv(rows, table)
 
 

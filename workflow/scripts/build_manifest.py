@@ -23,7 +23,7 @@ def main(
 ) -> None:
     """Build the manifest, then check every row against ``schema``."""
     setup_logging(log)
-    df = build_manifest(rows, quarantine, manifest, quarantine_out, order, strict)
+    df = build_manifest(rows, quarantine, manifest, quarantine_out, source_order=order, strict=strict)
     validate(df.astype(str), schema, set_default=False)
 
 

@@ -27,7 +27,7 @@ def main(
     pred = read_tsv(inputs["predictions"], typed=True)
     y, p = pred["true_index"].to_numpy(), pred[f"pred_{vote}_index"].to_numpy()
     tables = {
-        "metrics": metrics_long(y, p, names, n_boot, seed).assign(vote=vote),
+        "metrics": metrics_long(y, p, names, n_boot, seed=seed).assign(vote=vote),
         "confusion": confusion_long(y, p, names),
         "per_source": per_source(pred, names, vote),
     }

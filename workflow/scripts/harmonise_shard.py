@@ -13,7 +13,7 @@ def main(
     index: str, shard: int, shard_size: int, rows: str, quarantine: str, images: str, masks: str, log: str
 ) -> None:
     setup_logging(log)
-    harmonise_shard(index, shard, shard_size, rows, quarantine, images, masks)
+    harmonise_shard(index, shard, shard_size, rows, quarantine_path=quarantine, images_dir=images, masks_dir=masks)
 
 
 main(

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 def main(cohort: str, manifest: str, splits: dict[str, Any], classification: str, segmentation: str, log: str) -> None:
     setup_logging(log)
-    write_splits(read_tsv(cohort), read_tsv(manifest), splits, classification, segmentation)
+    write_splits(read_tsv(cohort), read_tsv(manifest), splits, classification, segmentation_path=segmentation)
 
 
 main(

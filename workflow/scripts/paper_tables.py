@@ -18,9 +18,9 @@ def main(inputs: dict[str, object], models: list[str], outputs: dict[str, str], 
         str(inputs["split"]),
         str(inputs["segmentation"]),
         str(inputs["biomarkers"]),
-        metrics,
-        comparison[0] if comparison else None,
-        outputs,
+        metrics_paths=metrics,
+        comparison_path=comparison[0] if comparison else None,
+        out=outputs,
     )
 
 

@@ -26,9 +26,9 @@ def main(
         cohort,
         cohort_out,
         missing_out,
-        metadata,
-        exclude_paediatric,
-        {name: i for i, name in enumerate(order)},
+        metadata=metadata,
+        exclude_paediatric=exclude_paediatric,
+        source_order={name: i for i, name in enumerate(order)},
     )
 
 

@@ -41,7 +41,7 @@ def masked_input(
 
 
 def build_inputs(
-    manifest: pd.DataFrame, cohort: pd.DataFrame, masks: pd.DataFrame, out_dir: Path | str, settings: InputSettings
+    manifest: pd.DataFrame, cohort: pd.DataFrame, masks: pd.DataFrame, out_dir: Path | str, *, settings: InputSettings
 ) -> pd.DataFrame:
     """Cached inputs for the cohort images among ``masks`` (one prediction shard).
 

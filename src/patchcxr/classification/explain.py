@@ -44,7 +44,7 @@ def image_saliency(
 
     Returns the map (S, S) and the patch probabilities of ``target``.
     """
-    x, wins = image_batch(img, lung, settings, k, rng)
+    x, wins = image_batch(img, lung, settings, k, rng=rng)
     cams, probs = [], []
     layout = memory_format(model)
     for i in range(0, len(x), batch):
@@ -61,8 +61,8 @@ def shared_saliency(
     (:mod:`patchcxr.classification.shared_trunk`): the map (S, S) and the patch
     probabilities of ``target``."""
     probs, fmap, corners = shared_predict(model, to_network(img[None]).to(device), wins, patch)
-    cams = shared_gradcams(model, fmap, corners, patch, target)
-    placed = snapped_windows(corners, patch, tuple(img.shape[-2:]))
+    cams = shared_gradcams(model, fmap, corners, patch, target=target)
+    placed = snapped_windows(corners, patch, (int(img.shape[-2]), int(img.shape[-1])))
     return aggregate(cams.cpu(), probs[:, target].cpu(), placed, img.shape[-2:]), probs[:, target].cpu()
 
 
@@ -148,7 +148,7 @@ def saliency_for_split(
         img, lung = load_input(r.input_path, r.lung_path)
         rng = np.random.default_rng([seed, i])
         if mode == "shared_trunk":
-            wins = patch_windows(lung, img.shape[-2:], settings, k, rng)
+            wins = patch_windows(lung, img.shape[-2:], settings, k, rng=rng)
             sal, probs = shared_saliency(model, img, wins, patch=settings.patch, target=names.index(target), device=dev)
         else:
             sal, probs = image_saliency(

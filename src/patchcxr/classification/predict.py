@@ -28,21 +28,21 @@ log = logging.getLogger(__name__)
 
 
 def patch_windows(
-    lung: np.ndarray, shape: tuple[int, ...], settings: ClassifierSettings, k: int, rng: np.random.Generator
+    lung: np.ndarray, shape: tuple[int, ...], settings: ClassifierSettings, k: int, *, rng: np.random.Generator
 ) -> np.ndarray:
     """The windows of ``k`` lung-centred patches, drawn as configured (centre mode, border)."""
     return windows(sample_centres(lung, k, rng, settings.centre), shape, settings.patch, settings.border)
 
 
 def image_batch(
-    img: torch.Tensor, lung: np.ndarray, settings: ClassifierSettings, k: int, rng: np.random.Generator
+    img: torch.Tensor, lung: np.ndarray, settings: ClassifierSettings, k: int, *, rng: np.random.Generator
 ) -> tuple[torch.Tensor, np.ndarray]:
     """The network inputs of one image: ``k`` patches (local) or the whole image (global),
     and their windows on the image."""
     if settings.mode == "global":
         whole = F.interpolate(img[None], size=(settings.patch, settings.patch), mode="area")
         return whole, np.array([[0, 0, img.shape[-2], img.shape[-1]]])
-    wins = patch_windows(lung, img.shape[-2:], settings, k, rng)
+    wins = patch_windows(lung, img.shape[-2:], settings, k, rng=rng)
     return extract(img, wins, settings.patch), wins
 
 
@@ -58,7 +58,7 @@ def predict_probs(
     batch: int = 50,
 ) -> tuple[torch.Tensor, np.ndarray]:
     """Class probabilities ``(K, C)`` of K patches of one image, in batched forwards."""
-    x, wins = image_batch(img, lung, settings, k, rng)
+    x, wins = image_batch(img, lung, settings, k, rng=rng)
     out = []
     with torch.inference_mode():
         for i in range(0, len(x), batch):
@@ -81,7 +81,7 @@ def shared_probs(
     exact method draws them; :mod:`patchcxr.classification.shared_trunk`)."""
     from patchcxr.classification.shared_trunk import shared_predict
 
-    wins = patch_windows(lung, img.shape[-2:], settings, k, rng)
+    wins = patch_windows(lung, img.shape[-2:], settings, k, rng=rng)
     return shared_predict(model, to_network(img[None]).to(device), wins, settings.patch)[0].cpu()
 
 
@@ -97,7 +97,8 @@ class LoadedClassifier:
         self.classes: list[str] = list(state["classes"])
         model = resnet18_network(len(self.classes))
         model.load_state_dict(state["state_dict"])
-        self.model = model.to(self.device, memory_format=torch.channels_last).eval()
+        # Module.to takes memory_format at run time; torch's overloads of `to` omit it
+        self.model = model.to(self.device, memory_format=torch.channels_last).eval()  # type: ignore[call-overload]
 
     def check_inputs(self, inputs: InputSettings, where: str) -> None:
         """Stop when inputs were made otherwise than this model's training inputs."""

@@ -30,10 +30,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
-from torch import nn
 
 from patchcxr.classification.data import memory_format
-from patchcxr.models.classifier import STRIDE, minmax_normalise, trunk
+from patchcxr.models.classifier import STRIDE, ResNet, minmax_normalise, trunk
 
 
 def cells(patch: int) -> int:
@@ -51,7 +50,7 @@ def feature_windows(wins: np.ndarray, fmap_shape: tuple[int, int], patch: int) -
 
 
 def window_logits(
-    model: nn.Module, fmap: torch.Tensor, corners: np.ndarray, patch: int, image_of: np.ndarray | None = None
+    model: ResNet, fmap: torch.Tensor, corners: np.ndarray, patch: int, *, image_of: np.ndarray | None = None
 ) -> torch.Tensor:
     """Logits (K, C) of the patches whose feature windows start at ``corners``: average over
     every ``s × s`` window of the maps (N, 512, h, w) at once, then the head. ``image_of``
@@ -62,25 +61,25 @@ def window_logits(
     return model.fc(pooled[images, :, torch.as_tensor(corners[:, 0]), torch.as_tensor(corners[:, 1])])  # (K, C)
 
 
-def class_activation(model: nn.Module, fmap: torch.Tensor, target: int) -> torch.Tensor:
+def class_activation(model: ResNet, fmap: torch.Tensor, target: int) -> torch.Tensor:
     """``ReLU(Σ_f W_{c,f} A_f)`` over the whole map (h, w): every patch's Grad-CAM is a window
     of it."""
     return F.relu(torch.einsum("f,fhw->hw", model.fc.weight[target], fmap[0]))
 
 
 def shared_predict(
-    model: nn.Module, img3: torch.Tensor, wins: np.ndarray, patch: int
+    model: ResNet, img3: torch.Tensor, wins: np.ndarray, patch: int
 ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """Probabilities (K, C) of the patches at ``wins`` from one trunk pass over the whole
     normalised image (1, 3, H, W); also the feature map and the windows' corners."""
     with torch.inference_mode():
         fmap = trunk(model, img3.contiguous(memory_format=memory_format(model)))
-        corners = feature_windows(wins, fmap.shape[-2:], patch)
+        corners = feature_windows(wins, (int(fmap.shape[-2]), int(fmap.shape[-1])), patch)
         probs = torch.softmax(window_logits(model, fmap, corners, patch), dim=1)
     return probs, fmap, corners
 
 
-def shared_gradcams(model: nn.Module, fmap: torch.Tensor, corners: np.ndarray, patch: int, target: int) -> torch.Tensor:
+def shared_gradcams(model: ResNet, fmap: torch.Tensor, corners: np.ndarray, patch: int, *, target: int) -> torch.Tensor:
     """Grad-CAMs (K, patch, patch) in [0, 1] of the patches, as the exact method's
     :func:`patchcxr.saliency.patch_gradcams` returns them, from the shared map."""
     s = cells(patch)

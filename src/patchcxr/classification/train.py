@@ -55,7 +55,10 @@ def augment(x: torch.Tensor, gen: torch.Generator, flip: float, degrees: int) ->
 
 
 def l1_penalty(model: nn.Module) -> torch.Tensor:
-    return sum(p.abs().sum() for p in model.parameters())  # type: ignore[return-value]
+    total = torch.zeros(())
+    for p in model.parameters():
+        total = total + p.abs().sum()
+    return total
 
 
 def epoch_draws(weights: torch.Tensor, n: int, seed: int, epoch: int) -> tuple[np.ndarray, torch.Generator]:
@@ -81,7 +84,7 @@ def make_batches(
         picks, gen = epoch_draws(weights, settings.draws or len(targets), settings.seed, epoch)
         rng = np.random.default_rng([settings.seed, epoch])
         for i in range(0, len(picks), settings.batch_size):
-            xs = [image_batch(images[j], lungs[j], settings, 1, rng)[0] for j in picks[i : i + settings.batch_size]]
+            xs = [image_batch(images[j], lungs[j], settings, 1, rng=rng)[0] for j in picks[i : i + settings.batch_size]]
             x = augment(torch.cat(xs), gen, settings.flip, settings.rotate)
             yield to_network(x).to(device), torch.from_numpy(targets[picks[i : i + settings.batch_size]]).to(device)
 

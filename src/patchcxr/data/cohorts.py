@@ -85,6 +85,7 @@ def select_cohort(
     cohort: str,
     cohort_path: Path | str,
     missing_path: Path | str,
+    *,
     metadata: Path | str | None = None,
     exclude_paediatric: bool = True,
     source_order: Mapping[str, int] | None = None,

@@ -74,7 +74,8 @@ def read_pil(path: Path | str) -> Decoded:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(path) as opened:
+                image: Image.Image = opened
                 image.load()  # force a full decode: a truncated file fails here, not later
                 mode = image.mode
                 if mode == "P":

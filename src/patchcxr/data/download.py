@@ -111,6 +111,7 @@ def download_file(
     dest: Path | str,
     sha256: str | None = None,
     retries: int = 4,
+    *,
     backoff: float = 1.0,
     timeout: float = 60.0,
     auth: str = "none",
@@ -281,7 +282,7 @@ class _Links(HTMLParser):
 
 
 def crawl_listing(
-    base: str, include: Sequence[str], timeout: float = 60.0, auth: str = "none", depth: int = 4
+    base: str, include: Sequence[str], timeout: float = 60.0, auth: str = "none", *, depth: int = 4
 ) -> list[str]:
     """Relative paths of the files under an HTML directory listing matching ``include``."""
     if not base.endswith("/"):

@@ -189,6 +189,7 @@ def harmonise_shard(
     shard: int,
     shard_size: int,
     rows_path: Path | str,
+    *,
     quarantine_path: Path | str,
     images_dir: Path | str,
     masks_dir: Path | str,
@@ -292,6 +293,7 @@ def build_manifest(
     quarantine_paths: Sequence[Path | str],
     manifest_path: Path | str,
     quarantine_out: Path | str,
+    *,
     source_order: Sequence[str],
     strict: bool = False,
 ) -> pd.DataFrame:

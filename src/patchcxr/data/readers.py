@@ -6,7 +6,7 @@ image and a :class:`QuarantineRow` for every file or metadata row that cannot be
 naming the file and the reason. Decoding, duplicate detection and storage happen later,
 shard by shard (:mod:`patchcxr.data.harmonise`).
 
-Formats and the layouts they understand (method.md §2, data-sources.md, and the
+Formats and the layouts they understand (method.md §2, and the
 renditions held in the development sample):
 
 ``jsrt``        ``**/JPC[LN]N###.IMG`` (raw) or ``**/JPC[LN]N###.IMG.png`` (8-bit palette
@@ -122,6 +122,14 @@ def _scr_masks(scr_root: Path | None) -> dict[str, dict[str, Path]]:
     return out
 
 
+def _must_match(pattern: re.Pattern[str], name: str) -> re.Match[str]:
+    """The match of a file name already selected by ``pattern``."""
+    m = pattern.search(name)
+    if m is None:
+        raise ValueError(f"{name!r} does not match {pattern.pattern!r}")
+    return m
+
+
 def read_jsrt(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules) -> SourceIndex:
     index = SourceIndex()
     masks = _scr_masks(Path(spec["masks"]) if spec.get("masks") else None)
@@ -130,7 +138,7 @@ def read_jsrt(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules)
     if not files:
         raise SourceLayoutError(f"{name}: no JPCNN###.IMG / JPCLN###.IMG files under {root}")
     for path in files:
-        case = pattern.search(path.name).group(1).upper()  # type: ignore[union-attr]
+        case = _must_match(pattern, path.name).group(1).upper()
         nodule = case.startswith("JPCLN")
         rec = ImageRecord(
             name,
@@ -187,7 +195,7 @@ def _mask_dirs(root: Path, spec: Mapping[str, Any]) -> list[Path]:
     return [*dirs, root]
 
 
-def read_nlm(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules, prefix: str) -> SourceIndex:
+def read_nlm(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules, *, prefix: str) -> SourceIndex:
     index = SourceIndex()
     pattern = re.compile(rf"({prefix}_(\d{{4}})_([01]))\.(png|jpe?g)$", re.IGNORECASE)
     # images are the matching files outside any *mask* folder (masks share the image names)
@@ -216,8 +224,8 @@ def read_nlm(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules, 
             elif m.group(2) or parent in ("mask", "masks"):
                 found.setdefault(case, {}).setdefault("lungs", p)
     for path in images:
-        m = pattern.search(path.name)
-        case, number, flag = m.group(1).upper(), m.group(2), m.group(3)  # type: ignore[union-attr]
+        m = _must_match(pattern, path.name)
+        case, number, flag = m.group(1).upper(), m.group(2), m.group(3)
         sex, age, reading = _clinical(path.parent.parent / "ClinicalReadings" / f"{case}.txt")
         label = "tb" if flag == "1" else "normal"  # the NLM suffix is the class
         masks = found.get(case, {})
@@ -248,11 +256,11 @@ def read_nlm(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules, 
 
 
 def read_montgomery(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules) -> SourceIndex:
-    return read_nlm(name, root, spec, rules, "MCUCXR")
+    return read_nlm(name, root, spec, rules, prefix="MCUCXR")
 
 
 def read_shenzhen(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules) -> SourceIndex:
-    return read_nlm(name, root, spec, rules, "CHNCXR")
+    return read_nlm(name, root, spec, rules, prefix="CHNCXR")
 
 
 # --------------------------------------------------------------------------- Kermany / CoronaHack

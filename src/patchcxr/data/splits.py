@@ -88,7 +88,7 @@ def classification_split(cohort: pd.DataFrame, fractions: Mapping[str, float], s
 
 
 def segmentation_split(
-    masked: pd.DataFrame, roles: Mapping[str, str], train_fraction: float, val_fraction: float, seed: int
+    masked: pd.DataFrame, roles: Mapping[str, str], train_fraction: float, val_fraction: float, *, seed: int
 ) -> pd.DataFrame:
     """Train/val/test for segmentation, per source.
 
@@ -139,6 +139,7 @@ def write_splits(
     manifest: pd.DataFrame,
     cfg: Mapping[str, Any],
     classification_path: Path | str,
+    *,
     segmentation_path: Path | str,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Both split files from the ``splits`` config; refuses to write a leaking split."""
@@ -146,7 +147,7 @@ def write_splits(
     cls = classification_split(cohort, cfg["classification"], seed)
     seg_cfg = cfg["segmentation"]
     masked = manifest[manifest["has_lung_mask"] == "1"]
-    seg = segmentation_split(masked, seg_cfg["sources"], seg_cfg["train_fraction"], seg_cfg["val_fraction"], seed)
+    seg = segmentation_split(masked, seg_cfg["sources"], seg_cfg["train_fraction"], seg_cfg["val_fraction"], seed=seed)
     check_disjoint(cls, manifest)
     check_disjoint(seg, manifest)
     cols = ["image_id", "patient_id", "label5", "label4", "split"]

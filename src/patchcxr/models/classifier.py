@@ -12,12 +12,18 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from patchcxr.io import sha256_file
 from patchcxr.models.state import load_state
+
+if TYPE_CHECKING:
+    from torchvision.models import ResNet  # the classifier's type (torchvision is untyped here)
+else:
+    ResNet = Any
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +101,7 @@ def vote(probs: torch.Tensor) -> dict[str, torch.Tensor]:
 STRIDE = 32
 
 
-def trunk(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def trunk(model: ResNet, x: torch.Tensor) -> torch.Tensor:
     """ResNet-18 ``layer4`` features of a batch (N, 3, H, W) → (N, 512, H/32, W/32)."""
     x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
     return model.layer4(model.layer3(model.layer2(model.layer1(x))))

@@ -22,7 +22,8 @@ Depth and width are parameters, so the CPU demo trains a small member of each fa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -75,7 +76,7 @@ class DenseBlock(nn.Module):
         return torch.cat(features if self.keep_input else features[1:], dim=1)
 
 
-def _concat_then(layer: nn.Module):  # type: ignore[no-untyped-def]
+def _concat_then(layer: nn.Module) -> Callable[..., torch.Tensor]:
     def run(*features: torch.Tensor) -> torch.Tensor:
         return layer(torch.cat(features, dim=1))
 
@@ -153,7 +154,8 @@ class FCDenseNet(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
                 nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] % self.factor or x.shape[-2] % self.factor:
@@ -222,16 +224,16 @@ class UNet(nn.Module):
         return self.final(x)
 
 
-def build_segmentation_model(arch: str, n_classes: int = 4, **options: object) -> nn.Module:
+def build_segmentation_model(arch: str, n_classes: int = 4, **options: Any) -> nn.Module:
     """A segmentation network by name (config ``segmentation.models.<name>``).
 
     ``arch`` is ``fcdensenet`` (options ``down_blocks``, ``bottleneck_layers``, ``growth``,
     ``first_channels``, ``dropout``) or ``unet`` (options ``base``, ``depth``).
     """
     if arch == "fcdensenet":
-        return FCDenseNet(1, n_classes, **options)  # type: ignore[arg-type]
+        return FCDenseNet(1, n_classes, **options)
     if arch == "unet":
-        return UNet(1, n_classes, **options)  # type: ignore[arg-type]
+        return UNet(1, n_classes, **options)
     raise ValueError(f"unknown segmentation architecture {arch!r}; expected fcdensenet or unet")
 
 

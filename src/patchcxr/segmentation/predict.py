@@ -127,7 +127,7 @@ def predict_shard(
     block = shard_rows(manifest, shard, shard_size)
     model, prep, dev = load_segmenter(model_path, device)
     out_dir = Path(out_dir)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for start in range(0, len(block), batch_size):
         part = block.iloc[start : start + batch_size]
         pixels = [read_png(p) for p in part["image_path"]]

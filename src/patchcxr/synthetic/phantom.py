@@ -134,6 +134,7 @@ def sample_spec(
     label: str,
     effect: Effect | None = None,
     paediatric: bool = False,
+    *,
     base: PhantomSpec | None = None,
 ) -> PhantomSpec:
     """Draw a phantom description for one image.
@@ -188,7 +189,7 @@ def _point_in_lung(
 
 
 def _sample_lesions(rng: np.random.Generator, label: str) -> list[Lesion]:
-    """Class-specific lung patterns (issue 2 §4; radiological descriptions in method.md §7.1)."""
+    """Class-specific lung patterns (radiological descriptions in method.md §7.1)."""
     out: list[Lesion] = []
     if label == "bacterial":
         # lobar consolidation: one large dense homogeneous opacity, usually lower/middle zone

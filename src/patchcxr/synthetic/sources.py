@@ -1,7 +1,7 @@
 """Synthetic copies of the paper's data sources, in each source's original on-disk format.
 
 Every writer reproduces the layout and encoding of the real distribution (method.md §2,
-data-sources.md), so the readers of :mod:`patchcxr.data` meet here exactly what they meet
+docs/method.md §2.1), so the readers of :mod:`patchcxr.data` meet here exactly what they meet
 in a user's download:
 
 ==============  =====================================================================
@@ -126,7 +126,7 @@ COHEN_FINDINGS = {
     "bacterial": ["Streptococcus", "Klebsiella", "E.Coli", "Legionella"],
     "normal": ["No Finding"],
 }
-# findings the paper's label rules exclude by default (data-sources.md §6)
+# findings the paper's label rules exclude by default (method.md §2.4)
 COHEN_EXCLUDED_FINDINGS = ["Pneumocystis", "ARDS", "Lipoid"]
 CORONAHACK_COLUMNS = [
     "",
@@ -217,7 +217,7 @@ def encode_jsrt(intensity: np.ndarray) -> bytes:
     """Raw JSRT bytes: 12-bit values, big-endian uint16, inverted (``4095`` = air).
 
     Raw JSRT films store transmitted signal, so bone is dark; loaders invert them
-    (method.md §2.1, data-sources.md §1).
+    (method.md §2.1).
     """
     if intensity.shape != (JSRT_SIZE, JSRT_SIZE):
         raise ValueError(f"JSRT images are {JSRT_SIZE}x{JSRT_SIZE}, got {intensity.shape}")
@@ -600,7 +600,8 @@ def _cohen_items(params: Mapping[str, Any]) -> list[dict[str, Any]]:
     cfg = params["cohen"]
     sheet = cohort_sheet(params, "Cohen et al")
     if sheet is not None:
-        items, films = [], {}
+        items: list[dict[str, Any]] = []
+        films: dict[int, int] = {}
         for r in sheet:
             patient = int(float(r["patientid"])) if r["patientid"] else 900000 + len(items)
             films[patient] = films.get(patient, -1) + 1
