@@ -28,8 +28,10 @@ import numpy as np
 from machine import machine
 from PIL import Image
 
+from patchcxr.data.labels import LABEL5_BY_LABEL4
+
 ROOT = Path(__file__).resolve().parents[1]
-CLASSES = ["normal", "bacterial", "tb", "viral", "covid19"]
+CLASSES = LABEL5_BY_LABEL4
 
 
 def run(workdir: Path, *args: str) -> tuple[float, str]:

@@ -117,3 +117,34 @@ def test_every_computed_feature_is_in_the_table_and_tested() -> None:
     assert set(FEATURES) - {"lung_area_mm2"} == set(computed)
     assert set(TESTED) <= set(FEATURES)
     assert {"minmax_mean", "minmax_std", "intensity_mean", "intensity_std", "ctr"} <= set(TESTED)
+
+
+def test_patch_analysis_draws_the_classifiers_patches_at_its_size() -> None:
+    from patchcxr.biomarkers import patch_stats
+    from patchcxr.classification.patches import sample_centres, windows
+    from patchcxr.classification.settings import ClassifierSettings
+
+    # the classifier: 64² patches on 256² inputs -> 32² patches on a 128² analysis image
+    fs = FeatureSettings(size=128, patches=40, sampler=ClassifierSettings(patch=64), classifier_input=256)
+    assert fs.patch == 32
+    # a lung touching the bottom-right corner: windows there are shifted inside the image
+    # and keep their full 32² size, exactly as the classifier's patches
+    rng = np.random.default_rng(3)
+    img = rng.normal(100, 20, (128, 128))
+    lungs = np.zeros((128, 128), bool)
+    lungs[70:, 80:] = True
+    got = patch_stats(img, lungs, fs, np.random.default_rng(5))
+    wins = windows(sample_centres(lungs, 40, np.random.default_rng(5), "joint"), img.shape, 32, "shift")
+    assert ((wins[:, 2] - wins[:, 0]) == 32).all() and (wins[:, 2] == 128).any()
+    parts = [img[t:b, left:r][lungs[t:b, left:r]] for t, left, b, r in wins.tolist()]
+    assert got["intra_patch_var"] == pytest.approx(np.mean([p.var() for p in parts]), rel=1e-12)
+    assert got["inter_patch_var"] == pytest.approx(np.var([p.mean() for p in parts]), rel=1e-12)
+
+
+def test_feature_settings_take_the_patch_from_the_classification_section() -> None:
+    fs = FeatureSettings.from_config(
+        {"size": 1024, "patches": 32, "seed": 1},
+        {"input_size": 256, "train": {"patch": 64, "centre": "independent", "border": "clip"}},
+        {"gamma": 0.5, "crop_blank_band": True},
+    )
+    assert fs.patch == 256 and fs.sampler.centre == "independent" and fs.sampler.border == "clip"

@@ -64,3 +64,26 @@ def test_workflow_stops_before_any_job_on_a_bad_config(tmp_path: Path) -> None:
     out = proc.stdout + proc.stderr
     assert "lateral" in out and "'many' is not of type 'integer'" in out
     assert "Job stats" not in out
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("segmentation:\n  gamma: 0.7\n", "preprocessing.gamma"),
+        ("segmentation:\n  crop_blank_band: false\n", "preprocessing.crop_blank_band"),
+        ("biomarkers:\n  patch: 224\n", "classification.train.patch"),
+        ("labels:\n  findings:\n    SARS: viral_pneumonia\n", "not one of the classes normal, bacterial, viral"),
+    ],
+)
+def test_a_moved_key_or_an_unknown_class_stops_the_workflow_naming_the_fix(tmp_path: Path, old: str, new: str) -> None:
+    overlay = tmp_path / "old.yaml"
+    overlay.write_text(old)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", "config/config.yaml", str(overlay)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and new in out and "Job stats" not in out

@@ -25,9 +25,10 @@ source's ground-truth mask where it has one, the predicted one otherwise (record
   not change their rank among the other tissues leaves the equalised image unchanged, so
   the paper's features cannot see it; these two can (the synthetic planted effects show
   the difference, tests/test_biomarkers.py);
-* ``intra_patch_var`` (mean within-patch variance of lung intensity over ``patches`` random
-  lung-centred patches), ``inter_patch_var`` (variance of the patch means) and their ratio —
-  the paper's intra- versus inter-patch comparison.
+* ``intra_patch_var`` (mean within-patch variance of lung intensity over ``patches``
+  patches drawn as the classifier draws them, at its patch size), ``inter_patch_var``
+  (variance of the patch means) and their ratio — the paper's intra- versus inter-patch
+  comparison.
 
 Statistics (:func:`compare_classes`) use scipy and statsmodels only.
 """
@@ -45,6 +46,8 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
+from patchcxr.classification.patches import sample_centres, windows
+from patchcxr.classification.settings import ClassifierSettings, InputSettings, settings_from
 from patchcxr.data.labels import LUNG_VALUES, LabelValue
 from patchcxr.io import read_png
 from patchcxr.preprocess import PreprocessSettings, preprocess, resize_labels
@@ -88,13 +91,37 @@ TESTED = [
 
 @dataclass(frozen=True)
 class FeatureSettings:
-    """Config ``biomarkers`` (analysis size, patch analysis) and ``preprocessing``."""
+    """Config ``biomarkers`` (analysis size, patch analysis) and ``preprocessing``.
+
+    The intra- versus inter-patch analysis draws its patches as the classifier does
+    (:mod:`patchcxr.classification.patches`: ``sampler``'s centre and border modes), at the
+    classifier's patch size scaled from the classifier's input size to ``size``."""
 
     size: int = 1024
-    patch: int = 224
     patches: int = 32
     seed: int = 2020
     preprocessing: PreprocessSettings = field(default_factory=PreprocessSettings)
+    sampler: ClassifierSettings = field(default_factory=ClassifierSettings)
+    classifier_input: int = InputSettings().size
+
+    @property
+    def patch(self) -> int:
+        """The classifier's patch side on the analysis image (at least 8 pixels)."""
+        return max(8, round(self.sampler.patch * self.size / self.classifier_input))
+
+    @classmethod
+    def from_config(
+        cls, biomarkers: Mapping[str, Any], classification: Mapping[str, Any], preprocessing: Mapping[str, Any]
+    ) -> FeatureSettings:
+        """From the ``biomarkers``, ``classification`` and ``preprocessing`` sections."""
+        return cls(
+            size=int(biomarkers["size"]),
+            patches=int(biomarkers["patches"]),
+            seed=int(biomarkers["seed"]),
+            preprocessing=PreprocessSettings.from_config(preprocessing),
+            sampler=settings_from(classification["train"]),
+            classifier_input=int(classification["input_size"]),
+        )
 
 
 def widest(mask: np.ndarray) -> int:
@@ -126,17 +153,18 @@ def geometry(labels: np.ndarray) -> dict[str, float]:
 
 
 def patch_stats(
-    img: np.ndarray, lungs: np.ndarray, patch: int, n: int, *, rng: np.random.Generator
+    img: np.ndarray, lungs: np.ndarray, settings: FeatureSettings, rng: np.random.Generator
 ) -> dict[str, float]:
-    """Intra- and inter-patch variance of lung intensity over ``n`` lung-centred patches."""
-    ys, xs = np.nonzero(lungs)
-    if ys.size == 0:
+    """Intra- and inter-patch variance of lung intensity over ``settings.patches`` patches
+    drawn by the classifier's sampler (lung-centred, its border mode); the variances are
+    of the lung pixels inside each window."""
+    if not lungs.any():
         return {"intra_patch_var": np.nan, "inter_patch_var": np.nan, "intra_inter_ratio": np.nan}
-    half = patch // 2
+    s = settings.sampler
+    centres = sample_centres(lungs, settings.patches, rng, s.centre)
     means, variances = [], []
-    for i in rng.integers(0, ys.size, n):
-        y0, x0 = max(0, ys[i] - half), max(0, xs[i] - half)
-        window = img[y0 : y0 + patch, x0 : x0 + patch][lungs[y0 : y0 + patch, x0 : x0 + patch]]
+    for top, left, bottom, right in windows(centres, img.shape, settings.patch, s.border).tolist():
+        window = img[top:bottom, left:right][lungs[top:bottom, left:right]]
         if window.size > 1:
             means.append(window.mean())
             variances.append(window.var())
@@ -174,8 +202,7 @@ def intensity_features(
         "intensity_skew": float(stats.skew(values)),
         "intensity_kurtosis": float(stats.kurtosis(values)),
     }
-    scale = settings.size / 1024  # the paper's patches are 224 px on 1024² images
-    return out | patch_stats(img, lungs, max(8, round(settings.patch * scale)), settings.patches, rng=rng)
+    return out | patch_stats(img, lungs, settings, rng)
 
 
 def image_features(

@@ -55,14 +55,11 @@ def plot_segmentation_scores(scores_path: Path | str, out: Path | str) -> None:
     _save(fig, out)
 
 
-CLASS_COLOURS = {
-    "normal": "#4c72b0",
-    "bacterial": "#dd8452",
-    "tb": "#55a868",
-    "viral": "#8172b3",
-    "covid19": "#c44e52",
-    "viral_covid19": "#c44e52",
-}
+#: one colour per class in display order; a merged class takes the colour of its last member
+#: (viral_covid19 that of covid19)
+CLASS_COLOURS = dict(
+    zip(DISPLAY_ORDER, ["#4c72b0", "#dd8452", "#55a868", "#8172b3", "#c44e52", "#c44e52"], strict=True)
+)
 
 
 def _stars(p: float) -> str:

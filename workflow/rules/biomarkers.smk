@@ -16,6 +16,10 @@ rule biomarker_features:
         "logs/biomarkers/features_{shard}.log",
     params:
         settings=canonical(config["biomarkers"]),
+        # the patch analysis draws the classifier's patches (size, centre and border modes)
+        classification=canonical(
+            {"input_size": config["classification"]["input_size"], "train": config["classification"]["train"]}
+        ),
         preprocessing=canonical(config["preprocessing"]),
     conda:
         "../../envs/stats.yaml"

@@ -18,6 +18,8 @@ from patchcxr.synthetic import SOURCES as SYNTHETIC_SOURCES
 MOVED_KEYS = {
     ("segmentation", "gamma"): "preprocessing.gamma",
     ("segmentation", "crop_blank_band"): "preprocessing.crop_blank_band",
+    # the patch analysis draws the classifier's patches, scaled to biomarkers.size
+    ("biomarkers", "patch"): "classification.train.patch",
 }
 for (_section, _key), _new in MOVED_KEYS.items():
     if _key in (config.get(_section) or {}):

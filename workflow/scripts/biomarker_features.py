@@ -5,7 +5,6 @@ from typing import TYPE_CHECKING, Any
 from patchcxr.biomarkers import FeatureSettings, shard_features
 from patchcxr.io import read_tsv, write_tsv
 from patchcxr.logs import setup_logging
-from patchcxr.preprocess import PreprocessSettings
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
@@ -16,19 +15,14 @@ def main(
     cohort: str,
     qc: str,
     settings: dict[str, Any],
+    classification: dict[str, Any],
     preprocessing: dict[str, Any],
     features_out: str,
     hist_out: str,
     log: str,
 ) -> None:
     setup_logging(log)
-    fs = FeatureSettings(
-        size=int(settings["size"]),
-        patch=int(settings["patch"]),
-        patches=int(settings["patches"]),
-        seed=int(settings["seed"]),
-        preprocessing=PreprocessSettings.from_config(preprocessing),
-    )
+    fs = FeatureSettings.from_config(settings, classification, preprocessing)
     features, hist = shard_features(read_tsv(manifest), read_tsv(cohort), read_tsv(qc), fs)
     write_tsv(features_out, features)
     write_tsv(hist_out, hist)
@@ -39,6 +33,7 @@ main(
     snakemake.input.cohort,
     snakemake.input.qc,
     dict(snakemake.params.settings),
+    dict(snakemake.params.classification),
     dict(snakemake.params.preprocessing),
     snakemake.output.features,
     snakemake.output.histograms,
