@@ -27,7 +27,7 @@ setup: $(STAMP)  ## create .venv and install the package with pinned dependencie
 
 lint: setup  ## ruff, the type check (mypy over src/) and snakemake --lint
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check src tests bench workflow/scripts
+	$(BIN)/ruff format --check src tests bench workflow
 	$(BIN)/mypy
 	$(BIN)/snakemake --lint --configfile config/config.yaml config/demo.yaml
 

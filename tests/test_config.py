@@ -87,3 +87,22 @@ def test_a_moved_key_or_an_unknown_class_stops_the_workflow_naming_the_fix(tmp_p
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and new in out and "Job stats" not in out
+
+
+def test_the_schemas_enumerations_mirror_the_package() -> None:
+    # the schema restates some of the package's lists so that a bad value fails validation
+    # with its key; the package is their home and the schema must agree with it
+    from patchcxr.classification.patches import BORDERS, CENTRES
+    from patchcxr.data.labels import LABEL5, LABEL_SCHEMES
+    from patchcxr.data.readers import READERS
+    from patchcxr.synthetic import SOURCES
+
+    props = yaml.safe_load(SCHEMA.read_text())["properties"]
+    synthetic = props["synthetic"]["properties"]
+    assert synthetic["sources"]["items"]["enum"] == list(SOURCES)
+    assert set(synthetic["effects"]["properties"]) == set(LABEL5)
+    source_def = yaml.safe_load(SCHEMA.read_text())["$defs"]["source"]["properties"]
+    assert set(source_def["format"]["enum"]) == set(READERS)
+    train = props["classification"]["properties"]["train"]["properties"]
+    assert set(train["labels"]["enum"]) == set(LABEL_SCHEMES) == set(props["biomarkers"]["properties"]["label"]["enum"])
+    assert train["centre"]["enum"] == list(CENTRES) and train["border"]["enum"] == list(BORDERS)
