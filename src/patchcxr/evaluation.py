@@ -1,6 +1,7 @@
 """Classification metrics (method.md §5.5, §8): confusion matrices, per-class precision,
 recall (sensitivity), F1 and specificity, accuracy and macro averages, bootstrap 95 %
-intervals, a per-source breakdown and the global-versus-local comparison.
+intervals over patients (the unit of the split), a per-source breakdown and the
+global-versus-local comparison with paired tests.
 
 scikit-learn computes the metrics; specificity, which it lacks, is ``TN / (TN + FP)`` per
 class from its confusion matrix (one-vs-rest).
@@ -20,29 +21,46 @@ def per_class_table(
     y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, names: Sequence[str]
 ) -> pd.DataFrame:
     """Precision, recall, F1, specificity and support per class, then the macro averages
-    and accuracy."""
+    and accuracy.
+
+    A class absent from ``y_true`` has no recall and no F1 (NaN, not 0), and a precision
+    only if it was predicted (then 0: every such prediction is wrong). The macro averages
+    run over the classes present in ``y_true``: a perfect classifier on a two-class source
+    scores 1, whatever the other classes of the model.
+    """
     labels = list(range(len(names)))
     p, r, f, n = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     cm = confusion_matrix(y_true, y_pred, labels=labels)
+    present = n > 0
+    predicted = cm.sum(axis=0) > 0
+    p = np.where(present | predicted, p, np.nan)
+    r = np.where(present, r, np.nan)
+    f = np.where(present, f, np.nan)
     total = cm.sum()
     spec = []
     for k in labels:
         tn = total - cm[k, :].sum() - cm[:, k].sum() + cm[k, k]
         fp = cm[:, k].sum() - cm[k, k]
         spec.append(tn / (tn + fp) if tn + fp else np.nan)
+    spec_arr = np.array(spec, dtype=float)
     rows = pd.DataFrame({"class": list(names), "precision": p, "recall": r, "f1": f, "specificity": spec, "support": n})
+
+    def over_present(values: np.ndarray) -> float:
+        kept = values[present]
+        return float(np.nanmean(kept)) if np.isfinite(kept).any() else float("nan")
+
     macro = {
         "class": "macro",
-        "precision": p.mean(),
-        "recall": r.mean(),
-        "f1": f.mean(),
-        "specificity": float(np.nanmean(spec)),
+        "precision": over_present(np.nan_to_num(p, nan=0.0)),
+        "recall": over_present(r),
+        "f1": over_present(f),
+        "specificity": over_present(spec_arr),
         "support": int(n.sum()),
     }
     acc = {
         "class": "accuracy",
         "precision": np.nan,
-        "recall": accuracy_score(y_true, y_pred),
+        "recall": accuracy_score(y_true, y_pred) if len(y_true) else np.nan,
         "f1": np.nan,
         "specificity": np.nan,
         "support": int(n.sum()),
@@ -50,15 +68,32 @@ def per_class_table(
     return pd.concat([rows, pd.DataFrame([macro, acc])], ignore_index=True)
 
 
+def resample_groups(groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Indices of one cluster bootstrap resample: as many groups (patients) as there are,
+    drawn with replacement, each with all its images."""
+    uniq, inverse = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(len(uniq))]
+    picks = rng.integers(0, len(uniq), len(uniq))
+    return np.concatenate([members[g] for g in picks])
+
+
 def bootstrap_intervals(
-    y_true: np.ndarray, y_pred: np.ndarray, names: Sequence[str], n_boot: int = 1000, *, seed: int = 0
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    names: Sequence[str],
+    *,
+    groups: np.ndarray | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> pd.DataFrame:
-    """95 % percentile intervals of every cell of :func:`per_class_table` over images
-    resampled with replacement (seeded)."""
+    """95 % percentile intervals of every cell of :func:`per_class_table`, resampling the
+    unit that was split: ``groups`` (patient ids; the split is by patient, and the images
+    of one patient are not independent) with all their images, or images when ``None``.
+    A class absent from a resample contributes NaN to that resample, not 0."""
     rng = np.random.default_rng(seed)
     draws = []
     for _ in range(n_boot):
-        idx = rng.integers(0, len(y_true), len(y_true))
+        idx = resample_groups(groups, rng) if groups is not None else rng.integers(0, len(y_true), len(y_true))
         draws.append(per_class_table(y_true[idx], y_pred[idx], names).set_index("class"))
     stack = np.stack([d[["precision", "recall", "f1", "specificity"]].to_numpy(float) for d in draws])
     with warnings.catch_warnings():
@@ -74,12 +109,19 @@ def bootstrap_intervals(
 
 
 def metrics_long(
-    y_true: np.ndarray, y_pred: np.ndarray, names: Sequence[str], n_boot: int = 1000, *, seed: int = 0
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    names: Sequence[str],
+    *,
+    groups: np.ndarray | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> pd.DataFrame:
-    """Every metric as ``class, metric, value, ci_low, ci_high`` (long format, TSV-ready)."""
+    """Every metric as ``class, metric, value, ci_low, ci_high, support`` (long format,
+    TSV-ready), intervals by :func:`bootstrap_intervals` over ``groups``."""
     table = per_class_table(y_true, y_pred, names)
     long = table.melt(id_vars=["class", "support"], var_name="metric", value_name="value").dropna(subset=["value"])
-    ci = bootstrap_intervals(y_true, y_pred, names, n_boot, seed=seed)
+    ci = bootstrap_intervals(y_true, y_pred, names, groups=groups, n_boot=n_boot, seed=seed)
     return long.merge(ci, on=["class", "metric"], how="left")[
         ["class", "metric", "value", "ci_low", "ci_high", "support"]
     ]
@@ -101,7 +143,8 @@ def confusion_long(y_true: np.ndarray, y_pred: np.ndarray, names: Sequence[str])
 
 def per_source(predictions: pd.DataFrame, names: Sequence[str], vote: str = "hard") -> pd.DataFrame:
     """Accuracy and macro-F1 per source (sources are almost collinear with classes in the
-    paper's data: a per-source view exposes it)."""
+    paper's data: a per-source view exposes it). The macro-F1 averages over the classes
+    the source holds (:func:`per_class_table`)."""
     out = []
     for source, part in predictions.groupby("source"):
         y, p = part["true_index"].to_numpy(), part[f"pred_{vote}_index"].to_numpy()
@@ -118,8 +161,10 @@ def per_source(predictions: pd.DataFrame, names: Sequence[str], vote: str = "har
     return pd.DataFrame(out)
 
 
-def compare_models(metrics: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """The global-versus-local table: macro and accuracy rows of each model side by side."""
+def compare_models(metrics: dict[str, pd.DataFrame], paired: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The global-versus-local table: macro and accuracy rows of each model side by side;
+    with ``paired`` (:func:`paired_comparison`), its difference, interval, p-value and test
+    on the accuracy and macro-F1 rows."""
     rows = []
     for model, m in metrics.items():
         for r in m[m["class"].isin(["macro", "accuracy"]) | m["metric"].eq("recall")].itertuples():
@@ -133,4 +178,94 @@ def compare_models(metrics: dict[str, pd.DataFrame]) -> pd.DataFrame:
                     "ci_high": r.ci_high,
                 }
             )
-    return pd.DataFrame(rows).pivot_table(index=["class", "metric"], columns="model", values="value").reset_index()
+    table = pd.DataFrame(rows).pivot_table(index=["class", "metric"], columns="model", values="value").reset_index()
+    table.columns.name = None
+    if paired is None:
+        return table
+    where = {"accuracy difference": ("accuracy", "recall"), "macro-F1 difference": ("macro", "f1")}
+    extra = paired.assign(
+        **{
+            "class": paired["statistic"].map(lambda s: where[s][0]),
+            "metric": paired["statistic"].map(lambda s: where[s][1]),
+        }
+    ).rename(columns={"value": "difference", "comparison": "difference_of"})
+    keep = ["class", "metric", "difference_of", "difference", "ci_low", "ci_high", "p_value", "test"]
+    return table.merge(extra[keep], on=["class", "metric"], how="left")
+
+
+PAIRED_COLUMNS = ["comparison", "statistic", "value", "ci_low", "ci_high", "p_value", "n_images", "n_patients", "test"]
+
+
+def paired_comparison(
+    a: pd.DataFrame,
+    b: pd.DataFrame,
+    names: Sequence[str],
+    *,
+    labels: tuple[str, str] = ("a", "b"),
+    vote: str = "hard",
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Model ``a`` against model ``b`` on the same test images (predictions tables with
+    ``image_id``, ``patient_id``, ``true_index``, ``pred_<vote>_index``):
+
+    * accuracy difference with the exact McNemar test on the discordant images (``b01``:
+      only ``a`` right, ``b10``: only ``b`` right; two-sided binomial test, p = 0.5);
+    * macro-F1 difference ``a − b`` with a 95 % interval and a two-sided p-value from a
+      paired bootstrap that resamples patients (both models see the same resample).
+
+    McNemar treats images as independent; the patient bootstrap does not.
+    """
+    from scipy.stats import binomtest
+
+    m = a.merge(b, on="image_id", suffixes=("_a", "_b"))
+    if len(m) != len(a) or len(m) != len(b):
+        raise ValueError("the two models were not evaluated on the same images")
+    y = m["true_index_a"].to_numpy(int)
+    pa, pb = m[f"pred_{vote}_index_a"].to_numpy(int), m[f"pred_{vote}_index_b"].to_numpy(int)
+    groups = m["patient_id_a"].to_numpy()
+    right_a, right_b = pa == y, pb == y
+    only_a, only_b = int((right_a & ~right_b).sum()), int((~right_a & right_b).sum())
+    p_mcnemar = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+
+    def macro_f1(idx: np.ndarray, pred: np.ndarray) -> float:
+        t = per_class_table(y[idx], pred[idx], names).set_index("class")
+        return float(t.loc["macro", "f1"])
+
+    everything = np.arange(len(y))
+    diff = macro_f1(everything, pa) - macro_f1(everything, pb)
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        idx = resample_groups(groups, rng)
+        boots.append(macro_f1(idx, pa) - macro_f1(idx, pb))
+    d = np.array(boots)
+    p_boot = float(min(1.0, 2 * min((d <= 0).mean(), (d >= 0).mean())))
+    n_img, n_pat = len(y), len(np.unique(groups))
+    return pd.DataFrame(
+        [
+            {
+                "comparison": f"{labels[0]} - {labels[1]}",
+                "statistic": "accuracy difference",
+                "value": float(right_a.mean() - right_b.mean()),
+                "ci_low": np.nan,
+                "ci_high": np.nan,
+                "p_value": float(p_mcnemar),
+                "n_images": n_img,
+                "n_patients": n_pat,
+                "test": f"exact McNemar (only a right {only_a}, only b right {only_b})",
+            },
+            {
+                "comparison": f"{labels[0]} - {labels[1]}",
+                "statistic": "macro-F1 difference",
+                "value": diff,
+                "ci_low": float(np.percentile(d, 2.5)),
+                "ci_high": float(np.percentile(d, 97.5)),
+                "p_value": p_boot,
+                "n_images": n_img,
+                "n_patients": n_pat,
+                "test": f"paired bootstrap over patients ({n_boot} resamples)",
+            },
+        ],
+        columns=PAIRED_COLUMNS,
+    )

@@ -8,9 +8,10 @@ Every table here is computed from the workflow's own TSV outputs, never from mod
 * ``table3_segmentation``: Jaccard and Dice (mean ± sd) per network, preprocessing and
   data set (Table III);
 * ``table4_biomarker_tests``: biomarker tests between classes (Table IV);
-* ``table5_classification``: per-class precision, recall, F1 and specificity with
-  bootstrap 95 % intervals for each classifier (Tables V–VI);
-* ``table6_global_vs_local``: whole-image versus patch-vote classifier (the paper's claim);
+* ``table5_classification``: per-class precision, recall, F1 and specificity with 95 %
+  intervals from a bootstrap over patients, for each classifier (Tables V–VI);
+* ``table6_global_vs_local``: whole-image versus patch-vote classifier (the paper's claim),
+  with the exact McNemar test and a paired patient bootstrap of the macro-F1 difference;
 * ``metrics.json``: the headline numbers for ``dvc metrics show``.
 """
 
@@ -55,12 +56,21 @@ def segmentation_table(summary: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def classification_table(metrics: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """Per model and class: each metric as ``value [low, high]`` (bootstrap 95 %)."""
+def classification_table(
+    metrics: Mapping[str, pd.DataFrame], initialisation: Mapping[str, str] | None = None
+) -> pd.DataFrame:
+    """Per model and class: each metric as ``value [low, high]`` (bootstrap 95 % over
+    patients); a metric a class does not have (recall of an absent class) is left out.
+    ``initialisation``: what each network started from (its metadata), ImageNet or scratch."""
     rows = []
     for model, df in metrics.items():
         for cls, part in df.groupby("class", sort=False):
-            row = {"model": model, "class": cls, "n": int(part["support"].iloc[0])}
+            row = {
+                "model": model,
+                "initialisation": (initialisation or {}).get(model, ""),
+                "class": cls,
+                "n": int(part["support"].iloc[0]),
+            }
             for r in part.itertuples():
                 row[r.metric] = f"{r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]"
             rows.append(row)
@@ -97,6 +107,7 @@ def write_tables(
     metrics_paths: Mapping[str, Path | str],
     comparison_path: Path | str | None,
     out: Mapping[str, Path | str],
+    model_metadata: Mapping[str, Path | str] | None = None,
 ) -> None:
     """Write the tables named in ``out`` (keys: data, splits, segmentation, biomarker_tests,
     classification, global_vs_local, metrics) from the workflow's tables."""
@@ -113,7 +124,8 @@ def write_tables(
         write_tsv(out["biomarker_tests"], read(biomarker_tests))
     metrics = {m: read(p) for m, p in metrics_paths.items()}
     if "classification" in out:
-        write_tsv(out["classification"], classification_table(metrics))
+        init = {m: json.loads(Path(p).read_text()).get("initialisation", "") for m, p in (model_metadata or {}).items()}
+        write_tsv(out["classification"], classification_table(metrics, init))
     if "global_vs_local" in out and comparison_path:
         write_tsv(out["global_vs_local"], read(comparison_path))
     atomic_write_text(out["metrics"], json.dumps(headline_metrics(summary, metrics), indent=2, sort_keys=True) + "\n")

@@ -136,13 +136,19 @@ rule plot_confusion:
 
 rule compare_classifiers:
     input:
-        expand("results/evaluation/{model}/metrics.tsv", model=config["classification"]["models"]),
+        metrics=expand("results/evaluation/{model}/metrics.tsv", model=config["classification"]["models"]),
+        predictions=expand("results/evaluation/{model}/predictions.tsv", model=config["classification"]["models"]),
     output:
         "results/evaluation/global_vs_local.tsv",
     log:
         "logs/evaluation/compare.log",
     params:
         models=config["classification"]["models"],
+        settings={
+            "vote": config["classification"]["inference"]["vote"],
+            "bootstrap": config["classification"]["inference"]["bootstrap"],
+            "seed": config["classification"]["train"]["seed"],
+        },
     conda:
         "../../envs/data.yaml"
     script:

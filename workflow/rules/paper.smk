@@ -10,6 +10,7 @@ rule paper_tables:
         segmentation="results/segmentation/summary.tsv",
         biomarkers="results/biomarkers/tests.tsv",
         metrics=expand("results/evaluation/{model}/metrics.tsv", model=paper_models()),
+        model_metadata=expand("results/classification/{model}/metadata.json", model=paper_models()),
         comparison=(
             ["results/evaluation/global_vs_local.tsv"] if len(paper_models()) == 2 else []
         ),

@@ -5,8 +5,8 @@ from typing import TYPE_CHECKING, Any
 from patchcxr.evaluation import confusion_long, metrics_long, per_source
 from patchcxr.io import read_tsv, write_tsv
 from patchcxr.logs import setup_logging
+from patchcxr.models.state import load_state
 from patchcxr.tracking import mlflow_run, run_settings
-from patchcxr.training import load_state
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
@@ -27,7 +27,10 @@ def main(
     pred = read_tsv(inputs["predictions"], typed=True)
     y, p = pred["true_index"].to_numpy(), pred[f"pred_{vote}_index"].to_numpy()
     tables = {
-        "metrics": metrics_long(y, p, names, n_boot, seed=seed).assign(vote=vote),
+        # intervals resample patients, the unit of the split
+        "metrics": metrics_long(y, p, names, groups=pred["patient_id"].to_numpy(), n_boot=n_boot, seed=seed).assign(
+            vote=vote
+        ),
         "confusion": confusion_long(y, p, names),
         "per_source": per_source(pred, names, vote),
     }

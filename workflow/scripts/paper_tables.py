@@ -13,6 +13,7 @@ def main(inputs: dict[str, object], models: list[str], outputs: dict[str, str], 
     setup_logging(log)
     metrics = dict(zip(models, list(inputs["metrics"]), strict=True))  # type: ignore[call-overload]
     comparison = list(inputs["comparison"])  # type: ignore[call-overload]
+    model_metadata = dict(zip(models, list(inputs["model_metadata"]), strict=True))  # type: ignore[call-overload]
     write_tables(
         str(inputs["cohort"]),
         str(inputs["split"]),
@@ -21,11 +22,15 @@ def main(inputs: dict[str, object], models: list[str], outputs: dict[str, str], 
         metrics_paths=metrics,
         comparison_path=comparison[0] if comparison else None,
         out=outputs,
+        model_metadata=model_metadata,
     )
 
 
 main(
-    {k: snakemake.input[k] for k in ("cohort", "split", "segmentation", "biomarkers", "metrics", "comparison")},
+    {
+        k: snakemake.input[k]
+        for k in ("cohort", "split", "segmentation", "biomarkers", "metrics", "comparison", "model_metadata")
+    },
     list(snakemake.params.models),
     dict(snakemake.output.items()),
     snakemake.log[0],

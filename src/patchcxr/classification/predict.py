@@ -147,6 +147,7 @@ def predict_split(
         out.append(
             {
                 "image_id": r.image_id,
+                "patient_id": r.patient_id,
                 "source": r.source,
                 "true": true,
                 "true_index": names.index(true),

@@ -27,7 +27,7 @@ from patchcxr.classification.predict import image_batch, predict_probs
 from patchcxr.classification.settings import ClassifierSettings, InputSettings, model_file_fields
 from patchcxr.data.labels import class_names
 from patchcxr.io import read_tsv
-from patchcxr.models.classifier import resnet18_classifier, vote
+from patchcxr.models.classifier import initialise_resnet18, vote
 from patchcxr.models.state import resolve_device
 from patchcxr.training import TrainingFiles, TrainingRun, seed_everything
 
@@ -134,9 +134,10 @@ def train_classifier(
     seed_everything(settings.seed)
     dev = resolve_device(device)
     w = dict(weights or {})
-    model = resnet18_classifier(
+    network, initialisation = initialise_resnet18(
         len(names), w.get("path") or None, w.get("sha256") or None, bool(w.get("download", False))
-    ).to(dev)
+    )
+    model = network.to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     batches = make_batches(tr_img, tr_lung, tr_y, n_classes=len(names), settings=settings, device=dev)
 
@@ -185,5 +186,6 @@ def train_classifier(
         seed=settings.seed,
         patience=settings.patience,
         device=dev,
-        model_file=model_file_fields(settings, input_settings),
+        model_file={**model_file_fields(settings, input_settings), "initialisation": initialisation},
+        metadata={"initialisation": initialisation},
     )

@@ -44,7 +44,17 @@ def resnet18_network(n_classes: int) -> nn.Module:
 def resnet18_classifier(
     n_classes: int, weights: str | Path | None = None, sha256: str | None = None, download: bool = False
 ) -> nn.Module:
-    """ResNet-18 with a ``Linear(512, n_classes)`` head, initialised for training.
+    """ResNet-18 with a ``Linear(512, n_classes)`` head, initialised for training
+    (:func:`initialise_resnet18` without the record of what was used)."""
+    return initialise_resnet18(n_classes, weights, sha256, download)[0]
+
+
+def initialise_resnet18(
+    n_classes: int, weights: str | Path | None = None, sha256: str | None = None, download: bool = False
+) -> tuple[nn.Module, str]:
+    """ResNet-18 with a ``Linear(512, n_classes)`` head, initialised for training, and what
+    it was initialised from: ``imagenet:<file> (sha256 …)``, ``imagenet:torchvision`` or
+    ``scratch`` (also after a failed download: what actually ran, for the metadata).
 
     Args:
         n_classes: 4 (paper: viral and COVID-19 merged) or 5.
@@ -67,18 +77,22 @@ def resnet18_classifier(
             raise ValueError(f"{path}: sha256 {digest} does not match the expected {expected}")
         model.load_state_dict(load_state(path))
         log.info("ResNet-18 initialised from %s", path)
+        source = f"imagenet:{path.name} (sha256 {digest[:16]})"
     elif download:
         try:
             model = resnet18(weights=ResNet18_Weights.IMAGENET1K_V1)
             log.info("ResNet-18 initialised from torchvision's ImageNet weights")
+            source = "imagenet:torchvision"
         except Exception as err:  # no network: URLError, OSError, …
             log.warning("ImageNet weights unavailable (%s: %s): training from scratch", type(err).__name__, err)
+            source = "scratch"
     else:
         log.warning(
             "no ImageNet weights configured: ResNet-18 trains from scratch (the paper fine-tuned ImageNet weights)"
         )
+        source = "scratch"
     model.fc = nn.Linear(model.fc.in_features, n_classes)
-    return model
+    return model, source
 
 
 def vote(probs: torch.Tensor) -> dict[str, torch.Tensor]:
