@@ -273,6 +273,24 @@ def test_memory_efficient_dense_blocks_give_the_same_gradients() -> None:
         assert torch.equal(p.grad, q.grad)
 
 
+def test_memory_efficient_dense_blocks_update_batch_norm_statistics_once_per_step() -> None:
+    torch.manual_seed(0)
+    a = FCDenseNet(down_blocks=(2, 2), bottleneck_layers=2, growth=4, first_channels=8, memory_efficient=True)
+    b = FCDenseNet(down_blocks=(2, 2), bottleneck_layers=2, growth=4, first_channels=8, memory_efficient=False)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 1, 32, 32) * 3 + 1  # statistics far from the initial (0, 1)
+    for model in (a, b):
+        torch.manual_seed(1)
+        model(x).pow(2).mean().backward()
+    buffers_a, buffers_b = dict(a.named_buffers()), dict(b.named_buffers())
+    assert any(k.endswith("num_batches_tracked") for k in buffers_a)
+    for name, value in buffers_b.items():
+        if name.endswith("num_batches_tracked"):
+            assert int(buffers_a[name]) == int(value) == 1, name
+        else:
+            assert torch.allclose(buffers_a[name], value, rtol=1e-5, atol=1e-6), name
+
+
 @pytest.mark.slow
 def test_training_is_tracked_in_mlflow(tmp_path: Path, seg_data: tuple[Path, Path]) -> None:
     import json
