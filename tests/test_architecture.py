@@ -78,7 +78,7 @@ LAYERS = [
     {"patchcxr.data", "patchcxr.data.labels", "patchcxr.data.decode", "patchcxr.data.readers"},
     {"patchcxr.data.download", "patchcxr.data.harmonise", "patchcxr.data.cohorts", "patchcxr.data.splits"},
     {"patchcxr.synthetic", "patchcxr.synthetic.phantom", "patchcxr.synthetic.sources"},
-    {"patchcxr.preprocess"},
+    {"patchcxr.preprocess", "patchcxr.masks"},
     {"patchcxr.figures"},
     {"patchcxr.models", "patchcxr.models.state", "patchcxr.models.segmentation", "patchcxr.models.classifier"},
     {"patchcxr.tracking", "patchcxr.training"},

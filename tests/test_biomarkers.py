@@ -3,6 +3,8 @@ is found where one is planted (power) and not where none is (false-positive rate
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -148,3 +150,43 @@ def test_feature_settings_take_the_patch_from_the_classification_section() -> No
         {"gamma": 0.5, "crop_blank_band": True},
     )
     assert fs.patch == 256 and fs.sampler.centre == "independent" and fs.sampler.border == "clip"
+
+
+@pytest.mark.parametrize(
+    ("source", "kind", "area"),
+    [("predicted", "predicted", 2 * 30 * 30), ("truth_where_available", "truth", 2 * 40 * 35)],
+)
+def test_features_read_the_predicted_mask_unless_ground_truth_is_asked_for(
+    tmp_path: Path, source: str, kind: str, area: int
+) -> None:
+    from patchcxr.biomarkers import features_for
+    from patchcxr.io import write_png
+
+    write_png(tmp_path / "img.png", np.random.default_rng(0).integers(30, 220, (120, 100)).astype(np.uint8))
+    truth = np.zeros((120, 100), np.uint8)
+    truth[10:50, 10:45], truth[10:50, 55:90] = 3, 2  # 40 x 35 each
+    pred = np.zeros((120, 100), np.uint8)
+    pred[70:100, 10:40], pred[70:100, 55:85] = 3, 2  # 30 x 30 each
+    pred[75:95, 42:53] = 1
+    write_png(tmp_path / "truth.png", truth)
+    write_png(tmp_path / "pred.png", pred)
+    rows = pd.DataFrame(
+        [
+            {
+                "image_id": "montgomery/a",
+                "image_path": str(tmp_path / "img.png"),
+                "mask_path": str(tmp_path / "truth.png"),
+                "has_lung_mask": "1",
+                "has_heart_mask": "0",
+                "format": "montgomery",
+                "source": "montgomery",
+                "patient_id": "montgomery:a",
+                "view": "PA",
+                "label5": "tb",
+                "label4": "tb",
+            }
+        ]
+    )
+    fs = FeatureSettings(size=64, patches=4, preprocessing=PreprocessSettings(crop_band=False), mask_source=source)
+    row = features_for(rows, {"montgomery/a": str(tmp_path / "pred.png")}, fs).iloc[0]
+    assert row["mask_source"] == kind and row["lung_area_px"] == area

@@ -22,13 +22,14 @@ from patchcxr.training import TrainingFiles
 
 @pytest.fixture(scope="module")
 def inputs(synthetic_manifest: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Cached 256² inputs of the synthetic images with ground-truth masks, and a split."""
+    """Cached 256² inputs of the synthetic images with ground-truth masks (standing in for
+    their predicted masks here), and a split."""
     manifest, _, _ = synthetic_manifest
     masked = manifest[(manifest["has_lung_mask"] == "1") & (manifest["label5"] != "")]
     cohort = masked[["image_id", "label5", "label4", "patient_id", "source"]].assign(cohort_row="")
     out = tmp_path_factory.mktemp("cls")
     table = build_inputs(
-        manifest, cohort, masked[["image_id"]].assign(mask_path=""), out / "inputs", settings=InputSettings(size=256)
+        manifest, cohort, masked[["image_id", "mask_path"]], out / "inputs", settings=InputSettings(size=256)
     )
     table.to_csv(out / "inputs.tsv", sep="\t", index=False)
     split = classification_split(cohort, {"train": 0.6, "val": 0.2, "test": 0.2}, 3)
@@ -49,7 +50,7 @@ def test_masked_input_is_zero_outside_the_lung() -> None:
 
 def test_inputs_are_cached_once_per_image(inputs: tuple[Path, Path]) -> None:
     table = pd.read_csv(inputs[0], sep="\t")
-    assert len(table) and table["image_id"].is_unique and (table["mask_source"] == "truth").all()
+    assert len(table) and table["image_id"].is_unique and (table["mask_source"] == "predicted").all()
     img, lung = load_input(table["input_path"].iloc[0], table["lung_path"].iloc[0])
     assert img.shape == (1, 256, 256) and lung.shape == (256, 256) and float(img[0][~lung].abs().max()) == 0
 
@@ -122,3 +123,62 @@ def test_training_saves_a_model_that_votes(tmp_path: Path, inputs: tuple[Path, P
         shared = predict_split(tmp_path / "m.pt", inputs[0], inputs[1], k=8, device="cpu", mode="shared_trunk")
         assert list(shared.columns) == list(exact.columns) and (shared["image_id"] == exact["image_id"]).all()
         assert np.allclose(shared.filter(like="prob_").sum(axis=1), 1.0, atol=1e-4)
+
+
+def _one_image(tmp: Path, predicted_lung: bool) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """A manifest row with a ground-truth mask (lungs in the upper half) and a predicted
+    mask (lungs in the lower half, or none)."""
+    from patchcxr.io import write_png
+
+    write_png(tmp / "img.png", np.random.default_rng(0).integers(30, 220, (120, 100)).astype(np.uint8))
+    truth = np.zeros((120, 100), np.uint8)
+    truth[10:50, 10:45], truth[10:50, 55:90] = 3, 2
+    pred = np.zeros((120, 100), np.uint8)
+    if predicted_lung:
+        pred[70:110, 10:45], pred[70:110, 55:90] = 3, 2
+    write_png(tmp / "truth.png", truth)
+    write_png(tmp / "pred.png", pred)
+    manifest = pd.DataFrame(
+        [
+            {
+                "image_id": "montgomery/a",
+                "image_path": str(tmp / "img.png"),
+                "mask_path": str(tmp / "truth.png"),
+                "has_lung_mask": "1",
+                "format": "montgomery",
+                "patient_id": "montgomery:a",
+                "source": "montgomery",
+                "label5": "tb",
+                "label4": "tb",
+            }
+        ]
+    )
+    cohort = manifest[["image_id", "label5", "label4"]]
+    return manifest, cohort, pd.DataFrame({"image_id": ["montgomery/a"], "mask_path": [str(tmp / "pred.png")]})
+
+
+@pytest.mark.parametrize(
+    ("source", "kind", "rows"),
+    [("predicted", "predicted", slice(64, 128)), ("truth_where_available", "truth", slice(0, 64))],
+)
+def test_inputs_use_the_predicted_mask_unless_ground_truth_is_asked_for(
+    tmp_path: Path, source: str, kind: str, rows: slice
+) -> None:
+    manifest, cohort, masks = _one_image(tmp_path, predicted_lung=True)
+    settings = InputSettings(size=128, preprocessing=PreprocessSettings(crop_band=False), mask_source=source)
+    table = build_inputs(manifest, cohort, masks, tmp_path / "out", settings=settings)
+    assert table["mask_source"].tolist() == [kind]
+    lung = read_png(table["lung_path"].iloc[0]) > 0
+    assert lung[rows].sum() == lung.sum() > 0  # the lung lies where the chosen mask has it
+
+
+def test_an_image_whose_predicted_lung_is_empty_keeps_an_input_from_the_atlas(tmp_path: Path) -> None:
+    from patchcxr.masks import atlas_labels
+
+    manifest, cohort, masks = _one_image(tmp_path, predicted_lung=False)
+    settings = InputSettings(size=128, preprocessing=PreprocessSettings(crop_band=False))
+    table = build_inputs(manifest, cohort, masks, tmp_path / "out", settings=settings)
+    assert table["mask_source"].tolist() == ["atlas"]  # flagged, not dropped
+    lung = read_png(table["lung_path"].iloc[0]) > 0
+    atlas = atlas_labels((128, 128)) > 0
+    assert (lung == atlas).mean() > 0.99 and 0.2 < lung.mean() < 0.5

@@ -50,6 +50,7 @@ from patchcxr.classification.patches import sample_centres, windows
 from patchcxr.classification.settings import ClassifierSettings, InputSettings, settings_from
 from patchcxr.data.labels import LUNG_VALUES, LabelValue
 from patchcxr.io import read_png
+from patchcxr.masks import TRUTH, choose_mask
 from patchcxr.preprocess import PreprocessSettings, preprocess, resize_labels
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,8 @@ class FeatureSettings:
     preprocessing: PreprocessSettings = field(default_factory=PreprocessSettings)
     sampler: ClassifierSettings = field(default_factory=ClassifierSettings)
     classifier_input: int = InputSettings().size
+    #: predicted (every image, the default) or truth_where_available (:mod:`patchcxr.masks`)
+    mask_source: str = "predicted"
 
     @property
     def patch(self) -> int:
@@ -111,9 +114,14 @@ class FeatureSettings:
 
     @classmethod
     def from_config(
-        cls, biomarkers: Mapping[str, Any], classification: Mapping[str, Any], preprocessing: Mapping[str, Any]
+        cls,
+        biomarkers: Mapping[str, Any],
+        classification: Mapping[str, Any],
+        preprocessing: Mapping[str, Any],
+        mask_source: str = "predicted",
     ) -> FeatureSettings:
-        """From the ``biomarkers``, ``classification`` and ``preprocessing`` sections."""
+        """From the ``biomarkers``, ``classification`` and ``preprocessing`` sections and
+        ``segmentation.mask_source``."""
         return cls(
             size=int(biomarkers["size"]),
             patches=int(biomarkers["patches"]),
@@ -121,6 +129,7 @@ class FeatureSettings:
             preprocessing=PreprocessSettings.from_config(preprocessing),
             sampler=settings_from(classification["train"]),
             classifier_input=int(classification["input_size"]),
+            mask_source=mask_source,
         )
 
 
@@ -252,20 +261,23 @@ def features_for(
     settings: FeatureSettings,
     histograms: dict[tuple[str, str], np.ndarray] | None = None,
 ) -> pd.DataFrame:
-    """Feature rows for manifest ``rows`` (ground-truth masks first, predicted otherwise);
-    ``label5``/``label4`` are taken from ``rows`` (the cohort's labels). With
+    """Feature rows for manifest ``rows`` inside the mask ``settings.mask_source`` chooses
+    (:func:`patchcxr.masks.choose_mask`: predicted for every image by default), recorded in
+    ``mask_source``; ``label5``/``label4`` are taken from ``rows`` (the cohort's labels). With
     ``histograms``, the per-source lung-intensity counts are added to it in the same pass
     (:func:`add_histograms`)."""
     out = []
     for i, row in enumerate(rows.itertuples()):
         pixels = read_png(row.image_path)
         pred_path = predicted.get(row.image_id, "")
-        truth = bool(row.mask_path) and str(row.has_lung_mask) == "1"
-        if not truth and not pred_path:
-            log.warning("%s: no mask (neither ground truth nor predicted); features left empty", row.image_id)
+        has_truth = bool(row.mask_path) and str(row.has_lung_mask) == "1"
+        path, kind = choose_mask(has_truth, row.mask_path, pred_path, settings.mask_source)
+        if not path:
+            log.warning("%s: no %s mask; features left empty", row.image_id, settings.mask_source)
             out.append({"image_id": row.image_id, "mask_source": "none"})
             continue
-        labels = read_png(row.mask_path if truth else pred_path)
+        truth = kind == TRUTH
+        labels = read_png(path)
         heart = read_png(pred_path) if truth and str(row.has_heart_mask) != "1" and pred_path else None
         values: dict[str, np.ndarray] = {}
         feats = image_features(pixels, row.format, labels, heart, settings=settings, seed=i, lung_pixels=values)
@@ -277,7 +289,7 @@ def features_for(
         out.append(
             {
                 "image_id": row.image_id,
-                "mask_source": "truth" if truth else "predicted",
+                "mask_source": kind,
                 "heart_source": "truth"
                 if str(row.has_heart_mask) == "1" and truth
                 else ("predicted" if pred_path else "none"),

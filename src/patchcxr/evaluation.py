@@ -145,13 +145,19 @@ def per_source(predictions: pd.DataFrame, names: Sequence[str], vote: str = "har
     """Accuracy and macro-F1 per source (sources are almost collinear with classes in the
     paper's data: a per-source view exposes it). The macro-F1 averages over the classes
     the source holds (:func:`per_class_table`)."""
+    return per_group(predictions, names, "source", vote)
+
+
+def per_group(predictions: pd.DataFrame, names: Sequence[str], column: str, vote: str = "hard") -> pd.DataFrame:
+    """Accuracy and macro-F1 (over the classes present) of the predictions grouped by
+    ``column`` (``source``, ``mask_source``, …), with the group's size."""
     out = []
-    for source, part in predictions.groupby("source"):
+    for group, part in predictions.groupby(column):
         y, p = part["true_index"].to_numpy(), part[f"pred_{vote}_index"].to_numpy()
         t = per_class_table(y, p, names).set_index("class")
         out.append(
             {
-                "source": source,
+                column: group,
                 "n": len(part),
                 "accuracy": t.loc["accuracy", "recall"],
                 "macro_f1": t.loc["macro", "f1"],

@@ -57,17 +57,22 @@ def segmentation_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def classification_table(
-    metrics: Mapping[str, pd.DataFrame], initialisation: Mapping[str, str] | None = None
+    metrics: Mapping[str, pd.DataFrame],
+    initialisation: Mapping[str, str] | None = None,
+    mask_sources: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Per model and class: each metric as ``value [low, high]`` (bootstrap 95 % over
     patients); a metric a class does not have (recall of an absent class) is left out.
-    ``initialisation``: what each network started from (its metadata), ImageNet or scratch."""
+    ``initialisation``: what each network started from (its metadata), ImageNet or scratch;
+    ``mask_sources``: the masks of its test images (``predicted 40, atlas 2``: an atlas
+    fallback is an image whose predicted lung was empty)."""
     rows = []
     for model, df in metrics.items():
         for cls, part in df.groupby("class", sort=False):
             row = {
                 "model": model,
                 "initialisation": (initialisation or {}).get(model, ""),
+                "test_masks": (mask_sources or {}).get(model, ""),
                 "class": cls,
                 "n": int(part["support"].iloc[0]),
             }
@@ -75,6 +80,12 @@ def classification_table(
                 row[r.metric] = f"{r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]"
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def mask_source_counts(predictions: pd.DataFrame) -> str:
+    """``predicted 40, atlas 2``: how many test images used each kind of mask."""
+    counts = predictions["mask_source"].value_counts()
+    return ", ".join(f"{kind} {int(n)}" for kind, n in sorted(counts.items()))
 
 
 def headline_metrics(summary: pd.DataFrame | None, metrics: Mapping[str, pd.DataFrame]) -> dict[str, object]:
@@ -108,6 +119,7 @@ def write_tables(
     comparison_path: Path | str | None,
     out: Mapping[str, Path | str],
     model_metadata: Mapping[str, Path | str] | None = None,
+    predictions: Mapping[str, Path | str] | None = None,
 ) -> None:
     """Write the tables named in ``out`` (keys: data, splits, segmentation, biomarker_tests,
     classification, global_vs_local, metrics) from the workflow's tables."""
@@ -125,7 +137,8 @@ def write_tables(
     metrics = {m: read(p) for m, p in metrics_paths.items()}
     if "classification" in out:
         init = {m: json.loads(Path(p).read_text()).get("initialisation", "") for m, p in (model_metadata or {}).items()}
-        write_tsv(out["classification"], classification_table(metrics, init))
+        masks = {m: mask_source_counts(read(p)) for m, p in (predictions or {}).items()}
+        write_tsv(out["classification"], classification_table(metrics, init, masks))
     if "global_vs_local" in out and comparison_path:
         write_tsv(out["global_vs_local"], read(comparison_path))
     atomic_write_text(out["metrics"], json.dumps(headline_metrics(summary, metrics), indent=2, sort_keys=True) + "\n")

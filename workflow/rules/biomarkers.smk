@@ -21,6 +21,7 @@ rule biomarker_features:
             {"input_size": config["classification"]["input_size"], "train": config["classification"]["train"]}
         ),
         preprocessing=canonical(config["preprocessing"]),
+        mask_source=config["segmentation"]["mask_source"],
     conda:
         "../../envs/stats.yaml"
     script:

@@ -18,6 +18,7 @@ rule build_classifier_inputs:
     params:
         size=config["classification"]["input_size"],
         preprocessing=canonical(config["preprocessing"]),
+        mask_source=config["segmentation"]["mask_source"],
     conda:
         "../../envs/torch.yaml"
     script:
@@ -55,6 +56,7 @@ rule train_classifier:
         train=canonical(config["classification"]["train"]),
         input_size=config["classification"]["input_size"],
         preprocessing=canonical(config["preprocessing"]),
+        mask_source=config["segmentation"]["mask_source"],
         weights=canonical(config["classification"]["weights"]),
         tracking=canonical(config["tracking"]),
         resume_dir="results/classification/{model}/resume",
@@ -104,6 +106,7 @@ rule evaluate_classifier:
         metrics="results/evaluation/{model}/metrics.tsv",
         confusion="results/evaluation/{model}/confusion.tsv",
         per_source="results/evaluation/{model}/per_source.tsv",
+        per_mask_source="results/evaluation/{model}/per_mask_source.tsv",
     log:
         "logs/evaluation/evaluate_{model}.log",
     params:

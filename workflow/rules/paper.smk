@@ -11,6 +11,7 @@ rule paper_tables:
         biomarkers="results/biomarkers/tests.tsv",
         metrics=expand("results/evaluation/{model}/metrics.tsv", model=paper_models()),
         model_metadata=expand("results/classification/{model}/metadata.json", model=paper_models()),
+        predictions=expand("results/evaluation/{model}/predictions.tsv", model=paper_models()),
         comparison=(
             ["results/evaluation/global_vs_local.tsv"] if len(paper_models()) == 2 else []
         ),

@@ -17,12 +17,13 @@ def main(
     settings: dict[str, Any],
     classification: dict[str, Any],
     preprocessing: dict[str, Any],
+    mask_source: str,
     features_out: str,
     hist_out: str,
     log: str,
 ) -> None:
     setup_logging(log)
-    fs = FeatureSettings.from_config(settings, classification, preprocessing)
+    fs = FeatureSettings.from_config(settings, classification, preprocessing, mask_source)
     features, hist = shard_features(read_tsv(manifest), read_tsv(cohort), read_tsv(qc), fs)
     write_tsv(features_out, features)
     write_tsv(hist_out, hist)
@@ -35,6 +36,7 @@ main(
     dict(snakemake.params.settings),
     dict(snakemake.params.classification),
     dict(snakemake.params.preprocessing),
+    str(snakemake.params.mask_source),
     snakemake.output.features,
     snakemake.output.histograms,
     snakemake.log[0],

@@ -13,10 +13,20 @@ if TYPE_CHECKING:
 
 
 def main(
-    manifest: str, cohort: str, masks: str, size: int, preprocessing: dict[str, Any], files: str, rows: str, log: str
+    manifest: str,
+    cohort: str,
+    masks: str,
+    size: int,
+    preprocessing: dict[str, Any],
+    mask_source: str,
+    files: str,
+    rows: str,
+    log: str,
 ) -> None:
     setup_logging(log)
-    settings = InputSettings(size=size, preprocessing=PreprocessSettings.from_config(preprocessing))
+    settings = InputSettings(
+        size=size, preprocessing=PreprocessSettings.from_config(preprocessing), mask_source=mask_source
+    )
     table = build_inputs(read_tsv(manifest), read_tsv(cohort), read_tsv(masks), files, settings=settings)
     write_tsv(rows, table)
 
@@ -27,6 +37,7 @@ main(
     snakemake.input.masks,
     int(snakemake.params.size),
     dict(snakemake.params.preprocessing),
+    str(snakemake.params.mask_source),
     snakemake.output.files,
     snakemake.output.rows,
     snakemake.log[0],

@@ -2,7 +2,7 @@
 
 from typing import TYPE_CHECKING, Any
 
-from patchcxr.evaluation import confusion_long, metrics_long, per_source
+from patchcxr.evaluation import confusion_long, metrics_long, per_group, per_source
 from patchcxr.io import read_tsv, write_tsv
 from patchcxr.logs import setup_logging
 from patchcxr.models.state import load_state
@@ -33,6 +33,8 @@ def main(
         ),
         "confusion": confusion_long(y, p, names),
         "per_source": per_source(pred, names, vote),
+        # predicted masks, ground truth (a sensitivity option) and atlas fallbacks apart
+        "per_mask_source": per_group(pred, names, "mask_source", vote),
     }
     for key, df in tables.items():
         write_tsv(outputs[key], df)
@@ -54,6 +56,6 @@ main(
     int(snakemake.params.bootstrap),
     int(snakemake.params.seed),
     dict(snakemake.params.tracking),
-    {k: snakemake.output[k] for k in ("metrics", "confusion", "per_source")},
+    {k: snakemake.output[k] for k in ("metrics", "confusion", "per_source", "per_mask_source")},
     snakemake.log[0],
 )

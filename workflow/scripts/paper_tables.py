@@ -1,6 +1,6 @@
 """Rule paper_tables: the paper's tables and the headline metrics (from the workflow's tables)."""
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from patchcxr.logs import setup_logging
 from patchcxr.paper import write_tables
@@ -9,11 +9,12 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 
-def main(inputs: dict[str, object], models: list[str], outputs: dict[str, str], log: str) -> None:
+def main(inputs: dict[str, Any], models: list[str], outputs: dict[str, str], log: str) -> None:
     setup_logging(log)
-    metrics = dict(zip(models, list(inputs["metrics"]), strict=True))  # type: ignore[call-overload]
-    comparison = list(inputs["comparison"])  # type: ignore[call-overload]
-    model_metadata = dict(zip(models, list(inputs["model_metadata"]), strict=True))  # type: ignore[call-overload]
+    metrics = dict(zip(models, list(inputs["metrics"]), strict=True))
+    comparison = list(inputs["comparison"])
+    model_metadata = dict(zip(models, list(inputs["model_metadata"]), strict=True))
+    predictions = dict(zip(models, list(inputs["predictions"]), strict=True))
     write_tables(
         str(inputs["cohort"]),
         str(inputs["split"]),
@@ -23,14 +24,13 @@ def main(inputs: dict[str, object], models: list[str], outputs: dict[str, str], 
         comparison_path=comparison[0] if comparison else None,
         out=outputs,
         model_metadata=model_metadata,
+        predictions=predictions,
     )
 
 
 main(
-    {
-        k: snakemake.input[k]
-        for k in ("cohort", "split", "segmentation", "biomarkers", "metrics", "comparison", "model_metadata")
-    },
+    {k: snakemake.input[k] for k in ("cohort", "split", "segmentation", "biomarkers", "metrics", "comparison")}
+    | {k: snakemake.input[k] for k in ("model_metadata", "predictions")},
     list(snakemake.params.models),
     dict(snakemake.output.items()),
     snakemake.log[0],

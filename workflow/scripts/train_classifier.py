@@ -23,6 +23,7 @@ def main(
     train: dict[str, Any],
     input_size: int,
     preprocessing: dict[str, Any],
+    mask_source: str,
     weights: dict[str, Any],
     tracking: dict[str, Any],
     pipeline: str,
@@ -38,7 +39,9 @@ def main(
         inputs_path=inputs,
         split_path=split,
         settings=settings_from(train | {"mode": model}),
-        input_settings=InputSettings(size=input_size, preprocessing=PreprocessSettings.from_config(preprocessing)),
+        input_settings=InputSettings(
+            size=input_size, preprocessing=PreprocessSettings.from_config(preprocessing), mask_source=mask_source
+        ),
         files=TrainingFiles(resume_dir=resume_dir, **outputs),
         device=device,
         weights=weights,
@@ -56,6 +59,7 @@ main(
     dict(snakemake.params.train),
     int(snakemake.params.input_size),
     dict(snakemake.params.preprocessing),
+    str(snakemake.params.mask_source),
     dict(snakemake.params.weights),
     dict(snakemake.params.tracking),
     snakemake.input.get("pipeline", ""),

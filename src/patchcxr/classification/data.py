@@ -19,6 +19,7 @@ import torch
 from patchcxr.classification.settings import InputSettings
 from patchcxr.data.labels import LUNG_VALUES
 from patchcxr.io import read_png, write_png
+from patchcxr.masks import ATLAS, atlas_labels, choose_mask
 from patchcxr.preprocess import preprocess, resize_labels
 
 log = logging.getLogger(__name__)
@@ -45,9 +46,11 @@ def build_inputs(
 ) -> pd.DataFrame:
     """Cached inputs for the cohort images among ``masks`` (one prediction shard).
 
-    The lung mask is the source's ground truth where it has one, else the predicted mask.
-    Images without any lung in their mask cannot give a patch: they are left out with a
-    warning naming them (and appear in no split file of the classifier).
+    The lung mask is the predicted one, or with ``settings.mask_source``
+    ``truth_where_available`` the source's ground truth where it has one
+    (:func:`patchcxr.masks.choose_mask`). An image whose mask has no lung gets the atlas lung
+    field instead, ``mask_source`` ``atlas`` in its row and a warning: every image keeps an
+    input, and the evaluation counts the fallbacks.
     """
     out_dir = Path(out_dir)
     rows = manifest[manifest["image_id"].isin(masks["image_id"]) & manifest["image_id"].isin(cohort["image_id"])]
@@ -55,12 +58,15 @@ def build_inputs(
     predicted = dict(zip(masks["image_id"], masks["mask_path"], strict=True))
     out = []
     for row in rows.itertuples():
-        truth = str(row.has_lung_mask) == "1"
-        labels = read_png(row.mask_path if truth else predicted[row.image_id])
-        img, lung = masked_input(read_png(row.image_path), row.format, labels, settings)
+        path, kind = choose_mask(
+            str(row.has_lung_mask) == "1", row.mask_path, predicted[row.image_id], settings.mask_source
+        )
+        pixels = read_png(row.image_path)
+        img, lung = masked_input(pixels, row.format, read_png(path), settings)
         if not lung.any():
-            log.warning("%s: empty lung mask, no classifier input", row.image_id)
-            continue
+            log.warning("%s: no lung in its %s mask: the atlas lung field makes its input", row.image_id, kind)
+            kind = ATLAS
+            img, lung = masked_input(pixels, row.format, atlas_labels(pixels.shape[:2]), settings)
         ip, lp = out_dir / f"{row.image_id}.png", out_dir / f"{row.image_id}.lung.png"
         write_png(ip, img)
         write_png(lp, lung)
@@ -69,7 +75,7 @@ def build_inputs(
                 "image_id": row.image_id,
                 "input_path": str(ip),
                 "lung_path": str(lp),
-                "mask_source": "truth" if truth else "predicted",
+                "mask_source": kind,
                 "label5": row.label5,
                 "label4": row.label4,
                 "patient_id": row.patient_id,

@@ -149,6 +149,7 @@ def predict_split(
                 "image_id": r.image_id,
                 "patient_id": r.patient_id,
                 "source": r.source,
+                "mask_source": r.mask_source,
                 "true": true,
                 "true_index": names.index(true),
                 "pred_hard": names[int(v["hard"])],

@@ -57,13 +57,20 @@ class InputSettings:
 
     size: int = 1024
     preprocessing: PreprocessSettings = field(default_factory=PreprocessSettings)
+    #: which lung mask makes the input (:mod:`patchcxr.masks`): predicted for every image
+    #: (the paper), or ground truth where the source has one (a sensitivity analysis)
+    mask_source: str = "predicted"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"size": self.size, "preprocessing": self.preprocessing.to_dict()}
+        return {"size": self.size, "preprocessing": self.preprocessing.to_dict(), "mask_source": self.mask_source}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> InputSettings:
-        return cls(size=int(d["size"]), preprocessing=PreprocessSettings(**d["preprocessing"]))
+        return cls(
+            size=int(d["size"]),
+            preprocessing=PreprocessSettings(**d["preprocessing"]),
+            mask_source=str(d.get("mask_source", "predicted")),
+        )
 
 
 def model_file_fields(settings: ClassifierSettings, inputs: InputSettings) -> dict[str, Any]:
