@@ -334,3 +334,24 @@ def test_training_is_tracked_in_mlflow(tmp_path: Path, seg_data: tuple[Path, Pat
     assert [m.step for m in history] == [1, 2]
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(runs.loc[0, "run_id"])}
     assert {"m.pt", "m.json", "h.tsv"} <= artifacts
+
+
+def test_jaccard_and_dice_on_hand_made_masks() -> None:
+    from patchcxr.segmentation.metrics import mean_jaccard, structure_scores
+
+    truth = np.zeros((10, 10), np.uint8)
+    truth[0:4, 0:5] = 3  # right lung: 20 pixels
+    truth[0:4, 5:10] = 2  # left lung: 20 pixels
+    truth[6:8, 3:7] = 1  # heart: 8 pixels
+    pred = truth.copy()
+    pred[0:4, 4] = 2  # 4 right-lung pixels called left
+    pred[6:8, 3] = 0  # 2 heart pixels missed
+    s = structure_scores(pred, truth, has_heart=True)
+    assert s["right lung"] == pytest.approx((16 / 20, 2 * 16 / 36))  # |A∩B| 16, |A∪B| 20, |A|+|B| 36
+    assert s["left lung"] == pytest.approx((20 / 24, 2 * 20 / 44))
+    assert s["both lungs"] == (1.0, 1.0)  # the lungs' union is unchanged
+    assert s["heart"] == pytest.approx((6 / 8, 2 * 6 / 14))
+    assert mean_jaccard(pred, truth, True) == pytest.approx((16 / 20 + 20 / 24 + 6 / 8) / 3)
+    assert "heart" not in structure_scores(pred, truth, has_heart=False)
+    empty = np.zeros((4, 4), np.uint8)
+    assert structure_scores(empty, empty, True)["heart"] == (1.0, 1.0)  # absent in both

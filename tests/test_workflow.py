@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from tests.conftest import DUMMY_SECRETS, ROOT, TRACKED
@@ -157,7 +158,9 @@ def test_every_training_and_evaluation_run_is_nested_in_the_pipeline_run(ci_run:
     local = children[children["tags.patchcxr.stage"] == "classifier-local"].iloc[0]
     assert local["params.provenance.sha256.classification_split"] == split_sha
     evaluated = children[children["tags.patchcxr.stage"] == "evaluate-classifier-local"].iloc[0]
-    assert 0 <= evaluated["metrics.macro.f1"] <= 1
+    table = pd.read_csv(ci_run / "results" / "evaluation" / "local" / "metrics.tsv", sep="\t")
+    macro_f1 = table[(table["class"] == "macro") & (table["metric"] == "f1")]["value"].iloc[0]
+    assert evaluated["metrics.macro.f1"] == pytest.approx(macro_f1, abs=5e-7)  # the table's value, not another
     assert evaluated["params.provenance.sha256.split"] == split_sha
 
 

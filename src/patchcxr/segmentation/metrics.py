@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from patchcxr.data.labels import LUNG_VALUES, LabelValue
+
 STRUCTURES: dict[str, tuple[int, ...]] = {
-    "left lung": (2,),
-    "right lung": (3,),
-    "both lungs": (2, 3),
-    "heart": (1,),
+    "left lung": (int(LabelValue.LEFT_LUNG),),
+    "right lung": (int(LabelValue.RIGHT_LUNG),),
+    "both lungs": LUNG_VALUES,
+    "heart": (int(LabelValue.HEART),),
 }
 
 
