@@ -71,7 +71,7 @@ def main(n_images: int, shard_size: int) -> None:
             "  kermany: {enabled: false}\n  cohen: {enabled: false}\n"
             "  big: {format: csv, path: resources/big}\n"
             "splits: {segmentation: {sources: {jsrt: split}}}\n"
-            f"data: {{shard_size: {shard_size}}}\n"
+            f"data: {{cohort: all, shard_size: {shard_size}}}\n"
             "tracking: {enabled: false}\n"
         )
         cfg = ("--configfile", "config/config.yaml", "big.yaml")
