@@ -6,13 +6,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
 from patchcxr.data.harmonise import build_manifest, harmonise_shard, write_index
 from patchcxr.data.labels import LabelRules
 from patchcxr.data.readers import read_source
-from patchcxr.io import read_tsv
+from patchcxr.io import read_tsv, write_png
 from patchcxr.shards import n_shards
 from tests.conftest import ROOT, SHARED_SAMPLE
 
@@ -77,3 +78,37 @@ def sample_sources(base: Path = SHARED_SAMPLE) -> dict[str, dict[str, Any]]:
         s.pop("enabled", None)
         out[name] = s
     return out
+
+
+def film_with_two_masks(tmp: Path, predicted_lung: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """One Montgomery-like TB film (120 × 100) as manifest, cohort and mask-shard tables: its
+    ground-truth mask has two 40 × 35 lungs in the upper half, its predicted mask two 30 × 30
+    lungs and a heart in the lower half (or nothing, ``predicted_lung=False``)."""
+    write_png(tmp / "img.png", np.random.default_rng(0).integers(30, 220, (120, 100)).astype(np.uint8))
+    truth = np.zeros((120, 100), np.uint8)
+    truth[10:50, 10:45], truth[10:50, 55:90] = 3, 2
+    pred = np.zeros((120, 100), np.uint8)
+    if predicted_lung:
+        pred[70:100, 10:40], pred[70:100, 55:85] = 3, 2
+        pred[75:95, 42:53] = 1
+    write_png(tmp / "truth.png", truth)
+    write_png(tmp / "pred.png", pred)
+    manifest = pd.DataFrame(
+        [
+            {
+                "image_id": "montgomery/a",
+                "image_path": str(tmp / "img.png"),
+                "mask_path": str(tmp / "truth.png"),
+                "has_lung_mask": "1",
+                "has_heart_mask": "0",
+                "format": "montgomery",
+                "patient_id": "montgomery:a",
+                "source": "montgomery",
+                "view": "PA",
+                "label5": "tb",
+                "label4": "tb",
+            }
+        ]
+    )
+    masks = pd.DataFrame({"image_id": ["montgomery/a"], "mask_path": [str(tmp / "pred.png")]})
+    return manifest, manifest[["image_id", "label5", "label4"]], masks

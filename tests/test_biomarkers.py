@@ -160,33 +160,9 @@ def test_features_read_the_predicted_mask_unless_ground_truth_is_asked_for(
     tmp_path: Path, source: str, kind: str, area: int
 ) -> None:
     from patchcxr.biomarkers import features_for
-    from patchcxr.io import write_png
+    from tests.helpers import film_with_two_masks
 
-    write_png(tmp_path / "img.png", np.random.default_rng(0).integers(30, 220, (120, 100)).astype(np.uint8))
-    truth = np.zeros((120, 100), np.uint8)
-    truth[10:50, 10:45], truth[10:50, 55:90] = 3, 2  # 40 x 35 each
-    pred = np.zeros((120, 100), np.uint8)
-    pred[70:100, 10:40], pred[70:100, 55:85] = 3, 2  # 30 x 30 each
-    pred[75:95, 42:53] = 1
-    write_png(tmp_path / "truth.png", truth)
-    write_png(tmp_path / "pred.png", pred)
-    rows = pd.DataFrame(
-        [
-            {
-                "image_id": "montgomery/a",
-                "image_path": str(tmp_path / "img.png"),
-                "mask_path": str(tmp_path / "truth.png"),
-                "has_lung_mask": "1",
-                "has_heart_mask": "0",
-                "format": "montgomery",
-                "source": "montgomery",
-                "patient_id": "montgomery:a",
-                "view": "PA",
-                "label5": "tb",
-                "label4": "tb",
-            }
-        ]
-    )
+    rows, _, masks = film_with_two_masks(tmp_path)
     fs = FeatureSettings(size=64, patches=4, preprocessing=PreprocessSettings(crop_band=False), mask_source=source)
-    row = features_for(rows, {"montgomery/a": str(tmp_path / "pred.png")}, fs).iloc[0]
+    row = features_for(rows, dict(zip(masks["image_id"], masks["mask_path"], strict=True)), fs).iloc[0]
     assert row["mask_source"] == kind and row["lung_area_px"] == area

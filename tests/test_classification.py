@@ -18,6 +18,7 @@ from patchcxr.data.splits import classification_split
 from patchcxr.io import read_png
 from patchcxr.preprocess import PreprocessSettings
 from patchcxr.training import TrainingFiles
+from tests.helpers import film_with_two_masks
 
 
 @pytest.fixture(scope="module")
@@ -125,38 +126,6 @@ def test_training_saves_a_model_that_votes(tmp_path: Path, inputs: tuple[Path, P
         assert np.allclose(shared.filter(like="prob_").sum(axis=1), 1.0, atol=1e-4)
 
 
-def _one_image(tmp: Path, predicted_lung: bool) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """A manifest row with a ground-truth mask (lungs in the upper half) and a predicted
-    mask (lungs in the lower half, or none)."""
-    from patchcxr.io import write_png
-
-    write_png(tmp / "img.png", np.random.default_rng(0).integers(30, 220, (120, 100)).astype(np.uint8))
-    truth = np.zeros((120, 100), np.uint8)
-    truth[10:50, 10:45], truth[10:50, 55:90] = 3, 2
-    pred = np.zeros((120, 100), np.uint8)
-    if predicted_lung:
-        pred[70:110, 10:45], pred[70:110, 55:90] = 3, 2
-    write_png(tmp / "truth.png", truth)
-    write_png(tmp / "pred.png", pred)
-    manifest = pd.DataFrame(
-        [
-            {
-                "image_id": "montgomery/a",
-                "image_path": str(tmp / "img.png"),
-                "mask_path": str(tmp / "truth.png"),
-                "has_lung_mask": "1",
-                "format": "montgomery",
-                "patient_id": "montgomery:a",
-                "source": "montgomery",
-                "label5": "tb",
-                "label4": "tb",
-            }
-        ]
-    )
-    cohort = manifest[["image_id", "label5", "label4"]]
-    return manifest, cohort, pd.DataFrame({"image_id": ["montgomery/a"], "mask_path": [str(tmp / "pred.png")]})
-
-
 @pytest.mark.parametrize(
     ("source", "kind", "rows"),
     [("predicted", "predicted", slice(64, 128)), ("truth_where_available", "truth", slice(0, 64))],
@@ -164,7 +133,7 @@ def _one_image(tmp: Path, predicted_lung: bool) -> tuple[pd.DataFrame, pd.DataFr
 def test_inputs_use_the_predicted_mask_unless_ground_truth_is_asked_for(
     tmp_path: Path, source: str, kind: str, rows: slice
 ) -> None:
-    manifest, cohort, masks = _one_image(tmp_path, predicted_lung=True)
+    manifest, cohort, masks = film_with_two_masks(tmp_path, predicted_lung=True)
     settings = InputSettings(size=128, preprocessing=PreprocessSettings(crop_band=False), mask_source=source)
     table = build_inputs(manifest, cohort, masks, tmp_path / "out", settings=settings)
     assert table["mask_source"].tolist() == [kind]
@@ -175,7 +144,7 @@ def test_inputs_use_the_predicted_mask_unless_ground_truth_is_asked_for(
 def test_an_image_whose_predicted_lung_is_empty_keeps_an_input_from_the_atlas(tmp_path: Path) -> None:
     from patchcxr.masks import atlas_labels
 
-    manifest, cohort, masks = _one_image(tmp_path, predicted_lung=False)
+    manifest, cohort, masks = film_with_two_masks(tmp_path, predicted_lung=False)
     settings = InputSettings(size=128, preprocessing=PreprocessSettings(crop_band=False))
     table = build_inputs(manifest, cohort, masks, tmp_path / "out", settings=settings)
     assert table["mask_source"].tolist() == ["atlas"]  # flagged, not dropped
