@@ -97,7 +97,11 @@ def test_tests_table_covers_scopes_tests_and_holm() -> None:
         feats[f] = rng.normal(size=n)
     feats.loc[feats["label5"] == "covid19", "intensity_std"] += 3  # a planted shift
     t = compare_classes(feats, tested=["intensity_mean", "intensity_std", "ctr"])
-    assert set(t["scope"]) == {"all", "source:a", "source:b", "without AP supine"}
+    assert set(t["scope"]) == {"all", "source:a", "source:b", "without AP supine", "PA only"}
+    pa = t[(t["scope"] == "PA only") & (t["test"] == "welch-t") & (t["feature"] == "ctr")]
+    pa = pa[(pa["group_a"] == "covid19") & (pa["group_b"] == "normal")].iloc[0]
+    in_pa = feats[(feats["view"] == "PA") & feats["label5"].isin(["covid19", "normal"])]
+    assert pa["n_a"] + pa["n_b"] == len(in_pa) < (feats["label5"].isin(["covid19", "normal"])).sum()
     assert {"kruskal-wallis", "anova", "mann-whitney", "welch-t"} <= set(t["test"])
     pair = t[
         (t["scope"] == "all")
@@ -166,3 +170,16 @@ def test_features_read_the_predicted_mask_unless_ground_truth_is_asked_for(
     fs = FeatureSettings(size=64, patches=4, preprocessing=PreprocessSettings(crop_band=False), mask_source=source)
     row = features_for(rows, dict(zip(masks["image_id"], masks["mask_path"], strict=True)), fs).iloc[0]
     assert row["mask_source"] == kind and row["lung_area_px"] == area
+
+
+def test_patch_positions_follow_the_image_not_its_place_in_the_shard(tmp_path: Path) -> None:
+    from patchcxr.biomarkers import features_for
+    from tests.helpers import film_with_two_masks
+
+    rows, _, masks = film_with_two_masks(tmp_path)
+    other = rows.assign(image_id="montgomery/b")  # the same film under another id, listed first
+    predicted = {"montgomery/a": masks["mask_path"].iloc[0], "montgomery/b": masks["mask_path"].iloc[0]}
+    fs = FeatureSettings(size=64, patches=4, preprocessing=PreprocessSettings(crop_band=False))
+    alone = features_for(rows, predicted, fs).set_index("image_id")
+    second = features_for(pd.concat([other, rows]), predicted, fs).set_index("image_id")
+    assert alone.loc["montgomery/a", "intra_patch_var"] == second.loc["montgomery/a", "intra_patch_var"]
