@@ -88,6 +88,7 @@ def test_tests_table_covers_scopes_tests_and_holm() -> None:
     feats = pd.DataFrame(
         {
             "image_id": [f"s/{i}" for i in range(n)],
+            "patient_id": [f"s:{i}" for i in range(n)],
             "source": np.where(np.arange(n) % 2, "a", "b"),
             "view": np.where(np.arange(n) % 5 == 0, "AP Supine", "PA"),
             "label5": np.repeat(["normal", "covid19", "tb"], n // 3),
@@ -110,9 +111,19 @@ def test_tests_table_covers_scopes_tests_and_holm() -> None:
         & (t["group_a"] == "covid19")
         & (t["group_b"] == "normal")
     ].iloc[0]
-    assert pair["p_holm"] < 0.001 and pair["ci_low"] < 3 < pair["ci_high"]  # the planted difference
+    assert pair["p_adjusted"] < 0.001 and pair["ci_low"] < 3 < pair["ci_high"]  # the planted difference
+    assert pair["family"] == "exploratory"  # Welch's test is not the declared primary test
     mw = t[(t["test"] == "mann-whitney") & (t["scope"] == "all") & (t["feature"] == "intensity_std")]
-    assert (mw["p_holm"] >= mw["p_value"]).all()
+    assert (mw["p_adjusted"] >= mw["p_value"]).all()
+    # the primary family: 3 features x the 2 classes against covid19, Holm over those 6
+    primary = t[t["family"] == "primary"]
+    assert len(primary) == 6 and set(primary["feature"]) == {"intensity_mean", "intensity_std", "ctr"}
+    assert ((primary["group_a"] == "covid19") | (primary["group_b"] == "covid19")).all()
+    from statsmodels.stats.multitest import multipletests
+
+    assert np.allclose(primary["p_adjusted"], multipletests(primary["p_value"], method="holm")[1])
+    rest = t[t["family"] == "exploratory"]
+    assert len(rest) > 50 and np.allclose(rest["p_adjusted"], multipletests(rest["p_value"], method="fdr_bh")[1])
     assert t.loc[t["test"] == "anova", "note"].str.contains("levene").all()
 
 
@@ -183,3 +194,35 @@ def test_patch_positions_follow_the_image_not_its_place_in_the_shard(tmp_path: P
     alone = features_for(rows, predicted, fs).set_index("image_id")
     second = features_for(pd.concat([other, rows]), predicted, fs).set_index("image_id")
     assert alone.loc["montgomery/a", "intra_patch_var"] == second.loc["montgomery/a", "intra_patch_var"]
+
+
+def test_repeated_films_of_a_patient_count_once() -> None:
+    # 6 covid19 patients with 5 films each against 6 normal patients with one film: the
+    # tests see 6 against 6 patients, not 30 against 6 images
+    rng = np.random.default_rng(1)
+    covid = pd.DataFrame({"patient_id": np.repeat([f"c{i}" for i in range(6)], 5), "label5": "covid19"})
+    normal = pd.DataFrame({"patient_id": [f"n{i}" for i in range(6)], "label5": "normal"})
+    feats = pd.concat([covid, normal], ignore_index=True).assign(source="s", view="PA")
+    feats["image_id"] = [f"s/{i}" for i in range(len(feats))]
+    feats["intensity_std"] = rng.normal(size=len(feats))
+    t = compare_classes(feats, tested=["intensity_std"])
+    mw = t[(t["scope"] == "all") & (t["test"] == "mann-whitney")].iloc[0]
+    assert (mw["n_a"], mw["n_b"]) == (6, 6)
+    means = feats.groupby("patient_id")["intensity_std"].mean()
+    from scipy import stats
+
+    x = means[means.index.str.startswith("c")].to_numpy()
+    y = means[means.index.str.startswith("n")].to_numpy()
+    assert mw["p_value"] == pytest.approx(stats.mannwhitneyu(x, y, alternative="two-sided").pvalue)
+
+
+def test_ctr_takes_the_hearts_full_horizontal_extent_not_its_widest_row() -> None:
+    # a heart slanting down to the left: its right border is widest at the top rows and its
+    # left border at the bottom rows; no single row spans both
+    lab = np.zeros((100, 100), np.uint8)
+    lab[20:80, 10:40] = 3
+    lab[20:80, 60:90] = 2
+    lab[50:60, 40:55] = 1  # upper part: columns 40-54
+    lab[60:70, 48:66] = 1  # lower part: columns 48-65
+    assert widest(lab == 1) == 18
+    assert geometry(lab)["ctr"] == pytest.approx((66 - 40) / 80)  # 26 columns over the 80-wide thorax

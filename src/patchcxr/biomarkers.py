@@ -18,8 +18,9 @@ source's ground-truth mask where it has one, the predicted one otherwise (record
 * ``left_right_ratio``: left over right lung area;
 * ``intensity_mean``, ``intensity_std``, ``intensity_skew``, ``intensity_kurtosis`` of the
   lung pixels (scipy.stats for the higher moments; kurtosis is Fisher's, 0 for a normal);
-* ``ctr``: widest horizontal extent of the heart over the widest extent of the thorax (from
-  the outer borders of the two lungs), the usual radiographic definition;
+* ``ctr``: the transverse cardiac diameter (the heart's full horizontal extent, MRD + MLD)
+  over the thoracic width (the outer borders of the two lungs), the radiographic definition
+  (Danzer 1919);
 * ``minmax_mean``, ``minmax_std``: the same statistics on the image only min-max scaled.
   Histogram equalisation is rank-based: a shift or a spread of lung intensities that does
   not change their rank among the other tissues leaves the equalised image unchanged, so
@@ -145,6 +146,15 @@ def widest(mask: np.ndarray) -> int:
     return int((last - first + 1).max())
 
 
+def horizontal_extent(mask: np.ndarray) -> int:
+    """Columns from the leftmost to the rightmost pixel of ``mask`` (inclusive): for the
+    heart, its right and left borders' greatest distances from the midline added (MRD +
+    MLD), whichever rows they lie on — the transverse cardiac diameter of Danzer's
+    cardiothoracic ratio (Danzer, Am J Med Sci 1919), not the widest single row."""
+    cols = np.flatnonzero(mask.any(axis=0))
+    return int(cols[-1] - cols[0] + 1) if cols.size else 0
+
+
 def geometry(labels: np.ndarray) -> dict[str, float]:
     """Area and shape features of a label map at the image's own resolution."""
     left, right, heart = labels == LabelValue.LEFT_LUNG, labels == LabelValue.RIGHT_LUNG, labels == LabelValue.HEART
@@ -158,7 +168,7 @@ def geometry(labels: np.ndarray) -> dict[str, float]:
     thorax_width = float(cols[-1] - cols[0] + 1)  # outer border of one lung to that of the other
     out["lung_thorax_ratio"] = area / ((rows[-1] - rows[0] + 1) * thorax_width)
     out["left_right_ratio"] = float(left.sum()) / float(right.sum()) if right.any() else np.nan
-    out["ctr"] = widest(heart) / thorax_width if heart.any() else np.nan
+    out["ctr"] = horizontal_extent(heart) / thorax_width if heart.any() else np.nan
     return out
 
 
@@ -358,7 +368,9 @@ TEST_COLUMNS = [
     "n_b",
     "statistic",
     "p_value",
-    "p_holm",
+    "family",
+    "p_adjusted",
+    "adjustment",
     "effect",
     "effect_value",
     "ci_low",
@@ -378,7 +390,9 @@ def _row(feature: str, scope: str, test: str, **kw: Any) -> dict[str, Any]:
         "n_b": np.nan,
         "statistic": np.nan,
         "p_value": np.nan,
-        "p_holm": np.nan,
+        "family": "",
+        "p_adjusted": np.nan,
+        "adjustment": "",
         "effect": "",
         "effect_value": np.nan,
         "ci_low": np.nan,
@@ -410,7 +424,8 @@ def compare_groups(
     Omnibus: Kruskal–Wallis, and one-way ANOVA with its assumption checks (Shapiro–Wilk per
     group, Levene across groups; reported in ``note``). Pairwise: Mann–Whitney U (effect:
     probability of superiority with a bootstrap CI) and Welch's t (effect: difference of
-    means with its t-based CI); Holm correction within each test family.
+    means with its t-based CI). The p-values are adjusted for multiplicity over the whole
+    table by :func:`compare_classes`.
     """
     groups = {k: np.asarray(v, float)[~np.isnan(np.asarray(v, float))] for k, v in values.items()}
     groups = {k: v for k, v in groups.items() if len(v) >= min_n}
@@ -476,22 +491,67 @@ def compare_groups(
                     ci_high=hi,
                 )
             )
-        p = [r["p_value"] for r in block]
-        if p:
-            adjusted = multipletests(p, method="holm")[1]
-            for r, q in zip(block, adjusted, strict=True):
-                r["p_holm"] = float(q)
         rows.extend(block)
     return rows
 
 
+#: the paper's claims (method.md §7.1), tested as one family: lower mean and higher spread of
+#: lung intensity and a different CTR for COVID-19 than each other class, over all images
+PRIMARY_FEATURES = ("intensity_mean", "intensity_std", "ctr")
+PRIMARY_TEST = "mann-whitney"
+
+
+def adjust_for_multiplicity(tests: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """``family``, ``p_adjusted`` and ``adjustment`` for every tested row.
+
+    The primary family, declared before looking at the data, holds the paper's claims
+    (:data:`PRIMARY_FEATURES`, scope ``all``, :data:`PRIMARY_TEST`, each class against
+    ``reference``): Holm's method controls the family-wise error over it. Every other
+    p-value of the table (other features, scopes, tests, pairs, the omnibus tests) is
+    exploratory: the Benjamini–Hochberg procedure controls the false discovery rate over all
+    of them together.
+    """
+    out = tests.copy()
+    tested = out["p_value"].notna()
+    primary = (
+        tested
+        & out["feature"].isin(PRIMARY_FEATURES)
+        & (out["scope"] == "all")
+        & (out["test"] == PRIMARY_TEST)
+        & ((out["group_a"] == reference) | (out["group_b"] == reference))
+    )
+    exploratory = tested & ~primary
+    out["family"] = np.where(primary, "primary", np.where(exploratory, "exploratory", ""))
+    out["p_adjusted"] = np.nan
+    out["adjustment"] = ""
+    for mask, method, label in ((primary, "holm", "Holm"), (exploratory, "fdr_bh", "Benjamini-Hochberg FDR")):
+        if mask.any():
+            out.loc[mask, "p_adjusted"] = multipletests(out.loc[mask, "p_value"].to_numpy(float), method=method)[1]
+            out.loc[mask, "adjustment"] = f"{label} over the {int(mask.sum())} {out.loc[mask, 'family'].iloc[0]} tests"
+    return out
+
+
+def per_patient(images: pd.DataFrame, tested: Sequence[str], label: str) -> pd.DataFrame:
+    """One row per patient and class: the mean of each feature over the patient's images
+    (repeated films of a patient are not independent observations)."""
+    keys = [label, "patient_id"]
+    return images.groupby(keys, as_index=False, sort=True)[list(tested)].mean()
+
+
 def compare_classes(
-    features: pd.DataFrame, tested: Sequence[str] = TESTED, label: str = "label5", seed: int = 0
+    features: pd.DataFrame,
+    tested: Sequence[str] = TESTED,
+    label: str = "label5",
+    seed: int = 0,
+    *,
+    reference: str = "covid19",
 ) -> pd.DataFrame:
-    """Tests across classes: over all images, within each source (source confounding),
-    without AP-supine films (the paper's extra analysis of the scanning protocol) and on PA
-    films only (an AP projection magnifies the heart, and AP films come from some classes
-    more than others)."""
+    """Tests across classes on patients (each patient's images averaged first, so ``n_a``,
+    ``n_b`` count patients and the bootstrap intervals resample patients): over all images,
+    within each source (source confounding), without AP-supine films (the paper's extra
+    analysis of the scanning protocol) and on PA films only (an AP projection magnifies the
+    heart, and AP films come from some classes more than others); multiplicity controlled
+    by :func:`adjust_for_multiplicity` with ``reference`` the class of the paper's claims."""
     df = features[features[label].astype(str) != ""]
     views = df["view"].astype(str).str.upper()
     scopes = [("all", df)]
@@ -500,10 +560,11 @@ def compare_classes(
     scopes.append(("PA only", df[views == "PA"]))
     rows = []
     for scope, part in scopes:
+        patients = per_patient(part, tested, label)
         for feature in tested:
-            values = {str(k): g[feature].to_numpy(float) for k, g in part.groupby(label)}
+            values = {str(k): g[feature].to_numpy(float) for k, g in patients.groupby(label)}
             rows.extend(compare_groups(values, feature, scope, seed))
-    return pd.DataFrame(rows, columns=TEST_COLUMNS)
+    return adjust_for_multiplicity(pd.DataFrame(rows, columns=TEST_COLUMNS), reference)
 
 
 def shard_features(

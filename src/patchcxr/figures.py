@@ -95,6 +95,8 @@ def plot_feature_boxes(
                 continue
             hit = tests[
                 (tests["feature"] == feature)
+                & (tests["scope"] == "all")
+                & (tests["test"] == "mann-whitney")
                 & (
                     ((tests["group_a"] == c) & (tests["group_b"] == reference))
                     | ((tests["group_a"] == reference) & (tests["group_b"] == c))
@@ -102,7 +104,7 @@ def plot_feature_boxes(
             ]
             if len(hit) and len(values):
                 ax.annotate(
-                    _stars(float(hit["p_holm"].iloc[0])),
+                    _stars(float(hit["p_adjusted"].iloc[0])),
                     (i, 1.0),
                     xycoords=("data", "axes fraction"),
                     ha="center",

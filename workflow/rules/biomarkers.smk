@@ -54,6 +54,7 @@ rule test_biomarkers:
         "logs/biomarkers/tests.log",
     params:
         label=config["biomarkers"]["label"],
+        reference=config["biomarkers"]["reference"],
         seed=config["biomarkers"]["seed"],
     conda:
         "../../envs/stats.yaml"

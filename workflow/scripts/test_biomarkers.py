@@ -10,12 +10,18 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 
-def main(features: str, label: str, seed: int, out: str, log: str) -> None:
+def main(features: str, label: str, reference: str, seed: int, out: str, log: str) -> None:
     setup_logging(log)
-    tests = compare_classes(read_tsv(features, typed=True).fillna({"view": "", label: ""}), label=label, seed=seed)
+    table = read_tsv(features, typed=True).fillna({"view": "", label: ""})
+    tests = compare_classes(table, label=label, seed=seed, reference=reference)
     write_tsv(out, tests)
 
 
 main(
-    snakemake.input.features, snakemake.params.label, int(snakemake.params.seed), snakemake.output[0], snakemake.log[0]
+    snakemake.input.features,
+    snakemake.params.label,
+    snakemake.params.reference,
+    int(snakemake.params.seed),
+    snakemake.output[0],
+    snakemake.log[0],
 )
