@@ -355,3 +355,35 @@ def test_jaccard_and_dice_on_hand_made_masks() -> None:
     assert "heart" not in structure_scores(pred, truth, has_heart=False)
     empty = np.zeros((4, 4), np.uint8)
     assert structure_scores(empty, empty, True)["heart"] == (1.0, 1.0)  # absent in both
+
+
+def test_summary_and_tests_report_the_papers_table_i_scope_beside_all() -> None:
+    from patchcxr.segmentation.evaluate import PAPER_SCOPE, in_paper_scope, paired_tests, summarise
+
+    assert in_paper_scope("jsrt", "jsrt/JPCNN012", "") and not in_paper_scope("jsrt", "jsrt/JPCLN003", "")
+    assert in_paper_scope("montgomery", "montgomery/MCUCXR_0001_0", "normal")
+    assert not in_paper_scope("montgomery", "montgomery/MCUCXR_0104_1", "tb")
+    films = [("jsrt/JPCNN001", 1, 0.9), ("jsrt/JPCLN001", 0, 0.5), ("jsrt/JPCNN002", 1, 0.8)]
+    rows = [
+        {
+            "model": "unet",
+            "preprocessing": prep,
+            "dataset": "jsrt",
+            "image_id": i,
+            "structure": "both lungs",
+            "jaccard": j - (0.1 if prep == "minmax" else 0.0),
+            "dice": j,
+            "paper_scope": s,
+        }
+        for i, s, j in films
+        for prep in ("equalised", "minmax")
+    ]
+    scores = pd.DataFrame(rows)
+    summary = summarise(scores).set_index(["preprocessing", "scope"])
+    assert summary.loc[("equalised", "all"), "n"] == 3
+    assert summary.loc[("equalised", "all"), "jaccard_mean"] == pytest.approx((0.9 + 0.5 + 0.8) / 3)
+    assert summary.loc[("equalised", PAPER_SCOPE), "n"] == 2  # the nodule film is out
+    assert summary.loc[("equalised", PAPER_SCOPE), "jaccard_mean"] == pytest.approx(0.85)
+    tests = paired_tests(scores).set_index("scope")
+    assert tests.loc["all", "n"] == 3 and tests.loc[PAPER_SCOPE, "n"] == 2
+    assert tests.loc[PAPER_SCOPE, "mean_a"] - tests.loc[PAPER_SCOPE, "mean_b"] == pytest.approx(0.1)

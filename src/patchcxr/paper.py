@@ -49,8 +49,10 @@ def _mean_sd(mean: float, sd: float) -> str:
 
 
 def segmentation_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """Jaccard and Dice as ``mean ± sd`` per network, preprocessing, data set and structure."""
-    out = summary[["model", "preprocessing", "dataset", "structure", "n"]].copy()
+    """Jaccard and Dice as ``mean ± sd`` per network, preprocessing, data set, scope (all
+    held-out films, and the paper's Table I set) and structure."""
+    keys = ["model", "preprocessing", "dataset", "scope", "structure", "n"]
+    out = summary[[k for k in keys if k in summary.columns]].copy()
     out["jaccard"] = [_mean_sd(m, s) for m, s in zip(summary["jaccard_mean"], summary["jaccard_sd"], strict=True)]
     out["dice"] = [_mean_sd(m, s) for m, s in zip(summary["dice_mean"], summary["dice_sd"], strict=True)]
     return out
@@ -93,9 +95,12 @@ def headline_metrics(summary: pd.DataFrame | None, metrics: Mapping[str, pd.Data
     out: dict[str, object] = {}
     if summary is not None:
         lungs = summary[summary["structure"] == "both lungs"]
+        scope = lungs["scope"] if "scope" in lungs.columns else pd.Series("all", index=lungs.index)
         out["segmentation"] = {
-            f"{r.model}/{r.preprocessing}/{r.dataset}": {"jaccard": round(float(r.jaccard_mean), 6)}
-            for r in lungs.itertuples()
+            f"{r.model}/{r.preprocessing}/{r.dataset}" + ("" if s == "all" else f"/{s}"): {
+                "jaccard": round(float(r.jaccard_mean), 6)
+            }
+            for r, s in zip(lungs.itertuples(), scope, strict=True)
         }
     classification: dict[str, dict[str, float]] = {}
     for model, df in metrics.items():
