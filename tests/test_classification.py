@@ -122,8 +122,13 @@ def test_training_saves_a_model_that_votes(tmp_path: Path, inputs: tuple[Path, P
 
         exact = predict_split(tmp_path / "m.pt", inputs[0], inputs[1], k=8, device="cpu")
         shared = predict_split(tmp_path / "m.pt", inputs[0], inputs[1], k=8, device="cpu", mode="shared_trunk")
+        # (their agreement on known answers: tests/test_shared_trunk.py)
         assert list(shared.columns) == list(exact.columns) and (shared["image_id"] == exact["image_id"]).all()
         assert np.allclose(shared.filter(like="prob_").sum(axis=1), 1.0, atol=1e-4)
+        votes = exact.filter(like="votes_").to_numpy()
+        assert (votes.sum(axis=1) == 8).all() and (exact["k"] == 8).all()
+        # the hard vote is the class with the most patch votes
+        assert (votes[np.arange(len(votes)), exact["pred_hard_index"].to_numpy(int)] == votes.max(axis=1)).all()
 
 
 @pytest.mark.parametrize(

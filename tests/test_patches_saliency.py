@@ -182,3 +182,25 @@ def test_lesion_boxes_follow_the_crop_and_resize(tmp_path) -> None:  # type: ign
         0,
         4,
     )
+
+
+def test_image_saliency_is_the_probability_weighted_coverage_mean_of_patch_gradcams(model: torch.nn.Module) -> None:
+    # the definition (method.md §6.2), built from the per-patch reference with a full backward
+    # pass: the same windows, each patch's Grad-CAM and probability, placed and averaged over
+    # coverage. 64² patches give 2x2 layer4 maps (a 32² patch's 1x1 map normalises to noise).
+    from patchcxr.classification.data import to_network
+    from patchcxr.classification.explain import image_saliency
+    from patchcxr.classification.predict import patch_windows
+    from patchcxr.classification.settings import ClassifierSettings
+
+    lung = ring_lung(160)
+    img = torch.rand(1, 160, 160, generator=torch.Generator().manual_seed(3)) * torch.from_numpy(lung)
+    s = ClassifierSettings(patch=64)
+    dev = torch.device("cpu")
+    sal, probs = image_saliency(model, img, lung, s, k=10, target=2, rng=np.random.default_rng(4), device=dev, batch=4)
+    wins = patch_windows(lung, (160, 160), s, 10, rng=np.random.default_rng(4))
+    cams, ref_probs = patch_gradcams_reference(model, to_network(extract(img, wins, 64)), 2)
+    torch.testing.assert_close(probs, ref_probs, rtol=1e-4, atol=1e-6)
+    expected = aggregate(cams, ref_probs, wins, (160, 160))
+    assert expected.max() > 0.1 * float(ref_probs.max())  # a map with structure, not zeros
+    np.testing.assert_allclose(sal, expected, rtol=1e-3, atol=1e-5)

@@ -85,3 +85,19 @@ def test_shared_saliency_covers_the_patches(model: torch.nn.Module) -> None:
     assert sal[:64, :64].max() > 0 and sal[200:, :100].max() == 0  # nothing where no patch lies
     p, _, _ = shared_predict(model, torch.rand(1, 3, 256, 256), wins, 64)
     torch.testing.assert_close(p.sum(1), torch.ones(2))
+
+
+def test_with_a_patch_as_large_as_the_image_both_modes_give_the_same_probabilities(model: torch.nn.Module) -> None:
+    # the one window covers the whole feature map and the exact crop is the whole image:
+    # the shared trunk must reproduce the exact K-patch probabilities
+    from patchcxr.classification.predict import predict_probs, shared_probs
+    from patchcxr.classification.settings import ClassifierSettings
+
+    settings = ClassifierSettings(patch=96)
+    img = torch.rand(1, 96, 96)
+    lung = np.zeros((96, 96), bool)
+    lung[20:80, 10:90] = True
+    dev = torch.device("cpu")
+    exact, _ = predict_probs(model, img, lung, settings, k=3, rng=np.random.default_rng(0), device=dev)
+    shared = shared_probs(model, img, lung, settings, k=3, rng=np.random.default_rng(0), device=dev)
+    torch.testing.assert_close(shared, exact, rtol=1e-4, atol=1e-5)
