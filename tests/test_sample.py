@@ -44,6 +44,8 @@ def test_sample_config_validates() -> None:
     assert set(README_COUNTS) <= set(cfg["sources"])
 
 
+# the data stage over the hundred real sample films takes about two CPU minutes: slow tier
+@pytest.mark.slow
 def test_one_row_per_sample_image_with_the_readme_counts(sample_manifest: Any) -> None:
     manifest, quarantine = sample_manifest
     assert manifest.groupby("source").size().to_dict() == README_COUNTS
@@ -57,6 +59,7 @@ def test_one_row_per_sample_image_with_the_readme_counts(sample_manifest: Any) -
     assert cls[("kermany_upscaled", "viral")] == 3
 
 
+@pytest.mark.slow
 def test_sample_masks_and_orientation(sample_manifest: Any) -> None:
     manifest, _ = sample_manifest
     masked = manifest[manifest["has_lung_mask"] == "1"].groupby("source").size().to_dict()
@@ -76,6 +79,7 @@ def test_sample_masks_and_orientation(sample_manifest: Any) -> None:
         assert np.nonzero(labels == 2)[1].mean() > np.nonzero(labels == 3)[1].mean(), row.image_id
 
 
+@pytest.mark.slow
 def test_damaged_copy_quarantines_and_keeps_the_rest(tmp_path: Path, sample_manifest: Any) -> None:
     manifest, _ = sample_manifest
     base = tmp_path / "cxr-sample"
