@@ -259,7 +259,7 @@ def paired_comparison(
                 "p_value": float(p_mcnemar),
                 "n_images": n_img,
                 "n_patients": n_pat,
-                "test": f"exact McNemar (only a right {only_a}, only b right {only_b})",
+                "test": f"exact McNemar (only {labels[0]} right {only_a}, only {labels[1]} right {only_b})",
             },
             {
                 "comparison": f"{labels[0]} - {labels[1]}",
