@@ -51,7 +51,7 @@ def per_class_table(
 
     macro = {
         "class": "macro",
-        "precision": over_present(np.nan_to_num(p, nan=0.0)),
+        "precision": over_present(p),  # a present class never predicted has precision 0, not NaN
         "recall": over_present(r),
         "f1": over_present(f),
         "specificity": over_present(spec_arr),
@@ -68,12 +68,16 @@ def per_class_table(
     return pd.concat([rows, pd.DataFrame([macro, acc])], ignore_index=True)
 
 
-def resample_groups(groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def group_members(groups: np.ndarray) -> list[np.ndarray]:
+    """The image indices of each group (patient), computed once per bootstrap."""
+    _, inverse = np.unique(groups, return_inverse=True)
+    return [np.flatnonzero(inverse == g) for g in range(int(inverse.max()) + 1)] if len(groups) else []
+
+
+def resample_groups(members: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
     """Indices of one cluster bootstrap resample: as many groups (patients) as there are,
-    drawn with replacement, each with all its images."""
-    uniq, inverse = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(inverse == g) for g in range(len(uniq))]
-    picks = rng.integers(0, len(uniq), len(uniq))
+    drawn with replacement, each with all its images (``members``: :func:`group_members`)."""
+    picks = rng.integers(0, len(members), len(members))
     return np.concatenate([members[g] for g in picks])
 
 
@@ -91,9 +95,10 @@ def bootstrap_intervals(
     of one patient are not independent) with all their images, or images when ``None``.
     A class absent from a resample contributes NaN to that resample, not 0."""
     rng = np.random.default_rng(seed)
+    members = group_members(groups) if groups is not None else None
     draws = []
     for _ in range(n_boot):
-        idx = resample_groups(groups, rng) if groups is not None else rng.integers(0, len(y_true), len(y_true))
+        idx = resample_groups(members, rng) if members is not None else rng.integers(0, len(y_true), len(y_true))
         draws.append(per_class_table(y_true[idx], y_pred[idx], names).set_index("class"))
     stack = np.stack([d[["precision", "recall", "f1", "specificity"]].to_numpy(float) for d in draws])
     with warnings.catch_warnings():
@@ -241,9 +246,10 @@ def paired_comparison(
     everything = np.arange(len(y))
     diff = macro_f1(everything, pa) - macro_f1(everything, pb)
     rng = np.random.default_rng(seed)
+    members = group_members(groups)
     boots = []
     for _ in range(n_boot):
-        idx = resample_groups(groups, rng)
+        idx = resample_groups(members, rng)
         boots.append(macro_f1(idx, pa) - macro_f1(idx, pb))
     d = np.array(boots)
     p_boot = float(min(1.0, 2 * min((d <= 0).mean(), (d >= 0).mean())))

@@ -19,7 +19,8 @@ from torch import nn
 
 from patchcxr.classification.data import load_input, memory_format, to_network
 from patchcxr.classification.patches import extract, sample_centres, windows
-from patchcxr.classification.settings import ClassifierSettings, InputSettings, settings_of_model_file
+from patchcxr.classification.settings import ClassifierSettings, settings_of_model_file
+from patchcxr.classification.shared_trunk import shared_predict
 from patchcxr.io import read_tsv
 from patchcxr.models.classifier import resnet18_network, vote
 from patchcxr.models.state import load_state, resolve_device
@@ -79,8 +80,6 @@ def shared_probs(
 ) -> torch.Tensor:
     """K patch probabilities of one image by the shared trunk (the windows drawn as the
     exact method draws them; :mod:`patchcxr.classification.shared_trunk`)."""
-    from patchcxr.classification.shared_trunk import shared_predict
-
     wins = patch_windows(lung, img.shape[-2:], settings, k, rng=rng)
     return shared_predict(model, to_network(img[None]).to(device), wins, settings.patch)[0].cpu()
 
@@ -99,11 +98,6 @@ class LoadedClassifier:
         model.load_state_dict(state["state_dict"])
         # Module.to takes memory_format at run time; torch's overloads of `to` omit it
         self.model = model.to(self.device, memory_format=torch.channels_last).eval()  # type: ignore[call-overload]
-
-    def check_inputs(self, inputs: InputSettings, where: str) -> None:
-        """Stop when inputs were made otherwise than this model's training inputs."""
-        if inputs != self.inputs:
-            raise ValueError(f"{where}: inputs made with {inputs}, but the classifier was trained on {self.inputs}")
 
 
 def load_classifier(path: Path | str, device: str = "auto") -> LoadedClassifier:
