@@ -105,6 +105,7 @@ def film_with_two_masks(tmp: Path, predicted_lung: bool = True) -> tuple[pd.Data
                 "patient_id": "montgomery:a",
                 "source": "montgomery",
                 "view": "PA",
+                "paediatric": "0",
                 "label5": "tb",
                 "label4": "tb",
             }

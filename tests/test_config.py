@@ -41,6 +41,8 @@ def test_schema_fills_defaults() -> None:
         ({"synthetic": {"seed": -1}}, "seed"),
         ({"synthetic": {"shenzhen": {"mask_fraction": 1.5}}}, "mask_fraction"),
         ({"epochs": 3}, "epochs"),
+        ({"classification": {"train": {"seeds": [1, 1]}}}, "seeds"),  # one run per seed
+        ({"segmentation": {"train": {"seeds": []}}}, "seeds"),
     ],
 )
 def test_bad_values_are_rejected_with_their_key(override: dict[str, Any], named: str) -> None:
@@ -72,6 +74,8 @@ def test_workflow_stops_before_any_job_on_a_bad_config(tmp_path: Path) -> None:
         ("segmentation:\n  gamma: 0.7\n", "preprocessing.gamma"),
         ("segmentation:\n  crop_blank_band: false\n", "preprocessing.crop_blank_band"),
         ("biomarkers:\n  patch: 224\n", "classification.train.patch"),
+        ("classification:\n  train:\n    seed: 7\n", "classification.train.seeds (a list)"),
+        ("segmentation:\n  train:\n    seed: 7\n", "segmentation.train.seeds (a list)"),
         ("labels:\n  findings:\n    SARS: viral_pneumonia\n", "not one of the classes normal, bacterial, viral"),
     ],
 )

@@ -121,3 +121,17 @@ def test_paired_comparison_mcnemar_and_patient_bootstrap() -> None:
     ).set_index(["class", "metric"])
     assert table.loc[("accuracy", "recall"), "p_value"] == pytest.approx(18 / 256)
     assert table.loc[("macro", "f1"), "difference_of"] == "local - global"
+
+
+def test_over_seeds_gives_each_metric_mean_sd_and_the_runs_values() -> None:
+    from patchcxr.evaluation import over_seeds
+
+    y = np.array([0, 0, 1, 1, 2, 2])
+    runs = {1: metrics_long(y, y, NAMES, n_boot=5), 2: metrics_long(y, np.array([0, 0, 1, 1, 2, 0]), NAMES, n_boot=5)}
+    t = over_seeds({"local": runs}).set_index(["class", "metric"])
+    acc = t.loc[("accuracy", "recall")]
+    assert acc["mean"] == pytest.approx((1 + 5 / 6) / 2) and acc["sd"] == pytest.approx(np.std([1, 5 / 6], ddof=1))
+    assert acc["n_seeds"] == 2 and acc["values"] == "1.0000,0.8333" and acc["seeds"] == "1,2"
+    assert acc["min"] == pytest.approx(5 / 6) and acc["max"] == 1.0
+    one = over_seeds({"local": {1: runs[1]}}).set_index(["class", "metric"])
+    assert np.isnan(one.loc[("accuracy", "recall"), "sd"]) and one.loc[("accuracy", "recall"), "n_seeds"] == 1

@@ -26,7 +26,7 @@ from tests.workflow_runs import CI_CONFIG, copy_workflow, reproducible_digest, s
 
 pytestmark = pytest.mark.slow
 
-SEG = "results/segmentation/fcdensenet_tiny/equalised"
+SEG = "results/segmentation/fcdensenet_tiny/equalised/seed_407"
 
 
 def _run_until_fault(workdir: Path, point: str, timeout: float = 600) -> str:
@@ -97,7 +97,7 @@ def test_sigkill_during_training_and_mask_generation_then_rerun_equals_an_uninte
 
     # 2. mask generation: killed after the third mask of shard 0 was written
     _run_until_fault(workdir, "mask:3@masks/shards/0")
-    log = (workdir / "logs" / "segmentation" / "train_fcdensenet_tiny_equalised.log").read_text()
+    log = (workdir / "logs" / "segmentation" / "train_fcdensenet_tiny_equalised_seed_407.log").read_text()
     assert "resuming after epoch 1" in log  # the rerun resumed rather than restarted
     shard = workdir / "results" / "masks" / "shards" / "0"
     assert len(list((shard / "masks").rglob("*.png"))) == 3 and not (shard.parent / "0.tsv").exists()
@@ -108,9 +108,9 @@ def test_sigkill_during_training_and_mask_generation_then_rerun_equals_an_uninte
     _unlock(workdir)
 
     # 3. classifier training: killed after the second training step of epoch 1
-    out = _run_until_fault(workdir, "step:1:2@classification/local")
+    out = _run_until_fault(workdir, "step:1:2@classification/local/seed_2020")
     assert re.search(r"localrule predict_masks:\n(.*\n){1,6}\s+wildcards: shard=0", out), out[-3000:]
-    assert not (workdir / "results" / "classification" / "local" / "model.pt").exists()
+    assert not (workdir / "results" / "classification" / "local" / "seed_2020" / "model.pt").exists()
     _unlock(workdir)
 
     # 4. the rerun completes; its tables equal those of the uninterrupted CI run

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from patchcxr.paper import classification_table, data_table, headline_metrics, split_table, write_index
 
@@ -37,8 +38,17 @@ def test_classification_table_and_headline_metrics() -> None:
         ("macro", "specificity", 0.9, 0.85, 0.95, 20),
     ]
     metrics = pd.DataFrame(rows, columns=["class", "metric", "value", "ci_low", "ci_high", "support"])
-    table = classification_table({"local": metrics}).set_index("class")
+    table = classification_table({("local", 2020): metrics}).set_index("class")
     assert table.loc["normal", "recall"] == "0.800 [0.600, 0.950]" and table.loc["normal", "n"] == 10
+    assert table.loc["normal", "seed"] == 2020
+    from patchcxr.evaluation import over_seeds
+    from patchcxr.paper import seeds_table
+
+    better = metrics.assign(value=metrics["value"] + 0.1)  # a second run, 0.1 better everywhere
+    seeds = over_seeds({"local": {2020: metrics, 2021: better}})
+    wide = seeds_table(seeds).set_index("class")
+    assert wide.loc["normal", "recall"] == "0.850 ± 0.071" and wide.loc["normal", "n_seeds"] == 2
+    assert wide.loc["macro", "seeds"] == "2020,2021"
     summary = pd.DataFrame(
         {
             "model": ["unet"] * 2,
@@ -48,11 +58,11 @@ def test_classification_table_and_headline_metrics() -> None:
             "jaccard_mean": [0.95, 0.8],
         }
     )
-    head = headline_metrics(summary, {"local": metrics})
-    assert head == {
-        "segmentation": {"unet/equalised/jsrt": {"jaccard": 0.95}},
-        "classification": {"local": {"accuracy": 0.7, "macro_f1": 0.65, "macro_specificity": 0.9}},
-    }
+    head = headline_metrics(summary, seeds)
+    assert head["segmentation"] == {"unet/equalised/jsrt": {"jaccard": 0.95}}
+    local = head["classification"]["local"]
+    assert local["accuracy"] == 0.75 and local["macro_f1"] == 0.7 and local["n_seeds"] == 2
+    assert local["accuracy_sd"] == pytest.approx(0.1 / np.sqrt(2), abs=1e-6)
     json.dumps(head)  # DVC reads it as JSON
 
 

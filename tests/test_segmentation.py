@@ -147,7 +147,7 @@ def test_training_reaches_lung_dice_095_on_synthetic_data(tmp_path: Path, seg_da
     summary = evaluate_models(
         manifest_path=manifest,
         split_path=split,
-        models={"unet/equalised": tmp_path / "m.pt"},
+        models={"unet/equalised/407": tmp_path / "m.pt"},
         scores_out=tmp_path / "s.tsv",
         summary_out=tmp_path / "sum.tsv",
         tests_out=tmp_path / "t.tsv",
@@ -368,6 +368,7 @@ def test_summary_and_tests_report_the_papers_table_i_scope_beside_all() -> None:
         {
             "model": "unet",
             "preprocessing": prep,
+            "seed": 407,
             "dataset": "jsrt",
             "image_id": i,
             "structure": "both lungs",
@@ -387,3 +388,46 @@ def test_summary_and_tests_report_the_papers_table_i_scope_beside_all() -> None:
     tests = paired_tests(scores).set_index("scope")
     assert tests.loc["all", "n"] == 3 and tests.loc[PAPER_SCOPE, "n"] == 2
     assert tests.loc[PAPER_SCOPE, "mean_a"] - tests.loc[PAPER_SCOPE, "mean_b"] == pytest.approx(0.1)
+
+
+def test_summary_over_seeds_separates_image_and_training_variance() -> None:
+    from patchcxr.segmentation.evaluate import summarise
+
+    # two films, two seeds: seed 2 is 0.1 better on both films
+    scores = pd.DataFrame(
+        [
+            {"model": "unet", "preprocessing": "equalised", "seed": seed, "dataset": "jsrt", "image_id": i,
+             "structure": "both lungs", "jaccard": j + 0.1 * (seed - 1), "dice": j, "paper_scope": 0}
+            for seed in (1, 2)
+            for i, j in (("jsrt/a", 0.8), ("jsrt/b", 0.6))
+        ]
+    )  # fmt: skip
+    row = summarise(scores).set_index("scope").loc["all"]
+    assert row["jaccard_mean"] == pytest.approx(0.75) and row["n"] == 2 and row["n_seeds"] == 2
+    assert row["jaccard_seed_sd"] == pytest.approx(np.std([0.7, 0.8], ddof=1))  # between runs
+    assert row["jaccard_sd"] == pytest.approx(np.std([0.85, 0.65], ddof=1))  # between films
+    assert np.isnan(summarise(scores[scores["seed"] == 1]).iloc[0]["jaccard_seed_sd"])  # one run: no spread
+
+
+def test_the_preprocessing_test_counts_the_variance_between_training_runs() -> None:
+    from patchcxr.segmentation.evaluate import hierarchical_difference, paired_tests
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.8, 0.9, 40)  # 40 films
+    # with preprocessing every film gains 0.01 in every run, but runs differ by up to 0.06
+    run_shift = {"equalised": [0.06, -0.05, 0.0], "minmax": [0.0, 0.05, -0.06]}
+    rows = [
+        {"model": "unet", "preprocessing": prep, "seed": s, "dataset": "jsrt", "image_id": f"jsrt/{i}",
+         "structure": "both lungs", "jaccard": base[i] + (0.01 if prep == "equalised" else 0) + run_shift[prep][s],
+         "dice": 0.0, "paper_scope": 0}
+        for prep in ("equalised", "minmax") for s in range(3) for i in range(40)
+    ]  # fmt: skip
+    t = paired_tests(pd.DataFrame(rows), n_boot=1000).set_index("scope").loc["all"]
+    assert t["n"] == 40 and t["n_seeds_a"] == 3 and t["n_seeds_b"] == 3
+    assert t["difference"] == pytest.approx(0.01 + (0.01 - (-0.01)) / 3)
+    assert t["p_value"] < 1e-6  # the films alone: every seed-averaged film is better
+    assert t["p_runs"] > 0.2 and t["ci_low"] < 0 < t["ci_high"]  # three runs each cannot tell
+    # with one run per condition the two-level bootstrap is the paired image bootstrap
+    a, b = base[:, None] + 0.01, base[:, None]
+    diff, lo, hi, p = hierarchical_difference(a, b, n_boot=200)
+    assert diff == pytest.approx(0.01) and lo == pytest.approx(0.01) and hi == pytest.approx(0.01) and p == 0.0

@@ -21,7 +21,7 @@ def test_demo_dry_run_lists_every_synthetic_source(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout + proc.stderr
     assert re.search(r"make_synthetic\s+6\n", out)
-    assert re.search(r"train_segmentation\s+4\n", out)  # 2 networks x with/without preprocessing
+    assert re.search(r"train_segmentation\s+8\n", out)  # 2 networks x with/without preprocessing x 2 seeds
     for source in ("jsrt", "scr", "montgomery", "shenzhen", "kermany", "cohen"):
         assert f"results/synthetic/{source}" in out
 
@@ -67,7 +67,10 @@ def test_ci_workflow_runs_and_matches_the_package(ci_run: Path, synthetic_tree: 
     qc = read_tsv(tmp_path / "results" / "masks" / "qc.tsv")
     assert sorted(qc["image_id"]) == sorted(manifest["image_id"])
     assert all((tmp_path / p).is_file() for p in qc["mask_path"])
-    meta = (tmp_path / "results" / "segmentation" / "unet_tiny" / "equalised" / "metadata.json").read_text()
+    assert (summary["n_seeds"] == 2).all()  # segmentation.train.seeds: [407, 408]
+    meta = (
+        tmp_path / "results" / "segmentation" / "unet_tiny" / "equalised" / "seed_408" / "metadata.json"
+    ).read_text()
     assert '"manifest"' in meta and '"segmentation_split"' in meta
     # biomarkers: features for the cohort, the tests table and the four figures
     features = read_tsv(tmp_path / "results" / "biomarkers" / "features.tsv")
@@ -79,13 +82,18 @@ def test_ci_workflow_runs_and_matches_the_package(ci_run: Path, synthetic_tree: 
         assert (tmp_path / "results" / "biomarkers" / "figures" / f"{fig}.png").stat().st_size > 1000
     # classification: both classifiers trained, evaluated and compared
     for model in ("local", "global"):
-        metrics = read_tsv(tmp_path / "results" / "evaluation" / model / "metrics.tsv")
-        assert {"precision", "recall", "f1", "specificity"} <= set(metrics["metric"])
-        predictions = read_tsv(tmp_path / "results" / "evaluation" / model / "predictions.tsv")
-        test_ids = read_tsv(tmp_path / "results" / "splits" / "classification.tsv").query("split == 'test'")["image_id"]
-        assert sorted(predictions["image_id"]) == sorted(test_ids)
-        assert (tmp_path / "results" / "evaluation" / model / "confusion.png").is_file()
-    assert (tmp_path / "results" / "evaluation" / "global_vs_local.tsv").is_file()
+        for seed in (2020, 2021):  # one run per classification.train.seeds
+            run = tmp_path / "results" / "evaluation" / model / f"seed_{seed}"
+            metrics = read_tsv(run / "metrics.tsv")
+            assert {"precision", "recall", "f1", "specificity"} <= set(metrics["metric"])
+            predictions = read_tsv(run / "predictions.tsv")
+            split = read_tsv(tmp_path / "results" / "splits" / "classification.tsv")
+            assert sorted(predictions["image_id"]) == sorted(split.query("split == 'test'")["image_id"])
+            assert (run / "confusion.png").is_file()
+    comparison = read_tsv(tmp_path / "results" / "evaluation" / "global_vs_local.tsv", typed=True)
+    assert sorted(set(comparison["seed"])) == [2020, 2021]
+    seeds = read_tsv(tmp_path / "results" / "evaluation" / "over_seeds.tsv", typed=True)
+    assert (seeds["n_seeds"] == 2).all() and set(seeds["model"]) == {"local", "global"}
     saliency = read_tsv(tmp_path / "results" / "saliency" / "local" / "saliency.tsv")
     for image_id in saliency["image_id"]:
         assert (tmp_path / "results" / "saliency" / "local" / "maps" / f"{image_id}.png").is_file()
@@ -93,7 +101,7 @@ def test_ci_workflow_runs_and_matches_the_package(ci_run: Path, synthetic_tree: 
     paper = tmp_path / "results" / "paper"
     index = (paper / "README.md").read_text()
     made = sorted(p.name for p in paper.iterdir() if p.name != "README.md")
-    assert len(made) == 16, made  # 6 tables, 9 figures, metrics.json
+    assert len(made) == 17, made  # 7 tables, 9 figures, metrics.json
     for name in made:
         if name != "metrics.json":
             assert f"## {name}" in index and (paper / name).stat().st_size > 100
@@ -139,14 +147,19 @@ def test_every_training_and_evaluation_run_is_nested_in_the_pipeline_run(ci_run:
     mlflow.set_tracking_uri(f"sqlite:///{ci_run}/mlflow.db")
     runs = mlflow.search_runs(experiment_names=["ci"])
     stages = sorted(runs["tags.patchcxr.stage"])
-    expected = [
-        "classifier-global",
-        "classifier-local",
-        "evaluate-classifier-global",
-        "evaluate-classifier-local",
-        "evaluate-segmentation",
-        "pipeline",
-    ] + [f"segmentation-{m}-{p}" for m in ("fcdensenet_tiny", "unet_tiny") for p in ("equalised", "minmax")]
+    expected = ["evaluate-segmentation", "pipeline"]
+    expected += [
+        f"{k}-{m}-seed_{s}"
+        for k in ("classifier", "evaluate-classifier")
+        for m in ("local", "global")
+        for s in (2020, 2021)
+    ]
+    expected += [
+        f"segmentation-{m}-{p}-seed_{s}"
+        for m in ("fcdensenet_tiny", "unet_tiny")
+        for p in ("equalised", "minmax")
+        for s in (407, 408)
+    ]
     assert stages == sorted(expected)
     children = runs[runs["tags.patchcxr.stage"] != "pipeline"]
     assert (children["tags.mlflow.parentRunId"] == pipeline["run_id"]).all()
@@ -155,10 +168,10 @@ def test_every_training_and_evaluation_run_is_nested_in_the_pipeline_run(ci_run:
     assert (children["params.provenance.sha256.manifest"] == manifest_sha).all()
     assert (children["tags.patchcxr.data_version"] == f"manifest-{manifest_sha[:16]}").all()
     split_sha = sha256_file(ci_run / "results" / "splits" / "classification.tsv")
-    local = children[children["tags.patchcxr.stage"] == "classifier-local"].iloc[0]
+    local = children[children["tags.patchcxr.stage"] == "classifier-local-seed_2020"].iloc[0]
     assert local["params.provenance.sha256.classification_split"] == split_sha
-    evaluated = children[children["tags.patchcxr.stage"] == "evaluate-classifier-local"].iloc[0]
-    table = pd.read_csv(ci_run / "results" / "evaluation" / "local" / "metrics.tsv", sep="\t")
+    evaluated = children[children["tags.patchcxr.stage"] == "evaluate-classifier-local-seed_2021"].iloc[0]
+    table = pd.read_csv(ci_run / "results" / "evaluation" / "local" / "seed_2021" / "metrics.tsv", sep="\t")
     macro_f1 = table[(table["class"] == "macro") & (table["metric"] == "f1")]["value"].iloc[0]
     assert evaluated["metrics.macro.f1"] == pytest.approx(macro_f1, abs=5e-7)  # the table's value, not another
     assert evaluated["params.provenance.sha256.split"] == split_sha

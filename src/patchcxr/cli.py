@@ -97,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="triage radiographs with trained models (not for clinical use)")
     p.add_argument("images", nargs="+", help="PNG, JPEG or DICOM files")
     p.add_argument("--segmenter", required=True, help="a segmentation model.pt (results/segmentation/…)")
-    p.add_argument("--classifier", required=True, help="a local classifier model.pt (results/classification/local/)")
+    p.add_argument(
+        "--classifier", required=True, help="a local classifier model.pt (results/classification/local/seed_<seed>/)"
+    )
     p.add_argument("--k", type=int, default=100, help="patches per image (paper: 100)")
     p.add_argument("--vote", choices=["hard", "soft"], default="hard", help="majority vote (paper) or mean probability")
     p.add_argument(

@@ -10,7 +10,7 @@ class from its confusion matrix (one-vs-rest).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -123,13 +123,15 @@ def metrics_long(
     seed: int = 0,
 ) -> pd.DataFrame:
     """Every metric as ``class, metric, value, ci_low, ci_high, support`` (long format,
-    TSV-ready), intervals by :func:`bootstrap_intervals` over ``groups``."""
+    TSV-ready), intervals by :func:`bootstrap_intervals` over ``groups``; no rows when
+    there are no images (an empty subset)."""
+    columns = ["class", "metric", "value", "ci_low", "ci_high", "support"]
+    if len(y_true) == 0:
+        return pd.DataFrame(columns=columns)
     table = per_class_table(y_true, y_pred, names)
     long = table.melt(id_vars=["class", "support"], var_name="metric", value_name="value").dropna(subset=["value"])
     ci = bootstrap_intervals(y_true, y_pred, names, groups=groups, n_boot=n_boot, seed=seed)
-    return long.merge(ci, on=["class", "metric"], how="left")[
-        ["class", "metric", "value", "ci_low", "ci_high", "support"]
-    ]
+    return long.merge(ci, on=["class", "metric"], how="left")[columns]
 
 
 def confusion_long(y_true: np.ndarray, y_pred: np.ndarray, names: Sequence[str]) -> pd.DataFrame:
@@ -281,3 +283,37 @@ def paired_comparison(
         ],
         columns=PAIRED_COLUMNS,
     )
+
+
+SEED_COLUMNS = ["model", "class", "metric", "mean", "sd", "min", "max", "n_seeds", "seeds", "values", "support"]
+
+
+def over_seeds(metrics: Mapping[str, Mapping[int, pd.DataFrame]]) -> pd.DataFrame:
+    """Each metric of each model over its training seeds (``metrics``: model → seed →
+    :func:`metrics_long` table): mean, sd (NaN with one seed), range, the number of seeds
+    and each seed's value, for every class and metric the seeds report. The spread is
+    between training runs on one split; the patient intervals of each run are in its
+    own table."""
+    rows = []
+    for model, by_seed in metrics.items():
+        seeds = sorted(by_seed)
+        long = pd.concat([by_seed[s].assign(seed=s) for s in seeds], ignore_index=True)
+        for (cls, metric), part in long.groupby(["class", "metric"], sort=False):
+            values = part.set_index("seed")["value"].reindex(seeds).to_numpy(float)
+            kept = values[np.isfinite(values)]
+            rows.append(
+                {
+                    "model": model,
+                    "class": cls,
+                    "metric": metric,
+                    "mean": float(kept.mean()) if len(kept) else np.nan,
+                    "sd": float(kept.std(ddof=1)) if len(kept) > 1 else np.nan,
+                    "min": float(kept.min()) if len(kept) else np.nan,
+                    "max": float(kept.max()) if len(kept) else np.nan,
+                    "n_seeds": len(kept),
+                    "seeds": ",".join(str(s) for s in seeds),
+                    "values": ",".join(f"{v:.4f}" for v in values),
+                    "support": int(part["support"].iloc[0]),
+                }
+            )
+    return pd.DataFrame(rows, columns=SEED_COLUMNS)

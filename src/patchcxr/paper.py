@@ -7,11 +7,17 @@ Every table here is computed from the workflow's own TSV outputs, never from mod
 * ``table2_splits``: images per class in train / val / test (Table II);
 * ``table3_segmentation``: Jaccard and Dice (mean ± sd) per network, preprocessing and
   data set (Table III);
-* ``table4_biomarker_tests``: biomarker tests between classes (Table IV);
+* ``table4_biomarker_tests``: biomarker tests between classes (Table IV), and
+  ``table4_biomarker_primary``: the primary family alone (the paper's claims, Holm);
 * ``table5_classification``: per-class precision, recall, F1 and specificity with 95 %
-  intervals from a bootstrap over patients, for each classifier (Tables V–VI);
+  intervals from a bootstrap over patients, for each classifier and training seed
+  (Tables V–VI);
 * ``table6_global_vs_local``: whole-image versus patch-vote classifier (the paper's claim),
-  with the exact McNemar test and a paired patient bootstrap of the macro-F1 difference;
+  with the exact McNemar test and a paired patient bootstrap of the macro-F1 difference,
+  for each training seed;
+* ``table7_seeds``: each classifier's metrics as mean ± sd over its training seeds;
+* ``table8_adult_only``: accuracy and macro-F1 on the whole test split and on its adult
+  films only (the paper's sheet holds paediatric Kermany films), per classifier and seed;
 * ``metrics.json``: the headline numbers for ``dvc metrics show``.
 """
 
@@ -28,12 +34,61 @@ from patchcxr.io import atomic_write_text, read_tsv, write_tsv
 
 
 def data_table(cohort: pd.DataFrame) -> pd.DataFrame:
-    """Images per source (rows) and class (columns, the paper's five), with totals."""
+    """Images per source (rows) and class (columns, the paper's five), with totals and, when
+    the cohort has the flag, how many of each source's images are paediatric."""
     counts = pd.crosstab(cohort["source"], cohort["label5"])
     counts = counts.reindex(columns=[c for c in LABEL5_BY_LABEL4 if c in counts.columns], fill_value=0)
     counts.loc["total"] = counts.sum()
     counts["total"] = counts.sum(axis=1)
+    if "paediatric" in cohort.columns:
+        children = cohort[cohort["paediatric"].astype(str) == "1"].groupby("source").size()
+        counts["paediatric"] = children.reindex(counts.index, fill_value=0)
+        counts.loc["total", "paediatric"] = int(children.sum())
+        counts["paediatric"] = counts["paediatric"].astype(int)
     return counts.reset_index().rename(columns={"index": "source"})
+
+
+def primary_family_table(tests: pd.DataFrame) -> pd.DataFrame:
+    """The biomarker tests of the primary family (declared before the data: the paper's
+    claims), with their Holm-adjusted p-values and effects."""
+    keep = ["feature", "scope", "test", "group_a", "group_b", "n_a", "n_b", "p_value", "p_adjusted", "adjustment"]
+    keep += ["effect", "effect_value", "ci_low", "ci_high"]
+    primary = tests[tests["family"] == "primary"]
+    return primary[[c for c in keep if c in primary.columns]].reset_index(drop=True)
+
+
+def adult_only_table(
+    metrics: Mapping[Run, pd.DataFrame], adult: Mapping[Run, pd.DataFrame], predictions: Mapping[Run, pd.DataFrame]
+) -> pd.DataFrame:
+    """Per classifier and seed: test images (all, adult), and accuracy and macro-F1 as
+    ``value [low, high]`` (patient bootstrap) on the whole test split and on its adult films
+    only (the models are the same: the analysis restricts the test)."""
+
+    def cell(df: pd.DataFrame, cls: str, metric: str) -> str:
+        hit = df[(df["class"] == cls) & (df["metric"] == metric)]
+        if hit.empty:
+            return ""
+        r = hit.iloc[0]
+        return f"{float(r['value']):.3f} [{float(r['ci_low']):.3f}, {float(r['ci_high']):.3f}]"
+
+    rows = []
+    for run, df in metrics.items():
+        pred = predictions[run]
+        grown = pred[pred["age_group"] == "adult"]
+        rows.append(
+            {
+                "model": run[0],
+                "seed": run[1],
+                "n_test": len(pred),
+                "n_adult": len(grown),
+                "adult_classes": ",".join(sorted(grown["true"].unique())),
+                "accuracy": cell(df, "accuracy", "recall"),
+                "accuracy_adult": cell(adult[run], "accuracy", "recall"),
+                "macro_f1": cell(df, "macro", "f1"),
+                "macro_f1_adult": cell(adult[run], "macro", "f1"),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def split_table(split: pd.DataFrame, label: str = "label4") -> pd.DataFrame:
@@ -49,32 +104,42 @@ def _mean_sd(mean: float, sd: float) -> str:
 
 
 def segmentation_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """Jaccard and Dice as ``mean ± sd`` per network, preprocessing, data set, scope (all
-    held-out films, and the paper's Table I set) and structure."""
-    keys = ["model", "preprocessing", "dataset", "scope", "structure", "n"]
+    """Jaccard and Dice per network, preprocessing, data set, scope (all held-out films, and
+    the paper's Table I set) and structure: ``mean ± sd`` over images (of the
+    seed-averaged scores) and ``mean ± sd`` over training seeds (``n_seeds`` runs)."""
+    keys = ["model", "preprocessing", "dataset", "scope", "structure", "n", "n_seeds"]
     out = summary[[k for k in keys if k in summary.columns]].copy()
-    out["jaccard"] = [_mean_sd(m, s) for m, s in zip(summary["jaccard_mean"], summary["jaccard_sd"], strict=True)]
-    out["dice"] = [_mean_sd(m, s) for m, s in zip(summary["dice_mean"], summary["dice_sd"], strict=True)]
+    for metric in ("jaccard", "dice"):
+        means = summary[f"{metric}_mean"]
+        out[metric] = [_mean_sd(m, s) for m, s in zip(means, summary[f"{metric}_sd"], strict=True)]
+        if f"{metric}_seed_sd" in summary.columns:
+            seed_sd = summary[f"{metric}_seed_sd"]
+            out[f"{metric}_over_seeds"] = [_mean_sd(m, s) for m, s in zip(means, seed_sd, strict=True)]
     return out
 
 
+Run = tuple[str, int]
+"""A trained classifier: its model name (local, global) and training seed."""
+
+
 def classification_table(
-    metrics: Mapping[str, pd.DataFrame],
-    initialisation: Mapping[str, str] | None = None,
-    mask_sources: Mapping[str, str] | None = None,
+    metrics: Mapping[Run, pd.DataFrame],
+    initialisation: Mapping[Run, str] | None = None,
+    mask_sources: Mapping[Run, str] | None = None,
 ) -> pd.DataFrame:
-    """Per model and class: each metric as ``value [low, high]`` (bootstrap 95 % over
-    patients); a metric a class does not have (recall of an absent class) is left out.
-    ``initialisation``: what each network started from (its metadata), ImageNet or scratch;
-    ``mask_sources``: the masks of its test images (``predicted 40, atlas 2``: an atlas
-    fallback is an image whose predicted lung was empty)."""
+    """Per model, training seed and class: each metric as ``value [low, high]`` (bootstrap
+    95 % over patients); a metric a class does not have (recall of an absent class) is left
+    out. ``initialisation``: what each network started from (its metadata), ImageNet or
+    scratch; ``mask_sources``: the masks of its test images (``predicted 40, atlas 2``: an
+    atlas fallback is an image whose predicted lung was empty)."""
     rows = []
-    for model, df in metrics.items():
+    for (model, seed), df in metrics.items():
         for cls, part in df.groupby("class", sort=False):
             row = {
                 "model": model,
-                "initialisation": (initialisation or {}).get(model, ""),
-                "test_masks": (mask_sources or {}).get(model, ""),
+                "seed": seed,
+                "initialisation": (initialisation or {}).get((model, seed), ""),
+                "test_masks": (mask_sources or {}).get((model, seed), ""),
                 "class": cls,
                 "n": int(part["support"].iloc[0]),
             }
@@ -84,14 +149,34 @@ def classification_table(
     return pd.DataFrame(rows)
 
 
+def seeds_table(over_seeds: pd.DataFrame) -> pd.DataFrame:
+    """Per model and class: each metric as ``mean ± sd`` over the training seeds (the
+    evaluation's ``over_seeds.tsv``), with the number of seeds and the seeds."""
+    rows = []
+    for (model, cls), part in over_seeds.groupby(["model", "class"], sort=False):
+        row: dict[str, object] = {
+            "model": model,
+            "class": cls,
+            "n": int(part["support"].iloc[0]),
+            "n_seeds": int(part["n_seeds"].max()),
+            "seeds": part["seeds"].iloc[0],
+        }
+        for r in part.itertuples():
+            row[str(r.metric)] = _mean_sd(float(r.mean), float(r.sd))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def mask_source_counts(predictions: pd.DataFrame) -> str:
     """``predicted 40, atlas 2``: how many test images used each kind of mask."""
     counts = predictions["mask_source"].value_counts()
     return ", ".join(f"{kind} {int(n)}" for kind, n in sorted(counts.items()))
 
 
-def headline_metrics(summary: pd.DataFrame | None, metrics: Mapping[str, pd.DataFrame]) -> dict[str, object]:
-    """The numbers ``dvc metrics show`` compares between revisions."""
+def headline_metrics(summary: pd.DataFrame | None, over_seeds: pd.DataFrame | None) -> dict[str, object]:
+    """The numbers ``dvc metrics show`` compares between revisions: lung Jaccard (mean over
+    seeds) and each classifier's accuracy, macro-F1 and macro specificity as mean and sd
+    over its training seeds."""
     out: dict[str, object] = {}
     if summary is not None:
         lungs = summary[summary["structure"] == "both lungs"]
@@ -103,13 +188,20 @@ def headline_metrics(summary: pd.DataFrame | None, metrics: Mapping[str, pd.Data
             for r, s in zip(lungs.itertuples(), scope, strict=True)
         }
     classification: dict[str, dict[str, float]] = {}
-    for model, df in metrics.items():
-        get = df.set_index(["class", "metric"])["value"]
-        classification[model] = {
-            "accuracy": round(float(get[("accuracy", "recall")]), 6),
-            "macro_f1": round(float(get[("macro", "f1")]), 6),
-            "macro_specificity": round(float(get[("macro", "specificity")]), 6),
-        }
+    wanted = {
+        "accuracy": ("accuracy", "recall"),
+        "macro_f1": ("macro", "f1"),
+        "macro_specificity": ("macro", "specificity"),
+    }
+    for model, df in over_seeds.groupby("model", sort=False) if over_seeds is not None else []:
+        get = df.set_index(["class", "metric"])
+        entry: dict[str, float] = {}
+        for name, key in wanted.items():
+            entry[name] = round(float(get.loc[key, "mean"]), 6)
+            sd = float(get.loc[key, "sd"])
+            entry[f"{name}_sd"] = round(sd, 6) if sd == sd else 0.0
+        entry["n_seeds"] = int(get["n_seeds"].max())
+        classification[str(model)] = entry
     out["classification"] = classification
     return out
 
@@ -120,14 +212,18 @@ def write_tables(
     segmentation_summary: Path | str | None,
     biomarker_tests: Path | str | None,
     *,
-    metrics_paths: Mapping[str, Path | str],
+    metrics_paths: Mapping[Run, Path | str],
     comparison_path: Path | str | None,
+    seeds_path: Path | str | None,
     out: Mapping[str, Path | str],
-    model_metadata: Mapping[str, Path | str] | None = None,
-    predictions: Mapping[str, Path | str] | None = None,
+    model_metadata: Mapping[Run, Path | str] | None = None,
+    predictions: Mapping[Run, Path | str] | None = None,
+    adult_metrics: Mapping[Run, Path | str] | None = None,
 ) -> None:
     """Write the tables named in ``out`` (keys: data, splits, segmentation, biomarker_tests,
-    classification, global_vs_local, metrics) from the workflow's tables."""
+    biomarker_primary, classification, global_vs_local, seeds, adult_only, metrics) from the
+    workflow's tables; the
+    classifiers' inputs are keyed by run (model, seed)."""
 
     def read(path: Path | str) -> pd.DataFrame:
         return read_tsv(path, typed=True)
@@ -139,14 +235,23 @@ def write_tables(
         write_tsv(out["segmentation"], segmentation_table(summary))
     if "biomarker_tests" in out and biomarker_tests:
         write_tsv(out["biomarker_tests"], read(biomarker_tests))
-    metrics = {m: read(p) for m, p in metrics_paths.items()}
+    if "biomarker_primary" in out and biomarker_tests:
+        write_tsv(out["biomarker_primary"], primary_family_table(read(biomarker_tests)))
+    metrics = {run: read(p) for run, p in metrics_paths.items()}
+    seeds = read(seeds_path) if seeds_path else None
+    if "seeds" in out and seeds is not None:
+        write_tsv(out["seeds"], seeds_table(seeds))
     if "classification" in out:
         init = {m: json.loads(Path(p).read_text()).get("initialisation", "") for m, p in (model_metadata or {}).items()}
         masks = {m: mask_source_counts(read(p)) for m, p in (predictions or {}).items()}
         write_tsv(out["classification"], classification_table(metrics, init, masks))
+    if "adult_only" in out and adult_metrics and predictions:
+        adult = {run: read(p) for run, p in adult_metrics.items()}
+        preds = {run: read(p) for run, p in predictions.items()}
+        write_tsv(out["adult_only"], adult_only_table(metrics, adult, preds))
     if "global_vs_local" in out and comparison_path:
         write_tsv(out["global_vs_local"], read(comparison_path))
-    atomic_write_text(out["metrics"], json.dumps(headline_metrics(summary, metrics), indent=2, sort_keys=True) + "\n")
+    atomic_write_text(out["metrics"], json.dumps(headline_metrics(summary, seeds), indent=2, sort_keys=True) + "\n")
 
 
 def write_index(entries: Mapping[str, str], out: Path | str) -> None:

@@ -41,25 +41,27 @@ rule collect_classifier_inputs:
 rule train_classifier:
     wildcard_constraints:
         model="local|global",
+        seed=r"\d+",
     input:
         unpack(tracking_inputs),
         inputs="results/classification/inputs.tsv",
         split="results/splits/classification.tsv",
         manifest="results/data/manifest.tsv",
     output:
-        model="results/classification/{model}/model.pt",
-        metadata="results/classification/{model}/metadata.json",
-        history="results/classification/{model}/history.tsv",
+        model="results/classification/{model}/seed_{seed}/model.pt",
+        metadata="results/classification/{model}/seed_{seed}/metadata.json",
+        history="results/classification/{model}/seed_{seed}/history.tsv",
     log:
-        "logs/classification/train_{model}.log",
+        "logs/classification/train_{model}_seed_{seed}.log",
     params:
-        train=canonical(config["classification"]["train"]),
+        # the training settings with this run's seed (one run per classification.train.seeds)
+        train=lambda wc: train_settings("classification", wc.seed),
         input_size=config["classification"]["input_size"],
         preprocessing=canonical(config["preprocessing"]),
         mask_source=config["segmentation"]["mask_source"],
         weights=canonical(config["classification"]["weights"]),
         tracking=canonical(config["tracking"]),
-        resume_dir="results/classification/{model}/resume",
+        resume_dir="results/classification/{model}/seed_{seed}/resume",
     threads: 2
     resources:
         device="auto",
@@ -72,18 +74,20 @@ rule train_classifier:
 rule predict_classifier:
     wildcard_constraints:
         model="local|global",
+        seed=r"\d+",
     input:
-        model="results/classification/{model}/model.pt",
+        model="results/classification/{model}/seed_{seed}/model.pt",
         inputs="results/classification/inputs.tsv",
         split="results/splits/classification.tsv",
     output:
-        "results/evaluation/{model}/predictions.tsv",
+        "results/evaluation/{model}/seed_{seed}/predictions.tsv",
     log:
-        "logs/evaluation/predict_{model}.log",
+        "logs/evaluation/predict_{model}_seed_{seed}.log",
     params:
         k=config["classification"]["inference"]["k"],
         mode=config["classification"]["inference"]["mode"],
-        seed=config["classification"]["train"]["seed"],
+        # patch positions drawn from the run's seed
+        seed=lambda wc: int(wc.seed),
     threads: 2
     resources:
         device="auto",
@@ -96,23 +100,26 @@ rule predict_classifier:
 rule evaluate_classifier:
     wildcard_constraints:
         model="local|global",
+        seed=r"\d+",
     input:
         unpack(tracking_inputs),
-        predictions="results/evaluation/{model}/predictions.tsv",
-        model="results/classification/{model}/model.pt",
+        predictions="results/evaluation/{model}/seed_{seed}/predictions.tsv",
+        model="results/classification/{model}/seed_{seed}/model.pt",
         split="results/splits/classification.tsv",
         manifest="results/data/manifest.tsv",
     output:
-        metrics="results/evaluation/{model}/metrics.tsv",
-        confusion="results/evaluation/{model}/confusion.tsv",
-        per_source="results/evaluation/{model}/per_source.tsv",
-        per_mask_source="results/evaluation/{model}/per_mask_source.tsv",
+        metrics="results/evaluation/{model}/seed_{seed}/metrics.tsv",
+        confusion="results/evaluation/{model}/seed_{seed}/confusion.tsv",
+        per_source="results/evaluation/{model}/seed_{seed}/per_source.tsv",
+        per_mask_source="results/evaluation/{model}/seed_{seed}/per_mask_source.tsv",
+        per_age_group="results/evaluation/{model}/seed_{seed}/per_age_group.tsv",
+        metrics_adult="results/evaluation/{model}/seed_{seed}/metrics_adult.tsv",
     log:
-        "logs/evaluation/evaluate_{model}.log",
+        "logs/evaluation/evaluate_{model}_seed_{seed}.log",
     params:
         vote=config["classification"]["inference"]["vote"],
         bootstrap=config["classification"]["inference"]["bootstrap"],
-        seed=config["classification"]["train"]["seed"],
+        seed=lambda wc: int(wc.seed),
         tracking=canonical(config["tracking"]),
     conda:
         "../../envs/torch.yaml"
@@ -122,15 +129,15 @@ rule evaluate_classifier:
 
 rule plot_confusion:
     input:
-        "results/evaluation/{model}/confusion.tsv",
+        "results/evaluation/{model}/seed_{seed}/confusion.tsv",
     output:
         report(
-            "results/evaluation/{model}/confusion.png",
+            "results/evaluation/{model}/seed_{seed}/confusion.png",
             caption="../report/confusion.rst",
             category="Classification",
         ),
     log:
-        "logs/evaluation/plot_confusion_{model}.log",
+        "logs/evaluation/plot_confusion_{model}_seed_{seed}.log",
     conda:
         "../../envs/plot.yaml"
     script:
@@ -139,18 +146,19 @@ rule plot_confusion:
 
 rule compare_classifiers:
     input:
-        metrics=expand("results/evaluation/{model}/metrics.tsv", model=config["classification"]["models"]),
-        predictions=expand("results/evaluation/{model}/predictions.tsv", model=config["classification"]["models"]),
+        metrics=classifier_results("metrics.tsv"),
+        predictions=classifier_results("predictions.tsv"),
     output:
-        "results/evaluation/global_vs_local.tsv",
+        comparison="results/evaluation/global_vs_local.tsv",
+        seeds="results/evaluation/over_seeds.tsv",
     log:
         "logs/evaluation/compare.log",
     params:
-        models=config["classification"]["models"],
+        # the (model, seed) of each input, in the inputs' order
+        runs=classifier_runs(),
         settings={
             "vote": config["classification"]["inference"]["vote"],
             "bootstrap": config["classification"]["inference"]["bootstrap"],
-            "seed": config["classification"]["train"]["seed"],
         },
     conda:
         "../../envs/data.yaml"
@@ -160,7 +168,8 @@ rule compare_classifiers:
 
 rule compute_saliency:
     input:
-        model="results/classification/local/model.pt",
+        # the local classifier of the first of classification.train.seeds
+        model=f"results/classification/local/seed_{train_seeds('classification')[0]}/model.pt",
         inputs="results/classification/inputs.tsv",
         split="results/splits/classification.tsv",
         manifest="results/data/manifest.tsv",
@@ -172,7 +181,7 @@ rule compute_saliency:
     params:
         saliency=canonical(config["saliency"]),
         mode=config["classification"]["inference"]["mode"],
-        seed=config["classification"]["train"]["seed"],
+        seed=train_seeds("classification")[0],
     threads: 2
     resources:
         device="auto",

@@ -20,10 +20,16 @@ MOVED_KEYS = {
     ("segmentation", "crop_blank_band"): "preprocessing.crop_blank_band",
     # the patch analysis draws the classifier's patches, scaled to biomarkers.size
     ("biomarkers", "patch"): "classification.train.patch",
+    # one training run per seed of a list
+    ("segmentation", "train", "seed"): "segmentation.train.seeds (a list)",
+    ("classification", "train", "seed"): "classification.train.seeds (a list)",
 }
-for (_section, _key), _new in MOVED_KEYS.items():
-    if _key in (config.get(_section) or {}):
-        raise WorkflowError(f"config key {_section}.{_key} has moved: set {_new} instead (config/config.yaml)")
+for _path, _new in MOVED_KEYS.items():
+    _node = config
+    for _part in _path[:-1]:
+        _node = _node.get(_part) if isinstance(_node, dict) else None
+    if isinstance(_node, dict) and _path[-1] in _node:
+        raise WorkflowError(f"config key {'.'.join(_path)} has moved: set {_new} instead (config/config.yaml)")
 
 # Validate first and fill in the schema's defaults: a misspelt key or a value out of range
 # stops the workflow here, naming the key, before any job is scheduled.
@@ -178,12 +184,31 @@ def segmentation_preprocessing(wildcards):
             "equalise": wildcards.prep == "equalised"}
 
 
+def train_seeds(stage):
+    """The training seeds of `stage` (segmentation or classification): one run each."""
+    return config[stage]["train"]["seeds"]
+
+
+def train_settings(stage, seed):
+    """`stage`.train with the one seed of a run in place of the list of seeds."""
+    settings = {k: v for k, v in config[stage]["train"].items() if k != "seeds"}
+    return canonical(settings | {"seed": int(seed)})
+
+
+def mask_model_path():
+    """The network whose masks every later stage uses: segmentation.mask_model trained with
+    preprocessing, the first of segmentation.train.seeds."""
+    seed = train_seeds("segmentation")[0]
+    return f"results/segmentation/{config['segmentation']['mask_model']}/equalised/seed_{seed}/model.pt"
+
+
 def segmentation_models(wildcards):
-    """Every trained segmentation network, keyed `<model>/<preprocessing>`."""
+    """Every trained segmentation network, keyed `<model>/<preprocessing>/<seed>`."""
     return {
-        f"{m}/{p}": f"results/segmentation/{m}/{p}/model.pt"
+        f"{m}/{p}/{s}": f"results/segmentation/{m}/{p}/seed_{s}/model.pt"
         for m in config["segmentation"]["train_models"]
         for p in segmentation_preps()
+        for s in train_seeds("segmentation")
     }
 
 
@@ -243,10 +268,20 @@ def biomarkers_targets():
     return ["results/biomarkers/tests.tsv"] + [f"results/biomarkers/figures/{f}.png" for f in figures]
 
 
+def classifier_runs():
+    """Every (model, seed) the classification stage trains, models first."""
+    return [[m, int(s)] for m in config["classification"]["models"] for s in train_seeds("classification")]
+
+
+def classifier_results(name, models=None):
+    """`results/evaluation/<model>/seed_<seed>/<name>` of every run (:func:`classifier_runs`)."""
+    return [f"results/evaluation/{m}/seed_{s}/{name}" for m, s in classifier_runs() if models is None or m in models]
+
+
 def classifier_targets():
     if not active_sources():
         return []
-    return expand("results/classification/{model}/model.pt", model=config["classification"]["models"])
+    return [f"results/classification/{m}/seed_{s}/model.pt" for m, s in classifier_runs()]
 
 
 def evaluation_targets():
@@ -255,8 +290,9 @@ def evaluation_targets():
     models = config["classification"]["models"]
     saliency = ["results/saliency/local/figure.png"] if "local" in models else []
     return (
-        expand("results/evaluation/{model}/{name}", model=models, name=["metrics.tsv", "confusion.png"])
-        + ["results/evaluation/global_vs_local.tsv"]
+        classifier_results("metrics.tsv")
+        + classifier_results("confusion.png")
+        + ["results/evaluation/global_vs_local.tsv", "results/evaluation/over_seeds.tsv"]
         + saliency
     )
 
@@ -279,6 +315,11 @@ def paper_models():
     return [m for m in ("local", "global") if m in config["classification"]["models"]]
 
 
+def paper_runs():
+    """The (model, seed) of every classifier of the paper's tables, in classifier_results order."""
+    return [[m, s] for m, s in classifier_runs() if m in paper_models()]
+
+
 def paper_figures():
     """results/paper/<name>.png -> the figure it copies."""
     figs = {
@@ -288,8 +329,9 @@ def paper_figures():
         "fig4_cardiothoracic_ratio": "results/biomarkers/figures/ctr_scatter.png",
         "fig5_lung_histograms": "results/biomarkers/figures/histograms.png",
     }
+    first = train_seeds("classification")[0]
     for m in paper_models():
-        figs[f"fig6_confusion_{m}"] = f"results/evaluation/{m}/confusion.png"
+        figs[f"fig6_confusion_{m}"] = f"results/evaluation/{m}/seed_{first}/confusion.png"
     if "local" in paper_models():
         figs["fig7_saliency"] = "results/saliency/local/figure.png"
     return figs
@@ -300,8 +342,11 @@ PAPER_TABLES = {
     "table2_splits": "paper_splits.rst",
     "table3_segmentation": "paper_segmentation.rst",
     "table4_biomarker_tests": "paper_biomarkers.rst",
+    "table4_biomarker_primary": "paper_biomarkers_primary.rst",
     "table5_classification": "paper_classification.rst",
     "table6_global_vs_local": "paper_comparison.rst",
+    "table7_seeds": "paper_seeds.rst",
+    "table8_adult_only": "paper_adult_only.rst",
 }
 PAPER_FIGURE_CAPTIONS = {
     "fig1_segmentation_jaccard": "segmentation_jaccard.rst",
@@ -322,7 +367,8 @@ def caption_text(name):
 
 def paper_tables():
     names = ["table1_data", "table2_splits", "table3_segmentation", "table4_biomarker_tests"]
-    names += ["table5_classification"] if paper_models() else []
+    names += ["table4_biomarker_primary"]
+    names += ["table5_classification", "table7_seeds", "table8_adult_only"] if paper_models() else []
     names += ["table6_global_vs_local"] if len(paper_models()) == 2 else []
     return names
 
@@ -343,10 +389,12 @@ def paper_targets():
 
 
 def training_histories(wildcards=None):
+    """The training histories of the first seed of each network (the figure's panels)."""
+    seg, cls = train_seeds("segmentation")[0], train_seeds("classification")[0]
     out = {
-        f"segmentation/{m}/{p}": f"results/segmentation/{m}/{p}/history.tsv"
+        f"segmentation/{m}/{p}": f"results/segmentation/{m}/{p}/seed_{seg}/history.tsv"
         for m in config["segmentation"]["train_models"]
         for p in segmentation_preps()
     }
-    out |= {f"classification/{m}": f"results/classification/{m}/history.tsv" for m in paper_models()}
+    out |= {f"classification/{m}": f"results/classification/{m}/seed_{cls}/history.tsv" for m in paper_models()}
     return out

@@ -9,12 +9,14 @@ rule paper_tables:
         split="results/splits/classification.tsv",
         segmentation="results/segmentation/summary.tsv",
         biomarkers="results/biomarkers/tests.tsv",
-        metrics=expand("results/evaluation/{model}/metrics.tsv", model=paper_models()),
-        model_metadata=expand("results/classification/{model}/metadata.json", model=paper_models()),
-        predictions=expand("results/evaluation/{model}/predictions.tsv", model=paper_models()),
+        metrics=classifier_results("metrics.tsv", paper_models()),
+        model_metadata=[f"results/classification/{m}/seed_{s}/metadata.json" for m, s in paper_runs()],
+        predictions=classifier_results("predictions.tsv", paper_models()),
+        adult_metrics=classifier_results("metrics_adult.tsv", paper_models()),
         comparison=(
             ["results/evaluation/global_vs_local.tsv"] if len(paper_models()) == 2 else []
         ),
+        seeds=["results/evaluation/over_seeds.tsv"] if paper_models() else [],
     output:
         **{
             t.split("_", 1)[1]: report(
@@ -26,7 +28,8 @@ rule paper_tables:
     log:
         "logs/paper/tables.log",
     params:
-        models=paper_models(),
+        # the (model, seed) of each classifier input, in the inputs' order
+        runs=paper_runs(),
     conda:
         "../../envs/data.yaml"
     script:

@@ -6,22 +6,24 @@
 rule train_segmentation:
     wildcard_constraints:
         prep="equalised|minmax",
+        seed=r"\d+",
     input:
         unpack(tracking_inputs),
         manifest="results/data/manifest.tsv",
         split="results/splits/segmentation.tsv",
     output:
-        model="results/segmentation/{model}/{prep}/model.pt",
-        metadata="results/segmentation/{model}/{prep}/metadata.json",
-        history="results/segmentation/{model}/{prep}/history.tsv",
+        model="results/segmentation/{model}/{prep}/seed_{seed}/model.pt",
+        metadata="results/segmentation/{model}/{prep}/seed_{seed}/metadata.json",
+        history="results/segmentation/{model}/{prep}/seed_{seed}/history.tsv",
     log:
-        "logs/segmentation/train_{model}_{prep}.log",
+        "logs/segmentation/train_{model}_{prep}_seed_{seed}.log",
     params:
         model_cfg=segmentation_model_cfg,
-        train=canonical(config["segmentation"]["train"]),
+        # the training settings with this run's seed (one run per segmentation.train.seeds)
+        train=lambda wc: train_settings("segmentation", wc.seed),
         preprocessing=segmentation_preprocessing,
         tracking=canonical(config["tracking"]),
-        resume_dir="results/segmentation/{model}/{prep}/resume",
+        resume_dir="results/segmentation/{model}/{prep}/seed_{seed}/resume",
     threads: 2
     resources:
         # machines set this in profiles/ (e.g. --set-resources train_segmentation:device=cuda)
@@ -77,7 +79,8 @@ rule predict_masks:
         shard=r"\d+",
     input:
         manifest="results/data/manifest.tsv",
-        model=f"results/segmentation/{config['segmentation']['mask_model']}/equalised/model.pt",
+        # the mask model trained with preprocessing, first seed of segmentation.train.seeds
+        model=mask_model_path(),
     output:
         rows="results/masks/shards/{shard}.tsv",
         files=directory("results/masks/shards/{shard}"),

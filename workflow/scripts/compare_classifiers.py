@@ -1,9 +1,12 @@
-"""Rule compare_classifiers: the global-versus-local table (the paper's claim), with the
-paired tests of local against global on the same test images."""
+"""Rule compare_classifiers: the global-versus-local table (the paper's claim) for each
+training seed, with the paired tests of local against global on the same test images, and
+every metric of each classifier over its training seeds."""
 
 from typing import TYPE_CHECKING
 
-from patchcxr.evaluation import compare_models, paired_comparison
+import pandas as pd
+
+from patchcxr.evaluation import compare_models, over_seeds, paired_comparison
 from patchcxr.io import read_tsv, write_tsv
 from patchcxr.logs import setup_logging
 
@@ -14,35 +17,43 @@ if TYPE_CHECKING:
 def main(
     metrics: list[str],
     predictions: list[str],
-    models: list[str],
+    runs: list[tuple[str, int]],
     settings: dict[str, object],
-    out: str,
+    outputs: dict[str, str],
     log: str,
 ) -> None:
     setup_logging(log)
-    tables = {m: read_tsv(p, typed=True) for m, p in zip(models, metrics, strict=True)}
-    paired = None
-    if set(models) == {"local", "global"}:
-        preds = {m: read_tsv(p, typed=True) for m, p in zip(models, predictions, strict=True)}
-        # the classes in the model's order, as the predictions table names them
-        names = [c.removeprefix("prob_") for c in preds["local"].columns if c.startswith("prob_")]
-        paired = paired_comparison(
-            preds["local"],
-            preds["global"],
-            names,
-            labels=("local", "global"),
-            vote=str(settings["vote"]),
-            n_boot=int(str(settings["bootstrap"])),
-            seed=int(str(settings["seed"])),
-        )
-    write_tsv(out, compare_models(tables, paired))
+    tables = {(m, s): read_tsv(p, typed=True) for (m, s), p in zip(runs, metrics, strict=True)}
+    preds = dict(zip(runs, predictions, strict=True))
+    models = list(dict.fromkeys(m for m, _ in runs))
+    seeds = list(dict.fromkeys(s for _, s in runs))
+    per_seed = []
+    for seed in seeds:
+        paired = None
+        if set(models) == {"local", "global"}:
+            local, glob = (read_tsv(preds[(m, seed)], typed=True) for m in ("local", "global"))
+            # the classes in the model's order, as the predictions table names them
+            names = [c.removeprefix("prob_") for c in local.columns if c.startswith("prob_")]
+            paired = paired_comparison(
+                local,
+                glob,
+                names,
+                labels=("local", "global"),
+                vote=str(settings["vote"]),
+                n_boot=int(str(settings["bootstrap"])),
+                seed=seed,
+            )
+        table = compare_models({m: tables[(m, seed)] for m in models}, paired)
+        per_seed.append(table.assign(seed=seed)[["seed", *table.columns]])
+    write_tsv(outputs["comparison"], pd.concat(per_seed, ignore_index=True))
+    write_tsv(outputs["seeds"], over_seeds({m: {s: tables[(m, s)] for s in seeds} for m in models}))
 
 
 main(
     list(snakemake.input.metrics),
     list(snakemake.input.predictions),
-    list(snakemake.params.models),
+    [(str(m), int(s)) for m, s in snakemake.params.runs],
     dict(snakemake.params.settings),
-    snakemake.output[0],
+    dict(snakemake.output.items()),
     snakemake.log[0],
 )

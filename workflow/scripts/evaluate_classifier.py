@@ -26,11 +26,17 @@ def main(
     names = list(load_state(inputs["model"])["classes"])
     pred = read_tsv(inputs["predictions"], typed=True)
     y, p = pred["true_index"].to_numpy(), pred[f"pred_{vote}_index"].to_numpy()
+    adult = (pred["age_group"] == "adult").to_numpy()
     tables = {
         # intervals resample patients, the unit of the split
         "metrics": metrics_long(y, p, names, groups=pred["patient_id"].to_numpy(), n_boot=n_boot, seed=seed).assign(
             vote=vote
         ),
+        # the sensitivity analysis without children's films (the paper's sheet holds some)
+        "metrics_adult": metrics_long(
+            y[adult], p[adult], names, groups=pred["patient_id"].to_numpy()[adult], n_boot=n_boot, seed=seed
+        ).assign(vote=vote),
+        "per_age_group": per_group(pred, names, "age_group", vote),
         "confusion": confusion_long(y, p, names),
         "per_source": per_source(pred, names, vote),
         # predicted masks, ground truth (a sensitivity option) and atlas fallbacks apart
@@ -41,7 +47,7 @@ def main(
     named = {k: v for k, v in inputs.items() if k in ("manifest", "split", "predictions", "model")}
     settings = run_settings(tracking, inputs.get("pipeline"), named)
     params = {"model": model_name, "vote": vote, "bootstrap": n_boot, "seed": seed, "n_test": len(pred)}
-    with mlflow_run(settings, f"evaluate-classifier-{model_name}", params) as run:
+    with mlflow_run(settings, f"evaluate-classifier-{model_name}-seed_{seed}", params) as run:
         if run is not None:
             m = tables["metrics"]
             run.log_table_metrics({f"{r['class']}.{r['metric']}": r["value"] for _, r in m.iterrows()})
@@ -56,6 +62,6 @@ main(
     int(snakemake.params.bootstrap),
     int(snakemake.params.seed),
     dict(snakemake.params.tracking),
-    {k: snakemake.output[k] for k in ("metrics", "confusion", "per_source", "per_mask_source")},
+    dict(snakemake.output.items()),
     snakemake.log[0],
 )

@@ -9,29 +9,33 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 
-def main(inputs: dict[str, Any], models: list[str], outputs: dict[str, str], log: str) -> None:
+def main(inputs: dict[str, Any], runs: list[tuple[str, int]], outputs: dict[str, str], log: str) -> None:
     setup_logging(log)
-    metrics = dict(zip(models, list(inputs["metrics"]), strict=True))
-    comparison = list(inputs["comparison"])
-    model_metadata = dict(zip(models, list(inputs["model_metadata"]), strict=True))
-    predictions = dict(zip(models, list(inputs["predictions"]), strict=True))
+    keys = [(str(m), int(s)) for m, s in runs]
+
+    def by_run(name: str) -> dict[tuple[str, int], str]:
+        return dict(zip(keys, [str(p) for p in inputs[name]], strict=True))
+
+    comparison, seeds = list(inputs["comparison"]), list(inputs["seeds"])
     write_tables(
         str(inputs["cohort"]),
         str(inputs["split"]),
         str(inputs["segmentation"]),
         str(inputs["biomarkers"]),
-        metrics_paths=metrics,
+        metrics_paths=by_run("metrics"),
         comparison_path=comparison[0] if comparison else None,
+        seeds_path=seeds[0] if seeds else None,
         out=outputs,
-        model_metadata=model_metadata,
-        predictions=predictions,
+        model_metadata=by_run("model_metadata"),
+        predictions=by_run("predictions"),
+        adult_metrics=by_run("adult_metrics"),
     )
 
 
 main(
     {k: snakemake.input[k] for k in ("cohort", "split", "segmentation", "biomarkers", "metrics", "comparison")}
-    | {k: snakemake.input[k] for k in ("model_metadata", "predictions")},
-    list(snakemake.params.models),
+    | {k: snakemake.input[k] for k in ("model_metadata", "predictions", "adult_metrics", "seeds")},
+    [tuple(r) for r in snakemake.params.runs],
     dict(snakemake.output.items()),
     snakemake.log[0],
 )

@@ -24,7 +24,10 @@ from patchcxr.preprocess import preprocess, resize_labels
 
 log = logging.getLogger(__name__)
 
-INPUT_COLUMNS = ["image_id", "input_path", "lung_path", "mask_source", "label5", "label4", "patient_id", "source"]
+INPUT_COLUMNS = [
+    *("image_id", "input_path", "lung_path", "mask_source", "label5", "label4", "patient_id", "source"),
+    "paediatric",
+]
 #: ImageNet statistics: torchvision's ResNet-18 weights expect inputs normalised so
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -80,6 +83,7 @@ def build_inputs(
                 "label4": row.label4,
                 "patient_id": row.patient_id,
                 "source": row.source,
+                "paediatric": int(str(row.paediatric) == "1"),
             }
         )
     return pd.DataFrame(out, columns=INPUT_COLUMNS)

@@ -144,6 +144,7 @@ def predict_split(
                 "patient_id": r.patient_id,
                 "source": r.source,
                 "mask_source": r.mask_source,
+                "age_group": "paediatric" if str(r.paediatric) == "1" else "adult",
                 "true": true,
                 "true_index": names.index(true),
                 "pred_hard": names[int(v["hard"])],

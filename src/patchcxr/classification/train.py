@@ -166,7 +166,7 @@ def train_classifier(
         "classes": names,
     }
     run = TrainingRun(
-        name=f"classifier-{settings.mode}",
+        name=f"classifier-{settings.mode}-seed_{settings.seed}",
         settings=cfg,
         data=(len(tr_y), [float(i.sum()) for i in tr_img[:5]]),
         inputs={"inputs": inputs_path, "classification_split": split_path},

@@ -31,7 +31,11 @@ OH2020_SHEETS = {
 }
 OH2020_CLASSES = {"normal": "normal", "bacteria": "bacterial", "tb": "tb", "virus": "viral", "covid-19": "covid19"}
 OH2020_COUNTS = {"normal": 192, "bacterial": 54, "tb": 58, "viral": 20, "covid19": 179}
-COHORT_COLUMNS = ["image_id", "label5", "label4", "patient_id", "source", "cohort_row"]
+#: ``paediatric`` (1/0, the manifest's flag): a child's film. The paper says it excluded
+#: them (method.md §2.1), yet its sheet lists Kermany films (its 98 normals and 21 bacterial
+#: CoronaHack films: the Guangzhou paediatric collection): the cohort table flags them and
+#: the paper target reports the adult-only test beside the full one
+COHORT_COLUMNS = ["image_id", "label5", "label4", "patient_id", "source", "paediatric", "cohort_row"]
 MISSING_COLUMNS = ["sheet", "filename", "class", "reason"]
 
 

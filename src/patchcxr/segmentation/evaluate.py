@@ -1,6 +1,7 @@
 """Evaluation of trained segmentation networks on held-out images (method.md §4.5):
 Jaccard and Dice per image and structure, a summary per model, preprocessing, data set and
-structure, and paired tests between preprocessings and architectures."""
+structure over the training seeds, and paired tests between preprocessings and
+architectures that count the variance between training runs as well as between images."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from patchcxr.segmentation.data import split_rows
 from patchcxr.segmentation.metrics import structure_scores
 from patchcxr.segmentation.predict import back_project, load_segmenter, predict_batches
 
-SCORE_COLUMNS = ["model", "preprocessing", "dataset", "image_id", "structure", "jaccard", "dice", "paper_scope"]
+SCORE_COLUMNS = ["model", "preprocessing", "seed", "dataset", "image_id", "structure", "jaccard", "dice", "paper_scope"]
 
 
 def evaluate_models(
@@ -34,18 +35,21 @@ def evaluate_models(
     """Jaccard and Dice of every model on every held-out image with a mask.
 
     Args:
-        models: ``"<model>/<preprocessing>"`` → model file.
+        models: ``"<model>/<preprocessing>/<seed>"`` → model file (one per training seed).
 
-    Writes per-image scores, a summary (mean, sd, n per model, preprocessing, data set and
-    structure) and paired tests: Wilcoxon signed-rank on per-image Jaccard of both lungs,
-    with vs without preprocessing (the paper's 0.932 → 0.943) and between architectures.
+    Writes per-image scores (one row per seed), a summary over seeds (:func:`summarise`)
+    and paired tests (:func:`paired_tests`) of both lungs' Jaccard, with vs without
+    preprocessing (the paper's 0.932 → 0.943) and between architectures.
     """
     manifest, split = read_tsv(manifest_path), read_tsv(split_path)
     test_rows = split_rows(manifest, split, ["test"])
     truths = {r.image_id: read_png(r.mask_path) for r in test_rows.itertuples()}
     rows = []
     for key, path in models.items():
-        name, prep_name = key.split("/", 1)
+        parts = key.split("/")
+        if len(parts) != 3 or not parts[2].isdigit():
+            raise ValueError(f"segmentation model key {key!r} is not <model>/<preprocessing>/<seed>")
+        name, prep_name, seed = parts[0], parts[1], int(parts[2])
         model, prep, dev = load_segmenter(path, device)
         for start in range(0, len(test_rows), batch_size):
             part = test_rows.iloc[start : start + batch_size]
@@ -62,6 +66,7 @@ def evaluate_models(
                         {
                             "model": name,
                             "preprocessing": prep_name,
+                            "seed": seed,
                             "dataset": row.source,
                             "image_id": row.image_id,
                             "structure": structure,
@@ -93,50 +98,102 @@ def in_paper_scope(fmt: str, image_id: str, label5: str) -> bool:
     return False
 
 
-def summarise(scores: pd.DataFrame) -> pd.DataFrame:
-    """Mean and sd of Jaccard and Dice and the image count per model, preprocessing, data
-    set, scope (``all``, and :data:`PAPER_SCOPE` where a data set has films in it) and
-    structure."""
-    parts = [scores.assign(scope="all"), scores[scores["paper_scope"] == 1].assign(scope=PAPER_SCOPE)]
-    both = pd.concat(parts, ignore_index=True)
-    return (
-        both.groupby(["model", "preprocessing", "dataset", "scope", "structure"])
-        .agg(
-            jaccard_mean=("jaccard", "mean"),
-            jaccard_sd=("jaccard", "std"),
-            dice_mean=("dice", "mean"),
-            dice_sd=("dice", "std"),
-            n=("image_id", "nunique"),
-        )
-        .reset_index()
+def _with_scopes(scores: pd.DataFrame) -> pd.DataFrame:
+    """Every score under scope ``all``, and again under :data:`PAPER_SCOPE` where it is in it."""
+    return pd.concat(
+        [scores.assign(scope="all"), scores[scores["paper_scope"] == 1].assign(scope=PAPER_SCOPE)], ignore_index=True
     )
 
 
-def paired_tests(scores: pd.DataFrame, structure: str = "both lungs") -> pd.DataFrame:
-    """Wilcoxon signed-rank tests on paired per-image Jaccard (scipy), on all held-out films
-    of each data set and on the paper's Table I set (:data:`PAPER_SCOPE`) where it has films."""
-    s = scores[scores["structure"] == structure]
-    all_films = s.assign(scope="all")
-    s = pd.concat([all_films, s[s["paper_scope"] == 1].assign(scope=PAPER_SCOPE)], ignore_index=True)
-    wide = s.pivot_table(index=["dataset", "scope", "image_id"], columns=["model", "preprocessing"], values="jaccard")
+def summarise(scores: pd.DataFrame) -> pd.DataFrame:
+    """Jaccard and Dice per model, preprocessing, data set, scope (``all``, and
+    :data:`PAPER_SCOPE` where a data set has films in it) and structure, over the seeds:
+
+    * ``jaccard_mean``: the mean over seeds of each seed's mean over images;
+    * ``jaccard_sd``: the sd over images of each image's seed-averaged Jaccard (how much
+      films differ);
+    * ``jaccard_seed_sd``: the sd over seeds of the per-seed means (how much training runs
+      differ; NaN with one seed); the same for Dice;
+    * ``n``: held-out images, ``n_seeds``: training runs.
+    """
+    keys = ["model", "preprocessing", "dataset", "scope", "structure"]
+    both = _with_scopes(scores)
+    per_seed = both.groupby([*keys, "seed"]).agg(jaccard=("jaccard", "mean"), dice=("dice", "mean")).reset_index()
+    per_image = both.groupby([*keys, "image_id"]).agg(jaccard=("jaccard", "mean"), dice=("dice", "mean")).reset_index()
+    over_seeds = per_seed.groupby(keys).agg(
+        jaccard_mean=("jaccard", "mean"),
+        jaccard_seed_sd=("jaccard", "std"),
+        dice_mean=("dice", "mean"),
+        dice_seed_sd=("dice", "std"),
+        n_seeds=("seed", "nunique"),
+    )
+    over_images = per_image.groupby(keys).agg(
+        jaccard_sd=("jaccard", "std"), dice_sd=("dice", "std"), n=("image_id", "nunique")
+    )
+    out = over_seeds.join(over_images).reset_index()
+    columns = ["jaccard_mean", "jaccard_sd", "jaccard_seed_sd", "dice_mean", "dice_sd", "dice_seed_sd", "n", "n_seeds"]
+    return out[[*keys, *columns]]
+
+
+TEST_COLUMNS = [
+    *("comparison", "dataset", "scope", "structure", "a", "b", "n", "n_seeds_a", "n_seeds_b", "mean_a", "mean_b"),
+    *("difference", "ci_low", "ci_high", "p_runs", "test", "p_value"),
+]
+
+
+def hierarchical_difference(
+    a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float, float, float]:
+    """Difference of mean Jaccard ``a − b`` between two conditions with a 95 % interval and
+    a two-sided p-value from a two-level bootstrap that counts both sources of variance:
+    the held-out images (resampled in pairs: both conditions see the same films) and the
+    training runs (each condition's seeds resampled on their own: runs with the same seed
+    number are not paired). ``a``, ``b``: images × seeds. With one seed per condition this
+    is the paired image bootstrap."""
+    rng = np.random.default_rng(seed)
+    n = a.shape[0]
+    observed = float(a.mean() - b.mean())
+    diffs = np.empty(n_boot)
+    for i in range(n_boot):
+        rows = rng.integers(0, n, n)
+        sa = rng.integers(0, a.shape[1], a.shape[1])
+        sb = rng.integers(0, b.shape[1], b.shape[1])
+        diffs[i] = a[np.ix_(rows, sa)].mean() - b[np.ix_(rows, sb)].mean()
+    p = float(min(1.0, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean())))
+    return observed, float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5)), p
+
+
+def paired_tests(scores: pd.DataFrame, structure: str = "both lungs", *, n_boot: int = 2000) -> pd.DataFrame:
+    """Preprocessing (with vs without, per network) and architecture (per preprocessing)
+    comparisons of per-image Jaccard, on all held-out films of each data set and on the
+    paper's Table I set (:data:`PAPER_SCOPE`) where it has films:
+
+    * ``p_value``: Wilcoxon signed-rank (scipy) on the images' seed-averaged Jaccard, the
+      paper's kind of test; it sees the variance between films only;
+    * ``difference [ci_low, ci_high]``, ``p_runs``: :func:`hierarchical_difference`, which
+      also counts the variance between training runs (``n_seeds_a``, ``n_seeds_b``).
+    Images scored under only some seeds of a condition are left out of its comparisons."""
+    s = _with_scopes(scores[scores["structure"] == structure])
+    wide = s.pivot_table(
+        index=["dataset", "scope", "image_id"], columns=["model", "preprocessing", "seed"], values="jaccard"
+    )
+    conditions = sorted({(m, p) for m, p, _ in wide.columns})
+    models = sorted({m for m, _ in conditions})
+    preps = sorted({p for _, p in conditions})
+    pairs = [((m, "equalised"), (m, "minmax"), "preprocessing") for m in models]
+    pairs += [((a, p), (b, p), "architecture") for p in preps for i, a in enumerate(models) for b in models[i + 1 :]]
+    pairs = [(a, b, kind) for a, b, kind in pairs if a in conditions and b in conditions]
     out = []
-    pairs = []
-    models = sorted({m for m, _ in wide.columns})
-    preps = sorted({p for _, p in wide.columns})
-    for m in models:
-        if (m, "equalised") in wide.columns and (m, "minmax") in wide.columns:
-            pairs.append(((m, "equalised"), (m, "minmax"), "preprocessing"))
-    for p in preps:
-        for i, a in enumerate(models):
-            for b in models[i + 1 :]:
-                if (a, p) in wide.columns and (b, p) in wide.columns:
-                    pairs.append(((a, p), (b, p), "architecture"))
     for (dataset, scope), part in wide.groupby(level=["dataset", "scope"]):
         for a, b, kind in pairs:
-            x, y = part[a].to_numpy(), part[b].to_numpy()
-            ok = ~(np.isnan(x) | np.isnan(y))
-            x, y = x[ok], y[ok]
+            xa, xb = part.xs(a, axis=1, level=[0, 1]).to_numpy(), part.xs(b, axis=1, level=[0, 1]).to_numpy()
+            ok = ~(np.isnan(xa).any(axis=1) | np.isnan(xb).any(axis=1))
+            xa, xb = xa[ok], xb[ok]
+            x, y = xa.mean(axis=1), xb.mean(axis=1)
             p = float(stats.wilcoxon(x, y).pvalue) if len(x) >= 2 and np.any(x != y) else float("nan")
+            diff, lo, hi, p_runs = (
+                hierarchical_difference(xa, xb, n_boot=n_boot) if len(x) else (np.nan, np.nan, np.nan, np.nan)
+            )
             out.append(
                 {
                     "comparison": kind,
@@ -146,13 +203,16 @@ def paired_tests(scores: pd.DataFrame, structure: str = "both lungs") -> pd.Data
                     "a": "/".join(a),
                     "b": "/".join(b),
                     "n": len(x),
+                    "n_seeds_a": xa.shape[1],
+                    "n_seeds_b": xb.shape[1],
                     "mean_a": float(np.mean(x)) if len(x) else float("nan"),
                     "mean_b": float(np.mean(y)) if len(y) else float("nan"),
-                    "test": "wilcoxon signed-rank",
+                    "difference": diff,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "p_runs": p_runs,
+                    "test": "wilcoxon signed-rank on seed-averaged images; two-level bootstrap (images, runs)",
                     "p_value": p,
                 }
             )
-    return pd.DataFrame(
-        out,
-        columns=["comparison", "dataset", "scope", "structure", "a", "b", "n", "mean_a", "mean_b", "test", "p_value"],
-    )
+    return pd.DataFrame(out, columns=TEST_COLUMNS)

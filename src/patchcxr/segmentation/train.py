@@ -154,7 +154,7 @@ def train_segmentation(
         "preprocessing": prep.__dict__,
     }
     run = TrainingRun(
-        name=f"segmentation-{model_name}-{'equalised' if prep.equalise else 'minmax'}",
+        name=f"segmentation-{model_name}-{'equalised' if prep.equalise else 'minmax'}-seed_{seed}",
         settings=settings,
         data=(len(x_train), float(x_train.sum()), len(x_val)),
         inputs={"manifest": manifest_path, "segmentation_split": split_path},
