@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 import shutil
 import tarfile
@@ -354,6 +355,190 @@ def zip_parent_member(c: Copy) -> Expect:
     return Expect(error=(UnsafeArchiveError, "climbs out with '..'"), fetch=lambda: _fetch(c, "set.zip", data))
 
 
+# ------------------------------------------------------------------ hostile files
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _bomb_png(side: int = 20000) -> bytes:
+    """A valid one-bit PNG of ``side``² pixels (400 M at 20 000), a few tens of KB."""
+    import struct
+    import zlib
+
+    row = b"\0" * (1 + (side + 7) // 8)  # filter byte + one bit per pixel
+    packer = zlib.compressobj(9)
+    body = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", body) + _png_chunk(b"IEND", b"")
+
+
+def _cohen_row(c: Copy, f: Path, **changes: str) -> None:
+    """Change the metadata.csv row of Cohen image ``f``."""
+    meta = next(c.root.rglob("metadata.csv"))
+    fields, rows = _read_csv(meta)
+    hits = [r for r in rows if r["filename"] == f.name]
+    assert len(hits) == 1
+    hits[0].update(changes)
+    _write_csv(meta, fields, rows)
+
+
+def _stored(c: Copy, role: str, f: Path) -> np.ndarray:
+    """The undamaged run's decoded pixels of ``f`` (its stored PNG)."""
+    manifest, _, _ = c.reference
+    row = manifest.set_index("image_id").loc[c.image_id(role, f)]
+    return np.asarray(Image.open(row["image_path"]))
+
+
+def decompression_bomb(c: Copy) -> Expect:
+    f = c.images("cohen")[3]
+    f.write_bytes(_bomb_png())
+    assert f.stat().st_size < 100_000
+    return Expect(f.name, "image too large (20000 × 20000 = 400000000 pixels)", {c.image_id("cohen", f)})
+
+
+def metadata_path_outside(c: Copy) -> Expect:
+    f = c.images("cohen")[2]
+    outside = c.root / "elsewhere" / "secret.png"  # a real image, outside the source folder
+    outside.parent.mkdir()
+    shutil.copy2(f, outside)
+    source = Path(c.specs[c.role("cohen")]["path"])
+    images = next(source.rglob("metadata.csv")).parent / "images"
+    _cohen_row(c, f, filename=os.path.relpath(outside, images))
+    return Expect("secret.png", "metadata path leads outside the source folder", {c.image_id("cohen", f)})
+
+
+def symlink_outside(c: Copy) -> Expect:
+    f = c.images("kermany")[1]
+    outside = c.root / "elsewhere" / f.name
+    outside.parent.mkdir(exist_ok=True)
+    shutil.move(f, outside)
+    f.symlink_to(outside)
+    return Expect(f.name, "path leads outside the source folder", {c.image_id("kermany", f)})
+
+
+def exif_orientation(c: Copy) -> Expect:
+    f = c.images("cohen")[1]
+    pixels = _stored(c, "cohen", f)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # displayed rotated 90° clockwise
+    png = f.with_suffix(".png")
+    Image.fromarray(pixels).save(png, format="PNG", exif=exif)
+    if png != f:
+        f.unlink()
+        _cohen_row(c, f, filename=png.name)
+    image_id = c.image_id("cohen", f)
+
+    def check(manifest: pd.DataFrame) -> None:
+        row = manifest.set_index("image_id").loc[image_id]
+        assert row["orientation"] == "6" and (int(row["height"]), int(row["width"])) == pixels.shape[::-1]
+        np.testing.assert_array_equal(np.asarray(Image.open(row["image_path"])), np.rot90(pixels, -1))
+
+    return Expect(changed={image_id}, check=check)
+
+
+def corrupt_crc(c: Copy) -> Expect:
+    f = next(p for p in c.images("nlm") if p.suffix.lower() == ".png")
+    data = bytearray(f.read_bytes())
+    data[8 + 8 + 13] ^= 0xFF  # the IHDR chunk's CRC
+    f.write_bytes(bytes(data))
+    return Expect(f.name, "corrupt or truncated image", {c.image_id("nlm", f)})
+
+
+def tiff_file(c: Copy) -> Expect:
+    f = c.images("cohen")[4]
+    tiff = f.with_suffix(".tif")
+    Image.fromarray(_stored(c, "cohen", f)).save(tiff, format="TIFF")
+    f.unlink()
+    _cohen_row(c, f, filename=tiff.name)
+    return Expect()  # the same pixels: the same manifest row
+
+
+def alpha_hides_pixels(c: Copy) -> Expect:
+    f = c.images("nlm", mode="L")[0]
+    rgba = Image.open(f).convert("RGBA")
+    alpha = np.full(rgba.size[::-1], 255, np.uint8)
+    alpha[: alpha.shape[0] // 4] = 0  # the top quarter transparent
+    rgba.putalpha(Image.fromarray(alpha))
+    rgba.save(f, format="PNG")
+    return Expect(f.name, "alpha channel makes", {c.image_id("nlm", f)})
+
+
+def unreadable_file(c: Copy) -> Expect:
+    if os.geteuid() == 0:
+        pytest.skip("root reads every file: permissions cannot be tested as root")
+    f = c.images("nlm")[1]
+    f.chmod(0)
+    return Expect(f.name, "permission denied", {c.image_id("nlm", f)})
+
+
+def newline_in_name(c: Copy) -> Expect:
+    f = c.images("cohen")[5]
+    odd = f.with_name(f"{f.stem}\nx{f.suffix}")
+    f.rename(odd)
+    _cohen_row(c, f, filename=odd.name)
+    return Expect(f"{f.stem}\\x0ax{f.suffix}", "file name holds control characters", {c.image_id("cohen", f)})
+
+
+#: compressed DICOM transfer syntaxes a hospital sends (GDCM encodes them here)
+TRANSFER_SYNTAXES = {
+    "jpeg_lossless.dcm": "JPEGLosslessProcess14_1",
+    "jpeg_ls.dcm": "JPEGLSLossless",
+    "jpeg2000.dcm": "JPEG2000Lossless",
+    "rle.dcm": "RLELossless",
+}
+
+
+def _transcode(src: Path, dst: Path, syntax: str) -> None:
+    import gdcm
+
+    reader = gdcm.ImageReader()
+    reader.SetFileName(str(src))
+    assert reader.Read()
+    change = gdcm.ImageChangeTransferSyntax()
+    change.SetTransferSyntax(gdcm.TransferSyntax(getattr(gdcm.TransferSyntax, syntax)))
+    change.SetInput(reader.GetImage())
+    assert change.Change()
+    writer = gdcm.ImageWriter()
+    writer.SetFileName(str(dst))
+    writer.SetFile(reader.GetFile())
+    writer.SetImage(change.GetOutput())
+    assert writer.Write()
+
+
+def dicom_compressed(c: Copy) -> Expect:
+    """A DICOM folder of one film in each compressed transfer syntax (different pixel
+    values each: no duplicates), and one film in a syntax nothing decodes (MPEG-2 video)."""
+    from pydicom import dcmread
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import UID
+
+    base = np.asarray(Image.open(c.images("nlm", mode="L")[0])).astype(np.uint16) * 16
+    folder = c.root / "dicom"
+    folder.mkdir()
+    expected = {}
+    for k, (name, syntax) in enumerate(TRANSFER_SYNTAXES.items()):
+        pixels = np.clip(base + k, 0, 4095)
+        _dicom(folder / "plain.tmp", pixels, "MONOCHROME2")
+        _transcode(folder / "plain.tmp", folder / name, syntax)
+        expected[f"dicom/{Path(name).stem}"] = pixel_sha256(pixels)
+    _dicom(folder / "plain.tmp", base, "MONOCHROME2")
+    odd = dcmread(folder / "plain.tmp")
+    odd.file_meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.4.100")  # MPEG2 Main Profile
+    odd.PixelData = encapsulate([b"\0\0\1\xb3 not a picture"])
+    odd.save_as(folder / "video.dcm")
+    (folder / "plain.tmp").unlink()
+    c.specs = {"dicom": {"format": "dicom", "path": str(folder), "label": "normal"}}
+
+    def check(manifest: pd.DataFrame) -> None:
+        got = manifest.set_index("image_id")
+        assert {i: got.loc[i, "sha256"] for i in expected} == expected  # every syntax decoded exactly
+
+    return Expect("video.dcm", "DICOM transfer syntax MPEG2 Main Profile", check=check)
+
+
 #: case → (its function, the roles of the sources its run reads)
 CASES: dict[str, tuple[Callable[[Copy], Expect], list[str]]] = {
     "truncated image": (truncated, ["nlm"]),
@@ -375,6 +560,16 @@ CASES: dict[str, tuple[Callable[[Copy], Expect], list[str]]] = {
     "tar member with ../": (archive_parent_member, ["nlm"]),
     "tar member with an absolute path": (archive_absolute_member, ["nlm"]),
     "zip member with ../": (zip_parent_member, ["nlm"]),
+    "decompression bomb": (decompression_bomb, ["cohen"]),
+    "metadata path outside the source": (metadata_path_outside, ["cohen"]),
+    "symlink to a file outside the source": (symlink_outside, ["kermany"]),
+    "EXIF orientation 6": (exif_orientation, ["cohen"]),
+    "PNG with a corrupt CRC": (corrupt_crc, ["nlm"]),
+    "TIFF": (tiff_file, ["cohen"]),
+    "alpha channel that hides pixels": (alpha_hides_pixels, ["nlm"]),
+    "unreadable file permission": (unreadable_file, ["nlm"]),
+    "newline in a file name": (newline_in_name, ["cohen"]),
+    "compressed DICOM transfer syntaxes": (dicom_compressed, ["nlm"]),
 }
 
 

@@ -106,3 +106,55 @@ def test_truncated_jsrt_raw(tmp_path: Path) -> None:
     (tmp_path / "JPCLN002.IMG").write_bytes(b"\0" * 1000)
     with pytest.raises(DecodeError, match="must be 8388608 bytes"):
         decode(tmp_path / "JPCLN002.IMG", "jsrt")
+
+
+def test_a_decompression_bomb_is_refused_from_its_header_in_bounded_memory(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.test_bad_inputs import _bomb_png
+
+    (tmp_path / "bomb.png").write_bytes(_bomb_png(20000))  # 400 M pixels in a few tens of KB
+    code = (
+        "import sys\n"
+        "from patchcxr.data.decode import DecodeError, decode\n"
+        "try:\n    decode(sys.argv[1])\nexcept DecodeError as err:\n    print(err)\n"
+    )
+    peak = tmp_path / "peak"  # the child's own peak resident memory (patchcxr.peakmem: VmHWM)
+    args = [sys.executable, "-m", "patchcxr.peakmem", str(peak), "code", code, str(tmp_path / "bomb.png")]
+    proc = subprocess.run(args, capture_output=True, text=True)
+    reason, peak_kib = proc.stdout.strip(), peak.read_text()
+    assert reason.startswith("image too large (20000 × 20000 = 400000000 pixels): over the limit of 64000000")
+    # decoded, the image alone would take 400 MB as one byte per pixel; the check takes none
+    assert int(peak_kib) < 200 * 1024, peak_kib
+    # the limit is a setting: below the image's size a smaller film is refused too
+    Image.fromarray(RAMP).save(tmp_path / "small.png")
+    with pytest.raises(DecodeError, match="image too large"):
+        decode(tmp_path / "small.png", max_pixels=1000)
+    assert decode(tmp_path / "small.png", max_pixels=64 * 48).pixels.shape == (48, 64)
+
+
+def test_exif_orientation_is_applied_and_reported(tmp_path: Path) -> None:
+    for orientation, turn in ((6, -1), (8, 1), (3, 2)):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        Image.fromarray(RAMP).save(tmp_path / "o.png", exif=exif)
+        d = decode(tmp_path / "o.png")
+        assert d.orientation == orientation
+        np.testing.assert_array_equal(d.pixels, np.rot90(RAMP, turn))
+    assert decode(tmp_path / "o.png").orientation == 3
+    Image.fromarray(RAMP).save(tmp_path / "plain.png")
+    assert decode(tmp_path / "plain.png").orientation == 1
+
+
+def test_any_decoder_exception_becomes_a_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    Image.fromarray(RAMP).save(tmp_path / "x.png")
+
+    from PIL import ImageFile
+
+    def broken(self: Image.Image) -> None:
+        raise MemoryError("decoder gave up")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", broken)
+    with pytest.raises(DecodeError, match="decoder error: MemoryError: decoder gave up"):
+        decode(tmp_path / "x.png")

@@ -111,3 +111,37 @@ def test_saliency_figure_and_training_curves_are_drawn_from_tables(tmp_path: Pat
     hist = {"segmentation/u": tmp_path / "seg.tsv", "classification/local": tmp_path / "cls.tsv"}
     plot_training_curves(hist, tmp_path / "c.png")
     assert Image.open(tmp_path / "c.png").size[0] > 500
+
+
+def test_table_1_flags_paediatric_films_and_table_8_restricts_the_test_to_adults() -> None:
+    from patchcxr.evaluation import metrics_long
+    from patchcxr.paper import adult_only_table
+
+    cohort = pd.DataFrame(
+        {
+            "source": ["kermany", "kermany", "cohen", "cohen"],
+            "label5": ["normal", "bacterial", "covid19", "normal"],
+            "paediatric": ["1", "1", "0", "0"],
+        }
+    )
+    table = data_table(cohort).set_index("source")
+    assert table.loc["kermany", "paediatric"] == 2 and table.loc["cohen", "paediatric"] == 0
+    assert table.loc["total", "paediatric"] == 2
+    # six test films: the two paediatric ones are the only errors
+    names = ["normal", "bacterial"]
+    pred = pd.DataFrame(
+        {
+            "true": ["normal", "bacterial", "normal", "bacterial", "normal", "bacterial"],
+            "true_index": [0, 1, 0, 1, 0, 1],
+            "pred_hard_index": [1, 0, 0, 1, 0, 1],
+            "age_group": ["paediatric", "paediatric", "adult", "adult", "adult", "adult"],
+            "patient_id": list("abcdef"),
+        }
+    )
+    y, p = pred["true_index"].to_numpy(), pred["pred_hard_index"].to_numpy()
+    adult = (pred["age_group"] == "adult").to_numpy()
+    everything = metrics_long(y, p, names, groups=pred["patient_id"].to_numpy(), n_boot=50)
+    grown = metrics_long(y[adult], p[adult], names, groups=pred["patient_id"].to_numpy()[adult], n_boot=50)
+    row = adult_only_table({("local", 1): everything}, {("local", 1): grown}, {("local", 1): pred}).iloc[0]
+    assert row["n_test"] == 6 and row["n_adult"] == 4 and row["adult_classes"] == "bacterial,normal"
+    assert row["accuracy"].startswith("0.667 [") and row["accuracy_adult"] == "1.000 [1.000, 1.000]"

@@ -198,3 +198,87 @@ def test_credentials_in_the_environment_reach_no_output(ci_run: Path) -> None:
     for secret in DUMMY_SECRETS.values():
         leaked = [str(p.relative_to(ci_run)) for p in files if secret.encode() in p.read_bytes()]
         assert not leaked, (secret, leaked)
+
+
+#: a cohort that is a small part of its sources: 300 paediatric Kermany films, which
+#: `data.cohort: all` with `labels.exclude_paediatric` leaves out, beside the CI tree's
+#: twenty-odd adult films; one network and one seed each keep the run short
+SMALL_COHORT = """
+synthetic:
+  kermany: {height: 96, width: 128, counts: {normal: 100, bacterial: 100, viral: 100}}
+data: {shard_size: 60}
+segmentation:
+  train_models: [fcdensenet_tiny]
+  preprocessing_ablation: false
+  train: {seeds: [407]}
+  predict: {shard_size: 60}
+classification:
+  train: {seeds: [2020]}
+"""
+
+
+@pytest.mark.slow
+def test_a_cohort_that_is_a_small_part_of_its_sources_runs_end_to_end(tmp_path: Path) -> None:
+    from patchcxr.io import read_tsv
+
+    workdir = copy_workflow(tmp_path / "run")
+    overlay = workdir / "small.yaml"
+    overlay.write_text(SMALL_COHORT)
+    proc = snakemake(workdir, "--cores", "2", *CI_CONFIG, str(overlay), timeout=1500)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    results = workdir / "results"
+    manifest = read_tsv(results / "data" / "manifest.tsv")
+    cohort = read_tsv(results / "data" / "cohort.tsv")
+    assert (manifest["source"] == "kermany").sum() == 300 and "kermany" not in set(cohort["source"])
+    assert len(cohort) / len(manifest) < 0.1  # a few percent of the films
+    # mask shards without a cohort film: an empty input table and an (empty) input folder
+    empty = 0
+    for shard in sorted((results / "masks" / "shards").glob("*.tsv")):
+        ids = set(read_tsv(shard)["image_id"])
+        inputs = read_tsv(results / "classification" / "inputs" / shard.name)
+        assert set(inputs["image_id"]) == ids & set(cohort["image_id"])
+        assert (results / "classification" / "inputs" / shard.stem).is_dir()
+        empty += not ids & set(cohort["image_id"])
+    assert empty >= 3
+    # every test film of the cohort has a prediction, and the paper target was made
+    split = read_tsv(results / "splits" / "classification.tsv")
+    predictions = read_tsv(results / "evaluation" / "local" / "seed_2020" / "predictions.tsv")
+    assert sorted(predictions["image_id"]) == sorted(split.query("split == 'test'")["image_id"])
+    assert (results / "paper" / "README.md").is_file()
+
+
+def test_a_configured_path_that_does_not_exist_is_named_not_sent_to_registration(tmp_path: Path) -> None:
+    overlay = tmp_path / "typo.yaml"
+    overlay.write_text("sources:\n  jsrt: {format: jsrt, path: /data/jsrtt, masks: scr}\n")
+    proc = snakemake(
+        ROOT, "-n", "--cores", "1", "--configfile", "config/config.yaml", ".test/config.yaml", str(overlay)
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Job stats" not in out
+    assert "sources.jsrt.path is '/data/jsrtt', which does not exist (resolved: /data/jsrtt)" in out
+    assert "register" not in out.lower()
+
+
+def test_a_failing_job_writes_its_traceback_to_its_rule_log(tmp_path: Path) -> None:
+    """The index job of a source folder that holds masks but no images fails: its log holds
+    the cause, with the traceback, and says it once."""
+    workdir = copy_workflow(tmp_path / "run")
+    masks = workdir / "only_masks" / "ManualMask" / "leftMask"
+    masks.mkdir(parents=True)
+    from PIL import Image
+
+    for n in range(3):
+        Image.new("L", (32, 32)).save(masks / f"MCUCXR_000{n}_0.png")
+    overlay = workdir / "masks_only.yaml"
+    overlay.write_text(
+        "sources:\n"
+        + "".join(f"  {s}: {{enabled: false}}\n" for s in ("jsrt", "scr", "shenzhen", "kermany", "cohen"))
+        + "  montgomery: {format: montgomery, path: only_masks}\nsynthetic: {sources: []}\n"
+    )
+    proc = snakemake(workdir, "--cores", "1", "results/data/index/montgomery.tsv", *CI_CONFIG, str(overlay))
+    assert proc.returncode != 0
+    log = (workdir / "logs" / "data" / "index_montgomery.log").read_text()
+    assert "Traceback (most recent call last)" in log and "SourceLayoutError" in log
+    message = "holds 3 MCUCXR_####_[01] mask files but no images"
+    assert log.count(message) == 2  # the failure line and the traceback's last line
+    assert "logs/data/index_montgomery.log" in proc.stdout + proc.stderr  # where Snakemake sends the user

@@ -15,6 +15,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from patchcxr.data.decode import MAX_PIXELS
+
 log = logging.getLogger("patchcxr.cli")
 
 
@@ -44,7 +46,7 @@ def _predict(args: argparse.Namespace) -> int:
     results, failures = [], 0
     for path in args.images:
         try:
-            decoded = decode(path)
+            decoded = decode(path, max_pixels=args.max_pixels)
         except DecodeError as err:
             print(f"{path}: cannot read: {err}", file=sys.stderr)
             failures += 1
@@ -111,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, …")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0, help="seed of the patch positions")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=MAX_PIXELS,
+        help=f"refuse larger images, checked before decoding (default {MAX_PIXELS}, as data.max_pixels)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of one line per image")
     p.set_defaults(run=_predict)
     return parser

@@ -91,14 +91,18 @@ def check_sources():
 
 
 def check_registration(name):
-    """JSRT and SCR need a registered local copy: stop with where to register and where to
-    put the files (checked when the DAG is built, so `--lint` still works)."""
+    """A configured `path` must exist (the message names the path as given and resolved);
+    JSRT and SCR, which cannot be downloaded, need a local copy: without a `path` and
+    without one in resources/raw/<name>, stop with where to register and where to put the
+    files (checked when the DAG is built, so `--lint` still works)."""
     spec = config["sources"][name]
-    fmt = spec["format"]
-    if fmt in REGISTRATION:
-        path = spec.get("path")
-        if not path or not (Path(path).is_dir() or _made_by_workflow(path)):
-            raise WorkflowError(registration_message(fmt, name))
+    path = spec.get("path")
+    if path and not (Path(path).is_dir() or _made_by_workflow(path)):
+        where = Path(path).resolve()
+        state = "is not a folder" if where.exists() else "does not exist"
+        raise WorkflowError(f"sources.{name}.path is {path!r}, which {state} (resolved: {where}): check the path")
+    if spec["format"] in REGISTRATION and not path and not Path(source_root(name)).is_dir():
+        raise WorkflowError(registration_message(spec["format"], name))
 
 
 check_sources()
@@ -160,7 +164,7 @@ def manifest_inputs(wildcards):
 
 
 def cohort_inputs(wildcards):
-    inputs = {"manifest": "results/data/manifest.tsv"}
+    inputs = {"manifest": "results/data/manifest.tsv", "quarantine": "results/data/quarantine.tsv"}
     if config["data"]["cohort"] == "oh2020":
         inputs["metadata"] = paper_metadata_path()
     return inputs

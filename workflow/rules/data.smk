@@ -49,6 +49,7 @@ rule harmonise_shard:
         "logs/data/harmonise_{source}_{shard}.log",
     params:
         shard_size=config["data"]["shard_size"],
+        max_pixels=config["data"]["max_pixels"],
     conda:
         "../../envs/data.yaml"
     script:
@@ -85,6 +86,7 @@ rule select_cohort:
         cohort=config["data"]["cohort"],
         exclude_paediatric=config["labels"]["exclude_paediatric"],
         order=active_sources(),
+        formats={name: config["sources"][name]["format"] for name in active_sources()},
     conda:
         "../../envs/data.yaml"
     script:

@@ -10,19 +10,31 @@ if TYPE_CHECKING:
 
 
 def main(
-    index: str, shard: int, shard_size: int, rows: str, quarantine: str, images: str, masks: str, log: str
+    index: str,
+    shard: int,
+    shard_size: int,
+    max_pixels: int,
+    outputs: dict[str, str],
+    log: str,
 ) -> None:
     setup_logging(log)
-    harmonise_shard(index, shard, shard_size, rows, quarantine_path=quarantine, images_dir=images, masks_dir=masks)
+    harmonise_shard(
+        index,
+        shard,
+        shard_size,
+        outputs["rows"],
+        quarantine_path=outputs["quarantine"],
+        images_dir=outputs["images"],
+        masks_dir=outputs["masks"],
+        max_pixels=max_pixels,
+    )
 
 
 main(
     snakemake.input.index,
     int(snakemake.wildcards.shard),
     int(snakemake.params.shard_size),
-    snakemake.output.rows,
-    snakemake.output.quarantine,
-    snakemake.output.images,
-    snakemake.output.masks,
+    int(snakemake.params.max_pixels),
+    {k: snakemake.output[k] for k in ("rows", "quarantine", "images", "masks")},
     snakemake.log[0],
 )

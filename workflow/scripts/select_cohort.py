@@ -12,10 +12,12 @@ if TYPE_CHECKING:
 
 def main(
     manifest: str,
+    quarantine: str,
     metadata: str | None,
     cohort: str,
     exclude_paediatric: bool,
     order: list[str],
+    formats: dict[str, str],
     cohort_out: str,
     missing_out: str,
     log: str,
@@ -29,15 +31,19 @@ def main(
         metadata=metadata,
         exclude_paediatric=exclude_paediatric,
         source_order={name: i for i, name in enumerate(order)},
+        quarantine=read_tsv(quarantine),
+        source_formats=formats,
     )
 
 
 main(
     snakemake.input.manifest,
+    snakemake.input.quarantine,
     snakemake.input.get("metadata"),
     snakemake.params.cohort,
     bool(snakemake.params.exclude_paediatric),
     list(snakemake.params.order),
+    dict(snakemake.params.formats),
     snakemake.output.cohort,
     snakemake.output.missing,
     snakemake.log[0],

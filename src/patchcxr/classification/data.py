@@ -56,6 +56,7 @@ def build_inputs(
     input, and the evaluation counts the fallbacks.
     """
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)  # also for a shard without a cohort image
     rows = manifest[manifest["image_id"].isin(masks["image_id"]) & manifest["image_id"].isin(cohort["image_id"])]
     rows = rows.drop(columns=["label5", "label4"]).merge(cohort[["image_id", "label5", "label4"]], on="image_id")
     predicted = dict(zip(masks["image_id"], masks["mask_path"], strict=True))

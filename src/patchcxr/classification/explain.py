@@ -143,6 +143,7 @@ def saliency_for_split(
     rows = rows[rows[settings.labels] == target].sort_values("image_id").head(max_images)
     info = manifest.set_index("image_id")
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)  # also when the test split has no such image
     out = []
     for i, r in enumerate(rows.itertuples()):
         img, lung = load_input(r.input_path, r.lung_path)

@@ -2,10 +2,12 @@
 
 * ``all`` — every manifest image with a class (label rules applied; paediatric images
   left out when ``exclude_paediatric`` is set, as the paper did, method.md §2.1).
-* ``oh2020`` — exactly the 503 images of the paper's ``metadata.xls`` (four sheets:
-  ``Cohen et al``, ``CoronaHack``, ``JSRT``, ``NLM(MC)``; Normal 192, bacteria 54, TB 58,
-  Virus 20, COVID-19 179; method.md §2.3), labelled by the sheet's ``Class`` column.
-  Images the sheet lists but the manifest lacks are reported in ``cohort_missing.tsv``.
+* ``oh2020`` — exactly the images of the paper's ``metadata.xls`` (four sheets:
+  ``Cohen et al``, ``CoronaHack``, ``JSRT``, ``NLM(MC)``; 503 rows: Normal 192, bacteria 54,
+  TB 58, Virus 20, COVID-19 179; method.md §2.3), labelled by the sheet's ``Class`` column.
+  One Cohen film is listed under two sheets: 502 distinct files (normal 191), as the
+  paper's Table II. Rows the cohort lacks are reported in ``cohort_missing.tsv`` with their
+  cause.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ OH2020_COUNTS = {"normal": 192, "bacterial": 54, "tb": 58, "viral": 20, "covid19
 #: the paper target reports the adult-only test beside the full one
 COHORT_COLUMNS = ["image_id", "label5", "label4", "patient_id", "source", "paediatric", "cohort_row"]
 MISSING_COLUMNS = ["sheet", "filename", "class", "reason"]
+#: the quarantine reason the manifest gives a pixel duplicate, followed by the kept image's
+#: id (patchcxr.data.harmonise writes it; a sheet row finds its film through it)
+DUPLICATE = "duplicate image: same pixels (sha256) as "
 
 
 def read_oh2020(path: Path | str) -> pd.DataFrame:
@@ -74,6 +79,16 @@ def read_oh2020(path: Path | str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def _quarantined(quarantine: pd.DataFrame | None, formats: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    """(format, lower-case file stem, reason) of every quarantined file."""
+    if quarantine is None or quarantine.empty:
+        return []
+    return [
+        (formats.get(source, ""), _stem(Path(file).name).lower(), reason)
+        for file, source, reason in zip(quarantine["file"], quarantine["source"], quarantine["reason"], strict=True)
+    ]
+
+
 def _stem(filename: str) -> str:
     """File stem without every image suffix (``JPCNN015.IMG`` → ``JPCNN015``)."""
     name = Path(filename).name
@@ -93,6 +108,8 @@ def select_cohort(
     metadata: Path | str | None = None,
     exclude_paediatric: bool = True,
     source_order: Mapping[str, int] | None = None,
+    quarantine: pd.DataFrame | None = None,
+    source_formats: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Write the cohort table (and the missing-image report) and return the cohort.
 
@@ -105,6 +122,12 @@ def select_cohort(
             is taken as it is).
         source_order: configuration order of sources; when a sheet row matches images of
             several sources (two renditions of Montgomery), the first is taken.
+        quarantine: the quarantine table, and ``source_formats`` (source → format): a sheet
+            row whose file was quarantined is reported with the quarantine's reason, and
+            one quarantined as a pixel duplicate of a kept image is found through it.
+
+    ``cohort_missing.tsv`` gives each sheet row left out its cause: no such file in any
+    source, quarantined (with the reason), or listed twice in the sheet.
     """
     missing = pd.DataFrame(columns=MISSING_COLUMNS)
     if cohort == "all":
@@ -121,18 +144,24 @@ def select_cohort(
             stem=manifest["image_id"].str.split("/", n=1).str[1],
             _o=manifest["source"].map(lambda s: order.get(s, len(order))),
         )
+        held = _quarantined(quarantine, source_formats or {})
         rows, lost = [], []
+        listed: dict[str, str] = {}  # file stem -> its first sheet row
         for i, r in enumerate(sheet.itertuples(index=False)):
-            cand = m[m["format"].isin(OH2020_SHEETS[r.sheet]) & (m["stem"].str.lower() == r.stem.lower())]
+            if r.stem.lower() in listed:  # one film under two sheets (Cohen et al, CoronaHack)
+                reason = f"listed twice in the sheet (first as {listed[r.stem.lower()]})"
+                lost.append({"sheet": r.sheet, "filename": r.filename, "class": r.sheet_class, "reason": reason})
+                continue
+            listed[r.stem.lower()] = f"{r.sheet}:{i}"
+            formats = OH2020_SHEETS[r.sheet]
+            cand = m[m["format"].isin(formats) & (m["stem"].str.lower() == r.stem.lower())]
+            reasons = [q for f, stem, q in held if f in formats and stem == r.stem.lower()]
+            kept = [q.removeprefix(DUPLICATE) for q in reasons if q.startswith(DUPLICATE)]
+            if cand.empty and kept:  # a pixel duplicate: the kept copy is the sheet's film
+                cand = m[m["image_id"] == kept[0]]
             if cand.empty:
-                lost.append(
-                    {
-                        "sheet": r.sheet,
-                        "filename": r.filename,
-                        "class": r.sheet_class,
-                        "reason": "not in the manifest (not downloaded, quarantined or renamed)",
-                    }
-                )
+                reason = f"quarantined: {reasons[0]}" if reasons else "no such file in any source"
+                lost.append({"sheet": r.sheet, "filename": r.filename, "class": r.sheet_class, "reason": reason})
                 continue
             hit = cand.sort_values(["_o", "image_id"]).iloc[0]
             rows.append(
@@ -146,13 +175,14 @@ def select_cohort(
         dup = out["image_id"].duplicated()
         if dup.any():
             # two sheet rows naming one file: keep one, report the other
+            first = dict(zip(out.loc[~dup, "image_id"], out.loc[~dup, "cohort_row"], strict=True))
             for r in out[dup].itertuples():
                 lost.append(
                     {
                         "sheet": r.cohort_row.split(":")[0],
                         "filename": r.image_id,
                         "class": r.label5,
-                        "reason": "listed twice in metadata.xls",
+                        "reason": f"listed twice in the sheet (kept as {first[r.image_id]})",
                     }
                 )
             out = out[~dup]

@@ -6,18 +6,31 @@ RGB(A) JPEGs and PNGs, 16-bit PNGs and DICOM (MONOCHROME1 and MONOCHROME2). Harm
 array in which dense tissue (bone) is bright, and the number of significant bits.
 
 Every failure raises :class:`DecodeError` with a short reason (truncated, corrupt, not an
-image, …) that ends up in ``quarantine.tsv``.
+image, too large, …) that ends up in ``quarantine.tsv``: whatever a file contains, decoding
+it either succeeds or names the file's problem, and never stops the other files.
+
+Safety: the pixel count is checked from the header before any pixel is decoded
+(``max_pixels``, config ``data.max_pixels``), so a decompression bomb costs no memory; EXIF
+orientation is applied (and reported in :attr:`Decoded.orientation`); an alpha channel that
+makes pixels transparent is refused (what a viewer shows is not what is stored); DICOM
+pixel data in the compressed transfer syntaxes hospitals send (JPEG Lossless, JPEG-LS,
+JPEG 2000, RLE) is decoded through pydicom's GDCM plugin.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
+#: default pixel limit: well above the largest real CXR (Montgomery's 4892 × 4020 = 19.7 M
+#: pixels), far below what a decompression bomb declares
+MAX_PIXELS = 64_000_000
+EXIF_ORIENTATION = 0x0112
 JSRT_SHAPE = (2048, 2048)
 JSRT_BYTES = JSRT_SHAPE[0] * JSRT_SHAPE[1] * 2
 DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -37,11 +50,13 @@ class Decoded:
             ``BitsStored`` for DICOM, the bits needed by the maximum for 16-bit PNG).
         mode: the container's colour mode (``L``, ``P``, ``RGB``, ``RGBA``, ``I;16``,
             ``raw12``, ``MONOCHROME1``, …), recorded for provenance.
+        orientation: the EXIF orientation that was applied (1: none or no EXIF).
     """
 
     pixels: np.ndarray
     bit_depth: int
     mode: str
+    orientation: int = 1
 
 
 def read_jsrt_raw(path: Path | str) -> Decoded:
@@ -66,53 +81,133 @@ def _significant_bits(pixels: np.ndarray) -> int:
     return max(9, int(pixels.max()).bit_length())
 
 
-def read_pil(path: Path | str) -> Decoded:
-    """PNG, JPEG, GIF, BMP or TIFF through Pillow, fully decoded (truncation is an error)."""
-    path = Path(path)
-    if path.stat().st_size == 0:
-        raise DecodeError("empty file (0 bytes)")
+def open_checked(path: Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """A Pillow image, fully decoded, after its header's pixel count was checked against
+    ``max_pixels`` (before any pixel is decoded: a bomb costs no memory).
+
+    Raises:
+        DecodeError: too large, not an image, corrupt or truncated, or any decoder error.
+    """
+    limit = Image.MAX_IMAGE_PIXELS
     try:
+        # Image.open reads the header only: the size is checked here, against our limit,
+        # before load() decodes a pixel (Pillow's own check, off meanwhile, would refuse
+        # without naming the size)
+        Image.MAX_IMAGE_PIXELS = None
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as opened:
-                image: Image.Image = opened
-                image.load()  # force a full decode: a truncated file fails here, not later
-                mode = image.mode
-                if mode == "P":
-                    # palette images (JSRT PNG conversions, NLM Shenzhen) must be decoded
-                    # through the palette: raw indices can be inverted (index 0 = white)
-                    image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-                if image.mode in ("RGB", "RGBA", "LA", "CMYK", "YCbCr"):
-                    # alpha is dropped (CXRs are opaque); colour to luminance, ITU-R 601-2
-                    image = image.convert("RGB").convert("L")
-                if image.mode in ("I;16", "I;16B", "I;16L"):
-                    pixels = np.asarray(image, dtype=np.uint16)
-                elif image.mode == "I":
-                    arr = np.asarray(image)
-                    if arr.min() < 0 or arr.max() > 65535:
-                        raise DecodeError(f"32-bit integer image out of 16-bit range ({arr.min()}..{arr.max()})")
-                    pixels = arr.astype(np.uint16)
-                elif image.mode == "1":
-                    pixels = np.asarray(image.convert("L"), dtype=np.uint8)
-                elif image.mode == "L":
-                    pixels = np.asarray(image, dtype=np.uint8)
-                else:
-                    raise DecodeError(f"unsupported image mode {image.mode}")
+            image = Image.open(path)
+            width, height = image.size
+            if width * height > max_pixels:
+                image.close()
+                raise DecodeError(_too_large(width, height, max_pixels))
+            image.load()  # a full decode: a truncated file fails here, not later
+            return image
     except DecodeError:
         raise
     except UnidentifiedImageError:
+        kind = _signature(path)
+        if kind:  # an image format's signature, yet no reader accepts it: a damaged header
+            raise DecodeError(f"corrupt or truncated image: a {kind} file whose header does not read") from None
         raise DecodeError("not an image file (unidentified format)") from None
-    except Image.DecompressionBombWarning as err:
-        raise DecodeError(f"image too large: {err}") from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise DecodeError(_too_large(0, 0, max_pixels)) from None
     except (OSError, SyntaxError, ValueError) as err:
         # Pillow raises OSError for truncated data and SyntaxError for broken headers
         raise DecodeError(f"corrupt or truncated image: {err}") from None
+    except Exception as err:  # any other decoder failure is the file's, not the run's
+        raise DecodeError(f"decoder error: {type(err).__name__}: {err}") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+#: the first bytes of the image formats Pillow reads
+SIGNATURES = {
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"\xff\xd8\xff": "JPEG",
+    b"GIF8": "GIF",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+    b"BM": "BMP",
+}
+
+
+def _signature(path: Path) -> str:
+    """The image format whose signature ``path`` starts with, or ``""``."""
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    return next((kind for magic, kind in SIGNATURES.items() if head.startswith(magic)), "")
+
+
+def _too_large(width: int, height: int, max_pixels: int) -> str:
+    size = f" ({width} × {height} = {width * height} pixels)" if width else ""
+    return f"image too large{size}: over the limit of {max_pixels} pixels (data.max_pixels; a decompression bomb?)"
+
+
+def _transparent_pixels(image: Image.Image) -> int:
+    """How many pixels an alpha channel (or a palette's transparency) hides."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        alpha = np.asarray(image.convert("RGBA").getchannel("A"))
+        return int((alpha < 255).sum())
+    return 0
+
+
+def read_pil(path: Path | str, max_pixels: int = MAX_PIXELS) -> Decoded:
+    """PNG, JPEG, GIF, BMP or TIFF through Pillow (:func:`open_checked`), EXIF orientation
+    applied, to one channel."""
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise DecodeError("empty file (0 bytes)")
+    image = open_checked(path, max_pixels)
+    try:
+        mode = image.mode
+        try:
+            orientation = int(image.getexif().get(EXIF_ORIENTATION, 1) or 1)
+        except Exception:  # an unreadable EXIF block is not worth a film
+            orientation = 1
+        if orientation not in range(1, 9):
+            raise DecodeError(f"invalid EXIF orientation {orientation}")
+        if orientation != 1:
+            image = ImageOps.exif_transpose(image)
+        hidden = _transparent_pixels(image)
+        if hidden:
+            share = 100 * hidden / (image.size[0] * image.size[1])
+            raise DecodeError(
+                f"alpha channel makes {hidden} pixels ({share:.1f} %) transparent: "
+                "what a viewer shows is not the stored image"
+            )
+        if image.mode in ("P", "PA"):
+            # palette images (JSRT PNG conversions, NLM Shenzhen) must be decoded through
+            # the palette: raw indices can be inverted (index 0 = white)
+            image = image.convert("RGB")
+        if image.mode in ("RGB", "RGBA", "LA", "CMYK", "YCbCr"):
+            # opaque alpha is dropped; colour to luminance, ITU-R 601-2
+            image = image.convert("RGB").convert("L")
+        if image.mode in ("I;16", "I;16B", "I;16L"):
+            pixels = np.asarray(image, dtype=np.uint16)
+        elif image.mode == "I":
+            arr = np.asarray(image)
+            if arr.min() < 0 or arr.max() > 65535:
+                raise DecodeError(f"32-bit integer image out of 16-bit range ({arr.min()}..{arr.max()})")
+            pixels = arr.astype(np.uint16)
+        elif image.mode == "1":
+            pixels = np.asarray(image.convert("L"), dtype=np.uint8)
+        elif image.mode == "L":
+            pixels = np.asarray(image, dtype=np.uint8)
+        else:
+            raise DecodeError(f"unsupported image mode {image.mode}")
+    except DecodeError:
+        raise
+    except Exception as err:  # a conversion that fails is the file's problem too
+        raise DecodeError(f"decoder error: {type(err).__name__}: {err}") from None
+    finally:
+        image.close()
     if pixels.ndim != 2 or min(pixels.shape) < 16:
         raise DecodeError(f"not a 2-D radiograph (shape {pixels.shape})")
-    return Decoded(np.ascontiguousarray(pixels), _significant_bits(pixels), mode)
+    return Decoded(np.ascontiguousarray(pixels), _significant_bits(pixels), mode, orientation)
 
 
-def read_dicom(path: Path | str) -> Decoded:
+def read_dicom(path: Path | str, max_pixels: int = MAX_PIXELS) -> Decoded:
     """A DICOM radiograph; MONOCHROME1 is inverted so that bone is bright.
 
     Stored values are kept (no VOI window): the paper's histogram equalisation adapts to
@@ -125,9 +220,20 @@ def read_dicom(path: Path | str) -> Decoded:
         raise DecodeError("empty file (0 bytes)")
     try:
         ds = pydicom.dcmread(path)
-        arr = ds.pixel_array
     except Exception as err:  # pydicom raises many types for damaged files
         raise DecodeError(f"unreadable DICOM: {type(err).__name__}: {err}") from None
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    rows, cols = int(getattr(ds, "Rows", 0) or 0), int(getattr(ds, "Columns", 0) or 0)
+    if rows * cols > max_pixels:
+        raise DecodeError(_too_large(cols, rows, max_pixels))
+    try:
+        arr = ds.pixel_array
+    except Exception as err:
+        if syntax is not None and syntax.is_compressed:
+            raise DecodeError(
+                f"DICOM transfer syntax {syntax.name} ({syntax}) could not be decoded: {type(err).__name__}: {err}"
+            ) from None
+        raise DecodeError(f"unreadable DICOM pixel data: {type(err).__name__}: {err}") from None
     if arr.ndim != 2:
         raise DecodeError(f"DICOM pixel data is not a single 2-D frame (shape {arr.shape})")
     bits = int(getattr(ds, "BitsStored", 16 if arr.dtype.itemsize > 1 else 8))
@@ -143,12 +249,13 @@ def read_dicom(path: Path | str) -> Decoded:
     return Decoded(np.ascontiguousarray(arr.astype(dtype)), bits, photometric)
 
 
-def decode(path: Path | str, fmt: str | None = None) -> Decoded:
+def decode(path: Path | str, fmt: str | None = None, *, max_pixels: int = MAX_PIXELS) -> Decoded:
     """Decode ``path``, choosing the reader by format and suffix.
 
     Args:
         path: the image file.
         fmt: the source format; ``"jsrt"`` reads ``.IMG`` files as raw JSRT.
+        max_pixels: refuse images with more pixels (checked before decoding).
 
     Raises:
         DecodeError: the file is missing, empty, truncated, corrupt or not an image.
@@ -156,9 +263,11 @@ def decode(path: Path | str, fmt: str | None = None) -> Decoded:
     path = Path(path)
     if not path.is_file():
         raise DecodeError("file not found")
+    if not os.access(path, os.R_OK):
+        raise DecodeError("permission denied: the file is not readable by this user")
     suffix = path.suffix.lower()
     if suffix == ".img":
         return read_jsrt_raw(path)
     if suffix in DICOM_SUFFIXES or fmt == "dicom":
-        return read_dicom(path)
-    return read_pil(path)
+        return read_dicom(path, max_pixels)
+    return read_pil(path, max_pixels)

@@ -65,7 +65,8 @@ def registration_message(fmt: str, name: str) -> str:
     title, url, what = REGISTRATION[fmt]
     return (
         f"source {name!r} ({title}) cannot be downloaded without registration. Register at {url}, "
-        f"download {what}, and set sources.{name}.path in your config to the folder holding them."
+        f"download {what}, and put the folder in resources/raw/{name} or set sources.{name}.path in your "
+        "config to the folder holding them."
     )
 
 

@@ -28,9 +28,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from PIL import Image
+from PIL import Image, ImageOps
 
-from patchcxr.data.decode import DecodeError, decode
+from patchcxr.data.cohorts import DUPLICATE
+from patchcxr.data.decode import MAX_PIXELS, DecodeError, decode, open_checked
 from patchcxr.data.labels import LABEL4, LABEL5, LabelValue, label4_of
 from patchcxr.data.readers import QuarantineRow, SourceIndex
 from patchcxr.io import atomic_write_bytes, encode_png, read_tsv, write_tsv
@@ -71,6 +72,7 @@ MANIFEST_COLUMNS = [
     "bit_depth",
     "height",
     "width",
+    "orientation",
     "has_lung_mask",
     "has_heart_mask",
     "image_path",
@@ -148,21 +150,29 @@ def pixel_sha256(pixels: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
+def _read_mask(path: Path, shape: tuple[int, int], max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """A binary mask at ``shape``: any file format, threshold at half range (masks of
-    resized renditions have interpolated edges), nearest-neighbour resize."""
+    resized renditions have interpolated edges), nearest-neighbour resize. Decoded as
+    safely as an image (:func:`patchcxr.data.decode.open_checked`), EXIF orientation
+    applied as to its image."""
+    if not path.is_file():
+        raise DecodeError(f"mask file {path} not found")
     try:
-        with Image.open(path) as im:
-            im.load()
-            gray = im.convert("L")
-    except (OSError, SyntaxError, ValueError) as err:
+        im = open_checked(path, max_pixels)
+    except DecodeError as err:
         raise DecodeError(f"unreadable mask {path}: {err}") from None
+    try:
+        gray = ImageOps.exif_transpose(im).convert("L")
+    except Exception as err:
+        raise DecodeError(f"unreadable mask {path}: {type(err).__name__}: {err}") from None
+    finally:
+        im.close()
     if gray.size != (shape[1], shape[0]):
         gray = gray.resize((shape[1], shape[0]), Image.Resampling.NEAREST)
     return np.asarray(gray) >= 128
 
 
-def label_map(masks: dict[str, Path], shape: tuple[int, int]) -> np.ndarray:
+def label_map(masks: dict[str, Path], shape: tuple[int, int], max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """One label map from a source's mask files.
 
     ``left``/``right`` are the patient's lungs; a combined ``lungs`` mask is split at the
@@ -171,16 +181,16 @@ def label_map(masks: dict[str, Path], shape: tuple[int, int]) -> np.ndarray:
     """
     out = np.zeros(shape, np.uint8)
     if "lungs" in masks:
-        both = _read_mask(masks["lungs"], shape)
+        both = _read_mask(masks["lungs"], shape, max_pixels)
         cols = np.arange(shape[1])[None, :]
         out[both & (cols >= shape[1] / 2)] = LabelValue.LEFT_LUNG
         out[both & (cols < shape[1] / 2)] = LabelValue.RIGHT_LUNG
     if "left" in masks:
-        out[_read_mask(masks["left"], shape)] = LabelValue.LEFT_LUNG
+        out[_read_mask(masks["left"], shape, max_pixels)] = LabelValue.LEFT_LUNG
     if "right" in masks:
-        out[_read_mask(masks["right"], shape)] = LabelValue.RIGHT_LUNG
+        out[_read_mask(masks["right"], shape, max_pixels)] = LabelValue.RIGHT_LUNG
     if "heart" in masks:
-        out[_read_mask(masks["heart"], shape)] = LabelValue.HEART
+        out[_read_mask(masks["heart"], shape, max_pixels)] = LabelValue.HEART
     return out
 
 
@@ -193,8 +203,11 @@ def harmonise_shard(
     quarantine_path: Path | str,
     images_dir: Path | str,
     masks_dir: Path | str,
+    max_pixels: int = MAX_PIXELS,
 ) -> int:
-    """Decode and store shard ``shard`` of an index; returns the images stored."""
+    """Decode and store shard ``shard`` of an index; returns the images stored. A file that
+    cannot be decoded safely (:mod:`patchcxr.data.decode`) is a quarantine row; nothing a
+    file holds stops the shard."""
     index = read_tsv(index_path)
     block = shard_rows(index, shard, shard_size)
     images_dir, masks_dir = Path(images_dir), Path(masks_dir)
@@ -206,7 +219,7 @@ def harmonise_shard(
         if i % max(1, len(block) // 5) == 0:
             log.info("shard %d: %d/%d images", shard, i, len(block))
         try:
-            img = decode(row.source_path, row.format)
+            img = decode(row.source_path, row.format, max_pixels=max_pixels)
         except DecodeError as err:
             bad.append(QuarantineRow(row.source_path, row.source, str(err)))
             continue
@@ -217,7 +230,7 @@ def harmonise_shard(
         has_lung = has_heart = False
         if masks:
             try:
-                labels = label_map(masks, img.pixels.shape)
+                labels = label_map(masks, img.pixels.shape, max_pixels)
             except DecodeError as err:
                 bad.append(QuarantineRow(row.source_path, row.source, f"missing mask: {err}"))
             else:
@@ -244,6 +257,7 @@ def harmonise_shard(
                 "bit_depth": img.bit_depth,
                 "height": img.pixels.shape[0],
                 "width": img.pixels.shape[1],
+                "orientation": img.orientation,
                 "has_lung_mask": int(has_lung),
                 "has_heart_mask": int(has_heart),
                 "image_path": _display_path(image_path),
@@ -322,7 +336,7 @@ def build_manifest(
             {
                 "file": df.loc[dup, "source_path"],
                 "source": df.loc[dup, "source"],
-                "reason": [f"duplicate image: same pixels (sha256) as {first[h]}" for h in df.loc[dup, "sha256"]],
+                "reason": [f"{DUPLICATE}{first[h]}" for h in df.loc[dup, "sha256"]],
             }
         )
         q = pd.concat([q, extra], ignore_index=True)

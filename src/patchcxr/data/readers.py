@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,7 +78,23 @@ class SourceIndex:
     quarantine: list[QuarantineRow] = field(default_factory=list)
 
     def skip(self, source: str, file: Path | str, reason: str) -> None:
-        self.quarantine.append(QuarantineRow(str(file), source, reason))
+        self.quarantine.append(QuarantineRow(printable(str(file)), source, reason))
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (a newline in a file name) escaped as ``\\xNN``:
+    one table row per file, whatever its name."""
+    return "".join(c if c.isprintable() or c == " " else f"\\x{ord(c):02x}" for c in text)
+
+
+def outside(path: Path, roots: Sequence[Path]) -> Path | None:
+    """Where ``path`` really leads (symlinks and ``..`` resolved) when that is outside every
+    folder of ``roots``, else ``None``."""
+    real = path.resolve()
+    for root in roots:
+        if real == root.resolve() or root.resolve() in real.parents:
+            return None
+    return real
 
 
 class SourceLayoutError(FileNotFoundError):
@@ -205,6 +221,13 @@ def read_nlm(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules, 
         if pattern.search(p.name) and not any("mask" in part.lower() for part in p.relative_to(root).parts)
     ]
     if not images:
+        mask_files = [p for p in _files(root, "*") if pattern.search(p.name)]
+        if mask_files:
+            raise SourceLayoutError(
+                f"{name}: {root} holds {len(mask_files)} {prefix}_####_[01] mask files but no images (files of those "
+                f"names outside a *mask* folder): set sources.{name}.path to the folder above the images "
+                "(CXR_png/), and masks_path to the masks if they lie elsewhere"
+            )
         raise SourceLayoutError(f"{name}: no {prefix}_####_[01] images under {root}")
     # masks: NLM separate left/right, combined per image, or Kaggle-style *_mask.png;
     # Montgomery ships a mask for every film, the Shenzhen masks cover a subset
@@ -400,6 +423,10 @@ def read_cohen(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules
             index.skip(name, path, f"metadata row repeats an image already listed for patient {listed[path]}")
             continue
         listed[path] = (row.get("patientid") or "").strip()
+        escaped = outside(path, [root])
+        if filename and escaped is not None:
+            index.skip(name, path, f"metadata path leads outside the source folder (to {escaped}): not opened")
+            continue
         modality = (row.get("modality") or "X-ray").strip()
         if modality.lower() not in ("x-ray", "xray", "cr", "dx"):
             index.skip(name, path, f"excluded modality {modality!r}")
@@ -439,7 +466,12 @@ def read_csv_source(name: str, root: Path, spec: Mapping[str, Any], rules: Label
         raise SourceLayoutError(f"{name}: CSV {table} not found")
     with open(table, newline="", encoding="utf-8-sig") as fh:
         for n, row in enumerate(csv.DictReader(fh), start=2):
-            path = (table.parent / (row.get("path") or "").strip()).resolve()
+            path = table.parent / (row.get("path") or "").strip()
+            escaped = outside(path, [root])
+            if (row.get("path") or "").strip() and escaped is not None:
+                index.skip(name, path, f"metadata path leads outside the source folder (to {escaped}): not opened")
+                continue
+            path = path.resolve()
             if not (row.get("path") or "").strip() or not path.is_file():
                 index.skip(name, f"{table}:{n}", "metadata row whose image is missing")
                 continue
@@ -538,8 +570,29 @@ def read_source(name: str, spec: Mapping[str, Any], rules: LabelRules) -> Source
     if fmt not in READERS:
         raise ValueError(f"{name}: unknown format {fmt!r}; expected one of {', '.join(READERS)}")
     index = READERS[fmt](name, root, {**spec, "format": fmt}, rules)
+    mask_roots = [Path(spec[k]) for k in ("masks_path", "masks") if spec.get(k)]
+    _confine(index, name, [root], [root, *mask_roots])
     _unique_stems(index, name)
     return index
+
+
+def _confine(index: SourceIndex, name: str, roots: Sequence[Path], mask_roots: Sequence[Path]) -> None:
+    """Every file a record names stays inside its source's folders (symlinks resolved) and
+    has a name a table can hold; any other record is a quarantine row, its file unopened."""
+    kept = []
+    for rec in index.records:
+        files = [rec.source_path, *rec.masks.values()]
+        if any(printable(str(f)) != str(f) for f in files):
+            index.skip(name, rec.source_path, "file name holds control characters (a newline?): rename the file")
+            continue
+        escaped = outside(rec.source_path, roots)
+        if escaped is None:
+            escaped = next((e for m in rec.masks.values() if (e := outside(m, mask_roots)) is not None), None)
+        if escaped is not None:
+            index.skip(name, rec.source_path, f"path leads outside the source folder (to {escaped}): not opened")
+            continue
+        kept.append(rec)
+    index.records = kept
 
 
 def _unique_stems(index: SourceIndex, name: str) -> None:
