@@ -122,3 +122,10 @@ def test_each_sheet_row_left_out_names_its_cause(tmp_path: Path, monkeypatch: py
     assert missing["c.jpg"] == "quarantined: corrupt or truncated image: x"
     assert missing["d.png"] == "no such file in any source"
     assert missing["a.png"] == "listed twice in the sheet (first as Cohen et al:0)"
+
+
+def test_the_cohort_can_be_drawn_from_some_sources_only(synthetic_manifest: Any, tmp_path: Path) -> None:
+    manifest, _, _ = synthetic_manifest
+    every = select_cohort(manifest, "all", tmp_path / "a.tsv", tmp_path / "am.tsv")
+    shenzhen = select_cohort(manifest, "all", tmp_path / "c.tsv", tmp_path / "m.tsv", sources=["shenzhen"])
+    assert set(shenzhen["source"]) == {"shenzhen"} and len(shenzhen) == (every["source"] == "shenzhen").sum()

@@ -110,3 +110,9 @@ def test_the_schemas_enumerations_mirror_the_package() -> None:
     train = props["classification"]["properties"]["train"]["properties"]
     assert set(train["labels"]["enum"]) == set(LABEL_SCHEMES) == set(props["biomarkers"]["properties"]["label"]["enum"])
     assert train["centre"]["enum"] == list(CENTRES) and train["border"]["enum"] == list(BORDERS)
+
+
+def test_the_papers_configuration_selects_the_papers_cohort_and_the_overlays_every_image() -> None:
+    assert load_config()["data"]["cohort"] == "oh2020"
+    for overlay in ("config/demo.yaml", "config/sample.yaml", ".test/config.yaml"):
+        assert load_config(overlay)["data"]["cohort"] == "all", overlay

@@ -204,3 +204,19 @@ def test_image_saliency_is_the_probability_weighted_coverage_mean_of_patch_gradc
     expected = aggregate(cams, ref_probs, wins, (160, 160))
     assert expected.max() > 0.1 * float(ref_probs.max())  # a map with structure, not zeros
     np.testing.assert_allclose(sal, expected, rtol=1e-3, atol=1e-5)
+
+
+def test_the_initialisation_that_ran_is_named(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+
+    from torchvision.models import resnet18
+
+    from patchcxr.models.classifier import initialise_resnet18
+
+    plain = tmp_path / "weights.pth"
+    torch.save(resnet18(weights=None).state_dict(), plain)
+    digest = hashlib.sha256(plain.read_bytes()).hexdigest()
+    _, source = initialise_resnet18(4, plain, sha256=digest)
+    assert source == f"imagenet:weights.pth (sha256 {digest[:16]})"
+    _, source = initialise_resnet18(4)
+    assert source == "scratch"  # what the metadata and paper table 5 then say

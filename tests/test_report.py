@@ -89,11 +89,11 @@ def test_report_renders_every_figure_in_chromium(ci_run: Path, browser) -> None:
     figures = [
         "results/segmentation/figures/jaccard.png",
         *[f"results/biomarkers/figures/{f}.png" for f in ("features", "ctr_scatter", "histograms", "examples")],
-        *[f"results/evaluation/{m}/confusion.png" for m in ("local", "global")],
+        *[f"results/evaluation/{m}/seed_{s}/confusion.png" for m in ("local", "global") for s in (2020,)],
         "results/saliency/local/figure.png",
         "results/paper/fig8_training_curves.png",
     ]
     assert sorted(shown) == sorted(figures)
     for path, [(width, height)] in shown.items():
         assert width > 200 and height > 100, (path, width, height)
-    assert {f"results/paper/table{i}" for i in range(1, 7)} == {p.split("_")[0] for p in listed if p.endswith(".tsv")}
+    assert {f"results/paper/table{i}" for i in range(1, 9)} == {p.split("_")[0] for p in listed if p.endswith(".tsv")}

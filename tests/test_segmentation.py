@@ -328,7 +328,7 @@ def test_training_is_tracked_in_mlflow(tmp_path: Path, seg_data: tuple[Path, Pat
     assert "params.provenance.git_commit" in runs.columns
     parent = mlflow.get_run(pipeline["run_id"])
     assert parent.data.params["config.segmentation.size"] == "64" and parent.info.run_name == "pipeline"
-    assert runs.loc[0, "tags.mlflow.runName"] == "segmentation-tiny-equalised"
+    assert runs.loc[0, "tags.mlflow.runName"] == "segmentation-tiny-equalised-seed_407"
     assert runs.loc[0, "params.arch"] == "unet" and runs.loc[0, "params.train.lr"] == "0.003"
     history = mlflow.MlflowClient().get_metric_history(runs.loc[0, "run_id"], "val_mean_jaccard")
     assert [m.step for m in history] == [1, 2]

@@ -317,7 +317,7 @@ def features_for(
         )
         if (i + 1) % 25 == 0:
             log.info("features: %d/%d images", i + 1, len(rows))
-    df = pd.DataFrame(out)
+    df = pd.DataFrame(out, columns=["image_id"]) if not out else pd.DataFrame(out)  # a shard without cohort films
     for col in ("mask_source", "heart_source", *FEATURES):
         if col not in df:
             df[col] = np.nan

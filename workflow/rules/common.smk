@@ -106,6 +106,9 @@ def check_registration(name):
 
 
 check_sources()
+for _name in config["data"]["cohort_sources"]:
+    if _name not in active_sources():
+        raise WorkflowError(f"data.cohort_sources names {_name!r}, which is not an enabled source")
 for _name in config["segmentation"]["train_models"]:
     if _name not in config["segmentation"]["models"]:
         raise WorkflowError(f"segmentation.train_models names {_name!r}, which is not in segmentation.models")

@@ -87,6 +87,7 @@ rule select_cohort:
         exclude_paediatric=config["labels"]["exclude_paediatric"],
         order=active_sources(),
         formats={name: config["sources"][name]["format"] for name in active_sources()},
+        sources=config["data"]["cohort_sources"],
     conda:
         "../../envs/data.yaml"
     script:

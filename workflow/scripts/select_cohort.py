@@ -18,6 +18,7 @@ def main(
     exclude_paediatric: bool,
     order: list[str],
     formats: dict[str, str],
+    sources: list[str],
     cohort_out: str,
     missing_out: str,
     log: str,
@@ -33,6 +34,7 @@ def main(
         source_order={name: i for i, name in enumerate(order)},
         quarantine=read_tsv(quarantine),
         source_formats=formats,
+        sources=sources,
     )
 
 
@@ -44,6 +46,7 @@ main(
     bool(snakemake.params.exclude_paediatric),
     list(snakemake.params.order),
     dict(snakemake.params.formats),
+    list(snakemake.params.sources),
     snakemake.output.cohort,
     snakemake.output.missing,
     snakemake.log[0],

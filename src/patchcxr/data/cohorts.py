@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -110,6 +110,7 @@ def select_cohort(
     source_order: Mapping[str, int] | None = None,
     quarantine: pd.DataFrame | None = None,
     source_formats: Mapping[str, str] | None = None,
+    sources: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Write the cohort table (and the missing-image report) and return the cohort.
 
@@ -125,6 +126,8 @@ def select_cohort(
         quarantine: the quarantine table, and ``source_formats`` (source → format): a sheet
             row whose file was quarantined is reported with the quarantine's reason, and
             one quarantined as a pixel duplicate of a kept image is found through it.
+        sources: draw the cohort from these sources only (config ``data.cohort_sources``;
+            empty or ``None``: every source). The others still serve segmentation.
 
     ``cohort_missing.tsv`` gives each sheet row left out its cause: no such file in any
     source, quarantined (with the reason), or listed twice in the sheet.
@@ -190,6 +193,19 @@ def select_cohort(
         log.info("oh2020: %d of %d listed images found, %d missing", len(out), len(sheet), len(missing))
     else:
         raise ValueError(f"unknown cohort {cohort!r}; expected 'all' or 'oh2020'")
+    if sources:
+        outside = ~out["source"].isin(list(sources))
+        if cohort == "oh2020" and outside.any():  # sheet rows found, in a source left out
+            left = pd.DataFrame(
+                {
+                    "sheet": out.loc[outside, "cohort_row"].str.split(":").str[0],
+                    "filename": out.loc[outside, "image_id"],
+                    "class": out.loc[outside, "label5"],
+                    "reason": "its source is not in data.cohort_sources",
+                }
+            )
+            missing = pd.concat([missing, left], ignore_index=True)
+        out = out[~outside]
     out = out[COHORT_COLUMNS].reset_index(drop=True)
     write_tsv(cohort_path, out)
     write_tsv(missing_path, missing)
