@@ -142,7 +142,6 @@ def test_exif_orientation_is_applied_and_reported(tmp_path: Path) -> None:
         d = decode(tmp_path / "o.png")
         assert d.orientation == orientation
         np.testing.assert_array_equal(d.pixels, np.rot90(RAMP, turn))
-    assert decode(tmp_path / "o.png").orientation == 3
     Image.fromarray(RAMP).save(tmp_path / "plain.png")
     assert decode(tmp_path / "plain.png").orientation == 1
 

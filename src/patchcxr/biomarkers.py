@@ -317,10 +317,10 @@ def features_for(
         )
         if (i + 1) % 25 == 0:
             log.info("features: %d/%d images", i + 1, len(rows))
-    df = pd.DataFrame(out, columns=["image_id"]) if not out else pd.DataFrame(out)  # a shard without cohort films
-    for col in ("mask_source", "heart_source", *FEATURES):
-        if col not in df:
-            df[col] = np.nan
+    # every column, NaN where no image has it (also for a shard without cohort films)
+    df = (pd.DataFrame(out) if out else pd.DataFrame(columns=["image_id"], dtype=str)).reindex(
+        columns=["image_id", "mask_source", "heart_source", *FEATURES]
+    )
     meta = rows[["image_id", "source", "format", "patient_id", "view", "label5", "label4"]]
     return meta.merge(df[["image_id", "mask_source", "heart_source", *FEATURES]], on="image_id", how="left")
 

@@ -24,6 +24,7 @@ Every table here is computed from the workflow's own TSV outputs, never from mod
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -69,7 +70,7 @@ def adult_only_table(
         if hit.empty:
             return ""
         r = hit.iloc[0]
-        return f"{float(r['value']):.3f} [{float(r['ci_low']):.3f}, {float(r['ci_high']):.3f}]"
+        return _interval(float(r["value"]), float(r["ci_low"]), float(r["ci_high"]))
 
     rows = []
     for run, df in metrics.items():
@@ -97,6 +98,11 @@ def split_table(split: pd.DataFrame, label: str = "label4") -> pd.DataFrame:
     counts.loc["total"] = counts.sum()
     counts["total"] = counts.sum(axis=1)
     return counts.reset_index().rename(columns={label: "class"})
+
+
+def _interval(value: float, low: float, high: float) -> str:
+    """``value [low, high]``, as every interval of the paper's tables is written."""
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
 def _mean_sd(mean: float, sd: float) -> str:
@@ -144,7 +150,7 @@ def classification_table(
                 "n": int(part["support"].iloc[0]),
             }
             for r in part.itertuples():
-                row[r.metric] = f"{r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]"
+                row[r.metric] = _interval(r.value, r.ci_low, r.ci_high)
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -199,7 +205,7 @@ def headline_metrics(summary: pd.DataFrame | None, over_seeds: pd.DataFrame | No
         for name, key in wanted.items():
             entry[name] = round(float(get.loc[key, "mean"]), 6)
             sd = float(get.loc[key, "sd"])
-            entry[f"{name}_sd"] = round(sd, 6) if sd == sd else 0.0
+            entry[f"{name}_sd"] = 0.0 if math.isnan(sd) else round(sd, 6)  # one seed: no spread
         entry["n_seeds"] = int(get["n_seeds"].max())
         classification[str(model)] = entry
     out["classification"] = classification
@@ -222,8 +228,7 @@ def write_tables(
 ) -> None:
     """Write the tables named in ``out`` (keys: data, splits, segmentation, biomarker_tests,
     biomarker_primary, classification, global_vs_local, seeds, adult_only, metrics) from the
-    workflow's tables; the
-    classifiers' inputs are keyed by run (model, seed)."""
+    workflow's tables; the classifiers' inputs are keyed by run (model, seed)."""
 
     def read(path: Path | str) -> pd.DataFrame:
         return read_tsv(path, typed=True)
@@ -233,21 +238,22 @@ def write_tables(
     summary = read(segmentation_summary) if segmentation_summary else None
     if "segmentation" in out and summary is not None:
         write_tsv(out["segmentation"], segmentation_table(summary))
-    if "biomarker_tests" in out and biomarker_tests:
-        write_tsv(out["biomarker_tests"], read(biomarker_tests))
-    if "biomarker_primary" in out and biomarker_tests:
-        write_tsv(out["biomarker_primary"], primary_family_table(read(biomarker_tests)))
+    tests = read(biomarker_tests) if biomarker_tests else None
+    if "biomarker_tests" in out and tests is not None:
+        write_tsv(out["biomarker_tests"], tests)
+    if "biomarker_primary" in out and tests is not None:
+        write_tsv(out["biomarker_primary"], primary_family_table(tests))
     metrics = {run: read(p) for run, p in metrics_paths.items()}
     seeds = read(seeds_path) if seeds_path else None
     if "seeds" in out and seeds is not None:
         write_tsv(out["seeds"], seeds_table(seeds))
+    preds = {run: read(p) for run, p in (predictions or {}).items()}
     if "classification" in out:
         init = {m: json.loads(Path(p).read_text()).get("initialisation", "") for m, p in (model_metadata or {}).items()}
-        masks = {m: mask_source_counts(read(p)) for m, p in (predictions or {}).items()}
+        masks = {run: mask_source_counts(df) for run, df in preds.items()}
         write_tsv(out["classification"], classification_table(metrics, init, masks))
-    if "adult_only" in out and adult_metrics and predictions:
+    if "adult_only" in out and adult_metrics and preds:
         adult = {run: read(p) for run, p in adult_metrics.items()}
-        preds = {run: read(p) for run, p in predictions.items()}
         write_tsv(out["adult_only"], adult_only_table(metrics, adult, preds))
     if "global_vs_local" in out and comparison_path:
         write_tsv(out["global_vs_local"], read(comparison_path))

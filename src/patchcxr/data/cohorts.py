@@ -79,14 +79,13 @@ def read_oh2020(path: Path | str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _quarantined(quarantine: pd.DataFrame | None, formats: Mapping[str, str]) -> list[tuple[str, str, str]]:
-    """(format, lower-case file stem, reason) of every quarantined file."""
-    if quarantine is None or quarantine.empty:
-        return []
-    return [
-        (formats.get(source, ""), _stem(Path(file).name).lower(), reason)
-        for file, source, reason in zip(quarantine["file"], quarantine["source"], quarantine["reason"], strict=True)
-    ]
+def _quarantined(quarantine: pd.DataFrame | None, formats: Mapping[str, str]) -> dict[tuple[str, str], list[str]]:
+    """(format, lower-case file stem) → the quarantine reasons of those files."""
+    held: dict[tuple[str, str], list[str]] = {}
+    if quarantine is not None:
+        for file, source, reason in zip(quarantine["file"], quarantine["source"], quarantine["reason"], strict=True):
+            held.setdefault((formats.get(source, ""), _stem(Path(file).name).lower()), []).append(reason)
+    return held
 
 
 def _stem(filename: str) -> str:
@@ -158,7 +157,7 @@ def select_cohort(
             listed[r.stem.lower()] = f"{r.sheet}:{i}"
             formats = OH2020_SHEETS[r.sheet]
             cand = m[m["format"].isin(formats) & (m["stem"].str.lower() == r.stem.lower())]
-            reasons = [q for f, stem, q in held if f in formats and stem == r.stem.lower()]
+            reasons = [q for f in formats for q in held.get((f, r.stem.lower()), [])]
             kept = [q.removeprefix(DUPLICATE) for q in reasons if q.startswith(DUPLICATE)]
             if cand.empty and kept:  # a pixel duplicate: the kept copy is the sheet's film
                 cand = m[m["image_id"] == kept[0]]

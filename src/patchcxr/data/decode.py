@@ -89,36 +89,43 @@ def open_checked(path: Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
         DecodeError: too large, not an image, corrupt or truncated, or any decoder error.
     """
     limit = Image.MAX_IMAGE_PIXELS
+    image: Image.Image | None = None
     try:
-        # Image.open reads the header only: the size is checked here, against our limit,
-        # before load() decodes a pixel (Pillow's own check, off meanwhile, would refuse
-        # without naming the size)
+        # Image.open reads the header only: the size is checked here, naming it, before a
+        # pixel is decoded (Pillow's own check, off for this step, would not name it)
         Image.MAX_IMAGE_PIXELS = None
+        image = Image.open(path)
+        width, height = image.size
+        if width * height > max_pixels:
+            raise DecodeError(_too_large(width, height, max_pixels))
+        # Pillow's check at our limit while decoding: frames and tiles a decoder meets
+        # later (GIF frames larger than the screen) are refused too
+        Image.MAX_IMAGE_PIXELS = max_pixels
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
-            width, height = image.size
-            if width * height > max_pixels:
-                image.close()
-                raise DecodeError(_too_large(width, height, max_pixels))
             image.load()  # a full decode: a truncated file fails here, not later
-            return image
-    except DecodeError:
-        raise
-    except UnidentifiedImageError:
-        kind = _signature(path)
-        if kind:  # an image format's signature, yet no reader accepts it: a damaged header
-            raise DecodeError(f"corrupt or truncated image: a {kind} file whose header does not read") from None
-        raise DecodeError("not an image file (unidentified format)") from None
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        raise DecodeError(_too_large(0, 0, max_pixels)) from None
-    except (OSError, SyntaxError, ValueError) as err:
-        # Pillow raises OSError for truncated data and SyntaxError for broken headers
-        raise DecodeError(f"corrupt or truncated image: {err}") from None
-    except Exception as err:  # any other decoder failure is the file's, not the run's
-        raise DecodeError(f"decoder error: {type(err).__name__}: {err}") from None
+        return image
+    except Exception as err:
+        if image is not None:
+            image.close()
+        raise (err if isinstance(err, DecodeError) else _reason(err, path, max_pixels)) from None
     finally:
         Image.MAX_IMAGE_PIXELS = limit
+
+
+def _reason(err: Exception, path: Path, max_pixels: int) -> DecodeError:
+    """The quarantine reason of a Pillow failure to open or decode ``path``."""
+    if isinstance(err, UnidentifiedImageError):
+        kind = _signature(path)
+        if kind:  # an image format's signature, yet no reader accepts it: a damaged header
+            return DecodeError(f"corrupt or truncated image: a {kind} file whose header does not read")
+        return DecodeError("not an image file (unidentified format)")
+    if isinstance(err, Image.DecompressionBombWarning | Image.DecompressionBombError):
+        return DecodeError(f"image too large: {err} (data.max_pixels is {max_pixels})")
+    if isinstance(err, OSError | SyntaxError | ValueError):
+        # Pillow raises OSError for truncated data and SyntaxError for broken headers
+        return DecodeError(f"corrupt or truncated image: {err}")
+    return DecodeError(f"decoder error: {type(err).__name__}: {err}")  # any other failure is the file's
 
 
 #: the first bytes of the image formats Pillow reads
@@ -140,8 +147,10 @@ def _signature(path: Path) -> str:
 
 
 def _too_large(width: int, height: int, max_pixels: int) -> str:
-    size = f" ({width} × {height} = {width * height} pixels)" if width else ""
-    return f"image too large{size}: over the limit of {max_pixels} pixels (data.max_pixels; a decompression bomb?)"
+    return (
+        f"image too large ({width} × {height} = {width * height} pixels): over the limit of {max_pixels} pixels "
+        "(data.max_pixels; a decompression bomb?)"
+    )
 
 
 def _transparent_pixels(image: Image.Image) -> int:

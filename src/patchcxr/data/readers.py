@@ -89,12 +89,14 @@ def printable(text: str) -> str:
 
 def outside(path: Path, roots: Sequence[Path]) -> Path | None:
     """Where ``path`` really leads (symlinks and ``..`` resolved) when that is outside every
-    folder of ``roots``, else ``None``."""
+    folder of ``roots`` (resolved already: they are resolved once per source), else ``None``."""
     real = path.resolve()
-    for root in roots:
-        if real == root.resolve() or root.resolve() in real.parents:
-            return None
-    return real
+    return None if any(real == root or root in real.parents for root in roots) else real
+
+
+def _leaves_source(escaped: Path) -> str:
+    """The quarantine reason of a metadata path that leads out of its source folder."""
+    return f"metadata path leads outside the source folder (to {escaped}): not opened"
 
 
 class SourceLayoutError(FileNotFoundError):
@@ -413,6 +415,7 @@ def read_cohen(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules
     if not metas:
         raise SourceLayoutError(f"{name}: no metadata.csv under {root}")
     meta = metas[0]
+    real_root = root.resolve()
     with open(meta, newline="", encoding="utf-8-sig") as fh:
         rows = list(csv.DictReader(fh))
     listed: dict[Path, str] = {}
@@ -423,9 +426,9 @@ def read_cohen(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules
             index.skip(name, path, f"metadata row repeats an image already listed for patient {listed[path]}")
             continue
         listed[path] = (row.get("patientid") or "").strip()
-        escaped = outside(path, [root])
+        escaped = outside(path, [real_root])
         if filename and escaped is not None:
-            index.skip(name, path, f"metadata path leads outside the source folder (to {escaped}): not opened")
+            index.skip(name, path, _leaves_source(escaped))
             continue
         modality = (row.get("modality") or "X-ray").strip()
         if modality.lower() not in ("x-ray", "xray", "cr", "dx"):
@@ -464,15 +467,17 @@ def read_csv_source(name: str, root: Path, spec: Mapping[str, Any], rules: Label
     table = root / spec.get("csv", "images.csv")
     if not table.is_file():
         raise SourceLayoutError(f"{name}: CSV {table} not found")
+    real_root = root.resolve()
     with open(table, newline="", encoding="utf-8-sig") as fh:
         for n, row in enumerate(csv.DictReader(fh), start=2):
-            path = table.parent / (row.get("path") or "").strip()
-            escaped = outside(path, [root])
-            if (row.get("path") or "").strip() and escaped is not None:
-                index.skip(name, path, f"metadata path leads outside the source folder (to {escaped}): not opened")
+            listed = (row.get("path") or "").strip()
+            path = table.parent / listed
+            escaped = outside(path, [real_root])
+            if listed and escaped is not None:
+                index.skip(name, path, _leaves_source(escaped))
                 continue
             path = path.resolve()
-            if not (row.get("path") or "").strip() or not path.is_file():
+            if not listed or not path.is_file():
                 index.skip(name, f"{table}:{n}", "metadata row whose image is missing")
                 continue
             label = (row.get("label") or "").strip().lower()
@@ -570,15 +575,17 @@ def read_source(name: str, spec: Mapping[str, Any], rules: LabelRules) -> Source
     if fmt not in READERS:
         raise ValueError(f"{name}: unknown format {fmt!r}; expected one of {', '.join(READERS)}")
     index = READERS[fmt](name, root, {**spec, "format": fmt}, rules)
-    mask_roots = [Path(spec[k]) for k in ("masks_path", "masks") if spec.get(k)]
-    _confine(index, name, [root], [root, *mask_roots])
+    roots = [root.resolve()]
+    mask_roots = roots + [Path(spec[k]).resolve() for k in ("masks_path", "masks") if spec.get(k)]
+    _confine(index, name, roots, mask_roots)
     _unique_stems(index, name)
     return index
 
 
 def _confine(index: SourceIndex, name: str, roots: Sequence[Path], mask_roots: Sequence[Path]) -> None:
-    """Every file a record names stays inside its source's folders (symlinks resolved) and
-    has a name a table can hold; any other record is a quarantine row, its file unopened."""
+    """Every file a record names stays inside its source's folders (``roots`` and
+    ``mask_roots``, resolved; symlinks resolved) and has a name a table can hold; any other
+    record is a quarantine row, its file unopened."""
     kept = []
     for rec in index.records:
         files = [rec.source_path, *rec.masks.values()]
