@@ -93,6 +93,24 @@ def test_predict_prints_classes_writes_overlays_and_reports_bad_files(tmp_path: 
         assert r["class"] in r["probabilities"] and sum(r["votes"].values()) == 6
         assert abs(sum(r["probabilities"].values()) - 1) < 0.01
         assert Path(r["saliency_overlay"]).is_file()
+        assert r["saliency_class"] == r["class"]  # the predicted class unless --target names one
+    # overlays at the film's geometry, long side at least 1024 (the input was 128²)
+    sizes = {Path(r["image"]).name: Image.open(r["saliency_overlay"]).size for r in results}
+    assert sizes == {"a.png": (819, 1024), "b.jpg": (1024, 922), "c.dcm": (1024, 1024)}
+    # loading models to predict says nothing about how they were trained
+    assert "scratch" not in proc.stderr and "train" not in proc.stderr.lower()
+    base = [sys.executable, "-m", "patchcxr.cli", "predict", str(tmp_path / "a.png"), "--segmenter", str(seg)]
+    chosen = subprocess.run(
+        [*base, "--classifier", str(cls), "--k", "4", "--json", "--out", str(out), "--target", "tb"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert chosen.returncode == 0 and json.loads(chosen.stdout)[0]["saliency_class"] == "tb"
+    missing = subprocess.run(
+        [*base, "--classifier", str(cls), "--target", "covid"], capture_output=True, text=True, timeout=300
+    )
+    assert missing.returncode == 2 and "--target 'covid' is not a class of this classifier" in missing.stderr
 
 
 def test_predict_makes_the_classifier_input_as_the_classifier_was_trained(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -15,7 +15,7 @@ from snakemake.utils import validate
 from tests.conftest import ROOT, SCHEMA, load_config, merge
 
 
-@pytest.mark.parametrize("overlays", [(), ("config/demo.yaml",), (".test/config.yaml",)])
+@pytest.mark.parametrize("overlays", [(), ("config/demo.yaml",), (".test/config.yaml",), ("config/real.yaml",)])
 def test_shipped_configs_validate(overlays: tuple[str, ...]) -> None:
     cfg = load_config(*overlays)
     schema = yaml.safe_load(SCHEMA.read_text())
@@ -99,6 +99,7 @@ def test_the_schemas_enumerations_mirror_the_package() -> None:
     from patchcxr.classification.patches import BORDERS, CENTRES
     from patchcxr.data.labels import LABEL5, LABEL_SCHEMES
     from patchcxr.data.readers import READERS
+    from patchcxr.data.splits import SEGMENTATION_ROLES
     from patchcxr.synthetic import SOURCES
 
     props = yaml.safe_load(SCHEMA.read_text())["properties"]
@@ -110,6 +111,8 @@ def test_the_schemas_enumerations_mirror_the_package() -> None:
     train = props["classification"]["properties"]["train"]["properties"]
     assert set(train["labels"]["enum"]) == set(LABEL_SCHEMES) == set(props["biomarkers"]["properties"]["label"]["enum"])
     assert train["centre"]["enum"] == list(CENTRES) and train["border"]["enum"] == list(BORDERS)
+    roles = props["splits"]["properties"]["segmentation"]["properties"]["sources"]["additionalProperties"]
+    assert roles["enum"] == list(SEGMENTATION_ROLES)
 
 
 def test_the_papers_configuration_selects_the_papers_cohort_and_the_overlays_every_image() -> None:

@@ -135,3 +135,32 @@ def test_over_seeds_gives_each_metric_mean_sd_and_the_runs_values() -> None:
     assert acc["min"] == pytest.approx(5 / 6) and acc["max"] == 1.0
     one = over_seeds({"local": {1: runs[1]}}).set_index(["class", "metric"])
     assert np.isnan(one.loc[("accuracy", "recall"), "sd"]) and one.loc[("accuracy", "recall"), "n_seeds"] == 1
+
+
+def test_auc_on_known_rankings_with_patient_intervals() -> None:
+    from patchcxr.evaluation import auc_by_class, auc_long
+
+    names = ["normal", "tb"]
+    y = np.array([0, 0, 0, 1, 1, 1])
+    # tb scores: one of the nine (negative, positive) pairs is ranked wrong -> AUC 8/9
+    tb = np.array([0.1, 0.2, 0.7, 0.6, 0.8, 0.9])
+    scores = np.column_stack([1 - tb, tb])
+    auc = auc_by_class(y, scores, names)
+    assert auc["tb"] == pytest.approx(8 / 9) and auc["normal"] == pytest.approx(8 / 9)
+    assert auc["macro"] == pytest.approx(8 / 9)
+    # a class without films has no AUC and stays out of the macro mean
+    three = auc_by_class(y, np.column_stack([scores, np.zeros(6)]), [*names, "viral"])
+    assert np.isnan(three["viral"]) and three["macro"] == pytest.approx(8 / 9)
+    # intervals resample patients: with each patient's two films scored alike the
+    # interval is that of 6 units, wider than the image bootstrap of 12 "independent" films
+    y2, s2 = np.repeat(y, 2), np.repeat(scores, 2, axis=0)
+    groups = np.repeat(np.arange(6), 2)
+    by_patient = auc_long(y2, s2, names, groups=groups, n_boot=400, seed=0).set_index("class")
+    by_image = auc_long(y2, s2, names, n_boot=400, seed=0).set_index("class")
+    assert by_patient.loc["tb", "value"] == pytest.approx(8 / 9) and by_patient.loc["tb", "support"] == 6
+    width = by_patient["ci_high"] - by_patient["ci_low"]
+    assert by_patient.loc["tb", "ci_low"] < 8 / 9 <= by_patient.loc["tb", "ci_high"]
+    assert width["tb"] > (by_image["ci_high"] - by_image["ci_low"])["tb"]
+    # metrics_long carries the AUC rows when given scores
+    m = metrics_long(y, (tb > 0.5).astype(int), names, n_boot=50, scores=scores)
+    assert set(m.loc[m["metric"] == "auc", "class"]) == {"normal", "tb", "macro"}

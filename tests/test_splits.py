@@ -76,6 +76,30 @@ def test_renditions_of_one_patient_share_the_split() -> None:
     assert (held["split"] == "test").all()  # a held-out rendition holds its patients out everywhere
 
 
+def test_the_classification_role_keeps_each_patients_classification_split() -> None:
+    cohort = pd.DataFrame(
+        {
+            "image_id": [f"sz/{i}" for i in range(40)],
+            "patient_id": [f"shenzhen:{i}" for i in range(40)],
+            "label5": ["normal"] * 20 + ["tb"] * 20,
+        }
+    )
+    cls = classification_split(cohort, {"train": 0.7, "val": 0.1, "test": 0.2}, seed=1)
+    masked = cohort.iloc[::2].assign(source="sz")  # half the films have a lung mask
+    jsrt = pd.DataFrame({"image_id": [f"j/{i}" for i in range(10)], "patient_id": [f"jsrt:{i}" for i in range(10)]})
+    masked = pd.concat([masked, jsrt.assign(source="jsrt")], ignore_index=True)
+    seg = segmentation_split(masked, {"sz": "classification", "jsrt": "split"}, 0.8, 0.1, seed=1, classification=cls)
+    by_patient = dict(zip(cls["patient_id"], cls["split"], strict=True))
+    sz = seg[seg["source"] == "sz"]
+    assert len(sz) == 20 and (sz["split"] == sz["patient_id"].map(by_patient)).all()
+    assert set(sz["split"]) == {"train", "val", "test"}
+    assert seg.loc[seg["source"] == "jsrt", "split"].value_counts().to_dict() == {"train": 8, "test": 2}
+    with pytest.raises(ValueError, match="needs the classification split"):
+        segmentation_split(masked, {"sz": "classification"}, 0.8, 0.1, seed=1)
+    with pytest.raises(ValueError, match=r"not in the classification split.*jsrt:"):
+        segmentation_split(masked, {"jsrt": "classification"}, 0.8, 0.1, seed=1, classification=cls)
+
+
 def test_check_disjoint_catches_patient_and_hash_leaks() -> None:
     manifest = pd.DataFrame({"image_id": ["a", "b", "c"], "sha256": ["1", "2", "1"]})
     ok = pd.DataFrame({"image_id": ["a", "b", "c"], "patient_id": ["p", "q", "r"], "split": ["train", "test", "train"]})

@@ -20,6 +20,17 @@ from patchcxr.data.decode import MAX_PIXELS
 log = logging.getLogger("patchcxr.cli")
 
 
+#: the least long side of a saliency overlay, in pixels
+OVERLAY_MIN_SIDE = 1024
+
+
+def overlay_shape(film: tuple[int, int]) -> tuple[int, int]:
+    """(rows, columns) of an overlay of a film of shape ``film``: the film's own, scaled up
+    so that its long side is at least :data:`OVERLAY_MIN_SIDE`."""
+    scale = max(1.0, OVERLAY_MIN_SIDE / max(film))
+    return round(film[0] * scale), round(film[1] * scale)
+
+
 def _predict(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
@@ -43,6 +54,10 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"patchcxr: cannot load the models: {type(err).__name__}: {err}", file=sys.stderr)
         return 2
     classifier, settings, names = clf.model, clf.settings, clf.classes
+    if args.target is not None and args.target not in names:
+        known = ", ".join(names)
+        print(f"patchcxr: --target {args.target!r} is not a class of this classifier: {known}", file=sys.stderr)
+        return 2
     results, failures = [], 0
     for path in args.images:
         try:
@@ -66,12 +81,15 @@ def _predict(args: argparse.Namespace) -> int:
         probs, _ = predict_probs(classifier, tensor, lung, settings, k=args.k, rng=rng, device=dev)
         v = vote(probs)
         decision = names[int(v["hard"] if args.vote == "hard" else v["soft"])]
-        target = args.target if args.target in names else decision
+        target = args.target or decision
         sal, _ = image_saliency(
             classifier, tensor, lung, settings, k=args.k, target=names.index(target), rng=rng, device=dev
         )
         overlay = Path(args.out) / f"{Path(path).stem}.saliency.png"
-        atomic_write_bytes(overlay, saliency_overlay_png(img.astype(np.float32), sal))
+        # drawn at the film's own geometry (the rows the classifier saw), at least
+        # OVERLAY_MIN_SIDE on its long side: the classifier's input is often 512² or less
+        shape = (clf.inputs.preprocessing.kept_rows(pixels, ""), pixels.shape[1])
+        atomic_write_bytes(overlay, saliency_overlay_png(img.astype(np.float32), sal, shape=overlay_shape(shape)))
         results.append(
             {
                 "image": str(path),
@@ -106,8 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vote", choices=["hard", "soft"], default="hard", help="majority vote (paper) or mean probability")
     p.add_argument(
         "--target",
-        default="viral_covid19",
-        help="class of the saliency map (default viral_covid19; a class the model lacks means the predicted class)",
+        default=None,
+        help="class of the saliency map (default: the predicted class of each image)",
     )
     p.add_argument("--out", default=".", help="folder of the saliency overlays")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, …")

@@ -1,7 +1,8 @@
 """Classification metrics (method.md §5.5, §8): confusion matrices, per-class precision,
-recall (sensitivity), F1 and specificity, accuracy and macro averages, bootstrap 95 %
-intervals over patients (the unit of the split), a per-source breakdown and the
-global-versus-local comparison with paired tests.
+recall (sensitivity), F1 and specificity, accuracy and macro averages, one-vs-rest ROC
+AUC from the mean patch probabilities, bootstrap 95 % intervals over patients (the unit
+of the split), a per-source breakdown and the global-versus-local comparison with paired
+tests.
 
 scikit-learn computes the metrics; specificity, which it lacks, is ``TN / (TN + FP)`` per
 class from its confusion matrix (one-vs-rest).
@@ -14,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support, roc_auc_score
 
 
 def per_class_table(
@@ -66,6 +67,23 @@ def per_class_table(
         "support": int(n.sum()),
     }
     return pd.concat([rows, pd.DataFrame([macro, acc])], ignore_index=True)
+
+
+def auc_by_class(y_true: np.ndarray, scores: np.ndarray, names: Sequence[str]) -> dict[str, float]:
+    """One-vs-rest ROC AUC of each class from ``scores`` (images × classes, e.g. the mean
+    patch probabilities), and their mean over the classes that have both positives and
+    negatives (``"macro"``). A class without positives or without negatives has no AUC
+    (NaN). With two classes present, each class's AUC is the binary AUC of its score."""
+    out: dict[str, float] = {}
+    for k, name in enumerate(names):
+        positive = y_true == k
+        if positive.all() or not positive.any():
+            out[name] = float("nan")
+            continue
+        out[name] = float(roc_auc_score(positive, scores[:, k]))
+    finite = [v for v in out.values() if np.isfinite(v)]
+    out["macro"] = float(np.mean(finite)) if finite else float("nan")
+    return out
 
 
 def group_members(groups: np.ndarray) -> list[np.ndarray]:
@@ -121,17 +139,55 @@ def metrics_long(
     groups: np.ndarray | None = None,
     n_boot: int = 1000,
     seed: int = 0,
+    scores: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Every metric as ``class, metric, value, ci_low, ci_high, support`` (long format,
     TSV-ready), intervals by :func:`bootstrap_intervals` over ``groups``; no rows when
-    there are no images (an empty subset)."""
+    there are no images (an empty subset). With ``scores`` (images × classes) also the
+    ``auc`` of each class and their macro mean (:func:`auc_by_class`), its interval from
+    the same patient resampling."""
     columns = ["class", "metric", "value", "ci_low", "ci_high", "support"]
     if len(y_true) == 0:
         return pd.DataFrame(columns=columns)
     table = per_class_table(y_true, y_pred, names)
     long = table.melt(id_vars=["class", "support"], var_name="metric", value_name="value").dropna(subset=["value"])
     ci = bootstrap_intervals(y_true, y_pred, names, groups=groups, n_boot=n_boot, seed=seed)
-    return long.merge(ci, on=["class", "metric"], how="left")[columns]
+    out = long.merge(ci, on=["class", "metric"], how="left")[columns]
+    if scores is None:
+        return out
+    return pd.concat([out, auc_long(y_true, scores, names, groups=groups, n_boot=n_boot, seed=seed)], ignore_index=True)
+
+
+def auc_long(
+    y_true: np.ndarray,
+    scores: np.ndarray,
+    names: Sequence[str],
+    *,
+    groups: np.ndarray | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """:func:`auc_by_class` as ``metrics_long`` rows (metric ``auc``) with 95 % percentile
+    intervals from a bootstrap over ``groups`` (patients; images when ``None``). A
+    resample in which a class lacks positives or negatives gives that class NaN, left out
+    of its percentiles."""
+    value = auc_by_class(y_true, scores, names)
+    rng = np.random.default_rng(seed)
+    members = group_members(groups) if groups is not None else None
+    draws = []
+    for _ in range(n_boot):
+        idx = resample_groups(members, rng) if members is not None else rng.integers(0, len(y_true), len(y_true))
+        draws.append(auc_by_class(y_true[idx], scores[idx], names))
+    support = {name: int((y_true == k).sum()) for k, name in enumerate(names)} | {"macro": len(y_true)}
+    rows = []
+    for name, v in value.items():
+        if not np.isfinite(v):
+            continue
+        d = np.array([b[name] for b in draws], dtype=float)
+        d = d[np.isfinite(d)]
+        lo, hi = (float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))) if len(d) else (np.nan, np.nan)
+        rows.append({"class": name, "metric": "auc", "value": v, "ci_low": lo, "ci_high": hi, "support": support[name]})
+    return pd.DataFrame(rows, columns=["class", "metric", "value", "ci_low", "ci_high", "support"])
 
 
 def confusion_long(y_true: np.ndarray, y_pred: np.ndarray, names: Sequence[str]) -> pd.DataFrame:

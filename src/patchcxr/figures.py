@@ -279,12 +279,17 @@ def mask_overlay_png(pixels: np.ndarray, labels: np.ndarray, size: int = 256) ->
     return encode_png(rgb.astype(np.uint8))
 
 
-def saliency_overlay_png(img: np.ndarray, saliency: np.ndarray) -> bytes:
+def saliency_overlay_png(img: np.ndarray, saliency: np.ndarray, *, shape: tuple[int, int] | None = None) -> bytes:
     """The input in grey with the map in a jet colour scale on top (as the official code),
-    as PNG bytes."""
+    as PNG bytes; with ``shape`` (rows, columns) both resampled to it first (bilinear)."""
     from matplotlib import colormaps
+    from PIL import Image
 
+    if shape is not None and tuple(shape) != img.shape:
+        size = (int(shape[1]), int(shape[0]))
+        img = np.asarray(Image.fromarray(img.astype(np.float32)).resize(size, Image.Resampling.BILINEAR))
+        saliency = np.asarray(Image.fromarray(saliency.astype(np.float32)).resize(size, Image.Resampling.BILINEAR))
     grey = (img - img.min()) / max(float(img.max() - img.min()), 1e-6)
-    heat = saliency / max(float(saliency.max()), 1e-12)
+    heat = np.clip(saliency, 0, None) / max(float(saliency.max()), 1e-12)
     rgb = 0.55 * np.repeat(grey[..., None], 3, axis=2) + 0.45 * colormaps["jet"](heat)[..., :3]
     return encode_png((np.clip(rgb, 0, 1) * 255).astype(np.uint8))

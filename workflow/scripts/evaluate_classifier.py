@@ -27,14 +27,15 @@ def main(
     pred = read_tsv(inputs["predictions"], typed=True)
     y, p = pred["true_index"].to_numpy(), pred[f"pred_{vote}_index"].to_numpy()
     adult = (pred["age_group"] == "adult").to_numpy()
+    # ROC AUC ranks the films by the mean patch probability of each class
+    scores = pred[[f"prob_{n}" for n in names]].to_numpy(float)
+    groups = pred["patient_id"].to_numpy()
     tables = {
         # intervals resample patients, the unit of the split
-        "metrics": metrics_long(y, p, names, groups=pred["patient_id"].to_numpy(), n_boot=n_boot, seed=seed).assign(
-            vote=vote
-        ),
+        "metrics": metrics_long(y, p, names, groups=groups, n_boot=n_boot, seed=seed, scores=scores).assign(vote=vote),
         # the sensitivity analysis without children's films (the paper's sheet holds some)
         "metrics_adult": metrics_long(
-            y[adult], p[adult], names, groups=pred["patient_id"].to_numpy()[adult], n_boot=n_boot, seed=seed
+            y[adult], p[adult], names, groups=groups[adult], n_boot=n_boot, seed=seed, scores=scores[adult]
         ).assign(vote=vote),
         "per_age_group": per_group(pred, names, "age_group", vote),
         "confusion": confusion_long(y, p, names),

@@ -87,8 +87,18 @@ def classification_split(cohort: pd.DataFrame, fractions: Mapping[str, float], s
     return out.sort_values("image_id", kind="stable").reset_index(drop=True)
 
 
+#: segmentation roles of a source (config ``splits.segmentation.sources``)
+SEGMENTATION_ROLES = ("split", "train", "test", "classification")
+
+
 def segmentation_split(
-    masked: pd.DataFrame, roles: Mapping[str, str], train_fraction: float, val_fraction: float, *, seed: int
+    masked: pd.DataFrame,
+    roles: Mapping[str, str],
+    train_fraction: float,
+    val_fraction: float,
+    *,
+    seed: int,
+    classification: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Train/val/test for segmentation, per source.
 
@@ -96,22 +106,42 @@ def segmentation_split(
         masked: manifest rows of images with lung masks (``image_id``, ``source``,
             ``patient_id``).
         roles: source → ``"split"`` (train/val/test), ``"test"`` (held out entirely, e.g.
-            Montgomery for the paper's cross-database evaluation) or ``"train"``
-            (train/val only).
+            Montgomery for the paper's cross-database evaluation), ``"train"``
+            (train/val only) or ``"classification"``: each patient keeps its
+            classification split, so the films the classifier is tested on are the
+            segmenter's held-out films too and no classifier test film gets a mask from
+            a network that was trained on its own annotation.
         train_fraction: share of patients for training (paper: ``floor(0.8·247) = 197``).
         val_fraction: share of the training patients kept for model selection.
         seed: the split seed (the official code shuffled with 407).
+        classification: the classification split (``patient_id``, ``split``); needed by
+            the ``"classification"`` role.
     """
     for source, role in roles.items():
-        if role not in ("split", "train", "test"):
-            raise ValueError(f"segmentation role of {source!r} must be split, train or test, got {role!r}")
+        if role not in SEGMENTATION_ROLES:
+            raise ValueError(f"segmentation role of {source!r} must be one of {SEGMENTATION_ROLES}, got {role!r}")
     part = masked[masked["source"].isin(list(roles))]
+    follow: dict[str, str] = {}
+    if "classification" in roles.values():
+        if classification is None:
+            raise ValueError("the segmentation role 'classification' needs the classification split")
+        follow = dict(zip(classification["patient_id"], classification["split"], strict=True))
     # roles act on patients, not files: two renditions of one patient (Montgomery JPEG and
     # 512² PNG) land in the split the first of them got; held-out sources go first
     split_of: dict[str, str] = {}
-    rank = {"test": 0, "train": 1, "split": 2}
+    rank = {"classification": 0, "test": 1, "train": 2, "split": 3}
     for source, role in sorted(roles.items(), key=lambda kv: (rank[kv[1]], kv[0])):
         patients = sorted(set(part.loc[part["source"] == source, "patient_id"]) - set(split_of))
+        if role == "classification":
+            outside = [p for p in patients if p not in follow]
+            if outside:
+                raise ValueError(
+                    f"segmentation role of {source!r} is 'classification' but {len(outside)} of its masked "
+                    f"patients are not in the classification split (not in the cohort), e.g. {outside[:3]}; "
+                    "add the source to data.cohort_sources or give it another role"
+                )
+            split_of |= {p: follow[p] for p in patients}
+            continue
         free = [patients[i] for i in _rng(seed, source).permutation(len(patients))]
         if role == "test":
             split_of |= dict.fromkeys(free, "test")
@@ -147,7 +177,14 @@ def write_splits(
     cls = classification_split(cohort, cfg["classification"], seed)
     seg_cfg = cfg["segmentation"]
     masked = manifest[manifest["has_lung_mask"] == "1"]
-    seg = segmentation_split(masked, seg_cfg["sources"], seg_cfg["train_fraction"], seg_cfg["val_fraction"], seed=seed)
+    seg = segmentation_split(
+        masked,
+        seg_cfg["sources"],
+        seg_cfg["train_fraction"],
+        seg_cfg["val_fraction"],
+        seed=seed,
+        classification=cls,
+    )
     check_disjoint(cls, manifest)
     check_disjoint(seg, manifest)
     cols = ["image_id", "patient_id", "label5", "label4", "split"]
