@@ -153,3 +153,18 @@ def test_docs_name_no_file_outside_the_repository() -> None:
         text = path.read_text()
         assert "shared/docs" not in text, path
         assert not re.search(r"\b(data-sources|tooling|conventions|peers)\.md", text), path
+
+
+def test_every_rule_with_a_log_records_its_time_and_memory_in_benchmarks() -> None:
+    # per-rule wall time and peak memory (Snakemake's benchmark files: s, max_rss, …) of
+    # every job, next to its log: docs/results.md quotes them
+    missing = []
+    for smk in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
+        lines = smk.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if line.strip() == "log:":
+                log_path = lines[i + 1].strip().rstrip(",")
+                want = log_path.replace("logs/", "benchmarks/", 1).replace(".log", ".tsv")
+                if lines[i + 2].strip() != "benchmark:" or lines[i + 3].strip().rstrip(",") != want:
+                    missing.append(f"{smk.name}:{i + 1} {log_path}")
+    assert not missing, missing

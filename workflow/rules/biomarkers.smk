@@ -14,6 +14,8 @@ rule biomarker_features:
         histograms="results/biomarkers/shards/{shard}.hist.tsv",
     log:
         "logs/biomarkers/features_{shard}.log",
+    benchmark:
+        "benchmarks/biomarkers/features_{shard}.tsv"
     params:
         settings=canonical(config["biomarkers"]),
         # the patch analysis draws the classifier's patches (size, centre and border modes)
@@ -39,6 +41,8 @@ rule collect_biomarkers:
         examples="results/biomarkers/examples.tsv",
     log:
         "logs/biomarkers/collect.log",
+    benchmark:
+        "benchmarks/biomarkers/collect.tsv"
     conda:
         "../../envs/stats.yaml"
     script:
@@ -52,6 +56,8 @@ rule test_biomarkers:
         "results/biomarkers/tests.tsv",
     log:
         "logs/biomarkers/tests.log",
+    benchmark:
+        "benchmarks/biomarkers/tests.tsv"
     params:
         label=config["biomarkers"]["label"],
         reference=config["biomarkers"]["reference"],
@@ -74,6 +80,8 @@ rule plot_biomarker_features:
         ),
     log:
         "logs/biomarkers/plot_features.log",
+    benchmark:
+        "benchmarks/biomarkers/plot_features.tsv"
     params:
         figure="features",
         label=config["biomarkers"]["label"],
@@ -95,6 +103,8 @@ rule plot_ctr_scatter:
         ),
     log:
         "logs/biomarkers/plot_ctr_scatter.log",
+    benchmark:
+        "benchmarks/biomarkers/plot_ctr_scatter.tsv"
     params:
         figure="ctr_scatter",
         label=config["biomarkers"]["label"],
@@ -116,6 +126,8 @@ rule plot_lung_histograms:
         ),
     log:
         "logs/biomarkers/plot_histograms.log",
+    benchmark:
+        "benchmarks/biomarkers/plot_histograms.tsv"
     params:
         figure="histograms",
         label=config["biomarkers"]["label"],
@@ -137,6 +149,8 @@ rule plot_segmentation_examples:
         ),
     log:
         "logs/biomarkers/plot_examples.log",
+    benchmark:
+        "benchmarks/biomarkers/plot_examples.tsv"
     params:
         figure="examples",
         label=config["biomarkers"]["label"],

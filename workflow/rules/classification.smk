@@ -15,6 +15,8 @@ rule build_classifier_inputs:
         files=directory("results/classification/inputs/{shard}"),
     log:
         "logs/classification/inputs_{shard}.log",
+    benchmark:
+        "benchmarks/classification/inputs_{shard}.tsv"
     params:
         size=config["classification"]["input_size"],
         preprocessing=canonical(config["preprocessing"]),
@@ -32,6 +34,8 @@ rule collect_classifier_inputs:
         "results/classification/inputs.tsv",
     log:
         "logs/classification/collect_inputs.log",
+    benchmark:
+        "benchmarks/classification/collect_inputs.tsv"
     conda:
         "../../envs/data.yaml"
     script:
@@ -53,6 +57,8 @@ rule train_classifier:
         history="results/classification/{model}/seed_{seed}/history.tsv",
     log:
         "logs/classification/train_{model}_seed_{seed}.log",
+    benchmark:
+        "benchmarks/classification/train_{model}_seed_{seed}.tsv"
     params:
         # the training settings with this run's seed (one run per classification.train.seeds)
         train=lambda wc: train_settings("classification", wc.seed),
@@ -83,6 +89,8 @@ rule predict_classifier:
         "results/evaluation/{model}/seed_{seed}/predictions.tsv",
     log:
         "logs/evaluation/predict_{model}_seed_{seed}.log",
+    benchmark:
+        "benchmarks/evaluation/predict_{model}_seed_{seed}.tsv"
     params:
         k=config["classification"]["inference"]["k"],
         mode=config["classification"]["inference"]["mode"],
@@ -116,6 +124,8 @@ rule evaluate_classifier:
         metrics_adult="results/evaluation/{model}/seed_{seed}/metrics_adult.tsv",
     log:
         "logs/evaluation/evaluate_{model}_seed_{seed}.log",
+    benchmark:
+        "benchmarks/evaluation/evaluate_{model}_seed_{seed}.tsv"
     params:
         vote=config["classification"]["inference"]["vote"],
         bootstrap=config["classification"]["inference"]["bootstrap"],
@@ -138,6 +148,8 @@ rule plot_confusion:
         ),
     log:
         "logs/evaluation/plot_confusion_{model}_seed_{seed}.log",
+    benchmark:
+        "benchmarks/evaluation/plot_confusion_{model}_seed_{seed}.tsv"
     conda:
         "../../envs/plot.yaml"
     script:
@@ -153,6 +165,8 @@ rule compare_classifiers:
         seeds="results/evaluation/over_seeds.tsv",
     log:
         "logs/evaluation/compare.log",
+    benchmark:
+        "benchmarks/evaluation/compare.tsv"
     params:
         # the (model, seed) of each input, in the inputs' order
         runs=classifier_runs(),
@@ -178,6 +192,8 @@ rule compute_saliency:
         files=directory("results/saliency/local/maps"),
     log:
         "logs/saliency/local.log",
+    benchmark:
+        "benchmarks/saliency/local.tsv"
     params:
         saliency=canonical(config["saliency"]),
         mode=config["classification"]["inference"]["mode"],
@@ -203,6 +219,8 @@ rule plot_saliency:
         ),
     log:
         "logs/saliency/plot.log",
+    benchmark:
+        "benchmarks/saliency/plot.tsv"
     params:
         per_row=5,
     conda:

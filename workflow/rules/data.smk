@@ -10,6 +10,8 @@ rule index_source:
         quarantine="results/data/index/{source}.quarantine.tsv",
     log:
         "logs/data/index_{source}.log",
+    benchmark:
+        "benchmarks/data/index_{source}.tsv"
     params:
         spec=resolved_source,
         labels=canonical(config["labels"]),
@@ -26,6 +28,8 @@ checkpoint plan_shards:
         "results/data/shard_plan.tsv",
     log:
         "logs/data/plan_shards.log",
+    benchmark:
+        "benchmarks/data/plan_shards.tsv"
     params:
         names=active_sources(),
         shard_size=config["data"]["shard_size"],
@@ -47,6 +51,8 @@ rule harmonise_shard:
         masks=directory("results/data/masks/{source}/{shard}"),
     log:
         "logs/data/harmonise_{source}_{shard}.log",
+    benchmark:
+        "benchmarks/data/harmonise_{source}_{shard}.tsv"
     params:
         shard_size=config["data"]["shard_size"],
         max_pixels=config["data"]["max_pixels"],
@@ -64,6 +70,8 @@ checkpoint build_manifest:
         quarantine="results/data/quarantine.tsv",
     log:
         "logs/data/build_manifest.log",
+    benchmark:
+        "benchmarks/data/build_manifest.tsv"
     params:
         order=active_sources(),
         strict=config["data"]["strict"],
@@ -82,6 +90,8 @@ rule select_cohort:
         missing="results/data/cohort_missing.tsv",
     log:
         "logs/data/select_cohort.log",
+    benchmark:
+        "benchmarks/data/select_cohort.tsv"
     params:
         cohort=config["data"]["cohort"],
         exclude_paediatric=config["labels"]["exclude_paediatric"],

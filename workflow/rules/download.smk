@@ -11,6 +11,8 @@ for _name, _spec in download_specs().items():
             directory(f"resources/raw/{_name}"),
         log:
             f"logs/download/{_name}.log",
+        benchmark:
+            f"benchmarks/download/{_name}.tsv"
         params:
             name=_name,
             spec=_spec,
@@ -26,6 +28,8 @@ rule download_paper_metadata:
         ensure("resources/paper/metadata.xls", sha256=config["data"]["paper_metadata"]["sha256"]),
     log:
         "logs/download/paper_metadata.log",
+    benchmark:
+        "benchmarks/download/paper_metadata.tsv"
     params:
         url=config["data"]["paper_metadata"]["url"],
         sha256=config["data"]["paper_metadata"]["sha256"],

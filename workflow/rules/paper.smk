@@ -27,6 +27,8 @@ rule paper_tables:
         metrics="results/paper/metrics.json",
     log:
         "logs/paper/tables.log",
+    benchmark:
+        "benchmarks/paper/tables.tsv"
     params:
         # the (model, seed) of each classifier input, in the inputs' order
         runs=paper_runs(),
@@ -45,6 +47,8 @@ rule paper_figure:
         name="fig[1-7]_[a-z_]+",
     log:
         "logs/paper/{name}.log",
+    benchmark:
+        "benchmarks/paper/{name}.tsv"
     conda:
         "../../envs/data.yaml"
     script:
@@ -62,6 +66,8 @@ rule paper_training_curves:
         ),
     log:
         "logs/paper/training_curves.log",
+    benchmark:
+        "benchmarks/paper/training_curves.tsv"
     conda:
         "../../envs/plot.yaml"
     script:
@@ -75,6 +81,8 @@ rule paper_index:
         "results/paper/README.md",
     log:
         "logs/paper/index.log",
+    benchmark:
+        "benchmarks/paper/index.tsv"
     params:
         # the captions' text (not their paths: a moved checkout is the same run)
         captions={

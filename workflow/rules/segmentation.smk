@@ -17,6 +17,8 @@ rule train_segmentation:
         history="results/segmentation/{model}/{prep}/seed_{seed}/history.tsv",
     log:
         "logs/segmentation/train_{model}_{prep}_seed_{seed}.log",
+    benchmark:
+        "benchmarks/segmentation/train_{model}_{prep}_seed_{seed}.tsv"
     params:
         model_cfg=segmentation_model_cfg,
         # the training settings with this run's seed (one run per segmentation.train.seeds)
@@ -46,6 +48,8 @@ rule evaluate_segmentation:
         tests="results/segmentation/tests.tsv",
     log:
         "logs/segmentation/evaluate.log",
+    benchmark:
+        "benchmarks/segmentation/evaluate.tsv"
     params:
         tracking=canonical(config["tracking"]),
     threads: 2
@@ -68,6 +72,8 @@ rule plot_segmentation:
         ),
     log:
         "logs/segmentation/plot.log",
+    benchmark:
+        "benchmarks/segmentation/plot.tsv"
     conda:
         "../../envs/plot.yaml"
     script:
@@ -86,6 +92,8 @@ rule predict_masks:
         files=directory("results/masks/shards/{shard}"),
     log:
         "logs/masks/predict_{shard}.log",
+    benchmark:
+        "benchmarks/masks/predict_{shard}.tsv"
     params:
         predict=canonical(config["segmentation"]["predict"]),
     threads: 2
@@ -104,6 +112,8 @@ rule collect_masks:
         "results/masks/qc.tsv",
     log:
         "logs/masks/collect.log",
+    benchmark:
+        "benchmarks/masks/collect.tsv"
     conda:
         "../../envs/data.yaml"
     script:

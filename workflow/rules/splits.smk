@@ -10,6 +10,8 @@ rule make_splits:
         segmentation="results/splits/segmentation.tsv",
     log:
         "logs/splits/make_splits.log",
+    benchmark:
+        "benchmarks/splits/make_splits.tsv"
     params:
         splits=canonical(config["splits"]),
     conda:

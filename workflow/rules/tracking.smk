@@ -7,6 +7,8 @@ rule start_pipeline_run:
         "results/tracking/pipeline_run.json",
     log:
         "logs/tracking/pipeline_run.log",
+    benchmark:
+        "benchmarks/tracking/pipeline_run.tsv"
     params:
         tracking=canonical(config["tracking"]),
         # a new configuration opens a new pipeline run (jobs take this file as ancient(),
