@@ -226,3 +226,8 @@ def test_ctr_takes_the_hearts_full_horizontal_extent_not_its_widest_row() -> Non
     lab[60:70, 48:66] = 1  # lower part: columns 48-65
     assert widest(lab == 1) == 18
     assert geometry(lab)["ctr"] == pytest.approx((66 - 40) / 80)  # 26 columns over the 80-wide thorax
+    # stray pixels of a predicted mask, far from the organs, set no extent
+    stray = lab.copy()
+    stray[5, 95] = 1  # a "heart" pixel at the far right
+    stray[95, 2] = 3  # a "lung" pixel beyond the left border
+    assert geometry(stray)["ctr"] == pytest.approx((66 - 40) / 80)

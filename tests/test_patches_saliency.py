@@ -220,3 +220,14 @@ def test_the_initialisation_that_ran_is_named(tmp_path) -> None:  # type: ignore
     assert source == f"imagenet:weights.pth (sha256 {digest[:16]})"
     _, source = initialise_resnet18(4)
     assert source == "scratch"  # what the metadata and paper table 5 then say
+
+
+def test_lung_mass_is_the_share_of_the_map_inside_the_lung() -> None:
+    from patchcxr.classification.explain import lung_mass
+
+    lung = np.zeros((4, 4), bool)
+    lung[:, :2] = True
+    sal = np.zeros((4, 4))
+    sal[0, 0], sal[0, 3] = 3.0, 1.0  # 3 of 4 units of mass in the lung
+    assert lung_mass(sal, lung) == pytest.approx(0.75)
+    assert np.isnan(lung_mass(np.zeros((4, 4)), lung))

@@ -409,6 +409,25 @@ def test_summary_over_seeds_separates_image_and_training_variance() -> None:
     assert np.isnan(summarise(scores[scores["seed"] == 1]).iloc[0]["jaccard_seed_sd"])  # one run: no spread
 
 
+def test_summary_intervals_resample_patients_with_all_their_films() -> None:
+    from patchcxr.segmentation.evaluate import summarise
+
+    # 10 patients, two films each (Dice 0.9 and 0.9 or 0.5 and 0.5): the mean is 0.74; as
+    # patients the interval is that of 10 units, wider than a bootstrap of 20 films
+    rows = [
+        {"model": "unet", "preprocessing": "equalised", "seed": 1, "dataset": "shenzhen", "image_id": f"{p}/{k}",
+         "patient_id": p, "structure": "both lungs", "jaccard": d, "dice": d, "paper_scope": 0}
+        for p, d in ((f"p{i}", 0.9 if i < 6 else 0.5) for i in range(10))
+        for k in range(2)
+    ]  # fmt: skip
+    scores = pd.DataFrame(rows)
+    row = summarise(scores).set_index("scope").loc["all"]
+    assert row["dice_mean"] == pytest.approx(0.74) and row["n"] == 20 and row["n_patients"] == 10
+    assert row["dice_ci_low"] < 0.74 < row["dice_ci_high"]
+    by_film = summarise(scores.assign(patient_id=scores["image_id"])).set_index("scope").loc["all"]
+    assert (row["dice_ci_high"] - row["dice_ci_low"]) > 1.2 * (by_film["dice_ci_high"] - by_film["dice_ci_low"])
+
+
 def test_the_preprocessing_test_counts_the_variance_between_training_runs() -> None:
     from patchcxr.segmentation.evaluate import hierarchical_difference, paired_tests
 

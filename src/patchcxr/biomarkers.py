@@ -20,7 +20,9 @@ source's ground-truth mask where it has one, the predicted one otherwise (record
   lung pixels (scipy.stats for the higher moments; kurtosis is Fisher's, 0 for a normal);
 * ``ctr``: the transverse cardiac diameter (the heart's full horizontal extent, MRD + MLD)
   over the thoracic width (the outer borders of the two lungs), the radiographic definition
-  (Danzer 1919);
+  (Danzer 1919), both measured on the largest connected component of the heart and of each
+  lung: a predicted mask (not cleaned up, as the paper's) can hold stray pixels far from
+  the organ, and one of them would set an extent;
 * ``minmax_mean``, ``minmax_std``: the same statistics on the image only min-max scaled.
   Histogram equalisation is rank-based: a shift or a spread of lung intensities that does
   not change their rank among the other tissues leaves the equalised image unchanged, so
@@ -155,8 +157,20 @@ def horizontal_extent(mask: np.ndarray) -> int:
     return int(cols[-1] - cols[0] + 1) if cols.size else 0
 
 
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected component of ``mask`` (empty stays empty)."""
+    from scipy import ndimage
+
+    comp, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    if n <= 1:
+        return mask.astype(bool)
+    sizes = np.bincount(comp.ravel())[1:]
+    return comp == 1 + int(np.argmax(sizes))
+
+
 def geometry(labels: np.ndarray) -> dict[str, float]:
-    """Area and shape features of a label map at the image's own resolution."""
+    """Area and shape features of a label map at the image's own resolution (areas count
+    every pixel; the extents of the CTR take each organ's largest component)."""
     left, right, heart = labels == LabelValue.LEFT_LUNG, labels == LabelValue.RIGHT_LUNG, labels == LabelValue.HEART
     lungs = left | right
     area = int(lungs.sum())
@@ -165,10 +179,13 @@ def geometry(labels: np.ndarray) -> dict[str, float]:
         return out | {"lung_thorax_ratio": np.nan, "left_right_ratio": np.nan, "ctr": np.nan}
     rows = np.flatnonzero(lungs.any(axis=1))
     cols = np.flatnonzero(lungs.any(axis=0))
-    thorax_width = float(cols[-1] - cols[0] + 1)  # outer border of one lung to that of the other
-    out["lung_thorax_ratio"] = area / ((rows[-1] - rows[0] + 1) * thorax_width)
+    out["lung_thorax_ratio"] = area / ((rows[-1] - rows[0] + 1) * float(cols[-1] - cols[0] + 1))
     out["left_right_ratio"] = float(left.sum()) / float(right.sum()) if right.any() else np.nan
-    out["ctr"] = horizontal_extent(heart) / thorax_width if heart.any() else np.nan
+    # outer border of one lung to that of the other, each lung by its largest component
+    body = largest_component(left) | largest_component(right)
+    body_cols = np.flatnonzero(body.any(axis=0))
+    thorax_width = float(body_cols[-1] - body_cols[0] + 1)
+    out["ctr"] = horizontal_extent(largest_component(heart)) / thorax_width if heart.any() else np.nan
     return out
 
 

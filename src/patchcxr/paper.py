@@ -112,12 +112,16 @@ def _mean_sd(mean: float, sd: float) -> str:
 def segmentation_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Jaccard and Dice per network, preprocessing, data set, scope (all held-out films, and
     the paper's Table I set) and structure: ``mean ± sd`` over images (of the
-    seed-averaged scores) and ``mean ± sd`` over training seeds (``n_seeds`` runs)."""
-    keys = ["model", "preprocessing", "dataset", "scope", "structure", "n", "n_seeds"]
+    seed-averaged scores), the mean with its 95 % patient-bootstrap interval, and
+    ``mean ± sd`` over training seeds (``n_seeds`` runs)."""
+    keys = ["model", "preprocessing", "dataset", "scope", "structure", "n", "n_patients", "n_seeds"]
     out = summary[[k for k in keys if k in summary.columns]].copy()
     for metric in ("jaccard", "dice"):
         means = summary[f"{metric}_mean"]
         out[metric] = [_mean_sd(m, s) for m, s in zip(means, summary[f"{metric}_sd"], strict=True)]
+        if f"{metric}_ci_low" in summary.columns:
+            lows, highs = summary[f"{metric}_ci_low"], summary[f"{metric}_ci_high"]
+            out[f"{metric}_95ci"] = [_interval(m, lo, hi) for m, lo, hi in zip(means, lows, highs, strict=True)]
         if f"{metric}_seed_sd" in summary.columns:
             seed_sd = summary[f"{metric}_seed_sd"]
             out[f"{metric}_over_seeds"] = [_mean_sd(m, s) for m, s in zip(means, seed_sd, strict=True)]

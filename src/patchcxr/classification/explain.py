@@ -106,10 +106,18 @@ SALIENCY_COLUMNS = [
     "mean_probability",
     "peak_row",
     "peak_col",
+    "lung_mass",
     "n_lesions",
     "lesion_boxes",
     "pointing_hit",
 ]
+
+
+def lung_mass(saliency: np.ndarray, lung: np.ndarray) -> float:
+    """Share of a map's mass inside the lung mask (NaN for a map without mass): how much
+    of what the classifier looked at is lung."""
+    total = float(saliency.sum())
+    return float(saliency[lung].sum()) / total if total > 0 else float("nan")
 
 
 def saliency_for_split(
@@ -179,6 +187,7 @@ def saliency_for_split(
                 "mean_probability": float(probs.mean()),
                 "peak_row": int(peak[0]),
                 "peak_col": int(peak[1]),
+                "lung_mass": lung_mass(sal, lung),
                 "n_lesions": len(boxes),
                 "lesion_boxes": ";".join(",".join(str(int(v)) for v in box) for box in boxes.tolist()),
                 "pointing_hit": int(pointing_hit(inside, boxes)) if len(boxes) else "",

@@ -18,7 +18,10 @@ from patchcxr.segmentation.data import split_rows
 from patchcxr.segmentation.metrics import structure_scores
 from patchcxr.segmentation.predict import back_project, load_segmenter, predict_batches
 
-SCORE_COLUMNS = ["model", "preprocessing", "seed", "dataset", "image_id", "structure", "jaccard", "dice", "paper_scope"]
+SCORE_COLUMNS = [
+    *("model", "preprocessing", "seed", "dataset", "image_id", "patient_id"),
+    *("structure", "jaccard", "dice", "paper_scope"),
+]
 
 
 def evaluate_models(
@@ -69,6 +72,7 @@ def evaluate_models(
                             "seed": seed,
                             "dataset": row.source,
                             "image_id": row.image_id,
+                            "patient_id": row.patient_id,
                             "structure": structure,
                             "jaccard": j,
                             "dice": d,
@@ -114,12 +118,21 @@ def summarise(scores: pd.DataFrame) -> pd.DataFrame:
       films differ);
     * ``jaccard_seed_sd``: the sd over seeds of the per-seed means (how much training runs
       differ; NaN with one seed); the same for Dice;
-    * ``n``: held-out images, ``n_seeds``: training runs.
+    * ``jaccard_ci_low``/``jaccard_ci_high`` (and Dice's): a 95 % interval of the mean
+      from a bootstrap over patients (the unit of the split; each resampled patient
+      brings all its images) of the seed-averaged image scores;
+    * ``n``: held-out images, ``n_patients``, ``n_seeds``: training runs.
     """
     keys = ["model", "preprocessing", "dataset", "scope", "structure"]
+    if "patient_id" not in scores:
+        scores = scores.assign(patient_id=scores["image_id"])
     both = _with_scopes(scores)
     per_seed = both.groupby([*keys, "seed"]).agg(jaccard=("jaccard", "mean"), dice=("dice", "mean")).reset_index()
-    per_image = both.groupby([*keys, "image_id"]).agg(jaccard=("jaccard", "mean"), dice=("dice", "mean")).reset_index()
+    per_image = (
+        both.groupby([*keys, "image_id"])
+        .agg(jaccard=("jaccard", "mean"), dice=("dice", "mean"), patient_id=("patient_id", "first"))
+        .reset_index()
+    )
     over_seeds = per_seed.groupby(keys).agg(
         jaccard_mean=("jaccard", "mean"),
         jaccard_seed_sd=("jaccard", "std"),
@@ -128,11 +141,42 @@ def summarise(scores: pd.DataFrame) -> pd.DataFrame:
         n_seeds=("seed", "nunique"),
     )
     over_images = per_image.groupby(keys).agg(
-        jaccard_sd=("jaccard", "std"), dice_sd=("dice", "std"), n=("image_id", "nunique")
+        jaccard_sd=("jaccard", "std"),
+        dice_sd=("dice", "std"),
+        n=("image_id", "nunique"),
+        n_patients=("patient_id", "nunique"),
     )
-    out = over_seeds.join(over_images).reset_index()
-    columns = ["jaccard_mean", "jaccard_sd", "jaccard_seed_sd", "dice_mean", "dice_sd", "dice_seed_sd", "n", "n_seeds"]
+    intervals = pd.DataFrame(
+        [
+            {
+                **dict(zip(keys, key, strict=True)),
+                **{
+                    f"{m}_{end}": v
+                    for m in ("jaccard", "dice")
+                    for end, v in zip(("ci_low", "ci_high"), patient_interval(part, m), strict=True)
+                },
+            }
+            for key, part in per_image.groupby(keys)
+        ]
+    ).set_index(keys)
+    out = over_seeds.join(over_images).join(intervals).reset_index()
+    columns = [
+        *("jaccard_mean", "jaccard_ci_low", "jaccard_ci_high", "jaccard_sd", "jaccard_seed_sd"),
+        *("dice_mean", "dice_ci_low", "dice_ci_high", "dice_sd", "dice_seed_sd", "n", "n_patients", "n_seeds"),
+    ]
     return out[[*keys, *columns]]
+
+
+def patient_interval(per_image: pd.DataFrame, metric: str, *, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95 % percentile interval of the mean of ``metric`` over images, resampling patients
+    (``patient_id``) with all their images."""
+    by_patient = per_image.groupby("patient_id")[metric].agg(["sum", "count"])
+    sums, counts = by_patient["sum"].to_numpy(float), by_patient["count"].to_numpy(float)
+    if len(sums) == 0:
+        return float("nan"), float("nan")
+    idx = np.random.default_rng(seed).integers(0, len(sums), (n_boot, len(sums)))
+    means = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 TEST_COLUMNS = [
