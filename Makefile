@@ -11,7 +11,7 @@ UI_PORT ?= 5000
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export DVC_NO_ANALYTICS ?= 1
 
-.PHONY: help setup lint test test-fast demo real clean-demo ui bench
+.PHONY: help setup lint test test-fast test-real demo real clean-demo ui bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -37,6 +37,9 @@ test: setup lint  ## lint, then every test (what CI runs)
 test-fast: setup  ## the inner loop: every test that runs no workflow and trains nothing beyond a few steps
 	$(BIN)/python -m pytest -m "not slow"
 
+test-real: setup  ## the real-data tests alone (a slice of ../shared's films end to end, ~4 min; skipped without ../shared)
+	$(BIN)/python -m pytest tests/test_real.py
+
 ui: setup  ## MLflow UI of the tracked runs at http://127.0.0.1:$(UI_PORT) (Ctrl-C stops it)
 	$(BIN)/mlflow ui --host 127.0.0.1 --port $(UI_PORT) --backend-store-uri $(MLFLOW_URI)
 
@@ -53,7 +56,7 @@ demo: setup  ## run the whole workflow on built-in synthetic data
 	@echo "HTML report: $(BIN)/snakemake --report results/report.html --configfile config/config.yaml config/demo.yaml"
 	@echo "MLflow runs: make ui. Rule logs: logs/; per-rule timings: benchmarks/."
 
-real: setup  ## the method on 643 real Shenzhen films + the sample's JSRT/Montgomery (needs ../shared; ~45 min on 2 cores)
+real: setup  ## the method on 643 real Shenzhen films + the sample's JSRT/Montgomery (needs ../shared; ~53 min on 2 cores)
 	@test -d ../shared/data/cxr-shenzhen512 || { echo "make real needs ../shared/data/cxr-shenzhen512 and ../shared/data/cxr-sample (see config/real.yaml)"; exit 2; }
 	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml config/real.yaml
 	@echo "Real-data results: results/paper/ (tables, figures); docs/results.md records a measured run."

@@ -13,11 +13,14 @@ PYTHON="${PYTHON:-.venv/bin/python}"
 RESULTS="${RESULTS:-bench/gpu-run}"
 CONFIG=(--configfile "$PWD/config/config.yaml" "$PWD/config/real.yaml" "$PWD/config/gpu.yaml")
 SNAKEMAKE=("$PYTHON" -m snakemake --snakefile "$PWD/Snakefile" --directory "$RESULTS" --cores "${CORES:-all}")
-mkdir -p "$RESULTS"
-# the data folders of config/real.yaml are relative to the run folder: ../shared there
-# must be the ../shared beside the repository
-[[ -e "$RESULTS/../shared" ]] || ln -s "$PWD/../shared" "$RESULTS/../shared"
+prepare() {
+  mkdir -p "$RESULTS"
+  # the data folders of config/real.yaml are relative to the run folder: ../shared there
+  # must be the ../shared beside the repository
+  [[ -e "$RESULTS/../shared" ]] || ln -s "$PWD/../shared" "$RESULTS/../shared"
+}
 if [[ "${1:-}" == "--dry-run" ]]; then
+  prepare
   "${SNAKEMAKE[@]}" -n "${CONFIG[@]}"
   exit 0
 fi
@@ -27,6 +30,7 @@ if [[ -z "$device" ]]; then
   exit 0
 fi
 test -d ../shared/data/cxr-shenzhen512 || { echo "bench/gpu.sh: needs ../shared/data/cxr-shenzhen512 and ../shared/data/cxr-sample"; exit 2; }
+prepare
 echo "bench/gpu.sh: device $device; results in $RESULTS"
 start=$(date +%s)
 "${SNAKEMAKE[@]}" "${CONFIG[@]}"

@@ -2,7 +2,7 @@
 score it on the same test films (docs/results.md, "What limits the classifier").
 
     python bench/real_limits.py RUN MODEL_FILE OUT [--fraction F] [--epochs N] [--draws N]
-                                [--seed S] [--mode local|global] [--label NAME]
+                                [--seed S] [--mode local|global] [--patch P] [--lr LR] [--label NAME]
 
 ``RUN`` is the run folder (its ``results/classification/inputs.tsv`` and
 ``results/splits/classification.tsv``), ``MODEL_FILE`` the classifier whose settings are
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 
@@ -58,12 +59,24 @@ def main() -> None:
     p.add_argument("--draws", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--mode", choices=["local", "global"])
+    p.add_argument("--lr", type=float)
+    p.add_argument("--patch", type=int, help="patch side (global: the side the whole image is resized to)")
     p.add_argument("--label", default="")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
+    args.model, args.out = args.model.resolve(), args.out.resolve()
+    os.chdir(args.run)  # the run's tables name their files relative to the run folder
+    args.run = Path(".")
     torch.set_num_threads(args.threads)
     settings, inputs = settings_of_model_file(load_state(args.model))
-    changes = {"epochs": args.epochs, "draws": args.draws, "seed": args.seed, "mode": args.mode}
+    changes = {
+        "epochs": args.epochs,
+        "draws": args.draws,
+        "seed": args.seed,
+        "mode": args.mode,
+        "patch": args.patch,
+        "lr": args.lr,
+    }
     settings = dataclasses.replace(settings, **{k: v for k, v in changes.items() if v is not None})
     args.out.mkdir(parents=True, exist_ok=True)
     split = pd.read_csv(args.run / "results" / "splits" / "classification.tsv", sep="\t", dtype=str)
@@ -110,6 +123,8 @@ def main() -> None:
         "n_train": n_train,
         "epochs": settings.epochs,
         "draws": settings.draws,
+        "patch": settings.patch,
+        "lr": settings.lr,
         "n_test": len(pred),
         "accuracy": f"{acc['value']:.3f} [{acc['ci_low']:.3f}, {acc['ci_high']:.3f}]",
         "auc_tb": f"{auc['value']:.3f} [{auc['ci_low']:.3f}, {auc['ci_high']:.3f}]",

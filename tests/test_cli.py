@@ -101,12 +101,14 @@ def test_predict_prints_classes_writes_overlays_and_reports_bad_files(tmp_path: 
     assert "scratch" not in proc.stderr and "train" not in proc.stderr.lower()
     base = [sys.executable, "-m", "patchcxr.cli", "predict", str(tmp_path / "a.png"), "--segmenter", str(seg)]
     chosen = subprocess.run(
-        [*base, "--classifier", str(cls), "--k", "4", "--json", "--out", str(out), "--target", "tb"],
+        [*base, "--classifier", str(cls), "--k", "4", "--out", str(out), "--target", "tb"],
         capture_output=True,
         text=True,
         timeout=300,
     )
-    assert chosen.returncode == 0 and json.loads(chosen.stdout)[0]["saliency_class"] == "tb"
+    # the line a user reads: class, the patch votes, the probabilities, the map's class
+    assert chosen.returncode == 0 and "(votes of 4 patches: " in chosen.stdout, chosen.stdout
+    assert "mean probabilities: normal " in chosen.stdout and "saliency of tb: " in chosen.stdout
     missing = subprocess.run(
         [*base, "--classifier", str(cls), "--target", "covid"], capture_output=True, text=True, timeout=300
     )

@@ -5,7 +5,7 @@ held to real properties. Skips when ``../shared`` is absent (a user's fresh clon
 
 from __future__ import annotations
 
-import shutil
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -13,78 +13,31 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, SHARED_SAMPLE
-from tests.workflow_runs import copy_workflow, snakemake
+from tests import real_slice as real_slice_module
+from tests.conftest import ROOT
+from tests.workflow_runs import snakemake
 
-SHENZHEN = ROOT.parent / "shared" / "data" / "cxr-shenzhen512" / "shenzhen-512"
-
-#: films of each class in the slice: with a lung mask, and without one
-WITH_MASK, WITHOUT_MASK = 40, 4
-#: the floors the slice is held to (measured on this slice: docs/results.md)
+#: the floors the slice is held to. Measured on this slice (CPU, these seeds): held-out
+#: Shenzhen Dice 0.922 (22 films), Montgomery 0.929 (14); TB AUC of the global model 0.71
+#: and of the local one 0.41 (26 test films: a smoke-level check; the run of
+#: config/real.yaml in docs/results.md has the figures with their intervals); saliency
+#: lung mass 0.78-0.81
 DICE_FLOOR = 0.90  # mean both-lungs Dice of the held-out Shenzhen films
-AUC_FLOOR = 0.70  # TB-vs-normal AUC of the better model (chance 0.5)
+AUC_FLOOR = 0.60  # TB-vs-normal AUC of the better model: chance (0.5) plus a margin of 0.1
 LUNG_MASS_FLOOR = 0.5  # share of each saliency map's mass inside the lung
-
-# the slice's sizes on top of config/real.yaml: the same sources, roles and methods,
-# smaller networks and inputs (seconds per training instead of minutes)
-SLICE = """
-sources:
-  jsrt: {{path: {root}/jsrt}}
-  scr: {{path: {root}/scr}}
-  montgomery: {{path: {root}/montgomery-512}}
-  shenzhen: {{path: {root}/shenzhen-512}}
-splits:
-  classification: {{train: 0.6, val: 0.1, test: 0.3}}
-segmentation:
-  size: 128
-  train: {{epochs: 8, batch_size: 4, lr: 3.0e-3, milestones: [6], augment: false}}
-biomarkers: {{size: 256, patches: 8}}
-classification:
-  input_size: 256
-  train: {{patch: 56, epochs: 20, batch_size: 16, k_val: 5}}
-  inference: {{k: 50, bootstrap: 200}}
-saliency: {{k: 20, max_images: 4, batch: 20}}
-"""
-
-
-def _copy_slice(root: Path) -> list[str]:
-    """The slice's source folders under ``root`` (copies: a source may not link outside
-    itself); returns the names of the Shenzhen films copied."""
-    jsrt = root / "jsrt" / "images"
-    jsrt.mkdir(parents=True)
-    for f in sorted((SHARED_SAMPLE / "jsrt" / "images").iterdir()):
-        shutil.copy2(f, jsrt / f.name)
-    shutil.copytree(SHARED_SAMPLE / "scr", root / "scr")
-    shutil.copytree(SHARED_SAMPLE / "montgomery-512", root / "montgomery-512")
-    (root / "shenzhen-512" / "CXR_png").mkdir(parents=True)
-    (root / "shenzhen-512" / "mask").mkdir()
-    names = []
-    for cls in ("0", "1"):
-        films = sorted(SHENZHEN.glob(f"CXR_png/CHNCXR_*_{cls}.png"))
-        masked = [f for f in films if (SHENZHEN / "mask" / f"{f.stem}_mask.png").is_file()]
-        bare = [f for f in films if f not in masked]
-        for f in masked[:WITH_MASK]:
-            shutil.copy2(f, root / "shenzhen-512" / "CXR_png" / f.name)
-            shutil.copy2(SHENZHEN / "mask" / f"{f.stem}_mask.png", root / "shenzhen-512" / "mask")
-            names.append(f.name)
-        for f in bare[:WITHOUT_MASK]:
-            shutil.copy2(f, root / "shenzhen-512" / "CXR_png" / f.name)
-            names.append(f.name)
-    return names
 
 
 @pytest.fixture(scope="module")
 def real_slice(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    if not (SHENZHEN / "CXR_png").is_dir() or not (SHARED_SAMPLE / "jsrt").is_dir():
+    """The slice's finished workflow run (tests/real_slice.py)."""
+    if not real_slice_module.available():
         pytest.skip("the real data (../shared/data/cxr-shenzhen512, ../shared/data/cxr-sample) is not here")
-    base = tmp_path_factory.mktemp("real")
-    names = _copy_slice(base / "data")
-    workdir = copy_workflow(base / "run")
-    (workdir / "slice.yaml").write_text(SLICE.format(root=base / "data"))
-    config = ("--configfile", "config/config.yaml", "config/real.yaml", "slice.yaml")
-    proc = snakemake(workdir, "--cores", "2", *config, timeout=1500)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    return workdir, names, config
+    if os.environ.get(real_slice_module.SKIP_ENV):
+        pytest.skip(f"{real_slice_module.SKIP_ENV} is set (CI's time budget): run `make test-real`")
+    run = real_slice_module.start(tmp_path_factory.mktemp("real"))
+    code, out = run.wait()
+    assert code == 0, out[-4000:]
+    return run.workdir, run.names, real_slice_module.CONFIG
 
 
 @pytest.mark.slow
@@ -145,15 +98,22 @@ def test_real_slice_classifier_separates_tb_from_normal_above_chance(real_slice:
 
 @pytest.mark.slow
 def test_real_slice_saliency_lies_in_the_lung_and_a_rerun_does_nothing(real_slice: Any) -> None:
-    from patchcxr.io import read_tsv
+    from patchcxr.io import read_png, read_tsv
 
     workdir, _, config = real_slice
     sal = read_tsv(workdir / "results" / "saliency" / "local" / "saliency.tsv", typed=True)
     assert len(sal) >= 1
     assert (sal["lung_mass"] >= LUNG_MASS_FLOOR).all(), sal["lung_mass"].tolist()
-    maps = [np.load(workdir / "results" / "saliency" / "local" / "maps" / f"{i}.npy") for i in sal["image_id"]]
-    assert all(m.shape == (256, 256) and np.isfinite(m).all() for m in maps)
-    again = snakemake(workdir, "-n", "--cores", "2", *config)
+    inputs = read_tsv(workdir / "results" / "classification" / "inputs.tsv").set_index("image_id")
+    for image_id in sal["image_id"]:
+        m = np.load(workdir / "results" / "saliency" / "local" / "maps" / f"{image_id}.npy")
+        lung = read_png(workdir / inputs.loc[image_id, "lung_path"]) > 0
+        assert m.shape == lung.shape == (256, 256) and np.isfinite(m).all()
+        # denser in the lung than in the rest of the area the patches covered (a map that
+        # ignored the lung would be as dense outside it)
+        covered = m > 0
+        assert m[lung].mean() > m[covered & ~lung].mean(), image_id
+    again = snakemake(workdir, *real_slice_module.TARGETS, "-n", "--cores", "2", *config)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
 

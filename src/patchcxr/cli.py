@@ -107,7 +107,11 @@ def _predict(args: argparse.Namespace) -> int:
     else:
         for r in results:
             probs_text = ", ".join(f"{n} {p:.2f}" for n, p in r["probabilities"].items())
-            print(f"{r['image']}: {r['class']} ({probs_text}); saliency: {r['saliency_overlay']}")
+            votes_text = ", ".join(f"{n} {v}" for n, v in r["votes"].items() if v)
+            print(
+                f"{r['image']}: {r['class']} (votes of {r['k']} patches: {votes_text}; mean probabilities: "
+                f"{probs_text}); saliency of {r['saliency_class']}: {r['saliency_overlay']}"
+            )
     return 1 if failures else 0
 
 
