@@ -37,7 +37,7 @@ test: setup lint  ## lint, then every test (what CI runs)
 test-fast: setup  ## the inner loop: every test that runs no workflow and trains nothing beyond a few steps
 	$(BIN)/python -m pytest -m "not slow"
 
-test-real: setup  ## the real-data tests alone (a slice of ../shared's films end to end, ~4 min; skipped without ../shared)
+test-real: setup  ## the real-data tests alone (a slice of ../shared's films end to end, ~3 min; skipped without ../shared)
 	$(BIN)/python -m pytest tests/test_real.py
 
 ui: setup  ## MLflow UI of the tracked runs at http://127.0.0.1:$(UI_PORT) (Ctrl-C stops it)

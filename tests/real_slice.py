@@ -1,5 +1,5 @@
 """The real-data slice of tests/test_real.py: its films copied from ``../shared``, its
-overlay and its workflow run (about four CPU minutes)."""
+overlay and its workflow run (about 3 minutes on 2 cores)."""
 
 from __future__ import annotations
 
