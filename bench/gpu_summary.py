@@ -32,8 +32,7 @@ def main(run: Path, device: str) -> None:
         n = int(settings.get("draws") or meta.get("counts", {}).get("n_train", 0))
         print(f"classifier {model_dir.relative_to(run)}: {throughput(model_dir / 'history.tsv', n)} patches")
     summary = pd.read_csv(run / "results" / "segmentation" / "summary.tsv", sep="\t")
-    lungs = summary[summary["structure"] == "both lungs"] if "structure" in summary else summary
-    print(lungs.to_string(index=False))
+    print(summary[summary["structure"] == "both lungs"].to_string(index=False))
     for metrics in sorted((run / "results" / "evaluation").glob("*/seed_*/metrics.tsv")):
         m = pd.read_csv(metrics, sep="\t")
         keep = m[(m["class"].isin(["accuracy", "macro", "tb"])) & m["metric"].isin(["recall", "specificity", "auc"])]

@@ -34,7 +34,6 @@ splits:
 segmentation:
   size: 128
   train: {{epochs: 8, batch_size: 4, lr: 3.0e-3, milestones: [6], augment: false}}
-biomarkers: {{size: 256, patches: 8}}
 classification:
   input_size: 256
   train: {{patch: 56, epochs: 12, batch_size: 16, k_val: 5}}

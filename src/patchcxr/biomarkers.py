@@ -54,7 +54,7 @@ from patchcxr.classification.patches import sample_centres, windows
 from patchcxr.classification.settings import ClassifierSettings, InputSettings, settings_from
 from patchcxr.data.labels import LUNG_VALUES, LabelValue
 from patchcxr.io import read_png
-from patchcxr.masks import TRUTH, choose_mask
+from patchcxr.masks import TRUTH, choose_mask, largest_component
 from patchcxr.preprocess import PreprocessSettings, preprocess, resize_labels
 
 log = logging.getLogger(__name__)
@@ -157,17 +157,6 @@ def horizontal_extent(mask: np.ndarray) -> int:
     return int(cols[-1] - cols[0] + 1) if cols.size else 0
 
 
-def largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest 8-connected component of ``mask`` (empty stays empty)."""
-    from scipy import ndimage
-
-    comp, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
-    if n <= 1:
-        return mask.astype(bool)
-    sizes = np.bincount(comp.ravel())[1:]
-    return comp == 1 + int(np.argmax(sizes))
-
-
 def geometry(labels: np.ndarray) -> dict[str, float]:
     """Area and shape features of a label map at the image's own resolution (areas count
     every pixel; the extents of the CTR take each organ's largest component)."""
@@ -182,10 +171,10 @@ def geometry(labels: np.ndarray) -> dict[str, float]:
     out["lung_thorax_ratio"] = area / ((rows[-1] - rows[0] + 1) * float(cols[-1] - cols[0] + 1))
     out["left_right_ratio"] = float(left.sum()) / float(right.sum()) if right.any() else np.nan
     # outer border of one lung to that of the other, each lung by its largest component
-    body = largest_component(left) | largest_component(right)
+    body = largest_component(left, diagonal=True) | largest_component(right, diagonal=True)
     body_cols = np.flatnonzero(body.any(axis=0))
     thorax_width = float(body_cols[-1] - body_cols[0] + 1)
-    out["ctr"] = horizontal_extent(largest_component(heart)) / thorax_width if heart.any() else np.nan
+    out["ctr"] = horizontal_extent(largest_component(heart, diagonal=True)) / thorax_width if heart.any() else np.nan
     return out
 
 

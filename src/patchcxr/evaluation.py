@@ -11,7 +11,7 @@ class from its confusion matrix (one-vs-rest).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -99,6 +99,16 @@ def resample_groups(members: list[np.ndarray], rng: np.random.Generator) -> np.n
     return np.concatenate([members[g] for g in picks])
 
 
+def bootstrap_resamples(n: int, groups: np.ndarray | None, *, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    """Indices of ``n_boot`` bootstrap resamples of ``n`` images: whole groups (patients)
+    with all their images (:func:`resample_groups`), or images when ``groups`` is None.
+    The same seed gives the same resamples, whatever statistic is computed on them."""
+    rng = np.random.default_rng(seed)
+    members = group_members(groups) if groups is not None else None
+    for _ in range(n_boot):
+        yield resample_groups(members, rng) if members is not None else rng.integers(0, n, n)
+
+
 def bootstrap_intervals(
     y_true: np.ndarray,
     y_pred: np.ndarray,
@@ -112,12 +122,10 @@ def bootstrap_intervals(
     unit that was split: ``groups`` (patient ids; the split is by patient, and the images
     of one patient are not independent) with all their images, or images when ``None``.
     A class absent from a resample contributes NaN to that resample, not 0."""
-    rng = np.random.default_rng(seed)
-    members = group_members(groups) if groups is not None else None
-    draws = []
-    for _ in range(n_boot):
-        idx = resample_groups(members, rng) if members is not None else rng.integers(0, len(y_true), len(y_true))
-        draws.append(per_class_table(y_true[idx], y_pred[idx], names).set_index("class"))
+    draws = [
+        per_class_table(y_true[idx], y_pred[idx], names).set_index("class")
+        for idx in bootstrap_resamples(len(y_true), groups, n_boot=n_boot, seed=seed)
+    ]
     stack = np.stack([d[["precision", "recall", "f1", "specificity"]].to_numpy(float) for d in draws])
     with warnings.catch_warnings():
         # cells that are NaN by construction (precision of the accuracy row) stay NaN
@@ -129,6 +137,10 @@ def bootstrap_intervals(
         for j, metric in enumerate(("precision", "recall", "f1", "specificity")):
             out.append({"class": cls, "metric": metric, "ci_low": lo[i, j], "ci_high": hi[i, j]})
     return pd.DataFrame(out)
+
+
+#: the columns of :func:`metrics_long` (one row per class and metric)
+LONG_COLUMNS = ["class", "metric", "value", "ci_low", "ci_high", "support"]
 
 
 def metrics_long(
@@ -146,13 +158,12 @@ def metrics_long(
     there are no images (an empty subset). With ``scores`` (images × classes) also the
     ``auc`` of each class and their macro mean (:func:`auc_by_class`), its interval from
     the same patient resampling."""
-    columns = ["class", "metric", "value", "ci_low", "ci_high", "support"]
     if len(y_true) == 0:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=LONG_COLUMNS)
     table = per_class_table(y_true, y_pred, names)
     long = table.melt(id_vars=["class", "support"], var_name="metric", value_name="value").dropna(subset=["value"])
     ci = bootstrap_intervals(y_true, y_pred, names, groups=groups, n_boot=n_boot, seed=seed)
-    out = long.merge(ci, on=["class", "metric"], how="left")[columns]
+    out = long.merge(ci, on=["class", "metric"], how="left")[LONG_COLUMNS]
     if scores is None:
         return out
     return pd.concat([out, auc_long(y_true, scores, names, groups=groups, n_boot=n_boot, seed=seed)], ignore_index=True)
@@ -172,12 +183,10 @@ def auc_long(
     resample in which a class lacks positives or negatives gives that class NaN, left out
     of its percentiles."""
     value = auc_by_class(y_true, scores, names)
-    rng = np.random.default_rng(seed)
-    members = group_members(groups) if groups is not None else None
-    draws = []
-    for _ in range(n_boot):
-        idx = resample_groups(members, rng) if members is not None else rng.integers(0, len(y_true), len(y_true))
-        draws.append(auc_by_class(y_true[idx], scores[idx], names))
+    draws = [
+        auc_by_class(y_true[idx], scores[idx], names)
+        for idx in bootstrap_resamples(len(y_true), groups, n_boot=n_boot, seed=seed)
+    ]
     support = {name: int((y_true == k).sum()) for k, name in enumerate(names)} | {"macro": len(y_true)}
     rows = []
     for name, v in value.items():
@@ -187,7 +196,7 @@ def auc_long(
         d = d[np.isfinite(d)]
         lo, hi = (float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))) if len(d) else (np.nan, np.nan)
         rows.append({"class": name, "metric": "auc", "value": v, "ci_low": lo, "ci_high": hi, "support": support[name]})
-    return pd.DataFrame(rows, columns=["class", "metric", "value", "ci_low", "ci_high", "support"])
+    return pd.DataFrame(rows, columns=LONG_COLUMNS)
 
 
 def confusion_long(y_true: np.ndarray, y_pred: np.ndarray, names: Sequence[str]) -> pd.DataFrame:
@@ -303,13 +312,9 @@ def paired_comparison(
 
     everything = np.arange(len(y))
     diff = macro_f1(everything, pa) - macro_f1(everything, pb)
-    rng = np.random.default_rng(seed)
-    members = group_members(groups)
-    boots = []
-    for _ in range(n_boot):
-        idx = resample_groups(members, rng)
-        boots.append(macro_f1(idx, pa) - macro_f1(idx, pb))
-    d = np.array(boots)
+    d = np.array(
+        [macro_f1(idx, pa) - macro_f1(idx, pb) for idx in bootstrap_resamples(len(y), groups, n_boot=n_boot, seed=seed)]
+    )
     p_boot = float(min(1.0, 2 * min((d <= 0).mean(), (d >= 0).mean())))
     n_img, n_pat = len(y), len(np.unique(groups))
     return pd.DataFrame(

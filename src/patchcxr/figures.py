@@ -290,6 +290,6 @@ def saliency_overlay_png(img: np.ndarray, saliency: np.ndarray, *, shape: tuple[
         img = np.asarray(Image.fromarray(img.astype(np.float32)).resize(size, Image.Resampling.BILINEAR))
         saliency = np.asarray(Image.fromarray(saliency.astype(np.float32)).resize(size, Image.Resampling.BILINEAR))
     grey = (img - img.min()) / max(float(img.max() - img.min()), 1e-6)
-    heat = np.clip(saliency, 0, None) / max(float(saliency.max()), 1e-12)
+    heat = saliency / max(float(saliency.max()), 1e-12)
     rgb = 0.55 * np.repeat(grey[..., None], 3, axis=2) + 0.45 * colormaps["jet"](heat)[..., :3]
     return encode_png((np.clip(rgb, 0, 1) * 255).astype(np.uint8))

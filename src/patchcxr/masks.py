@@ -33,6 +33,19 @@ def choose_mask(has_truth: bool, truth_path: str, predicted_path: str, mask_sour
     return predicted_path, PREDICTED
 
 
+def largest_component(mask: np.ndarray, *, diagonal: bool = False) -> np.ndarray:
+    """The largest connected component of a boolean ``mask`` (empty stays empty); pixels
+    touching at a corner are connected when ``diagonal``. The one place this is written:
+    mask clean-up and the cardiothoracic ratio use it."""
+    from scipy import ndimage
+
+    structure = ndimage.generate_binary_structure(2, 2 if diagonal else 1)
+    comp, n = ndimage.label(mask, structure=structure)
+    if n <= 1:
+        return mask.astype(bool)
+    return comp == 1 + int(np.argmax(np.bincount(comp.ravel())[1:]))
+
+
 def atlas_labels(shape: tuple[int, int]) -> np.ndarray:
     """A label map of the atlas lung field at ``shape``: the image's right lung (the
     patient's right) on the left half, each an ellipse over rows 15–80 % and a lateral band

@@ -24,6 +24,7 @@ from patchcxr.data.labels import LUNG_VALUES, LabelValue
 from patchcxr.faults import fault_point
 from patchcxr.figures import mask_overlay_png
 from patchcxr.io import atomic_write_bytes, read_png, read_tsv, write_png, write_tsv
+from patchcxr.masks import largest_component
 from patchcxr.models.segmentation import build_segmentation_model
 from patchcxr.models.state import load_state, resolve_device
 from patchcxr.preprocess import resize_labels
@@ -74,11 +75,7 @@ def clean_up(labels: np.ndarray) -> np.ndarray:
     """Keep the largest connected component of each lung and of the heart; fill holes."""
     out = np.zeros_like(labels)
     for value in (LabelValue.HEART, *LUNG_VALUES):
-        comp, n = ndimage.label(labels == value)
-        if n == 0:
-            continue
-        sizes = ndimage.sum_labels(np.ones_like(comp), comp, index=np.arange(1, n + 1))
-        keep = ndimage.binary_fill_holes(comp == (1 + int(np.argmax(sizes))))
+        keep = ndimage.binary_fill_holes(largest_component(labels == value))
         out[keep & (out == 0)] = value
     return out
 
