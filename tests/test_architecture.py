@@ -89,6 +89,7 @@ LAYERS = [
     {"patchcxr.classification.predict", "patchcxr.saliency"},
     {"patchcxr.classification.train", "patchcxr.classification.explain"},
     {"patchcxr.biomarkers", "patchcxr.evaluation"},
+    {"patchcxr.audit"},
     {"patchcxr.paper"},
     {"patchcxr.cli"},
 ]

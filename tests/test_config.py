@@ -113,6 +113,14 @@ def test_the_schemas_enumerations_mirror_the_package() -> None:
     assert train["centre"]["enum"] == list(CENTRES) and train["border"]["enum"] == list(BORDERS)
     roles = props["splits"]["properties"]["segmentation"]["properties"]["sources"]["additionalProperties"]
     assert roles["enum"] == list(SEGMENTATION_ROLES)
+    from patchcxr.synthetic.sources import ARTEFACTS, EXPOSURES
+
+    defs = yaml.safe_load(SCHEMA.read_text())["$defs"]
+    assert defs["artefact"]["properties"]["kind"]["enum"] == list(ARTEFACTS)
+    for source in ("montgomery", "shenzhen", "kermany", "cohen"):
+        entry = synthetic[source]["properties"]
+        assert entry["artefact"] == {"$ref": "#/$defs/artefact"}
+        assert set(entry["exposure_as"]["enum"]) == set(EXPOSURES)
 
 
 def test_the_papers_configuration_selects_the_papers_cohort_and_the_overlays_every_image() -> None:

@@ -35,11 +35,19 @@ class ClassifierSettings:
     #: images drawn per epoch (one patch each); None = the number of training images (the
     #: paper's epoch). More draws give a small cohort enough steps per epoch.
     draws: int | None = None
+    #: explicit output classes, values of the inputs' column ``labels``; None = the label
+    #: scheme's classes. The confound audit trains the same classifier on ``source`` with
+    #: the source names here (:mod:`patchcxr.audit`).
+    targets: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.targets is not None:  # a list read back from a model file's JSON
+            object.__setattr__(self, "targets", tuple(self.targets))
 
     @property
     def classes(self) -> tuple[str, ...]:
         """The network's output classes, in order."""
-        return class_names(self.labels)
+        return self.targets if self.targets is not None else class_names(self.labels)
 
 
 def settings_from(cfg: Mapping[str, Any]) -> ClassifierSettings:

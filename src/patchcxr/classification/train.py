@@ -12,7 +12,7 @@ Model selection: macro-F1 on the validation split, each image decided by a K-pat
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -92,10 +92,11 @@ def make_batches(
 
 
 def load_split_inputs(
-    inputs: Any, split: Any, which: str, labels: str
+    inputs: Any, split: Any, which: str, labels: str, names: Sequence[str] | None = None
 ) -> tuple[list[torch.Tensor], list[np.ndarray], np.ndarray, list[str]]:
-    """Cached inputs, lung masks and class indices of the split part ``which``."""
-    names = class_names(labels)
+    """Cached inputs, lung masks and class indices (in ``names``, default the scheme's
+    classes) of the split part ``which``; ``labels`` is the column holding the class."""
+    names = list(names) if names is not None else list(class_names(labels))
     rows = inputs.merge(split[split["split"] == which][["image_id"]], on="image_id").sort_values("image_id")
     images, lungs = [], []
     for r in rows.itertuples():
@@ -123,8 +124,8 @@ def train_classifier(
     # data
     inputs, split = read_tsv(inputs_path), read_tsv(split_path)
     names = list(settings.classes)
-    tr_img, tr_lung, tr_y, _ = load_split_inputs(inputs, split, "train", settings.labels)
-    va_img, va_lung, va_y, _ = load_split_inputs(inputs, split, "val", settings.labels)
+    tr_img, tr_lung, tr_y, _ = load_split_inputs(inputs, split, "train", settings.labels, names)
+    va_img, va_lung, va_y, _ = load_split_inputs(inputs, split, "val", settings.labels, names)
     if not len(tr_y) or not len(va_y):
         raise ValueError(f"{split_path}: the classifier needs training and validation images with inputs")
     if int(tr_img[0].shape[-1]) != input_settings.size:

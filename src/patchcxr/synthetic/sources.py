@@ -194,6 +194,40 @@ def _to_uint8(intensity: np.ndarray) -> np.ndarray:
     return np.round(intensity * 255.0).astype(np.uint8)
 
 
+#: source artefacts the generator can burn in (config ``synthetic.<source>.artefact``)
+ARTEFACTS = ("none", "marker", "border")
+
+
+def plant_artefact(gray: np.ndarray, artefact: Mapping[str, Any] | None) -> np.ndarray:
+    """Burn a source artefact into a display image (uint8), as hospitals' films carry them
+    (DeGrave et al. 2021: laterality markers, text, borders read instead of the lungs).
+
+    ``marker``: a white square of side ``size`` × the short side in the top-left corner,
+    outside the lung field (a burnt-in marker); ``border``: a white frame ``size`` × the
+    short side wide. ``none`` (or no artefact) leaves the image as it is. The lung field is
+    never touched, so the planted source signal lies outside the lung mask.
+    """
+    kind = str((artefact or {}).get("kind", "none"))
+    if kind not in ARTEFACTS:
+        raise ValueError(f"synthetic artefact kind must be one of {ARTEFACTS}, got {kind!r}")
+    if kind == "none":
+        return gray
+    side = max(1, round(float(artefact.get("size", 0.06)) * min(gray.shape[:2])))  # type: ignore[union-attr]
+    out = gray.copy()
+    if kind == "marker":
+        out[side : 2 * side, side : 2 * side] = 255
+    else:
+        out[:side], out[-side:], out[:, :side], out[:, -side:] = 255, 255, 255, 255
+    return out
+
+
+def display(density: np.ndarray, rng: np.random.Generator, source: str, cfg: Mapping[str, Any]) -> np.ndarray:
+    """The written 8-bit image of a source: its exposure (or, with ``exposure_as``, another
+    source's: two sources then differ only in their artefact) and its artefact."""
+    exposure = EXPOSURES[str(cfg.get("exposure_as") or source)]
+    return plant_artefact(_to_uint8(expose(density, rng, exposure)), cfg.get("artefact"))
+
+
 def _jpeg_bytes(image: Image.Image, quality: int) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="JPEG", quality=quality)
@@ -463,7 +497,7 @@ def _write_nlm(params: Mapping[str, Any], out_dir: Path, gt_dir: Path, source: s
     for i, (label, num, spec, rng) in enumerate(_progress(plan, source)):
         case = f"{prefix}_{num}"
         r = render(spec, *shape)
-        gray = _to_uint8(expose(r.density, rng, EXPOSURES[source]))
+        gray = display(r.density, rng, source, cfg)
         if montgomery:
             rel = sink.file(f"{top}/CXR_png/{case}.png", encode_png(Image.fromarray(gray, mode="L")))
         else:
@@ -563,7 +597,7 @@ def write_kermany(params: Mapping[str, Any], out_dir: Path, gt_dir: Path) -> _Si
         else:
             folder, csv_label, cat = "PNEUMONIA", "Pnemonia", "bacteria" if label == "bacterial" else "Virus"
         r = render(spec, *shape)
-        gray = _to_uint8(expose(r.density, rng, EXPOSURES["kermany"]))
+        gray = display(r.density, rng, "kermany", cfg)
         image = Image.fromarray(gray, mode="L")
         if rng.uniform() < float(cfg["rgb_fraction"]):
             image = image.convert("RGB")  # some Kermany JPEGs are stored as RGB
@@ -655,7 +689,7 @@ def write_cohen(params: Mapping[str, Any], out_dir: Path, gt_dir: Path) -> _Sink
             bases.setdefault(patient, spec)
             finding, label5 = item.get("finding") or str(rng.choice(COHEN_FINDINGS[label])), label
         r = render(spec, *shape)
-        gray = _to_uint8(expose(r.density, rng, EXPOSURES["cohen"]))
+        gray = display(r.density, rng, "cohen", cfg)
         band = 0
         if rng.uniform() < float(cfg["blank_band_fraction"]):
             # a blank (zero) band at the bottom, as on some scanned or cropped figures;

@@ -1,0 +1,270 @@
+"""Confound audit (method.md §5.6): does the classifier read the disease or the source?
+
+COVID-19 CXR classifiers are known to learn the hospital, scanner or processing of each
+source when each class comes from its own sources (DeGrave, Janizek & Lee, Nat Mach Intell
+2021). The paper's cohort is built that way (bacterial and most normal films paediatric
+Kermany, TB Montgomery, viral/COVID-19 Cohen). The audit measures both halves of a shortcut:
+
+* **class × source**: how each class is spread over the sources (counts, the share of each
+  class from its main source) and Cramér's V of the two; V = 1 when the source alone gives
+  the class.
+* **source probe**: the same classifier (local patches or global image, same trainer,
+  same patient split) trained to predict the *source* from three views of each film — the
+  masked lung input (what the classifier sees), the film outside the lung (the mask's
+  complement) and the binary lung mask alone (the shape the masked input's border shows).
+  Accuracy and balanced accuracy on the test patients with patient-bootstrap intervals,
+  against chance (one over the number of sources).
+
+The verdict (:func:`verdict`): the labels are *confounded with the source* when a probe
+reads the source (the lower end of its balanced-accuracy interval more than ``margin`` above
+chance) and class and source are associated (V ≥ ``association``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from patchcxr.classification.data import INPUT_COLUMNS, masked_input
+from patchcxr.classification.predict import predict_split
+from patchcxr.classification.settings import ClassifierSettings, InputSettings
+from patchcxr.classification.train import train_classifier
+from patchcxr.data.labels import LabelValue
+from patchcxr.evaluation import bootstrap_resamples
+from patchcxr.io import read_png, read_tsv, write_png, write_tsv
+from patchcxr.training import TrainingFiles
+
+log = logging.getLogger(__name__)
+
+#: the probe's views of a film: the masked lung input, the film outside the lung, the mask
+PROBE_VIEWS = ("lung", "outside", "mask")
+#: columns of the probe table (one row per classifier mode and view)
+PROBE_COLUMNS = [
+    *("mode", "view", "n", "n_patients", "n_sources", "chance"),
+    *("accuracy", "accuracy_lo", "accuracy_hi", "balanced_accuracy", "balanced_accuracy_lo", "balanced_accuracy_hi"),
+]
+
+
+def class_source_table(cohort: pd.DataFrame, labels: str = "label4") -> pd.DataFrame:
+    """Films per class and source, with each cell's share of its class and, per class, its
+    main source and the share of the class that source holds (``main_share``)."""
+    counts = cohort.groupby([labels, "source"]).size().rename("n").reset_index()
+    counts = counts.rename(columns={labels: "class"})
+    totals = counts.groupby("class")["n"].transform("sum")
+    counts["share_of_class"] = counts["n"] / totals
+    main = counts.sort_values(["class", "n", "source"], ascending=[True, False, True]).drop_duplicates("class")
+    counts = counts.merge(
+        main[["class", "source", "share_of_class"]].rename(
+            columns={"source": "main_source", "share_of_class": "main_share"}
+        ),
+        on="class",
+    )
+    return counts.sort_values(["class", "source"]).reset_index(drop=True)
+
+
+def cramers_v(table: pd.DataFrame) -> float:
+    """Cramér's V of class and source from :func:`class_source_table` (0: independent, 1:
+    either determines the other); NaN with one class or one source."""
+    m = table.pivot_table(index="class", columns="source", values="n", aggfunc="sum", fill_value=0).to_numpy(float)
+    k = min(m.shape) - 1
+    if k < 1 or m.sum() == 0:
+        return float("nan")
+    expected = m.sum(1, keepdims=True) * m.sum(0, keepdims=True) / m.sum()
+    chi2 = float(((m - expected) ** 2 / np.where(expected > 0, expected, 1)).sum())
+    return float(np.sqrt(chi2 / (m.sum() * k)))
+
+
+def probe_view(
+    inputs: pd.DataFrame, manifest: pd.DataFrame, view: str, out_dir: Path | str, *, settings: InputSettings
+) -> pd.DataFrame:
+    """The classifier-input table of one probe view (:data:`PROBE_VIEWS`).
+
+    ``lung``: the cached masked inputs as they are. ``mask``: the lung mask as the image
+    (white lung on black). ``outside``: the film, preprocessed as the inputs are, with the
+    lung blacked out; its patches are drawn from outside the lung (``lung_path`` is the
+    complement there), so no patch sees lung tissue.
+    """
+    if view not in PROBE_VIEWS:
+        raise ValueError(f"probe view must be one of {PROBE_VIEWS}, got {view!r}")
+    if view == "lung":
+        return inputs[INPUT_COLUMNS].copy()
+    out_dir = Path(out_dir)
+    films = manifest.set_index("image_id")
+    rows = []
+    for r in inputs.itertuples():
+        lung = read_png(r.lung_path) > 0
+        image = out_dir / f"{r.image_id}.png"
+        where = r.lung_path
+        if view == "mask":
+            write_png(image, (lung * 255).astype(np.uint8))
+        else:
+            film = films.loc[r.image_id]
+            pixels = read_png(film["image_path"])  # the harmonised film, as the inputs were made
+            everything = np.full(pixels.shape[:2], int(LabelValue.LEFT_LUNG), np.uint8)
+            full, _ = masked_input(pixels, str(film["format"]), everything, settings)
+            write_png(image, np.where(lung, 0, full).astype(np.uint8))
+            where = str(out_dir / f"{r.image_id}.outside.png")
+            write_png(where, ~lung)
+        rows.append({**r._asdict(), "input_path": str(image), "lung_path": where})
+    return pd.DataFrame(rows, columns=[*INPUT_COLUMNS])
+
+
+def probe_scores(predictions: pd.DataFrame, *, n_boot: int, seed: int) -> dict[str, float]:
+    """Accuracy and balanced accuracy (mean recall over the sources present) of a probe's
+    test predictions, each with a 95 % interval resampling patients; chance is one over the
+    number of sources present."""
+    y = predictions["true"].astype(str).to_numpy()
+    p = predictions["pred_hard"].astype(str).to_numpy()
+    groups = predictions["patient_id"].astype(str).to_numpy()
+
+    def scores(idx: np.ndarray) -> tuple[float, float]:
+        yt, pt = y[idx], p[idx]
+        recalls = [float(np.mean(pt[yt == s] == s)) for s in np.unique(yt)]
+        return float(np.mean(yt == pt)), float(np.mean(recalls))
+
+    acc, bal = scores(np.arange(len(y)))
+    boots = np.array([scores(idx) for idx in bootstrap_resamples(len(y), groups, n_boot=n_boot, seed=seed)])
+    lo, hi = np.nanpercentile(boots, [2.5, 97.5], axis=0) if len(boots) else (np.full(2, np.nan),) * 2
+    n_sources = len(np.unique(y))
+    return {
+        "n": len(y),
+        "n_patients": len(np.unique(groups)),
+        "n_sources": n_sources,
+        "chance": 1.0 / n_sources if n_sources else float("nan"),
+        "accuracy": acc,
+        "accuracy_lo": float(lo[0]),
+        "accuracy_hi": float(hi[0]),
+        "balanced_accuracy": bal,
+        "balanced_accuracy_lo": float(lo[1]),
+        "balanced_accuracy_hi": float(hi[1]),
+    }
+
+
+def run_probe(
+    *,
+    inputs: pd.DataFrame,
+    split_path: Path | str,
+    settings: ClassifierSettings,
+    input_settings: InputSettings,
+    out_dir: Path | str,
+    k: int,
+    n_boot: int,
+    device: str = "auto",
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Train the classifier of ``settings`` to predict the source from ``inputs`` (one
+    view's table) on the training patients, predict the test patients (K-patch vote) and
+    score it. Returns the test predictions and the scores (:func:`probe_scores`)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = out_dir / "inputs.tsv"
+    write_tsv(table, inputs)
+    sources = tuple(sorted(inputs["source"].astype(str).unique()))
+    probe = replace(settings, labels="source", targets=sources)
+    train_classifier(
+        inputs_path=str(table),
+        split_path=str(split_path),
+        settings=probe,
+        input_settings=input_settings,
+        files=TrainingFiles(
+            model=out_dir / "model.pt",
+            metadata=out_dir / "metadata.json",
+            history=out_dir / "history.tsv",
+            resume_dir=out_dir / "resume",
+        ),
+        device=device,
+    )
+    pred = predict_split(out_dir / "model.pt", table, split_path, k=k, device=device, seed=settings.seed)
+    scores = probe_scores(pred, n_boot=n_boot, seed=settings.seed)
+    log.info(
+        "source probe %s (%s): accuracy %.3f [%.3f, %.3f], balanced %.3f [%.3f, %.3f], chance %.3f (n %d, %d patients)",
+        out_dir,
+        settings.mode,
+        *(scores[k] for k in ("accuracy", "accuracy_lo", "accuracy_hi")),
+        *(scores[k] for k in ("balanced_accuracy", "balanced_accuracy_lo", "balanced_accuracy_hi")),
+        scores["chance"],
+        scores["n"],
+        scores["n_patients"],
+    )
+    return pred, scores
+
+
+def verdict(probes: pd.DataFrame, table: pd.DataFrame, *, margin: float, association: float) -> dict[str, Any]:
+    """Whether the class labels are confounded with the source (module docstring), with the
+    figures it rests on.
+
+    A probe *reads the source* when the lower end of its balanced-accuracy interval lies
+    more than ``margin`` above chance. The labels are ``confounded`` when some view's probe
+    reads the source and class and source are associated (Cramér's V ≥ ``association``);
+    ``input_carries_source`` says whether the lung view (the classifier's own input) is one
+    of them — a source read only outside the lung is a shortcut the lung mask removes.
+    """
+    v = cramers_v(table)
+    reading = probes[probes["balanced_accuracy_lo"] > probes["chance"] + margin]
+    views = sorted(set(reading["view"]))
+    tied = bool(np.isfinite(v) and v >= association)
+    mains = table.drop_duplicates("class")[["class", "main_source", "main_share"]]
+    return {
+        "confounded": bool(views) and tied,
+        "views_reading_source": views,
+        "input_carries_source": "lung" in views,
+        "class_tied_to_source": tied,
+        "cramers_v": v,
+        "margin": margin,
+        "association": association,
+        "main_source": {
+            str(r["class"]): {"source": str(r["main_source"]), "share": float(r["main_share"])}
+            for _, r in mains.iterrows()
+        },
+    }
+
+
+def audit(
+    *,
+    inputs_path: Path | str,
+    manifest_path: Path | str,
+    cohort_path: Path | str,
+    split_path: Path | str,
+    settings: Mapping[str, ClassifierSettings],
+    input_settings: InputSettings,
+    out_dir: Path | str,
+    views: Sequence[str] = PROBE_VIEWS,
+    k: int,
+    n_boot: int,
+    margin: float,
+    association: float,
+    device: str = "auto",
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """The whole audit: the class × source table, one probe per classifier mode
+    (``settings``: mode → its training settings) and view, and the verdict. Writes each
+    probe's model and predictions under ``out_dir/<mode>/<view>/``."""
+    inputs = read_tsv(inputs_path)
+    manifest = read_tsv(manifest_path)
+    cohort = read_tsv(cohort_path)
+    labels = next(iter(settings.values())).labels if settings else "label4"
+    table = class_source_table(cohort[cohort["image_id"].isin(inputs["image_id"])], labels)
+    out_dir = Path(out_dir)
+    rows = []
+    for view in views:
+        view_inputs = probe_view(inputs, manifest, view, out_dir / "views" / view, settings=input_settings)
+        for mode, s in settings.items():
+            where = out_dir / mode / view
+            pred, scores = run_probe(
+                inputs=view_inputs,
+                split_path=split_path,
+                settings=s,
+                input_settings=input_settings,
+                out_dir=where,
+                k=k,
+                n_boot=n_boot,
+                device=device,
+            )
+            write_tsv(where / "predictions.tsv", pred)
+            rows.append({"mode": mode, "view": view, **scores})
+    probes = pd.DataFrame(rows, columns=PROBE_COLUMNS)
+    return table, probes, verdict(probes, table, margin=margin, association=association)
