@@ -92,7 +92,7 @@ def make_batches(
 
 
 def load_split_inputs(
-    inputs: Any, split: Any, which: str, labels: str, names: Sequence[str] | None = None
+    inputs: Any, split: Any, which: str, labels: str, *, names: Sequence[str] | None = None
 ) -> tuple[list[torch.Tensor], list[np.ndarray], np.ndarray, list[str]]:
     """Cached inputs, lung masks and class indices (in ``names``, default the scheme's
     classes) of the split part ``which``; ``labels`` is the column holding the class."""
@@ -124,8 +124,8 @@ def train_classifier(
     # data
     inputs, split = read_tsv(inputs_path), read_tsv(split_path)
     names = list(settings.classes)
-    tr_img, tr_lung, tr_y, _ = load_split_inputs(inputs, split, "train", settings.labels, names)
-    va_img, va_lung, va_y, _ = load_split_inputs(inputs, split, "val", settings.labels, names)
+    tr_img, tr_lung, tr_y, _ = load_split_inputs(inputs, split, "train", settings.labels, names=names)
+    va_img, va_lung, va_y, _ = load_split_inputs(inputs, split, "val", settings.labels, names=names)
     if not len(tr_y) or not len(va_y):
         raise ValueError(f"{split_path}: the classifier needs training and validation images with inputs")
     if int(tr_img[0].shape[-1]) != input_settings.size:
