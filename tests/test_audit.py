@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from patchcxr.audit import class_source_table, cramers_v, probe_view, run_probe, verdict
+from patchcxr.audit import audit, class_source_table, cramers_v
 from patchcxr.classification.data import build_inputs
 from patchcxr.classification.settings import ClassifierSettings, InputSettings
 from patchcxr.data.splits import classification_split
@@ -28,10 +28,12 @@ SIZE = 128
 PROBE = ClassifierSettings(
     mode="global", patch=64, batch_size=16, epochs=16, lr=2e-3, weight_decay=0.0, l1=0.0, k_val=1, seed=3, draws=64
 )
+INPUTS = InputSettings(size=SIZE, mask_source="truth_where_available")
 MARGIN, ASSOCIATION = 0.2, 0.5
 
 
-def _cohort(root: Path, test_config: dict[str, Any], planted: bool) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
+def _cohort(root: Path, test_config: dict[str, Any], planted: bool) -> None:
+    """manifest, cohort, split and cached inputs (ground-truth masks) under ``root``."""
     from patchcxr.synthetic import generate_source
     from tests.conftest import merge
     from tests.helpers import run_data_stage
@@ -63,32 +65,29 @@ def _cohort(root: Path, test_config: dict[str, Any], planted: bool) -> tuple[pd.
     cohort = manifest[manifest["label4"] != ""].copy()
     split = classification_split(cohort, {"train": 0.6, "val": 0.1, "test": 0.3}, seed=1)
     write_tsv(root / "split.tsv", split[["image_id", "patient_id", "label5", "label4", "split"]])
-    settings = InputSettings(size=SIZE, mask_source="truth_where_available")
+    write_tsv(root / "cohort.tsv", cohort)
     masks = manifest[["image_id", "mask_path"]]  # every film has its tracing: no segmenter needed
-    inputs = build_inputs(manifest, cohort, masks, root / "inputs", settings=settings)
-    return manifest, inputs, root / "split.tsv"
+    write_tsv(root / "inputs.tsv", build_inputs(manifest, cohort, masks, root / "inputs", settings=INPUTS))
 
 
 def _audit(root: Path, test_config: dict[str, Any], planted: bool) -> tuple[pd.DataFrame, dict[str, Any]]:
-    manifest, inputs, split = _cohort(root, test_config, planted)
-    table = class_source_table(inputs)
-    rows = []
-    settings = InputSettings(size=SIZE, mask_source="truth_where_available")
-    for view in ("outside", "lung"):
-        view_inputs = probe_view(inputs, manifest, view, root / "views" / view, settings=settings)
-        _, scores = run_probe(
-            inputs=view_inputs,
-            split_path=split,
-            settings=PROBE,
-            input_settings=settings,
-            out_dir=root / "probe" / view,
-            k=1,
-            n_boot=200,
-            device="cpu",
-        )
-        rows.append({"mode": "global", "view": view, **scores})
-    probes = pd.DataFrame(rows)
-    return probes, verdict(probes, table, margin=MARGIN, association=ASSOCIATION) | {"table": table}
+    _cohort(root, test_config, planted)
+    _, probes, v = audit(
+        inputs_path=root / "inputs.tsv",
+        manifest_path=root / "data" / "manifest.tsv",
+        cohort_path=root / "cohort.tsv",
+        split_path=root / "split.tsv",
+        settings={"global": PROBE},
+        input_settings=INPUTS,
+        out_dir=root / "audit",
+        views=("outside", "lung"),
+        k=1,
+        n_boot=200,
+        margin=MARGIN,
+        association=ASSOCIATION,
+        device="cpu",
+    )
+    return probes, v
 
 
 def test_the_marker_is_planted_outside_the_lung_only() -> None:
@@ -130,4 +129,4 @@ def test_the_audit_does_not_flag_independent_class_and_source(tmp_path: Path, te
     assert (probes["balanced_accuracy_lo"] <= probes["chance"] + MARGIN).all(), probes
     assert (probes["n"] >= 12).all()
     # the outside view blacks out the lung and draws its patches outside it
-    assert read_png(next((tmp_path / "views" / "outside").rglob("*.outside.png"))).any()
+    assert read_png(next((tmp_path / "audit" / "views" / "outside").rglob("*.outside.png"))).any()

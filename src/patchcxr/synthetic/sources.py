@@ -207,12 +207,13 @@ def plant_artefact(gray: np.ndarray, artefact: Mapping[str, Any] | None) -> np.n
     short side wide. ``none`` (or no artefact) leaves the image as it is. The lung field is
     never touched, so the planted source signal lies outside the lung mask.
     """
-    kind = str((artefact or {}).get("kind", "none"))
+    spec = dict(artefact or {})
+    kind = str(spec.get("kind", "none"))
     if kind not in ARTEFACTS:
         raise ValueError(f"synthetic artefact kind must be one of {ARTEFACTS}, got {kind!r}")
     if kind == "none":
         return gray
-    side = max(1, round(float(artefact.get("size", 0.06)) * min(gray.shape[:2])))  # type: ignore[union-attr]
+    side = max(1, round(float(spec.get("size", 0.06)) * min(gray.shape[:2])))
     out = gray.copy()
     if kind == "marker":
         out[side : 2 * side, side : 2 * side] = 255
