@@ -70,7 +70,9 @@ def _cohort(root: Path, test_config: dict[str, Any], planted: bool) -> None:
     write_tsv(root / "inputs.tsv", build_inputs(manifest, cohort, masks, root / "inputs", settings=INPUTS))
 
 
-def _audit(root: Path, test_config: dict[str, Any], planted: bool) -> tuple[pd.DataFrame, dict[str, Any]]:
+def _audit(
+    root: Path, test_config: dict[str, Any], planted: bool, views: tuple[str, ...] = ("outside", "lung")
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     _cohort(root, test_config, planted)
     _, probes, v = audit(
         inputs_path=root / "inputs.tsv",
@@ -80,7 +82,7 @@ def _audit(root: Path, test_config: dict[str, Any], planted: bool) -> tuple[pd.D
         settings={"global": PROBE},
         input_settings=INPUTS,
         out_dir=root / "audit",
-        views=("outside", "lung"),
+        views=views,
         k=1,
         n_boot=200,
         margin=MARGIN,
@@ -113,7 +115,8 @@ def test_cramers_v_is_one_for_a_class_given_by_its_source_and_zero_when_independ
 
 @pytest.mark.slow
 def test_the_audit_flags_a_planted_source_artefact(tmp_path: Path, test_config: dict[str, Any]) -> None:
-    probes, v = _audit(tmp_path, test_config, planted=True)
+    # the outside view alone (the lung view reads the source only through the disease tied to it)
+    probes, v = _audit(tmp_path, test_config, planted=True, views=("outside",))
     outside = probes.set_index("view").loc["outside"]
     # the marker is outside the lung: the probe of the film outside the lung reads it
     assert outside["balanced_accuracy"] >= 0.95 and outside["n"] >= 12, probes
@@ -129,4 +132,93 @@ def test_the_audit_does_not_flag_independent_class_and_source(tmp_path: Path, te
     assert (probes["balanced_accuracy_lo"] <= probes["chance"] + MARGIN).all(), probes
     assert (probes["n"] >= 12).all()
     # the outside view blacks out the lung and draws its patches outside it
-    assert read_png(next((tmp_path / "audit" / "views" / "outside").rglob("*.outside.png"))).any()
+    assert read_png(next((tmp_path / "audit" / "global" / "outside" / "view").rglob("*.outside.png"))).any()
+
+
+def test_the_summary_scores_known_probe_predictions_and_the_paper_table_calls_them(tmp_path: Path) -> None:
+    # 20 test films of 10 patients: half Montgomery (all normal), half Shenzhen (all TB)
+    import json
+
+    from PIL import Image
+
+    from patchcxr.audit import summarise, write_summary
+    from patchcxr.figures import plot_audit
+    from patchcxr.paper import headline_metrics, source_probe_table
+
+    films = pd.DataFrame(
+        {
+            "image_id": [f"f{i}" for i in range(20)],
+            "patient_id": [f"p{i // 2}" for i in range(20)],
+            "source": ["montgomery"] * 10 + ["shenzhen"] * 10,
+            "label4": ["normal"] * 10 + ["tb"] * 10,
+        }
+    )
+    write_tsv(tmp_path / "inputs.tsv", films[["image_id", "patient_id", "source"]])
+    write_tsv(tmp_path / "cohort.tsv", films)
+    truth = films.assign(true=films["source"])
+    write_tsv(tmp_path / "read.tsv", truth.assign(pred_hard=truth["source"]))  # every source right
+    write_tsv(tmp_path / "blind.tsv", truth.assign(pred_hard="montgomery"))  # one answer for all
+    table, probes, v = summarise(
+        predictions={("local", "lung"): tmp_path / "read.tsv", ("local", "mask"): tmp_path / "blind.tsv"},
+        inputs_path=tmp_path / "inputs.tsv",
+        cohort_path=tmp_path / "cohort.tsv",
+        labels="label4",
+        n_boot=50,
+        seed=0,
+        margin=MARGIN,
+        association=ASSOCIATION,
+    )
+    rows = probes.set_index("view")
+    assert rows.loc["lung", "balanced_accuracy"] == rows.loc["lung", "balanced_accuracy_lo"] == 1.0
+    assert rows.loc["mask", "accuracy"] == 0.5 and rows.loc["mask", "balanced_accuracy"] == 0.5
+    assert (probes["n"] == 20).all() and (probes["n_patients"] == 10).all() and (probes["chance"] == 0.5).all()
+    assert v["confounded"] and v["views_reading_source"] == ["lung"] and v["input_carries_source"]
+    assert v["cramers_v"] == pytest.approx(1.0) and v["main_source"]["tb"] == {"source": "shenzhen", "share": 1.0}
+    paper = source_probe_table(probes, v).set_index("view")
+    assert list(paper["reads_source"]) == ["yes", "no"] and set(paper["confounded"]) == {"yes"}
+    assert paper.loc["lung", "balanced_accuracy"] == "1.000 [1.000, 1.000]"
+    out = {k: tmp_path / f"{k}.{ext}" for k, ext in (("class_source", "tsv"), ("probes", "tsv"), ("verdict", "json"))}
+    write_summary(table, probes, v, out)
+    assert json.loads(out["verdict"].read_text())["confounded"] is True
+    assert headline_metrics(None, None, v)["audit"] == {
+        "confounded": True,
+        "input_carries_source": True,
+        "cramers_v": 1.0,
+    }
+    plot_audit(out["class_source"], out["probes"], tmp_path / "audit.png")
+    assert Image.open(tmp_path / "audit.png").size[0] > 500
+    # one class only: no association can be measured, V is NaN (null in the JSON), nothing is confounded
+    write_tsv(tmp_path / "cohort.tsv", films.assign(label4="normal"))
+    table, probes, v = summarise(
+        predictions={("local", "lung"): tmp_path / "read.tsv"},
+        inputs_path=tmp_path / "inputs.tsv",
+        cohort_path=tmp_path / "cohort.tsv",
+        labels="label4",
+        n_boot=50,
+        seed=0,
+        margin=MARGIN,
+        association=ASSOCIATION,
+    )
+    write_summary(table, probes, v, out)
+    assert not v["confounded"] and json.loads(out["verdict"].read_text())["cramers_v"] is None
+
+
+def test_a_probe_of_one_source_trains_nothing_and_scores_at_chance(tmp_path: Path) -> None:
+    from patchcxr.audit import probe_table, run_probe
+
+    films = pd.DataFrame(
+        {"image_id": [f"f{i}" for i in range(6)], "patient_id": [f"p{i}" for i in range(6)], "source": "shenzhen"}
+    )
+    write_tsv(tmp_path / "split.tsv", films.assign(split=["train"] * 3 + ["test"] * 3))
+    pred = run_probe(
+        inputs=films,
+        split_path=tmp_path / "split.tsv",
+        settings=PROBE,
+        input_settings=INPUTS,
+        out_dir=tmp_path / "probe",
+        k=1,
+        device="cpu",
+    )
+    assert list(pred["image_id"]) == ["f3", "f4", "f5"] and not (tmp_path / "probe" / "model.pt").exists()
+    row = probe_table({("global", "lung"): pred}, n_boot=20, seed=0).iloc[0]
+    assert row["n_sources"] == 1 and row["chance"] == 1.0 and row["balanced_accuracy_lo"] == 1.0

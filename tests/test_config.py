@@ -113,6 +113,10 @@ def test_the_schemas_enumerations_mirror_the_package() -> None:
     assert train["centre"]["enum"] == list(CENTRES) and train["border"]["enum"] == list(BORDERS)
     roles = props["splits"]["properties"]["segmentation"]["properties"]["sources"]["additionalProperties"]
     assert roles["enum"] == list(SEGMENTATION_ROLES)
+    from patchcxr.data.splits import CLASSIFICATION_ROLES
+
+    cls_roles = props["splits"]["properties"]["classification"]["properties"]["sources"]["additionalProperties"]
+    assert cls_roles["enum"] == list(CLASSIFICATION_ROLES)
     from patchcxr.synthetic.sources import ARTEFACTS, EXPOSURES
 
     defs = yaml.safe_load(SCHEMA.read_text())["$defs"]
@@ -121,6 +125,11 @@ def test_the_schemas_enumerations_mirror_the_package() -> None:
         entry = synthetic[source]["properties"]
         assert entry["artefact"] == {"$ref": "#/$defs/artefact"}
         assert set(entry["exposure_as"]["enum"]) == set(EXPOSURES)
+    from patchcxr.audit import PROBE_VIEWS
+
+    audit = props["audit"]["properties"]
+    assert audit["views"]["items"]["enum"] == audit["views"]["default"] == list(PROBE_VIEWS)
+    assert audit["models"]["items"]["enum"] == props["classification"]["properties"]["models"]["items"]["enum"]
 
 
 def test_the_papers_configuration_selects_the_papers_cohort_and_the_overlays_every_image() -> None:

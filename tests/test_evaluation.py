@@ -12,7 +12,7 @@ from patchcxr.evaluation import (
     metrics_long,
     paired_comparison,
     per_class_table,
-    per_source,
+    strata_table,
 )
 
 NAMES = ["normal", "bacterial", "tb", "viral_covid19"]
@@ -43,17 +43,77 @@ def test_bootstrap_intervals_bracket_the_estimate_and_confusion_rows_sum_to_one(
     assert np.allclose(c.groupby("true")["row_fraction"].sum(), 1.0)
 
 
-def test_per_source_and_model_comparison() -> None:
+def _strata(pred: pd.DataFrame, min_patients: int = 1, **manifest: list[str]) -> pd.DataFrame:
+    n = len(pred)
+    films = {"view": [""] * n, "sex": [""] * n, "age": [""] * n, "paediatric": ["0"] * n} | manifest
+    pred = pred.assign(
+        image_id=[f"f{i}" for i in range(n)],
+        patient_id=pred.get("patient_id", pd.Series([f"p{i}" for i in range(n)])),
+        mask_source="predicted",
+        age_group="adult",
+    )
+    table = strata_table(
+        pred,
+        pd.DataFrame({"image_id": pred["image_id"], **films}),
+        NAMES,
+        n_boot=200,
+        seed=0,
+        min_patients=min_patients,
+    )
+    return table.set_index(["stratum", "group"])
+
+
+def test_strata_by_source_view_sex_and_age_with_patient_intervals() -> None:
+    # source a: 12 right of 12; source b: 6 right of 12 (TB called normal); one film per patient
+    true = [0, 2] * 6 + [2] * 12
     pred = pd.DataFrame(
         {
-            "source": ["a", "a", "b", "b"],
-            "true": ["normal", "tb", "tb", "tb"],
-            "true_index": [0, 2, 2, 2],
-            "pred_hard_index": [0, 2, 0, 2],
+            "source": ["a"] * 12 + ["b"] * 12,
+            "true": [NAMES[t] for t in true],
+            "true_index": true,
+            "pred_hard_index": true[:12] + [0, 2] * 6,
         }
     )
-    ps = per_source(pred, NAMES).set_index("source")
-    assert ps.loc["a", "accuracy"] == 1.0 and ps.loc["b", "accuracy"] == 0.5
+    t = _strata(
+        pred,
+        min_patients=5,
+        view=["PA"] * 12 + ["AP"] * 8 + [""] * 4,
+        sex=["M", "F"] * 12,
+        age=["25"] * 6 + ["45"] * 6 + ["70"] * 6 + [""] * 6,
+    )
+    assert t.loc[("source", "a"), "accuracy"] == 1.0 and t.loc[("source", "a"), "macro_f1"] == 1.0
+    b = t.loc[("source", "b")]
+    assert b["accuracy"] == 0.5 and b["n"] == 12 and b["n_patients"] == 12 and b["classes"] == "tb"
+    assert b["macro_f1"] == pytest.approx(2 * 6 / (12 + 6))  # TB only: F1 of TB, 2TP / (2TP + FP + FN)
+    assert b["accuracy_lo"] < 0.5 < b["accuracy_hi"] and t.loc[("source", "a"), "accuracy_lo"] == 1.0
+    assert t.loc[("view", "PA"), "n"] == 12 and t.loc[("view", "unknown"), "n"] == 4
+    # four patients without a view are too few to say anything (min_patients 5): n, no figures
+    assert np.isnan(t.loc[("view", "unknown"), "accuracy"]) and np.isnan(t.loc[("view", "unknown"), "macro_f1_hi"])
+    assert t.loc[("sex", "M"), "n"] == t.loc[("sex", "F"), "n"] == 12
+    bands = t.loc["age_band"]["n"].to_dict()
+    assert bands == {"adult <40": 6, "adult 40-59": 6, "adult 60+": 6, "adult, age unknown": 6}
+    assert set(t.index.get_level_values("stratum")) == {"source", "view", "age_group", "age_band", "sex", "mask_source"}
+
+
+def test_the_strata_count_patients_and_flag_children() -> None:
+    # six patients with four films each: n counts films, n_patients patients
+    true = [0] * 12 + [2] * 12
+    pred = pd.DataFrame(
+        {
+            "source": "a",
+            "true": [NAMES[t] for t in true],
+            "true_index": true,
+            "pred_hard_index": [0, 0, 0, 2] * 3 + [2] * 12,
+            "patient_id": [f"p{i // 4}" for i in range(24)],
+        }
+    )
+    t = _strata(pred, min_patients=6, paediatric=["1"] * 4 + ["0"] * 20, age=[""] * 4 + ["30"] * 20)
+    row = t.loc[("source", "a")]
+    assert row["n"] == 24 and row["n_patients"] == 6 and row["accuracy"] == pytest.approx(21 / 24)
+    assert t.loc[("age_band", "paediatric"), "n"] == 4 and np.isnan(t.loc[("age_band", "paediatric"), "accuracy"])
+
+
+def test_model_comparison() -> None:
     y = np.array([0, 1, 2, 3] * 5)
     local = metrics_long(y, y, NAMES, n_boot=20, seed=0)
     glob = metrics_long(y, np.roll(y, 1), NAMES, n_boot=20, seed=0)
@@ -71,7 +131,7 @@ def test_a_perfect_classifier_on_a_two_class_source_scores_one() -> None:
             "pred_hard_index": [0, 0, 2, 2],
         }
     )
-    assert per_source(pred, NAMES).set_index("source").loc["m", "macro_f1"] == 1.0
+    assert _strata(pred).loc[("source", "m"), "macro_f1"] == 1.0
     t = per_class_table(np.array([0, 0, 2, 2]), np.array([0, 0, 2, 1]), NAMES).set_index("class")
     assert np.isnan(t.loc["viral_covid19", "recall"]) and np.isnan(t.loc["viral_covid19", "f1"])
     assert np.isnan(t.loc["viral_covid19", "precision"])  # never predicted, never true
@@ -164,3 +224,84 @@ def test_auc_on_known_rankings_with_patient_intervals() -> None:
     # metrics_long carries the AUC rows when given scores
     m = metrics_long(y, (tb > 0.5).astype(int), names, n_boot=50, scores=scores)
     assert set(m.loc[m["metric"] == "auc", "class"]) == {"normal", "tb", "macro"}
+
+
+def test_expected_calibration_error_on_hand_checked_bins() -> None:
+    from patchcxr.evaluation import expected_calibration_error, reliability_rows
+
+    # five films at confidence 0.8, four right: calibrated (gap 0); two at 0.95, both wrong
+    probs = np.array([[0.8, 0.2]] * 5 + [[0.05, 0.95]] * 2)
+    y = np.array([0, 0, 0, 0, 1, 0, 0])
+    assert expected_calibration_error(probs, y, 10) == pytest.approx((5 * 0 + 2 * 0.95) / 7)
+    rows = {r["bin"]: r for r in reliability_rows(probs, y, 10)}
+    assert rows[8]["n"] == 5 and rows[8]["accuracy"] == pytest.approx(0.8) and rows[9]["accuracy"] == 0.0
+    assert rows[0]["n"] == 0 and np.isnan(rows[0]["confidence"])
+
+
+def test_temperature_scaling_recovers_a_known_overconfidence() -> None:
+    from patchcxr.evaluation import calibration_tables, fit_temperature, temper
+
+    # a calibrated model's probabilities, with the true class drawn from them, then made
+    # overconfident by a temperature of 0.5: the fit must find T = 2 (the inverse) again
+    rng = np.random.default_rng(0)
+
+    def films(n: int) -> tuple[np.ndarray, np.ndarray]:
+        logits = rng.normal(0, 1.5, (n, 4))
+        calibrated = temper(np.exp(logits) / np.exp(logits).sum(1, keepdims=True), 1.0)
+        y = np.array([rng.choice(4, p=row) for row in calibrated])
+        return temper(calibrated, 0.5), y
+
+    p = np.array([[0.7, 0.2, 0.1]])
+    assert np.allclose(temper(p, 1.0), p) and temper(p, 3.0).argmax() == 0 and temper(p, 3.0)[0, 0] < 0.7
+    val_p, val_y = films(3000)
+    assert fit_temperature(val_p, val_y) == pytest.approx(2.0, rel=0.1)
+    test_p, test_y = films(1000)
+
+    def table(probs: np.ndarray, y: np.ndarray) -> pd.DataFrame:
+        cols = {f"prob_{n}": probs[:, k] for k, n in enumerate(NAMES)}
+        return pd.DataFrame({"true_index": y, "patient_id": [f"p{i // 2}" for i in range(len(y))], **cols})
+
+    summary, reliability = calibration_tables(
+        table(val_p, val_y), table(test_p, test_y), NAMES, bins=10, n_boot=50, seed=0
+    )
+    before, after = (
+        summary.set_index("calibration").loc["uncalibrated"],
+        summary.set_index("calibration").loc["temperature"],
+    )
+    assert before["ece"] > 0.1 and after["ece"] < 0.05 and after["ece_hi"] < before["ece_lo"]
+    assert after["nll"] < before["nll"] and after["accuracy"] == before["accuracy"]
+    assert after["n"] == 1000 and after["n_patients"] == 500 and before["temperature"] == 1.0
+    assert set(reliability["calibration"]) == {"uncalibrated", "temperature"} and len(reliability) == 20
+
+
+def test_the_external_table_sets_each_held_out_source_beside_its_internal_films() -> None:
+    from patchcxr.evaluation import STRATA_COLUMNS, external_table
+
+    def strata(source: str, n: int, acc: float) -> pd.DataFrame:
+        row = dict.fromkeys(STRATA_COLUMNS[5:], acc) | {"stratum": "source", "group": source, "n": n, "n_patients": n}
+        return pd.DataFrame([row | {"classes": "normal,tb"}], columns=STRATA_COLUMNS)
+
+    plan = pd.DataFrame(
+        [
+            {"source": "a", "held_out": 1, "reason": ""},
+            {"source": "b", "held_out": 1, "reason": ""},
+            {"source": "c", "held_out": 0, "reason": "no other source holds covid19"},
+        ]
+    )
+    metrics = pd.DataFrame(
+        [
+            {"class": "accuracy", "metric": "recall", "value": 0.8, "ci_low": 0.7, "ci_high": 0.9, "support": 30},
+            {"class": "macro", "metric": "f1", "value": 0.75, "ci_low": 0.6, "ci_high": 0.85, "support": 30},
+        ]
+    )
+    internal = {"global": (metrics, pd.concat([strata("a", 6, 0.9), strata("c", 4, 1.0)]))}
+    external = {("a", "global"): strata("a", 40, 0.6), ("b", "global"): strata("b", 25, 0.5)}
+    t = external_table(plan, external, internal).set_index(["source", "scheme"])
+    assert t.loc[("a", "external"), "n"] == 40 and t.loc[("a", "external"), "accuracy"] == 0.6
+    assert t.loc[("a", "internal"), "n"] == 6 and t.loc[("a", "internal"), "accuracy"] == 0.9
+    # b sent no film to the internal test split: said so, no figures
+    assert t.loc[("b", "internal"), "n"] == 0 and "no film" in t.loc[("b", "internal"), "note"]
+    assert np.isnan(t.loc[("b", "internal"), "accuracy"])
+    assert t.loc[("c", "external"), "note"] == "not held out: no other source holds covid19"
+    whole = t.loc[("all sources", "internal")]
+    assert whole["n"] == 30 and whole["n_patients"] == 10 and whole["macro_f1_lo"] == 0.6

@@ -145,3 +145,28 @@ def test_table_1_flags_paediatric_films_and_table_8_restricts_the_test_to_adults
     row = adult_only_table({("local", 1): everything}, {("local", 1): grown}, {("local", 1): pred}).iloc[0]
     assert row["n_test"] == 6 and row["n_adult"] == 4 and row["adult_classes"] == "bacterial,normal"
     assert row["accuracy"].startswith("0.667 [") and row["accuracy_adult"] == "1.000 [1.000, 1.000]"
+
+
+def test_calibration_and_strata_tables_write_intervals_and_nan_for_small_groups() -> None:
+    from patchcxr.evaluation import CALIBRATION_COLUMNS, STRATA_COLUMNS
+    from patchcxr.paper import calibration_table, strata_paper_table
+
+    cal = pd.DataFrame(
+        [
+            ["uncalibrated", 1.0, 40, 40, 0.2, 0.1, 0.3, 0.9, 0.5, 0.7],
+            ["temperature", 2.5, 40, 40, 0.05, 0.02, 0.1, 0.6, 0.4, 0.7],
+        ],
+        columns=CALIBRATION_COLUMNS,
+    )
+    t = calibration_table({("local", 2020): cal})
+    assert list(t["ece"]) == ["0.200 [0.100, 0.300]", "0.050 [0.020, 0.100]"] and list(t["temperature"]) == [
+        "1.000",
+        "2.500",
+    ]
+    big = ["source", "a", 30, 30, "normal,tb", 0.9, 0.8, 1.0, 0.85, 0.7, 0.95]
+    small = ["sex", "F", 3, 3, "tb", np.nan, np.nan, np.nan, np.nan, np.nan, np.nan]
+    strata = pd.DataFrame([big, small], columns=STRATA_COLUMNS)
+    s = strata_paper_table({("local", 2020): strata, ("local", 2021): strata.iloc[:1], ("global", 2020): strata})
+    assert len(s) == 4 and set(s["seed"]) == {2020}  # the first seed of each model
+    rows = s[s["model"] == "local"].set_index("group")
+    assert rows.loc["a", "accuracy"] == "0.900 [0.800, 1.000]" and rows.loc["F", "macro_f1"] == "NaN"

@@ -75,7 +75,9 @@ def test_report_renders_every_figure_in_chromium(ci_run: Path, browser) -> None:
     url = report.as_uri()
     browser.get(url)
     categories = browser.execute_script("return Object.keys(categories)")
-    assert set(categories) == {"Segmentation", "Biomarkers", "Classification", "Paper tables", "Paper figures"}
+    assert set(categories) == {
+        *("Segmentation", "Biomarkers", "Classification", "Confound audit", "Paper tables", "Paper figures")
+    }
     shown: dict[str, list[list[int]]] = {}
     listed: list[str] = []
     for category in categories:
@@ -89,11 +91,17 @@ def test_report_renders_every_figure_in_chromium(ci_run: Path, browser) -> None:
     figures = [
         "results/segmentation/figures/jaccard.png",
         *[f"results/biomarkers/figures/{f}.png" for f in ("features", "ctr_scatter", "histograms", "examples")],
-        *[f"results/evaluation/{m}/seed_{s}/confusion.png" for m in ("local", "global") for s in (2020,)],
+        *[
+            f"results/evaluation/{m}/seed_{s}/{f}.png"
+            for m in ("local", "global")
+            for s in (2020,)
+            for f in ("confusion", "reliability")
+        ],
         "results/saliency/local/figure.png",
+        "results/audit/figure.png",
         "results/paper/fig8_training_curves.png",
     ]
     assert sorted(shown) == sorted(figures)
     for path, [(width, height)] in shown.items():
         assert width > 200 and height > 100, (path, width, height)
-    assert {f"results/paper/table{i}" for i in range(1, 9)} == {p.split("_")[0] for p in listed if p.endswith(".tsv")}
+    assert {f"results/paper/table{i}" for i in range(1, 13)} == {p.split("_")[0] for p in listed if p.endswith(".tsv")}

@@ -50,6 +50,31 @@ def test_fractions_must_sum_to_one() -> None:
         classification_split(cohort(), {"train": 0.7, "val": 0.2, "test": 0.2}, 0)
 
 
+def test_per_source_roles_hold_a_source_out_whole_and_keep_another_for_training() -> None:
+    # sources by class: normal and TB from "a" and "b", the rest from "c"
+    c = cohort()
+    c["source"] = np.select(
+        [c["label5"].isin(["normal", "tb"]) & (c.index % 2 == 0), c["label5"].isin(["normal", "tb"])], ["a", "b"], "c"
+    )
+    c["patient_id"] = c["source"] + ":" + c["patient_id"]
+    plain = classification_split(c, FRACTIONS, 5)
+    s = classification_split(c, FRACTIONS, 5, roles={"a": "test", "b": "train"})
+    by_source = s.groupby("source")["split"].agg(set)
+    assert by_source["a"] == {"test"}  # held out whole: the model never sees source a
+    assert by_source["b"] == {"train", "val"}  # training and model selection only
+    assert by_source["c"] == {"train", "val", "test"}
+    b = s[s["source"] == "b"]["split"].value_counts(normalize=True)
+    assert b["val"] == pytest.approx(0.1 / 0.8, abs=0.06)  # train : val as 0.7 : 0.1
+    # a source not named is split as without roles, by its own patients
+    assert s.groupby("patient_id")["split"].nunique().max() == 1
+    assert classification_split(c, FRACTIONS, 5, roles={}).equals(plain)
+    with pytest.raises(ValueError, match="classification role of 'a'"):
+        classification_split(c, FRACTIONS, 5, roles={"a": "external"})
+    twice = pd.concat([c, c[c["source"] == "a"].head(1).assign(image_id="b/copy", source="b")])
+    with pytest.raises(ValueError, match="different classification roles"):
+        classification_split(twice, FRACTIONS, 5, roles={"a": "test"})
+
+
 def test_segmentation_split_reproduces_the_paper_sizes() -> None:
     jsrt = pd.DataFrame(
         {
@@ -108,3 +133,30 @@ def test_check_disjoint_catches_patient_and_hash_leaks() -> None:
         check_disjoint(ok.assign(patient_id=["p", "p", "r"]), manifest)
     with pytest.raises(LeakageError, match="sha256"):
         check_disjoint(ok.assign(split=["train", "test", "test"]), manifest)
+
+
+def test_leave_one_source_out_holds_out_each_source_the_others_cover() -> None:
+    from patchcxr.data.splits import leave_one_source_out
+
+    c = cohort()
+    # a: normal + tb; b: normal + tb + bacterial; c: covid19 only (no other source has it)
+    c["source"] = np.select(
+        [c["label5"] == "covid19", c["label5"] == "bacterial", c.index % 2 == 0], ["c", "b", "a"], "b"
+    )
+    c["patient_id"] = c["source"] + ":" + c["patient_id"]
+    shared = c[c["source"] == "a"].head(1).assign(image_id="b/rendition", source="b")  # one patient in a and b
+    plan, splits = leave_one_source_out(pd.concat([c, shared]), FRACTIONS, 7, labels="label5")
+    plan = plan.set_index("source")
+    assert plan.loc["a", "held_out"] == 1 and plan.loc["a", "reason"] == ""
+    assert plan.loc["b", "held_out"] == 0 and "bacterial" in plan.loc["b", "reason"]
+    assert plan.loc["c", "held_out"] == 0 and plan.loc["c", "reason"] == "no other source holds covid19"
+    assert set(splits) == {"a"}
+    a = splits["a"]
+    assert set(a.loc[a["source"] == "a", "split"]) == {"test"} and set(a.loc[a["source"] != "a", "split"]) == {
+        "train",
+        "val",
+    }
+    assert "b/rendition" not in set(a["image_id"])  # its patient is tested in a: never trained on
+    assert a.groupby("patient_id")["split"].nunique().max() == 1
+    alone, none = leave_one_source_out(c[c["source"] == "a"], FRACTIONS, 7, labels="label5")
+    assert alone.iloc[0]["reason"] == "the only source of the cohort" and none == {}

@@ -45,6 +45,8 @@ def test_ci_workflow_runs_and_matches_the_package(ci_run: Path, synthetic_tree: 
         assert made == tree_digest(synthetic_tree / source)
         assert (tmp_path / "logs" / "synthetic" / f"{source}.log").read_text().strip()
     # the data stage ran from the synthetic sources: manifest, quarantine, cohort, splits
+    import json
+
     from patchcxr.data.splits import check_disjoint
     from patchcxr.io import read_tsv
 
@@ -89,7 +91,17 @@ def test_ci_workflow_runs_and_matches_the_package(ci_run: Path, synthetic_tree: 
             predictions = read_tsv(run / "predictions.tsv")
             split = read_tsv(tmp_path / "results" / "splits" / "classification.tsv")
             assert sorted(predictions["image_id"]) == sorted(split.query("split == 'test'")["image_id"])
-            assert (run / "confusion.png").is_file()
+            assert (run / "confusion.png").is_file() and (run / "reliability.png").is_file()
+            # calibration: the temperature from the validation films' votes, applied to the test films'
+            val = read_tsv(run / "predictions_val.tsv")
+            assert sorted(val["image_id"]) == sorted(split.query("split == 'val'")["image_id"])
+            calibration = read_tsv(run / "calibration.tsv", typed=True)
+            assert list(calibration["calibration"]) == ["uncalibrated", "temperature"]
+            assert (calibration["n"] == len(predictions)).all()
+            strata = read_tsv(run / "strata.tsv", typed=True)
+            by_source = strata[strata["stratum"] == "source"].set_index("group")["n"]
+            assert by_source.to_dict() == predictions["source"].value_counts().to_dict()
+            assert {"view", "sex", "age_band", "mask_source"} <= set(strata["stratum"])
     comparison = read_tsv(tmp_path / "results" / "evaluation" / "global_vs_local.tsv", typed=True)
     assert sorted(set(comparison["seed"])) == [2020]
     seeds = read_tsv(tmp_path / "results" / "evaluation" / "over_seeds.tsv", typed=True)
@@ -97,21 +109,35 @@ def test_ci_workflow_runs_and_matches_the_package(ci_run: Path, synthetic_tree: 
     saliency = read_tsv(tmp_path / "results" / "saliency" / "local" / "saliency.tsv")
     for image_id in saliency["image_id"]:
         assert (tmp_path / "results" / "saliency" / "local" / "maps" / f"{image_id}.png").is_file()
+    # the confound audit: a local probe of each view on the classifier's split, scored
+    audit = tmp_path / "results" / "audit"
+    probes = read_tsv(audit / "probes.tsv", typed=True)
+    assert list(probes["view"]) == ["lung", "outside", "mask"] and set(probes["mode"]) == {"local"}
+    assert (probes["n"] == len(split.query("split == 'test'"))).all()
+    assert ((probes["chance"] - 1 / probes["n_sources"]).abs() < 1e-6).all()
+    assert (probes["balanced_accuracy_lo"] <= probes["balanced_accuracy"]).all()
+    outside = read_tsv(audit / "local" / "outside" / "inputs.tsv")  # patches drawn outside the lung
+    assert all(p.endswith(".outside.png") for p in outside["lung_path"])
+    counts = read_tsv(audit / "class_source.tsv", typed=True)
+    assert counts["n"].sum() == len(read_tsv(tmp_path / "results" / "classification" / "inputs.tsv"))
+    verdict = json.loads((audit / "verdict.json").read_text())
+    assert set(verdict) >= {"confounded", "cramers_v", "views_reading_source", "main_source"}
     # the paper target: every table and figure with its caption, metrics for DVC
     paper = tmp_path / "results" / "paper"
     index = (paper / "README.md").read_text()
     made = sorted(p.name for p in paper.iterdir() if p.name != "README.md")
-    assert len(made) == 19, made  # 9 tables, 9 figures, metrics.json
+    assert len(made) == 24, made  # 13 tables, 10 figures, metrics.json
     for name in made:
         if name != "metrics.json":
             assert f"## {name}" in index and (paper / name).stat().st_size > 100
     assert "Jaccard" in index.split("## table3_segmentation.tsv")[1].split("##")[0]
     data = read_tsv(paper / "table1_data.tsv")
     assert int(data.set_index("source").loc["total", "total"]) == len(cohort)
-    import json
-
     headline = json.loads((paper / "metrics.json").read_text())
     assert set(headline["classification"]) == {"local", "global"} and headline["segmentation"]
+    assert headline["audit"]["confounded"] == verdict["confounded"]
+    probe_table = read_tsv(paper / "table9_source_probe.tsv")
+    assert set(probe_table["reads_source"]) <= {"yes", "no"} and len(probe_table) == 3
     # a second run has nothing to do
     again = snakemake(tmp_path, "-n", "--cores", "2", *CI_CONFIG, TRACKED)
     assert "Nothing to be done" in again.stdout + again.stderr
@@ -210,6 +236,8 @@ segmentation:
   predict: {shard_size: 60}
 classification:
   train: {seeds: [2020, 2021]}
+# the audit off: the paper target without its tables (and CI time)
+audit: {enabled: false}
 """
 
 
@@ -247,6 +275,9 @@ def test_a_cohort_that_is_a_small_part_of_its_sources_runs_end_to_end(tmp_path: 
     comparison = read_tsv(results / "evaluation" / "global_vs_local.tsv", typed=True)
     assert sorted(set(comparison["seed"])) == [2020, 2021]
     assert "2" in set(read_tsv(results / "paper" / "table7_seeds.tsv")["n_seeds"])
+    # audit.enabled false: no probe trained, the paper target without table 9, 10 or figure 9
+    assert not (results / "audit").exists()
+    assert not [*(results / "paper").glob("*9_*"), *(results / "paper").glob("table10_*")]
 
 
 def test_a_configured_path_that_does_not_exist_is_named_not_sent_to_registration(tmp_path: Path) -> None:
@@ -284,3 +315,44 @@ def test_a_failing_job_writes_its_traceback_to_its_rule_log(tmp_path: Path) -> N
     message = "holds 3 MCUCXR_####_[01] mask files but no images"
     assert log.count(message) == 2  # the failure line and the traceback's last line
     assert "logs/data/index_montgomery.log" in proc.stdout + proc.stderr  # where Snakemake sends the user
+
+
+@pytest.mark.slow
+def test_leave_one_source_out_on_the_ci_run_holds_out_each_source_the_others_cover(
+    ci_run: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from patchcxr.io import read_tsv
+
+    # the CI run's folder with its results (and Snakemake's records: nothing of it reruns)
+    workdir = tmp_path / "run"
+    shutil.copytree(ci_run, workdir, symlinks=True)
+    (workdir / "loso.yaml").write_text("external: {leave_one_source_out: true, models: [global]}\n")
+    config = (*CI_CONFIG, TRACKED, "loso.yaml")
+    proc = snakemake(workdir, "--cores", "2", "stage_external", *config)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    ran = set(re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):", proc.stdout + proc.stderr, re.M))
+    assert ran == {"plan_external", "train_external", "predict_external", "evaluate_external", "summarise_external"}
+    results = workdir / "results"
+    cohort = read_tsv(results / "data" / "cohort.tsv")
+    plan = read_tsv(results / "external" / "plan.tsv").set_index("source")
+    assert sorted(plan.index) == sorted(set(cohort["source"]))
+    held = sorted(plan.index[plan["held_out"] == "1"])
+    assert len(held) >= 3
+    summary = read_tsv(results / "external" / "summary.tsv", typed=True)
+    for source in held:
+        # the held-out source is the external model's whole test split, and never trained on
+        split = read_tsv(results / "external" / "splits" / f"{source}.tsv")
+        films = set(cohort.loc[cohort["source"] == source, "image_id"])
+        assert set(split.loc[split["split"] == "test", "image_id"]) == films
+        predictions = read_tsv(results / "external" / source / "global" / "predictions.tsv")
+        assert set(predictions["image_id"]) == films
+        rows = summary[summary["source"] == source].set_index("scheme")
+        assert rows.loc["external", "n"] == len(films) and rows.loc["external", "model"] == "global"
+        assert "internal" in rows.index
+    for source in sorted(set(plan.index) - set(held)):
+        assert summary.loc[summary["source"] == source, "note"].iloc[0].startswith("not held out")
+    assert (summary["source"] == "all sources").sum() == 1
+    again = snakemake(workdir, "-n", "--cores", "2", "stage_external", *config)
+    assert "Nothing to be done" in again.stdout + again.stderr

@@ -22,6 +22,7 @@ chance) and class and source are associated (V ≥ ``association``).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -37,7 +38,7 @@ from patchcxr.classification.settings import ClassifierSettings, InputSettings
 from patchcxr.classification.train import train_classifier
 from patchcxr.data.labels import LabelValue
 from patchcxr.evaluation import bootstrap_resamples
-from patchcxr.io import read_png, read_tsv, write_png, write_tsv
+from patchcxr.io import atomic_write_text, read_png, read_tsv, write_png, write_tsv
 from patchcxr.training import TrainingFiles
 
 log = logging.getLogger(__name__)
@@ -154,17 +155,31 @@ def run_probe(
     input_settings: InputSettings,
     out_dir: Path | str,
     k: int,
-    n_boot: int,
     device: str = "auto",
-) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Train the classifier of ``settings`` to predict the source from ``inputs`` (one
-    view's table) on the training patients, predict the test patients (K-patch vote) and
-    score it. Returns the test predictions and the scores (:func:`probe_scores`)."""
+    weights: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Train the classifier of ``settings`` (from ``weights``, the classifier's
+    initialisation: ``classification.weights``) to predict the source from ``inputs`` (one
+    view's table) on the training patients and predict the test patients (K-patch vote).
+    Writes the model, its metadata and history, the view's input table and
+    ``predictions.tsv`` under ``out_dir``; returns the predictions. Inputs from one source
+    train nothing: each test film gets its one source (a probe at chance, 1.0)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     table = out_dir / "inputs.tsv"
     write_tsv(table, inputs)
     sources = tuple(sorted(inputs["source"].astype(str).unique()))
+    if len(sources) < 2:
+        # one source: there is nothing to tell apart and no network to train; every test
+        # film is "predicted" its one source, so the probe scores at chance (1.0)
+        log.info("source probe %s: the inputs come from one source (%s), nothing to probe", out_dir, sources)
+        split = read_tsv(split_path)
+        test = inputs.merge(split[split["split"] == "test"][["image_id"]], on="image_id").sort_values("image_id")
+        pred = pd.DataFrame(
+            {"image_id": test["image_id"], "patient_id": test["patient_id"], "source": test["source"]}
+        ).assign(true=test["source"].to_numpy(), pred_hard=test["source"].to_numpy())
+        write_tsv(out_dir / "predictions.tsv", pred)
+        return pred
     probe = replace(settings, labels="source", targets=sources)
     train_classifier(
         inputs_path=str(table),
@@ -178,20 +193,64 @@ def run_probe(
             resume_dir=out_dir / "resume",
         ),
         device=device,
+        weights=weights,
     )
     pred = predict_split(out_dir / "model.pt", table, split_path, k=k, device=device, seed=settings.seed)
-    scores = probe_scores(pred, n_boot=n_boot, seed=settings.seed)
-    log.info(
-        "source probe %s (%s): accuracy %.3f [%.3f, %.3f], balanced %.3f [%.3f, %.3f], chance %.3f (n %d, %d patients)",
-        out_dir,
-        settings.mode,
-        *(scores[k] for k in ("accuracy", "accuracy_lo", "accuracy_hi")),
-        *(scores[k] for k in ("balanced_accuracy", "balanced_accuracy_lo", "balanced_accuracy_hi")),
-        scores["chance"],
-        scores["n"],
-        scores["n_patients"],
+    write_tsv(out_dir / "predictions.tsv", pred)
+    return pred
+
+
+def probe_source(
+    *,
+    inputs_path: Path | str,
+    manifest_path: Path | str,
+    split_path: Path | str,
+    view: str,
+    settings: ClassifierSettings,
+    input_settings: InputSettings,
+    out_dir: Path | str,
+    k: int,
+    device: str = "auto",
+    weights: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """One probe of the audit (one workflow job): the ``view`` of every classifier input
+    (:func:`probe_view`, images under ``out_dir/view/``) and the classifier of ``settings``
+    trained on it to predict the source (:func:`run_probe`). Returns the test predictions."""
+    out_dir = Path(out_dir)
+    view_dir = out_dir / "view"
+    view_dir.mkdir(parents=True, exist_ok=True)
+    view_inputs = probe_view(read_tsv(inputs_path), read_tsv(manifest_path), view, view_dir, settings=input_settings)
+    return run_probe(
+        inputs=view_inputs,
+        split_path=split_path,
+        settings=settings,
+        input_settings=input_settings,
+        out_dir=out_dir,
+        k=k,
+        device=device,
+        weights=weights,
     )
-    return pred, scores
+
+
+def probe_table(predictions: Mapping[tuple[str, str], pd.DataFrame], *, n_boot: int, seed: int) -> pd.DataFrame:
+    """The probe table (:data:`PROBE_COLUMNS`): one row per (mode, view) of ``predictions``,
+    scored by :func:`probe_scores`."""
+    rows = []
+    for (mode, view), pred in predictions.items():
+        scores = probe_scores(pred, n_boot=n_boot, seed=seed)
+        log.info(
+            "source probe %s/%s: accuracy %.3f [%.3f, %.3f], balanced %.3f [%.3f, %.3f], chance %.3f "
+            "(n %d, %d patients)",
+            mode,
+            view,
+            *(scores[k] for k in ("accuracy", "accuracy_lo", "accuracy_hi")),
+            *(scores[k] for k in ("balanced_accuracy", "balanced_accuracy_lo", "balanced_accuracy_hi")),
+            scores["chance"],
+            scores["n"],
+            scores["n_patients"],
+        )
+        rows.append({"mode": mode, "view": view, **scores})
+    return pd.DataFrame(rows, columns=PROBE_COLUMNS)
 
 
 def verdict(probes: pd.DataFrame, table: pd.DataFrame, *, margin: float, association: float) -> dict[str, Any]:
@@ -224,6 +283,44 @@ def verdict(probes: pd.DataFrame, table: pd.DataFrame, *, margin: float, associa
     }
 
 
+def summarise(
+    *,
+    predictions: Mapping[tuple[str, str], Path | str],
+    inputs_path: Path | str,
+    cohort_path: Path | str,
+    labels: str,
+    n_boot: int,
+    seed: int,
+    margin: float,
+    association: float,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """The audit's tables from its probes' predictions (``(mode, view)`` → predictions.tsv):
+    the class × source table of the classified films, the probe table and the verdict."""
+    inputs = read_tsv(inputs_path)
+    cohort = read_tsv(cohort_path)
+    table = class_source_table(cohort[cohort["image_id"].isin(inputs["image_id"])], labels)
+    probes = probe_table({key: read_tsv(path) for key, path in predictions.items()}, n_boot=n_boot, seed=seed)
+    return table, probes, verdict(probes, table, margin=margin, association=association)
+
+
+def write_summary(
+    table: pd.DataFrame, probes: pd.DataFrame, result: Mapping[str, Any], out: Mapping[str, Path | str]
+) -> None:
+    """The audit's files: ``out["class_source"]``, ``out["probes"]`` (TSV) and
+    ``out["verdict"]`` (JSON)."""
+    write_tsv(out["class_source"], table)
+    write_tsv(out["probes"], probes)
+
+    def finite(value: Any) -> Any:  # JSON has no NaN: an undefined figure is null
+        if isinstance(value, Mapping):
+            return {k: finite(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [finite(v) for v in value]
+        return None if isinstance(value, float) and not np.isfinite(value) else value
+
+    atomic_write_text(out["verdict"], json.dumps(finite(result), indent=2, sort_keys=True) + "\n")
+
+
 def audit(
     *,
     inputs_path: Path | str,
@@ -239,32 +336,38 @@ def audit(
     margin: float,
     association: float,
     device: str = "auto",
+    weights: Mapping[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """The whole audit: the class × source table, one probe per classifier mode
-    (``settings``: mode → its training settings) and view, and the verdict. Writes each
-    probe's model and predictions under ``out_dir/<mode>/<view>/``."""
-    inputs = read_tsv(inputs_path)
-    manifest = read_tsv(manifest_path)
-    cohort = read_tsv(cohort_path)
-    labels = next(iter(settings.values())).labels if settings else "label4"
-    table = class_source_table(cohort[cohort["image_id"].isin(inputs["image_id"])], labels)
+    """The whole audit in one call (the workflow runs its parts as jobs: one
+    :func:`probe_source` per mode and view, then :func:`summarise`): the class × source
+    table, one probe per classifier mode (``settings``: mode → its training settings) and
+    view under ``out_dir/<mode>/<view>/``, and the verdict."""
     out_dir = Path(out_dir)
-    rows = []
+    predictions = {}
     for view in views:
-        view_inputs = probe_view(inputs, manifest, view, out_dir / "views" / view, settings=input_settings)
         for mode, s in settings.items():
             where = out_dir / mode / view
-            pred, scores = run_probe(
-                inputs=view_inputs,
+            probe_source(
+                inputs_path=inputs_path,
+                manifest_path=manifest_path,
                 split_path=split_path,
+                view=view,
                 settings=s,
                 input_settings=input_settings,
                 out_dir=where,
                 k=k,
-                n_boot=n_boot,
                 device=device,
+                weights=weights,
             )
-            write_tsv(where / "predictions.tsv", pred)
-            rows.append({"mode": mode, "view": view, **scores})
-    probes = pd.DataFrame(rows, columns=PROBE_COLUMNS)
-    return table, probes, verdict(probes, table, margin=margin, association=association)
+            predictions[(mode, view)] = where / "predictions.tsv"
+    first = next(iter(settings.values()), None)
+    return summarise(
+        predictions=predictions,
+        inputs_path=inputs_path,
+        cohort_path=cohort_path,
+        labels=first.labels if first else "label4",
+        n_boot=n_boot,
+        seed=first.seed if first else 0,
+        margin=margin,
+        association=association,
+    )

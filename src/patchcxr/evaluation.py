@@ -213,30 +213,279 @@ def confusion_long(y_true: np.ndarray, y_pred: np.ndarray, names: Sequence[str])
     )
 
 
-def per_source(predictions: pd.DataFrame, names: Sequence[str], vote: str = "hard") -> pd.DataFrame:
-    """Accuracy and macro-F1 per source (sources are almost collinear with classes in the
-    paper's data: a per-source view exposes it). The macro-F1 averages over the classes
-    the source holds (:func:`per_class_table`)."""
-    return per_group(predictions, names, "source", vote)
+#: the strata of :func:`strata_table`: columns of the predictions (``source``,
+#: ``mask_source``, ``age_group``) and of the manifest (``view``, ``sex``), and ``age_band``
+STRATA = ("source", "view", "age_group", "age_band", "sex", "mask_source")
+#: the adult age bands (years; lower bounds after the first) of the ``age_band`` stratum
+ADULT_AGE_BANDS = (40, 60)
+#: the value of a stratum a film does not record (no view, sex or age in its source)
+UNKNOWN = "unknown"
+STRATA_COLUMNS = [
+    *("stratum", "group", "n", "n_patients", "classes"),
+    *("accuracy", "accuracy_lo", "accuracy_hi", "macro_f1", "macro_f1_lo", "macro_f1_hi"),
+]
 
 
-def per_group(predictions: pd.DataFrame, names: Sequence[str], column: str, vote: str = "hard") -> pd.DataFrame:
-    """Accuracy and macro-F1 (over the classes present) of the predictions grouped by
-    ``column`` (``source``, ``mask_source``, …), with the group's size."""
-    out = []
-    for group, part in predictions.groupby(column):
-        y, p = part["true_index"].to_numpy(), part[f"pred_{vote}_index"].to_numpy()
-        t = per_class_table(y, p, names).set_index("class")
-        out.append(
-            {
-                column: group,
+def age_band(age: object, paediatric: object) -> str:
+    """``paediatric`` for a film flagged so (its age or its source), else the adult band of
+    its age (:data:`ADULT_AGE_BANDS`), else ``adult, age unknown``."""
+    if str(paediatric) == "1":
+        return "paediatric"
+    try:
+        years = float(str(age))
+    except ValueError:
+        return f"adult, age {UNKNOWN}"
+    if not np.isfinite(years):
+        return f"adult, age {UNKNOWN}"
+    low, high = ADULT_AGE_BANDS
+    return f"adult <{low}" if years < low else f"adult {low}-{high - 1}" if years < high else f"adult {high}+"
+
+
+def accuracy_and_macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> tuple[float, float]:
+    """Accuracy and macro-F1 over the classes present in ``y_true`` (as
+    :func:`per_class_table`, without its other cells: fast enough for bootstraps of many
+    strata)."""
+    if not len(y_true):
+        return float("nan"), float("nan")
+    tp = np.bincount(y_true[y_true == y_pred], minlength=n_classes)
+    true = np.bincount(y_true, minlength=n_classes)
+    pred = np.bincount(y_pred, minlength=n_classes)
+    present = true > 0
+    f1 = 2 * tp[present] / (true[present] + pred[present])
+    return float(np.mean(y_true == y_pred)), float(np.mean(f1))
+
+
+def strata_table(
+    predictions: pd.DataFrame,
+    manifest: pd.DataFrame,
+    names: Sequence[str],
+    *,
+    vote: str = "hard",
+    n_boot: int,
+    seed: int,
+    min_patients: int,
+) -> pd.DataFrame:
+    """Accuracy and macro-F1 (over the classes present) of the test predictions in each
+    group of each stratum (:data:`STRATA`), with n, the patients and 95 % intervals from a
+    bootstrap over the group's patients. A group of fewer than ``min_patients`` patients
+    gets its n and NaN for every figure: too few to say anything. Films whose source does
+    not record a view, sex or age fall in the group ``unknown``."""
+    extra = manifest.set_index("image_id")[["view", "sex", "age", "paediatric"]]
+    df = predictions.join(extra, on="image_id")
+    df["age_band"] = [age_band(a, c) for a, c in zip(df["age"], df["paediatric"], strict=True)]
+    for column in ("view", "sex"):
+        df[column] = df[column].astype(str).str.strip().replace({"": UNKNOWN, "nan": UNKNOWN, "<NA>": UNKNOWN})
+    y_all = df["true_index"].to_numpy(int)
+    p_all = df[f"pred_{vote}_index"].to_numpy(int)
+    rows = []
+    for stratum in STRATA:
+        for group, part in df.groupby(stratum, sort=True):
+            idx = part.index.to_numpy()
+            where = df.index.get_indexer(idx)
+            y, p = y_all[where], p_all[where]
+            patients = part["patient_id"].astype(str).to_numpy()
+            n_patients = len(np.unique(patients))
+            row: dict[str, object] = {
+                "stratum": stratum,
+                "group": str(group),
                 "n": len(part),
-                "accuracy": t.loc["accuracy", "recall"],
-                "macro_f1": t.loc["macro", "f1"],
-                "classes": ",".join(sorted(part["true"].unique())),
+                "n_patients": n_patients,
+                "classes": ",".join(sorted(part["true"].astype(str).unique())),
+            }
+            figures = dict.fromkeys(STRATA_COLUMNS[5:], float("nan"))
+            if n_patients >= min_patients:
+                acc, f1 = accuracy_and_macro_f1(y, p, len(names))
+                boots = np.array(
+                    [
+                        accuracy_and_macro_f1(y[i], p[i], len(names))
+                        for i in bootstrap_resamples(len(y), patients, n_boot=n_boot, seed=seed)
+                    ]
+                ).reshape(-1, 2)
+                lo, hi = np.nanpercentile(boots, [2.5, 97.5], axis=0) if len(boots) else ([np.nan] * 2,) * 2
+                figures = {
+                    "accuracy": acc,
+                    "accuracy_lo": float(lo[0]),
+                    "accuracy_hi": float(hi[0]),
+                    "macro_f1": f1,
+                    "macro_f1_lo": float(lo[1]),
+                    "macro_f1_hi": float(hi[1]),
+                }
+            rows.append(row | figures)
+    return pd.DataFrame(rows, columns=STRATA_COLUMNS)
+
+
+#: columns of the leave-one-source-out summary (:func:`external_table`)
+EXTERNAL_COLUMNS = [
+    *("source", "model", "scheme", "n", "n_patients"),
+    *("accuracy", "accuracy_lo", "accuracy_hi", "macro_f1", "macro_f1_lo", "macro_f1_hi", "note"),
+]
+_FIGURES = ("n", "n_patients", "accuracy", "accuracy_lo", "accuracy_hi", "macro_f1", "macro_f1_lo", "macro_f1_hi")
+
+
+def external_table(
+    plan: pd.DataFrame,
+    external: Mapping[tuple[str, str], pd.DataFrame],
+    internal: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]],
+) -> pd.DataFrame:
+    """Leave-one-source-out validation beside the internal test split.
+
+    For each source of the ``plan`` and each model: ``external``, the model trained
+    without the source and tested on all of it (its ``strata.tsv`` row of that source), and
+    ``internal``, the workflow's classifier on the source's films of the internal test
+    split (its strata row; none when the source sent no film to the test split); a
+    source not held out gets one row saying why. Last, each model's internal test split as
+    a whole (``all sources``, from its ``metrics.tsv``). ``external`` maps (source, model)
+    to strata tables, ``internal`` maps model to (metrics, strata) of the internal run.
+    """
+
+    def source_row(strata: pd.DataFrame, source: str) -> dict[str, object]:
+        hit = strata[(strata["stratum"] == "source") & (strata["group"].astype(str) == source)]
+        return {k: hit.iloc[0][k] for k in _FIGURES} if len(hit) else {"n": 0, "n_patients": 0}
+
+    rows: list[dict[str, object]] = []
+    models = list(internal)
+    for r in plan.itertuples():
+        source = str(r.source)
+        if str(r.held_out) != "1":
+            rows.append({"source": source, "model": "", "scheme": "external", "note": f"not held out: {r.reason}"})
+            continue
+        for model in models:
+            if (source, model) in external:
+                rows.append(
+                    {"source": source, "model": model, "scheme": "external"}
+                    | source_row(external[(source, model)], source)
+                )
+            inner = source_row(internal[model][1], source)
+            note = "" if inner["n"] else "no film of the source in the internal test split"
+            rows.append({"source": source, "model": model, "scheme": "internal", "note": note} | inner)
+    for model, (metrics, strata) in internal.items():
+        get = metrics.set_index(["class", "metric"])
+        by_source = strata[strata["stratum"] == "source"]
+        acc, f1 = get.loc[("accuracy", "recall")], get.loc[("macro", "f1")]
+        rows.append(
+            {
+                "source": "all sources",
+                "model": model,
+                "scheme": "internal",
+                "n": int(acc["support"]),
+                "n_patients": int(by_source["n_patients"].sum()),  # a patient belongs to one source
+                "accuracy": acc["value"],
+                "accuracy_lo": acc["ci_low"],
+                "accuracy_hi": acc["ci_high"],
+                "macro_f1": f1["value"],
+                "macro_f1_lo": f1["ci_low"],
+                "macro_f1_hi": f1["ci_high"],
             }
         )
-    return pd.DataFrame(out)
+    return pd.DataFrame(rows, columns=EXTERNAL_COLUMNS)
+
+
+#: columns of the calibration table (:func:`calibration_tables`)
+CALIBRATION_COLUMNS = [
+    *("calibration", "temperature", "n", "n_patients", "ece", "ece_lo", "ece_hi", "nll", "brier", "accuracy"),
+]
+#: columns of the reliability table: one row per confidence bin and calibration
+RELIABILITY_COLUMNS = ["calibration", "bin", "lower", "upper", "n", "confidence", "accuracy"]
+_EPS = 1e-12
+
+
+def temper(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Film probabilities (rows summing to 1: the K-patch soft vote) rescaled by a
+    temperature: ``softmax(log p / T)``. T > 1 softens, T < 1 sharpens; the order of the
+    classes in each row, and so the soft-vote class, does not change."""
+    z = np.log(np.clip(probs, _EPS, 1.0)) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(probs: np.ndarray, y_true: np.ndarray) -> float:
+    """The temperature (in [0.05, 20]) that minimises the negative log-likelihood of the
+    true classes under :func:`temper` (Guo et al., ICML 2017, applied to the soft vote's
+    film probabilities): fitted on validation films, applied to the test films."""
+    from scipy.optimize import minimize_scalar
+
+    def nll(log_t: float) -> float:
+        p = temper(probs, float(np.exp(log_t)))
+        return float(-np.mean(np.log(np.clip(p[np.arange(len(y_true)), y_true], _EPS, 1.0))))
+
+    if not len(y_true):
+        return 1.0
+    best = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(best.x))
+
+
+def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int) -> float:
+    """ECE: the film-weighted mean gap between confidence (the soft-vote class's
+    probability) and accuracy over ``bins`` equal-width confidence bins."""
+    if not len(y_true):
+        return float("nan")
+    conf = probs.max(axis=1)
+    right = probs.argmax(axis=1) == y_true
+    which = np.minimum((conf * bins).astype(int), bins - 1)
+    gaps = [abs(conf[which == b].mean() - right[which == b].mean()) * (which == b).sum() for b in np.unique(which)]
+    return float(np.sum(gaps) / len(y_true))
+
+
+def reliability_rows(probs: np.ndarray, y_true: np.ndarray, bins: int) -> list[dict[str, float]]:
+    """The reliability diagram's points: per confidence bin, its films, mean confidence and
+    accuracy (NaN for an empty bin)."""
+    conf = probs.max(axis=1)
+    right = probs.argmax(axis=1) == y_true
+    which = np.minimum((conf * bins).astype(int), bins - 1)
+    rows = []
+    for b in range(bins):
+        inside = which == b
+        rows.append(
+            {
+                "bin": b,
+                "lower": b / bins,
+                "upper": (b + 1) / bins,
+                "n": int(inside.sum()),
+                "confidence": float(conf[inside].mean()) if inside.any() else float("nan"),
+                "accuracy": float(right[inside].mean()) if inside.any() else float("nan"),
+            }
+        )
+    return rows
+
+
+def calibration_tables(
+    validation: pd.DataFrame, test: pd.DataFrame, names: Sequence[str], *, bins: int, n_boot: int, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Calibration of the soft vote's film probabilities (``prob_<class>`` columns) on the
+    test films, as they come and after temperature scaling fitted on the validation films:
+    ECE with a 95 % interval from a bootstrap over patients, negative log-likelihood, Brier
+    score and soft-vote accuracy (unchanged by the temperature); and the reliability
+    diagram's bins. Returns (summary, reliability)."""
+    columns = [f"prob_{n}" for n in names]
+    temperature = fit_temperature(validation[columns].to_numpy(float), validation["true_index"].to_numpy(int))
+    y = test["true_index"].to_numpy(int)
+    groups = test["patient_id"].astype(str).to_numpy()
+    summary, reliability = [], []
+    for label, t in (("uncalibrated", 1.0), ("temperature", temperature)):
+        probs = temper(test[columns].to_numpy(float), t) if t != 1.0 else test[columns].to_numpy(float)
+        boots = [
+            expected_calibration_error(probs[i], y[i], bins)
+            for i in bootstrap_resamples(len(y), groups, n_boot=n_boot, seed=seed)
+        ]
+        lo, hi = np.nanpercentile(boots, [2.5, 97.5]) if boots else (np.nan, np.nan)
+        onehot = np.eye(len(names))[y] if len(y) else np.zeros((0, len(names)))
+        summary.append(
+            {
+                "calibration": label,
+                "temperature": t,
+                "n": len(y),
+                "n_patients": len(np.unique(groups)),
+                "ece": expected_calibration_error(probs, y, bins),
+                "ece_lo": float(lo),
+                "ece_hi": float(hi),
+                "nll": float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], _EPS, 1.0)))) if len(y) else np.nan,
+                "brier": float(np.mean(((probs - onehot) ** 2).sum(axis=1))) if len(y) else np.nan,
+                "accuracy": float(np.mean(probs.argmax(axis=1) == y)) if len(y) else np.nan,
+            }
+        )
+        reliability += [{"calibration": label, **r} for r in reliability_rows(probs, y, bins)]
+    return pd.DataFrame(summary, columns=CALIBRATION_COLUMNS), pd.DataFrame(reliability, columns=RELIABILITY_COLUMNS)
 
 
 def compare_models(metrics: dict[str, pd.DataFrame], paired: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -235,6 +235,72 @@ def plot_saliency(table_path: Path | str, out: Path | str, per_row: int = 5) -> 
     _save(fig, out)
 
 
+def plot_reliability(table_path: Path | str, out: Path | str) -> None:
+    """Reliability diagram of the soft vote (``reliability.tsv``): accuracy against mean
+    confidence per confidence bin, as it comes and temperature-scaled, the diagonal being
+    perfect calibration; the legend gives each curve's ECE (from the same bins) and films."""
+    df = read_tsv(table_path, typed=True)
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="perfectly calibrated")
+    for (label, part), colour in zip(df.groupby("calibration", sort=False), ("tab:red", "tab:blue"), strict=False):
+        filled = part[part["n"] > 0]
+        n = int(filled["n"].sum())
+        ece = float((filled["n"] * (filled["confidence"] - filled["accuracy"]).abs()).sum() / n) if n else float("nan")
+        ax.plot(
+            filled["confidence"], filled["accuracy"], marker="o", color=colour, label=f"{label} (ECE {ece:.3f}, n {n})"
+        )
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (soft-vote probability of the class chosen)")
+    ax.set_ylabel("accuracy")
+    ax.legend(fontsize=7, loc="upper left")
+    _save(fig, out)
+
+
+def plot_audit(class_source_path: Path | str, probes_path: Path | str, out: Path | str) -> None:
+    """The confound audit (:mod:`patchcxr.audit`): left, each class's share of films from
+    each source (a class given by its source is one dark cell per row); right, each source
+    probe's balanced accuracy with its patient-bootstrap interval against chance."""
+    table = read_tsv(class_source_path, typed=True)
+    probes = read_tsv(probes_path, typed=True)
+    share = table.pivot_table(index="class", columns="source", values="share_of_class", fill_value=0.0)
+    count = table.pivot_table(index="class", columns="source", values="n", fill_value=0)
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(4.5 + 0.9 * max(1, share.shape[1]), 1.0 + 0.6 * max(3, share.shape[0], len(probes)))
+    )
+    im = left.imshow(share.to_numpy(float), cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    for i in range(share.shape[0]):
+        for j in range(share.shape[1]):
+            v = float(share.iloc[i, j])
+            left.text(
+                j,
+                i,
+                f"{int(count.iloc[i, j])}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if v > 0.6 else "black",
+            )
+    left.set_xticks(range(share.shape[1]), list(share.columns), rotation=45, ha="right")
+    left.set_yticks(range(share.shape[0]), list(share.index))
+    left.set_title("films per class and source", fontsize=9)
+    fig.colorbar(im, ax=left, fraction=0.046, label="share of the class")
+    names = [f"{r.mode} / {r.view}" for r in probes.itertuples()]
+    y = np.arange(len(probes))
+    mid = probes["balanced_accuracy"].to_numpy(float)
+    lo = probes["balanced_accuracy_lo"].to_numpy(float)
+    hi = probes["balanced_accuracy_hi"].to_numpy(float)
+    right.errorbar(mid, y, xerr=[np.nan_to_num(mid - lo), np.nan_to_num(hi - mid)], fmt="o", color="tab:red", capsize=3)
+    for yi, chance in zip(y, probes["chance"].to_numpy(float), strict=True):
+        right.plot([chance, chance], [yi - 0.4, yi + 0.4], color="grey", lw=1)
+    right.set_yticks(y, names)
+    right.set_xlim(0, 1.02)
+    right.set_ylim(len(probes) - 0.5, -0.5)
+    right.set_xlabel("balanced accuracy of the source probe (grey: chance)")
+    right.set_title("source read from each view (95 % patient interval)", fontsize=9)
+    _save(fig, out)
+
+
 def plot_training_curves(histories: dict[str, Path | str], out: Path | str) -> None:
     """Training curves from each model's ``history.tsv``: the validation score used for model
     selection (segmentation: mean Jaccard; classifiers: macro-F1 of the K-patch vote) and the

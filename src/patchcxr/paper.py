@@ -18,6 +18,17 @@ Every table here is computed from the workflow's own TSV outputs, never from mod
 * ``table7_seeds``: each classifier's metrics as mean ± sd over its training seeds;
 * ``table8_adult_only``: accuracy and macro-F1 on the whole test split and on its adult
   films only (the paper's sheet holds paediatric Kermany films), per classifier and seed;
+* ``table9_source_probe``: the confound audit's source probes (accuracy and balanced
+  accuracy with patient intervals against chance, whether each reads the source) with
+  Cramér's V of class and source and the verdict (method.md §5.6), and
+  ``table10_class_source``: films per class and source with each class's main source;
+* ``table11_calibration``: the soft vote's calibration on the test split per classifier and
+  seed, as it comes and temperature-scaled on the validation films (ECE with its patient
+  interval, NLL, Brier);
+* ``table12_strata``: accuracy and macro-F1 by source, view, age group and band, sex and
+  mask source for the first seed of each classifier, with n and patient intervals;
+* ``table13_external``: leave-one-source-out validation beside the internal test split
+  (with ``external.leave_one_source_out``);
 * ``metrics.json``: the headline numbers for ``dvc metrics show``.
 """
 
@@ -27,6 +38,7 @@ import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -183,10 +195,96 @@ def mask_source_counts(predictions: pd.DataFrame) -> str:
     return ", ".join(f"{kind} {int(n)}" for kind, n in sorted(counts.items()))
 
 
-def headline_metrics(summary: pd.DataFrame | None, over_seeds: pd.DataFrame | None) -> dict[str, object]:
+def source_probe_table(probes: pd.DataFrame, verdict: Mapping[str, Any]) -> pd.DataFrame:
+    """Table 9: each source probe of the audit with its intervals, whether it reads the
+    source (the lower end of its balanced-accuracy interval more than the verdict's margin
+    above chance), and the verdict's Cramér's V and call, repeated on every row."""
+    margin = float(verdict["margin"])
+    v = verdict.get("cramers_v")
+    rows = [
+        {
+            "model": r.mode,
+            "view": r.view,
+            "n": int(r.n),
+            "n_patients": int(r.n_patients),
+            "n_sources": int(r.n_sources),
+            "chance": f"{float(r.chance):.3f}",
+            "accuracy": _interval(r.accuracy, r.accuracy_lo, r.accuracy_hi),
+            "balanced_accuracy": _interval(r.balanced_accuracy, r.balanced_accuracy_lo, r.balanced_accuracy_hi),
+            "reads_source": "yes" if float(r.balanced_accuracy_lo) > float(r.chance) + margin else "no",
+            "cramers_v": "NaN" if v is None else f"{float(v):.3f}",
+            "confounded": "yes" if verdict["confounded"] else "no",
+        }
+        for r in probes.itertuples()
+    ]
+    return pd.DataFrame(rows)
+
+
+def _number(x: object) -> float:
+    try:
+        return float(str(x))
+    except ValueError:  # an empty cell: a figure not given
+        return float("nan")
+
+
+def _maybe_interval(value: object, low: object, high: object) -> str:
+    """:func:`_interval`, or ``NaN`` for a figure too few films had (strata, external)."""
+    v, lo, hi = (_number(x) for x in (value, low, high))
+    return "NaN" if math.isnan(v) else _interval(v, lo, hi)
+
+
+def calibration_table(calibration: Mapping[Run, pd.DataFrame]) -> pd.DataFrame:
+    """Table 11: per classifier, seed and calibration (as it comes, temperature-scaled) the
+    temperature, the test films, ECE ``value [low, high]``, NLL and Brier score."""
+    rows = []
+    for (model, seed), df in calibration.items():
+        for r in df.itertuples():
+            rows.append(
+                {
+                    "model": model,
+                    "seed": seed,
+                    "calibration": r.calibration,
+                    "temperature": f"{float(r.temperature):.3f}",
+                    "n": int(r.n),
+                    "n_patients": int(r.n_patients),
+                    "ece": _maybe_interval(r.ece, r.ece_lo, r.ece_hi),
+                    "nll": f"{float(r.nll):.3f}",
+                    "brier": f"{float(r.brier):.3f}",
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def figures_table(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """``keys`` columns of a strata-like table (strata, external summary) with accuracy and
+    macro-F1 written ``value [low, high]`` (``NaN`` where too few films)."""
+    out = table[keys].copy()
+    out["accuracy"] = [_maybe_interval(*v) for v in table[["accuracy", "accuracy_lo", "accuracy_hi"]].to_numpy()]
+    out["macro_f1"] = [_maybe_interval(*v) for v in table[["macro_f1", "macro_f1_lo", "macro_f1_hi"]].to_numpy()]
+    return out
+
+
+def strata_paper_table(strata: Mapping[Run, pd.DataFrame]) -> pd.DataFrame:
+    """Table 12: every stratum of each classifier's first seed (:func:`figures_table`)."""
+    first: dict[str, tuple[int, pd.DataFrame]] = {}
+    for (model, seed), df in strata.items():
+        first.setdefault(model, (seed, df))
+    parts = [
+        figures_table(df, ["stratum", "group", "n", "n_patients", "classes"]).assign(model=model, seed=seed)
+        for model, (seed, df) in first.items()
+    ]
+    if not parts:
+        return pd.DataFrame()
+    out = pd.concat(parts, ignore_index=True)
+    return out[["model", "seed", *[c for c in out.columns if c not in ("model", "seed")]]]
+
+
+def headline_metrics(
+    summary: pd.DataFrame | None, over_seeds: pd.DataFrame | None, audit: Mapping[str, Any] | None = None
+) -> dict[str, object]:
     """The numbers ``dvc metrics show`` compares between revisions: lung Jaccard (mean over
-    seeds) and each classifier's accuracy, macro-F1 and macro specificity as mean and sd
-    over its training seeds."""
+    seeds), each classifier's accuracy, macro-F1 and macro specificity as mean and sd over
+    its training seeds, and the confound audit's call with Cramér's V."""
     out: dict[str, object] = {}
     if summary is not None:
         lungs = summary[summary["structure"] == "both lungs"]
@@ -213,6 +311,13 @@ def headline_metrics(summary: pd.DataFrame | None, over_seeds: pd.DataFrame | No
         entry["n_seeds"] = int(get["n_seeds"].max())
         classification[str(model)] = entry
     out["classification"] = classification
+    if audit is not None:
+        v = audit.get("cramers_v")
+        out["audit"] = {
+            "confounded": bool(audit["confounded"]),
+            "input_carries_source": bool(audit["input_carries_source"]),
+            "cramers_v": None if v is None else round(float(v), 6),
+        }
     return out
 
 
@@ -229,10 +334,16 @@ def write_tables(
     model_metadata: Mapping[Run, Path | str] | None = None,
     predictions: Mapping[Run, Path | str] | None = None,
     adult_metrics: Mapping[Run, Path | str] | None = None,
+    audit: Mapping[str, Path | str] | None = None,
+    calibration: Mapping[Run, Path | str] | None = None,
+    strata: Mapping[Run, Path | str] | None = None,
+    external: Path | str | None = None,
 ) -> None:
     """Write the tables named in ``out`` (keys: data, splits, segmentation, biomarker_tests,
-    biomarker_primary, classification, global_vs_local, seeds, adult_only, metrics) from the
-    workflow's tables; the classifiers' inputs are keyed by run (model, seed)."""
+    biomarker_primary, classification, global_vs_local, seeds, adult_only, source_probe,
+    class_source, calibration, strata, external, metrics) from the workflow's tables; the
+    classifiers' inputs are keyed by run (model, seed); ``audit`` holds the audit's files
+    (probes, class_source, verdict), ``external`` the leave-one-source-out summary."""
 
     def read(path: Path | str) -> pd.DataFrame:
         return read_tsv(path, typed=True)
@@ -261,7 +372,21 @@ def write_tables(
         write_tsv(out["adult_only"], adult_only_table(metrics, adult, preds))
     if "global_vs_local" in out and comparison_path:
         write_tsv(out["global_vs_local"], read(comparison_path))
-    atomic_write_text(out["metrics"], json.dumps(headline_metrics(summary, seeds), indent=2, sort_keys=True) + "\n")
+    if "calibration" in out and calibration:
+        write_tsv(out["calibration"], calibration_table({run: read(p) for run, p in calibration.items()}))
+    if "strata" in out and strata:
+        write_tsv(out["strata"], strata_paper_table({run: read(p) for run, p in strata.items()}))
+    if "external" in out and external:
+        keys = ["source", "model", "scheme", "n", "n_patients"]
+        summary = read(external)
+        write_tsv(out["external"], figures_table(summary, keys).assign(note=summary["note"].fillna("")))
+    verdict = json.loads(Path(audit["verdict"]).read_text()) if audit else None
+    if "source_probe" in out and audit and verdict is not None:
+        write_tsv(out["source_probe"], source_probe_table(read(audit["probes"]), verdict))
+    if "class_source" in out and audit:
+        write_tsv(out["class_source"], read(audit["class_source"]))
+    metrics_json = headline_metrics(summary, seeds, verdict)
+    atomic_write_text(out["metrics"], json.dumps(metrics_json, indent=2, sort_keys=True) + "\n")
 
 
 def write_index(entries: Mapping[str, str], out: Path | str) -> None:

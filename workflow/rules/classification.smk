@@ -86,7 +86,9 @@ rule predict_classifier:
         inputs="results/classification/inputs.tsv",
         split="results/splits/classification.tsv",
     output:
-        "results/evaluation/{model}/seed_{seed}/predictions.tsv",
+        test="results/evaluation/{model}/seed_{seed}/predictions.tsv",
+        # the validation films' votes: the temperature of the calibration is fitted on them
+        val="results/evaluation/{model}/seed_{seed}/predictions_val.tsv",
     log:
         "logs/evaluation/predict_{model}_seed_{seed}.log",
     benchmark:
@@ -112,15 +114,16 @@ rule evaluate_classifier:
     input:
         unpack(tracking_inputs),
         predictions="results/evaluation/{model}/seed_{seed}/predictions.tsv",
+        predictions_val="results/evaluation/{model}/seed_{seed}/predictions_val.tsv",
         model="results/classification/{model}/seed_{seed}/model.pt",
         split="results/splits/classification.tsv",
         manifest="results/data/manifest.tsv",
     output:
         metrics="results/evaluation/{model}/seed_{seed}/metrics.tsv",
         confusion="results/evaluation/{model}/seed_{seed}/confusion.tsv",
-        per_source="results/evaluation/{model}/seed_{seed}/per_source.tsv",
-        per_mask_source="results/evaluation/{model}/seed_{seed}/per_mask_source.tsv",
-        per_age_group="results/evaluation/{model}/seed_{seed}/per_age_group.tsv",
+        strata="results/evaluation/{model}/seed_{seed}/strata.tsv",
+        calibration="results/evaluation/{model}/seed_{seed}/calibration.tsv",
+        reliability="results/evaluation/{model}/seed_{seed}/reliability.tsv",
         metrics_adult="results/evaluation/{model}/seed_{seed}/metrics_adult.tsv",
     log:
         "logs/evaluation/evaluate_{model}_seed_{seed}.log",
@@ -130,6 +133,8 @@ rule evaluate_classifier:
         vote=config["classification"]["inference"]["vote"],
         bootstrap=config["classification"]["inference"]["bootstrap"],
         seed=lambda wc: int(wc.seed),
+        strata_min_patients=config["classification"]["inference"]["strata_min_patients"],
+        calibration_bins=config["classification"]["inference"]["calibration_bins"],
         tracking=canonical(config["tracking"]),
     conda:
         "../../envs/torch.yaml"
@@ -154,6 +159,25 @@ rule plot_confusion:
         "../../envs/plot.yaml"
     script:
         "../scripts/plot_confusion.py"
+
+
+rule plot_reliability:
+    input:
+        "results/evaluation/{model}/seed_{seed}/reliability.tsv",
+    output:
+        report(
+            "results/evaluation/{model}/seed_{seed}/reliability.png",
+            caption="../report/reliability.rst",
+            category="Classification",
+        ),
+    log:
+        "logs/evaluation/plot_reliability_{model}_seed_{seed}.log",
+    benchmark:
+        "benchmarks/evaluation/plot_reliability_{model}_seed_{seed}.tsv"
+    conda:
+        "../../envs/plot.yaml"
+    script:
+        "../scripts/plot_reliability.py"
 
 
 rule compare_classifiers:

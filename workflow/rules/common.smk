@@ -34,6 +34,11 @@ for _path, _new in MOVED_KEYS.items():
 # Validate first and fill in the schema's defaults: a misspelt key or a value out of range
 # stops the workflow here, naming the key, before any job is scheduled.
 validate(config, schema="../schemas/config.schema.yaml")
+if config["external"]["leave_one_source_out"] and not set(config["external"]["models"]) <= set(config["classification"]["models"]):
+    raise WorkflowError(
+        f"external.models {config['external']['models']} must be among classification.models "
+        f"{config['classification']['models']}: each held-out source is shown beside that classifier's internal test"
+    )
 for _finding, _label in config["labels"]["findings"].items():
     if _label not in LABEL5:
         raise WorkflowError(f"labels.findings.{_finding}: {_label!r} is not one of the classes {', '.join(LABEL5)}")
@@ -299,9 +304,77 @@ def evaluation_targets():
     return (
         classifier_results("metrics.tsv")
         + classifier_results("confusion.png")
+        + classifier_results("reliability.png")
         + ["results/evaluation/global_vs_local.tsv", "results/evaluation/over_seeds.tsv"]
         + saliency
     )
+
+
+# ----------------------------------------------------------------------------- audit
+def audit_probes():
+    """Every (model, view) of the confound audit's source probes, models first; none when
+    the audit is off."""
+    if not config["audit"]["enabled"]:
+        return []
+    return [[m, v] for m in config["audit"]["models"] for v in config["audit"]["views"]]
+
+
+def audit_predictions():
+    return [f"results/audit/{m}/{v}/predictions.tsv" for m, v in audit_probes()]
+
+
+def audit_train_settings():
+    """The probes' training settings: the classifier's of its first seed, with audit.epochs
+    in place of its epochs where that is set."""
+    settings = train_settings("classification", train_seeds("classification")[0])
+    epochs = config["audit"]["epochs"]
+    return settings if epochs is None else canonical(settings | {"epochs": int(epochs)})
+
+
+def audit_files():
+    """The audit's summary files, in the order the paper tables read them; none when off."""
+    if not audit_probes():
+        return []
+    return [f"results/audit/{name}" for name in ("class_source.tsv", "probes.tsv", "verdict.json")]
+
+
+def audit_targets():
+    if not active_sources() or not audit_probes():
+        return []
+    return ["results/audit/verdict.json", "results/audit/figure.png"]
+
+
+# ----------------------------------------------------------------------------- external
+def external_held_out(wildcards=None):
+    """The cohort sources the leave-one-source-out plan holds out (checkpoint: known once
+    the cohort is)."""
+    plan = checkpoints.plan_external.get().output.plan
+    with open(plan) as fh:
+        header = fh.readline().rstrip("\n").split("\t")
+        rows = [dict(zip(header, line.rstrip("\n").split("\t"))) for line in fh]
+    return [r["source"] for r in rows if r["held_out"] == "1"]
+
+
+def external_results(wildcards):
+    """summarise_external's inputs: each held-out source's metrics and strata of each
+    external model, and the internal test split's of the first seed's classifiers."""
+    runs = [(s, m) for s in external_held_out() for m in config["external"]["models"]]
+    first = train_seeds("classification")[0]
+    return {
+        "metrics": [f"results/external/{s}/{m}/metrics.tsv" for s, m in runs],
+        "strata": [f"results/external/{s}/{m}/strata.tsv" for s, m in runs],
+        "internal_metrics": [f"results/evaluation/{m}/seed_{first}/metrics.tsv" for m in config["external"]["models"]],
+        "internal_strata": [f"results/evaluation/{m}/seed_{first}/strata.tsv" for m in config["external"]["models"]],
+    }
+
+
+def external_targets():
+    """The plan (which sources could be held out, and why not) always; the models and the
+    summary with external.leave_one_source_out."""
+    if not active_sources():
+        return []
+    plan = ["results/external/plan.tsv"]
+    return plan + (["results/external/summary.tsv"] if config["external"]["leave_one_source_out"] else [])
 
 
 STAGES = yaml.safe_load((Path(workflow.basedir) / "workflow" / "stages.yaml").read_text())
@@ -341,6 +414,8 @@ def paper_figures():
         figs[f"fig6_confusion_{m}"] = f"results/evaluation/{m}/seed_{first}/confusion.png"
     if "local" in paper_models():
         figs["fig7_saliency"] = "results/saliency/local/figure.png"
+    if audit_probes():
+        figs["fig9_confound_audit"] = "results/audit/figure.png"
     return figs
 
 
@@ -354,6 +429,11 @@ PAPER_TABLES = {
     "table6_global_vs_local": "paper_comparison.rst",
     "table7_seeds": "paper_seeds.rst",
     "table8_adult_only": "paper_adult_only.rst",
+    "table9_source_probe": "paper_source_probe.rst",
+    "table10_class_source": "paper_class_source.rst",
+    "table11_calibration": "paper_calibration.rst",
+    "table12_strata": "paper_strata.rst",
+    "table13_external": "paper_external.rst",
 }
 PAPER_FIGURE_CAPTIONS = {
     "fig1_segmentation_jaccard": "segmentation_jaccard.rst",
@@ -365,6 +445,7 @@ PAPER_FIGURE_CAPTIONS = {
     "fig6_confusion_global": "confusion.rst",
     "fig7_saliency": "saliency.rst",
     "fig8_training_curves": "training_curves.rst",
+    "fig9_confound_audit": "audit.rst",
 }
 
 
@@ -377,6 +458,9 @@ def paper_tables():
     names += ["table4_biomarker_primary"]
     names += ["table5_classification", "table7_seeds", "table8_adult_only"] if paper_models() else []
     names += ["table6_global_vs_local"] if len(paper_models()) == 2 else []
+    names += ["table9_source_probe", "table10_class_source"] if audit_probes() else []
+    names += ["table11_calibration", "table12_strata"] if paper_models() else []
+    names += ["table13_external"] if config["external"]["leave_one_source_out"] else []
     return names
 
 

@@ -17,6 +17,11 @@ rule paper_tables:
             ["results/evaluation/global_vs_local.tsv"] if len(paper_models()) == 2 else []
         ),
         seeds=["results/evaluation/over_seeds.tsv"] if paper_models() else [],
+        # the confound audit's class_source.tsv, probes.tsv and verdict.json (when it runs)
+        audit=audit_files(),
+        calibration=classifier_results("calibration.tsv", paper_models()),
+        strata=classifier_results("strata.tsv", paper_models()),
+        external=["results/external/summary.tsv"] if config["external"]["leave_one_source_out"] else [],
     output:
         **{
             t.split("_", 1)[1]: report(
@@ -44,7 +49,7 @@ rule paper_figure:
     output:
         "results/paper/{name}.png",
     wildcard_constraints:
-        name="fig[1-7]_[a-z_]+",
+        name="fig([1-7]|9)_[a-z_]+",
     log:
         "logs/paper/{name}.log",
     benchmark:

@@ -2,7 +2,7 @@
 
 from typing import TYPE_CHECKING, Any
 
-from patchcxr.evaluation import confusion_long, metrics_long, per_group, per_source
+from patchcxr.evaluation import calibration_tables, confusion_long, metrics_long, strata_table
 from patchcxr.io import read_tsv, write_tsv
 from patchcxr.logs import setup_logging
 from patchcxr.models.state import load_state
@@ -18,6 +18,8 @@ def main(
     vote: str,
     n_boot: int,
     seed: int,
+    min_patients: int,
+    calibration_bins: int,
     tracking: dict[str, Any],
     outputs: dict[str, str],
     log: str,
@@ -37,12 +39,17 @@ def main(
         "metrics_adult": metrics_long(
             y[adult], p[adult], names, groups=groups[adult], n_boot=n_boot, seed=seed, scores=scores[adult]
         ).assign(vote=vote),
-        "per_age_group": per_group(pred, names, "age_group", vote),
         "confusion": confusion_long(y, p, names),
-        "per_source": per_source(pred, names, vote),
-        # predicted masks, ground truth (a sensitivity option) and atlas fallbacks apart
-        "per_mask_source": per_group(pred, names, "mask_source", vote),
+        # by source, view, age group and band, sex and mask source (predicted, ground truth
+        # as a sensitivity option, atlas fallback), each with its patients' intervals
+        "strata": strata_table(
+            pred, read_tsv(inputs["manifest"]), names, vote=vote, n_boot=n_boot, seed=seed, min_patients=min_patients
+        ),
     }
+    # the soft vote's probabilities as they come and temperature-scaled on the validation films
+    tables["calibration"], tables["reliability"] = calibration_tables(
+        read_tsv(inputs["predictions_val"], typed=True), pred, names, bins=calibration_bins, n_boot=n_boot, seed=seed
+    )
     for key, df in tables.items():
         write_tsv(outputs[key], df)
     named = {k: v for k, v in inputs.items() if k in ("manifest", "split", "predictions", "model")}
@@ -62,6 +69,8 @@ main(
     snakemake.params.vote,
     int(snakemake.params.bootstrap),
     int(snakemake.params.seed),
+    int(snakemake.params.strata_min_patients),
+    int(snakemake.params.calibration_bins),
     dict(snakemake.params.tracking),
     dict(snakemake.output.items()),
     snakemake.log[0],

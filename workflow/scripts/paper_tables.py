@@ -17,6 +17,8 @@ def main(inputs: dict[str, Any], runs: list[tuple[str, int]], outputs: dict[str,
         return dict(zip(keys, [str(p) for p in inputs[name]], strict=True))
 
     comparison, seeds = list(inputs["comparison"]), list(inputs["seeds"])
+    audit = [str(p) for p in inputs["audit"]]  # none when the audit is off
+    external = [str(p) for p in inputs["external"]]  # none without leave-one-source-out
     write_tables(
         str(inputs["cohort"]),
         str(inputs["split"]),
@@ -29,12 +31,17 @@ def main(inputs: dict[str, Any], runs: list[tuple[str, int]], outputs: dict[str,
         model_metadata=by_run("model_metadata"),
         predictions=by_run("predictions"),
         adult_metrics=by_run("adult_metrics"),
+        audit=dict(zip(("class_source", "probes", "verdict"), audit, strict=True)) if audit else None,
+        calibration=by_run("calibration"),
+        strata=by_run("strata"),
+        external=external[0] if external else None,
     )
 
 
 main(
     {k: snakemake.input[k] for k in ("cohort", "split", "segmentation", "biomarkers", "metrics", "comparison")}
-    | {k: snakemake.input[k] for k in ("model_metadata", "predictions", "adult_metrics", "seeds")},
+    | {k: snakemake.input[k] for k in ("model_metadata", "predictions", "adult_metrics", "seeds", "audit")}
+    | {k: snakemake.input[k] for k in ("calibration", "strata", "external")},
     [tuple(r) for r in snakemake.params.runs],
     dict(snakemake.output.items()),
     snakemake.log[0],

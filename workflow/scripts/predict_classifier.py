@@ -13,12 +13,21 @@ if TYPE_CHECKING:
 
 
 def main(
-    model: str, inputs: str, split: str, k: int, mode: str, seed: int, out: str, threads: int, device: str, log: str
+    model: str,
+    inputs: str,
+    split: str,
+    k: int,
+    mode: str,
+    seed: int,
+    out: dict[str, str],
+    threads: int,
+    device: str,
+    log: str,
 ) -> None:
     setup_logging(log)
     torch.set_num_threads(threads)
-    df = predict_split(model, inputs, split, k=k, part="test", device=device, seed=seed, mode=mode)
-    write_tsv(out, df)
+    for part, path in out.items():  # test, and val for the calibration's temperature
+        write_tsv(path, predict_split(model, inputs, split, k=k, part=part, device=device, seed=seed, mode=mode))
 
 
 main(
@@ -28,7 +37,7 @@ main(
     int(snakemake.params.k),
     str(snakemake.params.mode),
     int(snakemake.params.seed),
-    snakemake.output[0],
+    {"test": snakemake.output.test, "val": snakemake.output.val},
     snakemake.threads,
     str(snakemake.resources.device),
     snakemake.log[0],

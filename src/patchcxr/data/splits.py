@@ -37,21 +37,14 @@ def _rng(seed: int, key: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(key.encode())])
 
 
-def classification_split(cohort: pd.DataFrame, fractions: Mapping[str, float], seed: int) -> pd.DataFrame:
-    """Assign every cohort image to train/val/test, whole patients at a time.
+#: classification roles of a source (config ``splits.classification.sources``)
+CLASSIFICATION_ROLES = ("split", "train", "test")
 
-    Each patient belongs to the class of most of its images. Within a class, patients are
-    shuffled (seeded) and taken greedily into test, then val, until each holds the
-    requested share of that class's *images*; the rest is train. A class with three or
-    more patients gets at least one in each split.
 
-    Args:
-        cohort: columns ``image_id``, ``patient_id``, ``label5`` (others are carried).
-        fractions: ``{"train": .7, "val": .1, "test": .2}``; must sum to 1.
-        seed: the split seed.
-    """
-    if not math.isclose(sum(fractions[s] for s in SPLITS), 1.0, abs_tol=1e-6):
-        raise ValueError(f"split fractions must sum to 1, got {dict(fractions)}")
+def _split_by_class(cohort: pd.DataFrame, fractions: Mapping[str, float], seed: int) -> dict[str, str]:
+    """patient → split: within each class (a patient's main class), patients shuffled
+    (seeded) and taken greedily into test, then val, until each holds its share of the
+    class's images; the rest train (:func:`classification_split`)."""
     sizes = cohort.groupby("patient_id").size()
     main_label = (
         cohort.groupby(["patient_id", "label5"])
@@ -83,8 +76,110 @@ def classification_split(cohort: pd.DataFrame, fractions: Mapping[str, float], s
                 remaining.remove(p)
         for p in remaining:
             assign[p] = "train"
+    return assign
+
+
+def classification_split(
+    cohort: pd.DataFrame,
+    fractions: Mapping[str, float],
+    seed: int,
+    roles: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """Assign every cohort image to train/val/test, whole patients at a time.
+
+    Each patient belongs to the class of most of its images. Within a class, patients are
+    shuffled (seeded) and taken greedily into test, then val, until each holds the
+    requested share of that class's *images*; the rest is train. A class with three or
+    more patients gets at least one in each split.
+
+    Per-source ``roles`` make external validation a configuration: a source with role
+    ``test`` is held out whole (every patient in test: the model never sees its hospital),
+    one with role ``train`` gives only training and validation patients (train : val in
+    the ratio of the fractions), and ``split`` (the default of every source) is split as
+    above. The split as a whole then mixes internal and external test films; their
+    ``source`` tells them apart in every per-source table.
+
+    Args:
+        cohort: columns ``image_id``, ``patient_id``, ``label5``, ``source`` (others are
+            carried; ``source`` is needed only with ``roles``).
+        fractions: ``{"train": .7, "val": .1, "test": .2}``; must sum to 1.
+        seed: the split seed.
+        roles: source → one of :data:`CLASSIFICATION_ROLES`; sources not named: ``split``.
+    """
+    if not math.isclose(sum(fractions[s] for s in SPLITS), 1.0, abs_tol=1e-6):
+        raise ValueError(f"split fractions must sum to 1, got {dict(fractions)}")
+    roles = dict(roles or {})
+    for source, role in roles.items():
+        if role not in CLASSIFICATION_ROLES:
+            raise ValueError(f"classification role of {source!r} must be one of {CLASSIFICATION_ROLES}, got {role!r}")
+    role_of = cohort["source"].map(lambda s: roles.get(s, "split")) if roles else pd.Series("split", cohort.index)
+    # a patient in two sources (two renditions of one film) must not get two roles
+    mixed = role_of.groupby(cohort["patient_id"]).nunique()
+    if (mixed > 1).any():
+        raise ValueError(f"patients in sources of different classification roles: {list(mixed.index[mixed > 1][:3])}")
+    assign = _split_by_class(cohort[role_of == "split"], fractions, seed)
+    training = fractions["train"] + fractions["val"]
+    if (role_of == "train").any():
+        if training <= 0:
+            raise ValueError("a source with classification role 'train' needs train + val fractions above 0")
+        inner = {"train": fractions["train"] / training, "val": fractions["val"] / training, "test": 0.0}
+        assign |= _split_by_class(cohort[role_of == "train"], inner, seed)
+    assign |= dict.fromkeys(cohort.loc[role_of == "test", "patient_id"], "test")
     out = cohort.assign(split=cohort["patient_id"].map(assign))
     return out.sort_values("image_id", kind="stable").reset_index(drop=True)
+
+
+#: columns of the leave-one-source-out plan (:func:`leave_one_source_out`)
+EXTERNAL_PLAN_COLUMNS = ["source", "held_out", "n_images", "n_patients", "classes", "reason"]
+
+
+def leave_one_source_out(
+    cohort: pd.DataFrame, fractions: Mapping[str, float], seed: int, *, labels: str
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """External validation by leaving one source out at a time.
+
+    A source is held out when at least one other source remains and the others hold every
+    class (``labels``: the classifier's scheme) the source holds: a model trained on them
+    can then be asked every question the source poses. For each held-out source the split
+    puts its patients in ``test`` and splits the others' patients into train and val (in the
+    ratio of ``fractions``; the internal test share goes to training, as no test film is
+    drawn from them).
+
+    Returns the plan (:data:`EXTERNAL_PLAN_COLUMNS`: every cohort source, whether it is held
+    out, and why not when it is not) and the split of each held-out source.
+    """
+    plan, splits = [], {}
+    sources = sorted(cohort["source"].astype(str).unique())
+    for source in sources:
+        mine = cohort[cohort["source"] == source]
+        # a patient of the held-out source in another source too (two renditions) stays out
+        # of training: none of its films may teach the model what it is tested on
+        others = cohort[(cohort["source"] != source) & ~cohort["patient_id"].isin(mine["patient_id"])]
+        classes = sorted(set(mine[labels].astype(str)) - {""})
+        missing = sorted(set(classes) - set(others[labels].astype(str)))
+        reason = (
+            "the only source of the cohort"
+            if others.empty
+            else f"no other source holds {', '.join(missing)}"
+            if missing
+            else ""
+        )
+        plan.append(
+            {
+                "source": source,
+                "held_out": int(not reason),
+                "n_images": len(mine),
+                "n_patients": mine["patient_id"].nunique(),
+                "classes": ",".join(classes),
+                "reason": reason,
+            }
+        )
+        if not reason:
+            training = fractions["train"] + fractions["val"]
+            inner = {"train": 1 - fractions["val"] / training, "val": fractions["val"] / training, "test": 0.0}
+            rest = classification_split(others, inner, seed)
+            splits[source] = pd.concat([rest, mine.assign(split="test")]).sort_values("image_id", kind="stable")
+    return pd.DataFrame(plan, columns=EXTERNAL_PLAN_COLUMNS), splits
 
 
 #: segmentation roles of a source (config ``splits.segmentation.sources``)
@@ -174,7 +269,8 @@ def write_splits(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Both split files from the ``splits`` config; refuses to write a leaking split."""
     seed = int(cfg["seed"])
-    cls = classification_split(cohort, cfg["classification"], seed)
+    cls_cfg = cfg["classification"]
+    cls = classification_split(cohort, cls_cfg, seed, roles=cls_cfg.get("sources"))
     seg_cfg = cfg["segmentation"]
     masked = manifest[manifest["has_lung_mask"] == "1"]
     seg = segmentation_split(

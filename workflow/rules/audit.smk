@@ -1,0 +1,89 @@
+# Confound audit (patchcxr.audit, method.md §5.6; issue 18): does the classifier read the
+# disease or the source? One source probe per classifier mode and view (the classifier's
+# own trainer, trained to predict the source), then the class x source table, the probe
+# table with patient intervals and the verdict, and their figure.
+
+
+rule probe_source:
+    wildcard_constraints:
+        mode="local|global",
+        view="lung|outside|mask",
+    input:
+        inputs="results/classification/inputs.tsv",
+        split="results/splits/classification.tsv",
+        manifest="results/data/manifest.tsv",
+    # the probe's model.pt, metadata.json and history.tsv lie beside its predictions (none
+    # when the inputs come from one source: nothing to tell apart, nothing trained)
+    output:
+        predictions="results/audit/{mode}/{view}/predictions.tsv",
+        table="results/audit/{mode}/{view}/inputs.tsv",
+        view=directory("results/audit/{mode}/{view}/view"),
+    log:
+        "logs/audit/probe_{mode}_{view}.log",
+    benchmark:
+        "benchmarks/audit/probe_{mode}_{view}.tsv"
+    params:
+        # the classifier's own training settings (first seed), audit.epochs in place of its epochs
+        train=audit_train_settings(),
+        input_size=config["classification"]["input_size"],
+        preprocessing=canonical(config["preprocessing"]),
+        mask_source=config["segmentation"]["mask_source"],
+        # the classifier's initialisation (ImageNet weights where configured)
+        weights=canonical(config["classification"]["weights"]),
+        k=config["audit"]["k"],
+        # the probe writes here (its resume state under resume/)
+        out_dir="results/audit/{mode}/{view}",
+    threads: 2
+    resources:
+        device="auto",
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/probe_source.py"
+
+
+rule summarise_audit:
+    input:
+        predictions=audit_predictions(),
+        inputs="results/classification/inputs.tsv",
+        cohort="results/data/cohort.tsv",
+    output:
+        class_source="results/audit/class_source.tsv",
+        probes="results/audit/probes.tsv",
+        verdict="results/audit/verdict.json",
+    log:
+        "logs/audit/summary.log",
+    benchmark:
+        "benchmarks/audit/summary.tsv"
+    params:
+        # the (mode, view) of each input, in the inputs' order
+        probes=audit_probes(),
+        labels=config["classification"]["train"]["labels"],
+        bootstrap=config["audit"]["bootstrap"],
+        seed=train_seeds("classification")[0],
+        margin=config["audit"]["margin"],
+        association=config["audit"]["association"],
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/summarise_audit.py"
+
+
+rule plot_audit:
+    input:
+        class_source="results/audit/class_source.tsv",
+        probes="results/audit/probes.tsv",
+    output:
+        report(
+            "results/audit/figure.png",
+            caption="../report/audit.rst",
+            category="Confound audit",
+        ),
+    log:
+        "logs/audit/plot.log",
+    benchmark:
+        "benchmarks/audit/plot.tsv"
+    conda:
+        "../../envs/plot.yaml"
+    script:
+        "../scripts/plot_audit.py"

@@ -1,0 +1,136 @@
+# External validation (patchcxr.data.splits.leave_one_source_out; issue 18): with
+# external.leave_one_source_out, one classifier per cohort source that the other sources
+# can stand in for (they hold every class it holds), trained on the others and tested on
+# it whole, beside the internal test split's figures on the same source.
+
+
+checkpoint plan_external:
+    input:
+        cohort="results/data/cohort.tsv",
+    output:
+        plan="results/external/plan.tsv",
+        splits=directory("results/external/splits"),
+    log:
+        "logs/external/plan.log",
+    benchmark:
+        "benchmarks/external/plan.tsv"
+    params:
+        fractions={k: config["splits"]["classification"][k] for k in ("train", "val", "test")},
+        seed=config["splits"]["seed"],
+        labels=config["classification"]["train"]["labels"],
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/plan_external.py"
+
+
+rule train_external:
+    wildcard_constraints:
+        model="local|global",
+    input:
+        inputs="results/classification/inputs.tsv",
+        split="results/external/splits/{source}.tsv",
+        manifest="results/data/manifest.tsv",
+    output:
+        model="results/external/{source}/{model}/model.pt",
+        metadata="results/external/{source}/{model}/metadata.json",
+        history="results/external/{source}/{model}/history.tsv",
+    log:
+        "logs/external/train_{source}_{model}.log",
+    benchmark:
+        "benchmarks/external/train_{source}_{model}.tsv"
+    params:
+        # the classifier's training settings of its first seed
+        train=train_settings("classification", train_seeds("classification")[0]),
+        input_size=config["classification"]["input_size"],
+        preprocessing=canonical(config["preprocessing"]),
+        mask_source=config["segmentation"]["mask_source"],
+        weights=canonical(config["classification"]["weights"]),
+        tracking=canonical(config["tracking"] | {"enabled": False}),
+        resume_dir="results/external/{source}/{model}/resume",
+    threads: 2
+    resources:
+        device="auto",
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/train_classifier.py"
+
+
+rule predict_external:
+    wildcard_constraints:
+        model="local|global",
+    input:
+        model="results/external/{source}/{model}/model.pt",
+        inputs="results/classification/inputs.tsv",
+        split="results/external/splits/{source}.tsv",
+    output:
+        test="results/external/{source}/{model}/predictions.tsv",
+        val="results/external/{source}/{model}/predictions_val.tsv",
+    log:
+        "logs/external/predict_{source}_{model}.log",
+    benchmark:
+        "benchmarks/external/predict_{source}_{model}.tsv"
+    params:
+        k=config["classification"]["inference"]["k"],
+        mode=config["classification"]["inference"]["mode"],
+        seed=train_seeds("classification")[0],
+    threads: 2
+    resources:
+        device="auto",
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/predict_classifier.py"
+
+
+rule evaluate_external:
+    wildcard_constraints:
+        model="local|global",
+    input:
+        predictions="results/external/{source}/{model}/predictions.tsv",
+        predictions_val="results/external/{source}/{model}/predictions_val.tsv",
+        model="results/external/{source}/{model}/model.pt",
+        split="results/external/splits/{source}.tsv",
+        manifest="results/data/manifest.tsv",
+    output:
+        metrics="results/external/{source}/{model}/metrics.tsv",
+        confusion="results/external/{source}/{model}/confusion.tsv",
+        strata="results/external/{source}/{model}/strata.tsv",
+        calibration="results/external/{source}/{model}/calibration.tsv",
+        reliability="results/external/{source}/{model}/reliability.tsv",
+        metrics_adult="results/external/{source}/{model}/metrics_adult.tsv",
+    log:
+        "logs/external/evaluate_{source}_{model}.log",
+    benchmark:
+        "benchmarks/external/evaluate_{source}_{model}.tsv"
+    params:
+        vote=config["classification"]["inference"]["vote"],
+        bootstrap=config["classification"]["inference"]["bootstrap"],
+        seed=train_seeds("classification")[0],
+        strata_min_patients=config["classification"]["inference"]["strata_min_patients"],
+        calibration_bins=config["classification"]["inference"]["calibration_bins"],
+        tracking=canonical(config["tracking"] | {"enabled": False}),
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/evaluate_classifier.py"
+
+
+rule summarise_external:
+    input:
+        unpack(external_results),
+        plan="results/external/plan.tsv",
+    output:
+        "results/external/summary.tsv",
+    log:
+        "logs/external/summary.log",
+    benchmark:
+        "benchmarks/external/summary.tsv"
+    params:
+        models=config["external"]["models"],
+        seed=train_seeds("classification")[0],
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/summarise_external.py"

@@ -1,0 +1,32 @@
+"""Rule summarise_external: each held-out source's figures beside the internal test split's."""
+
+from typing import TYPE_CHECKING
+
+from patchcxr.evaluation import external_table
+from patchcxr.io import read_tsv, write_tsv
+from patchcxr.logs import setup_logging
+
+if TYPE_CHECKING:
+    from snakemake.script import snakemake
+
+
+def main(inputs: dict[str, list[str]], plan: str, models: list[str], out: str, log: str) -> None:
+    setup_logging(log)
+    table = read_tsv(plan, typed=True)
+    held = [str(s) for s in table.loc[table["held_out"] == 1, "source"]]
+    runs = [(s, m) for s in held for m in models]
+    external = {run: read_tsv(p, typed=True) for run, p in zip(runs, inputs["strata"], strict=True)}
+    internal = {
+        m: (read_tsv(metrics, typed=True), read_tsv(strata, typed=True))
+        for m, metrics, strata in zip(models, inputs["internal_metrics"], inputs["internal_strata"], strict=True)
+    }
+    write_tsv(out, external_table(read_tsv(plan), external, internal))
+
+
+main(
+    {k: [str(p) for p in snakemake.input[k]] for k in ("strata", "internal_metrics", "internal_strata")},
+    snakemake.input.plan,
+    [str(m) for m in snakemake.params.models],
+    snakemake.output[0],
+    snakemake.log[0],
+)
