@@ -6,13 +6,21 @@
 #   bench/gpu.sh --dry-run    # list the jobs only (any machine)
 # On a machine without CUDA it says so and exits 0 without running anything.
 # Environment: PYTHON (default .venv/bin/python), CORES (default all), RESULTS (default
-# bench/gpu-run: a folder of its own, so the CPU run's results are not overwritten).
+# bench/gpu-run: a folder of its own, so the CPU run's results are not overwritten),
+# PRECISION (fp32 default, bf16 or fp16: the networks' autocast; run it once with each,
+# RESULTS apart, to compare epochs/s and patches/s with and without mixed precision).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-.venv/bin/python}"
 RESULTS="${RESULTS:-bench/gpu-run}"
+PRECISION="${PRECISION:-fp32}"
+PRECISE=()
+for rule in train_segmentation train_classifier predict_classifier probe_source; do
+  PRECISE+=("$rule:precision=$PRECISION")
+done
 CONFIG=(--configfile "$PWD/config/config.yaml" "$PWD/config/real.yaml" "$PWD/config/gpu.yaml")
-SNAKEMAKE=("$PYTHON" -m snakemake --snakefile "$PWD/Snakefile" --directory "$RESULTS" --cores "${CORES:-all}")
+SNAKEMAKE=("$PYTHON" -m snakemake --snakefile "$PWD/Snakefile" --directory "$RESULTS" --cores "${CORES:-all}"
+  --set-resources "${PRECISE[@]}")
 prepare() {
   mkdir -p "$RESULTS"
   # the data folders of config/real.yaml are relative to the run folder: ../shared there
@@ -31,7 +39,7 @@ if [[ -z "$device" ]]; then
 fi
 test -d ../shared/data/cxr-shenzhen512 || { echo "bench/gpu.sh: needs ../shared/data/cxr-shenzhen512 and ../shared/data/cxr-sample"; exit 2; }
 prepare
-echo "bench/gpu.sh: device $device; results in $RESULTS"
+echo "bench/gpu.sh: device $device, precision $PRECISION; results in $RESULTS"
 start=$(date +%s)
 "${SNAKEMAKE[@]}" "${CONFIG[@]}"
 echo "wall time $(( $(date +%s) - start )) s"

@@ -24,13 +24,15 @@ def main(run: Path, device: str) -> None:
     print(f"device: {device}")
     for model_dir in sorted((run / "results" / "segmentation").glob("*/*/seed_*")):
         meta = json.loads((model_dir / "metadata.json").read_text())
-        n = int(meta.get("counts", {}).get("n_train", 0))
-        print(f"segmentation {model_dir.relative_to(run)}: {throughput(model_dir / 'history.tsv', n)} images")
+        n = int(meta.get("n_train", 0))
+        where = f"{model_dir.relative_to(run)} ({meta.get('precision', 'fp32')})"
+        print(f"segmentation {where}: {throughput(model_dir / 'history.tsv', n)} images")
     for model_dir in sorted((run / "results" / "classification").glob("*/seed_*")):
         meta = json.loads((model_dir / "metadata.json").read_text())
-        settings = meta.get("settings", {})
-        n = int(settings.get("draws") or meta.get("counts", {}).get("n_train", 0))
-        print(f"classifier {model_dir.relative_to(run)}: {throughput(model_dir / 'history.tsv', n)} patches")
+        settings = meta.get("config", {}).get("classifier", {})
+        n = int(settings.get("draws") or meta.get("n_train", 0))
+        where = f"{model_dir.relative_to(run)} ({meta.get('precision', 'fp32')})"
+        print(f"classifier {where}: {throughput(model_dir / 'history.tsv', n)} patches")
     summary = pd.read_csv(run / "results" / "segmentation" / "summary.tsv", sep="\t")
     print(summary[summary["structure"] == "both lungs"].to_string(index=False))
     for metrics in sorted((run / "results" / "evaluation").glob("*/seed_*/metrics.tsv")):

@@ -232,3 +232,57 @@ def test_the_classifier_learns_planted_class_patterns_far_above_chance(tmp_path:
     # model's 4): a run that separates them scores near 1, not at most 0.5
     history = pd.read_csv(tmp_path / "h.tsv", sep="\t")
     assert history["val_macro_f1"].max() > 0.75, history["val_macro_f1"].tolist()
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_a_training_step_and_a_k_vote_run_under_cpu_autocast(tmp_path: Path, precision: str) -> None:
+    # the mixed-precision path of a GPU profile, exercised on the CPU (issue 19)
+    from patchcxr.models.classifier import resnet18_classifier
+    from patchcxr.training import Trainer
+
+    half = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    torch.manual_seed(0)
+    model = resnet18_classifier(2)
+    seen: list[torch.dtype] = []
+    hook = model.conv1.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    before = model.fc.weight.detach().clone()
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 0, 1])
+    trainer = Trainer(
+        model=model,
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+        scheduler=None,
+        # fp16's loss scaler skips the first steps while its scale comes down from 2**16
+        batches=lambda epoch: [(x, y)] * 20,
+        loss=lambda m, b: torch.nn.functional.cross_entropy(m(b[0]), b[1]),
+        validate=lambda m: {"score": float(m(x).float().softmax(1)[:, 0].mean())},
+        select_metric="score",
+        epochs=1,
+        seed=0,
+        resume_path=tmp_path / "state.pt",
+        fingerprint="f",
+        precision=precision,
+    )
+    result = trainer.fit()
+    hook.remove()
+    # the steps' forwards and the validation ran in half precision, the weights stay fp32 and moved
+    assert len(seen) == 21 and set(seen) == {half} and model.fc.weight.dtype == torch.float32
+    assert not torch.equal(model.fc.weight, before) and np.isfinite(result.history[0]["train_loss"])
+    # the K-patch vote under the same autocast: probabilities in fp32, close to the fp32 vote
+    model.eval()
+    lung = np.zeros((96, 96), bool)
+    lung[20:80, 10:45] = lung[20:80, 52:88] = True
+    img = torch.rand(1, 96, 96) * torch.from_numpy(lung)
+    settings = ClassifierSettings(patch=32)
+    seen.clear()
+    hook = model.conv1.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    mixed, _ = predict_probs(
+        model, img, lung, settings, k=6, rng=np.random.default_rng(0), device=torch.device("cpu"), precision=precision
+    )
+    hook.remove()
+    exact, _ = predict_probs(model, img, lung, settings, k=6, rng=np.random.default_rng(0), device=torch.device("cpu"))
+    assert seen == [half] and mixed.dtype == torch.float32
+    assert torch.allclose(mixed.sum(1), torch.ones(6)) and torch.allclose(mixed, exact, atol=0.05)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        predict_probs(
+            model, img, lung, settings, k=1, rng=np.random.default_rng(0), device=torch.device("cpu"), precision="fp8"
+        )

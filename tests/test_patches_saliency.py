@@ -231,3 +231,91 @@ def test_lung_mass_is_the_share_of_the_map_inside_the_lung() -> None:
     sal[0, 0], sal[0, 3] = 3.0, 1.0  # 3 of 4 units of mass in the lung
     assert lung_mass(sal, lung) == pytest.approx(0.75)
     assert np.isnan(lung_mass(np.zeros((4, 4)), lung))
+
+
+def test_randomised_copies_reinitialise_only_the_named_layers(model: torch.nn.Module) -> None:
+    from patchcxr.classification.explain import randomised_copy
+
+    copy = randomised_copy(model, ("fc", "layer4"), seed=5)
+    before, after = model.state_dict(), copy.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(("fc.", "layer4.")) for k in changed)
+    assert "fc.weight" in changed and "layer4.1.conv2.weight" in changed
+    assert not any(torch.equal(before[k], after[k]) for k in before if k.endswith("conv1.weight") and "layer4" in k)
+    again = randomised_copy(model, ("fc", "layer4"), seed=5).state_dict()
+    assert all(torch.equal(after[k], again[k]) for k in after)  # seeded
+    assert all(torch.equal(before[k], v) for k, v in randomised_copy(model, (), seed=5).state_dict().items())
+
+
+def test_grad_cam_decorrelates_when_the_network_is_randomised(model: torch.nn.Module) -> None:
+    from patchcxr.classification.explain import image_saliency, randomised_copy, rank_correlation
+    from patchcxr.classification.settings import ClassifierSettings
+
+    lung = ring_lung(128)
+    img = torch.rand(1, 128, 128) * torch.from_numpy(lung)
+
+    def saliency(net: torch.nn.Module) -> np.ndarray:
+        rng = np.random.default_rng(0)
+        s = ClassifierSettings(patch=32)
+        return image_saliency(net, img, lung, s, k=12, target=3, rng=rng, device=torch.device("cpu"), batch=6)[0]
+
+    reference = saliency(model)
+    # the negative control: the same weights and patches give the same map
+    assert rank_correlation(reference, saliency(randomised_copy(model, (), seed=1)), lung) == pytest.approx(1.0)
+    for layers in (("fc",), ("fc", "layer4")):
+        r = rank_correlation(reference, saliency(randomised_copy(model, layers, seed=1)), lung)
+        assert r < 0.9, (layers, r)
+    assert rank_correlation(reference, -reference, lung) == pytest.approx(-1.0)
+    # a randomised map the ReLU emptied shares no ranking; a constant reference has none
+    assert rank_correlation(reference, np.zeros_like(reference), lung) == 0.0
+    assert np.isnan(rank_correlation(np.ones_like(reference), reference, lung))
+
+
+def test_the_saliency_checks_resample_patients() -> None:
+    import pandas as pd
+
+    from patchcxr.evaluation import saliency_sanity
+
+    randomisation = pd.DataFrame(
+        {
+            "image_id": ["a", "b", "c", "a", "b", "c"],
+            "randomised": ["fc"] * 3 + ["fc+layer4"] * 3,
+            "spearman": [0.2, 0.4, 0.6, 0.0, 0.1, 0.2],
+        }
+    )
+    saliency = pd.DataFrame({"image_id": ["a", "b", "c"], "pointing_hit": ["1", "0", ""], "lung_mass": [0.5, 0.7, 0.6]})
+    t = saliency_sanity(randomisation, saliency, {"a": "p1", "b": "p1", "c": "p2"}, n_boot=200, seed=0).set_index(
+        "check"
+    )
+    assert (
+        t.loc["spearman, randomised fc", "value"] == pytest.approx(0.4)
+        and t.loc["spearman, randomised fc", "n_patients"] == 2
+    )
+    assert t.loc["spearman, randomised fc+layer4", "value"] == pytest.approx(0.1)
+    assert t.loc["pointing game hit rate", "n"] == 2 and t.loc["pointing game hit rate", "value"] == 0.5
+    assert t.loc["lung mass", "value"] == pytest.approx(0.6)
+    # two patients: every resample holds p1's pair (mean 0.3) or p2's film (0.6) or both
+    assert (
+        0.3 - 1e-9
+        <= t.loc["spearman, randomised fc", "ci_low"]
+        <= t.loc["spearman, randomised fc", "ci_high"]
+        <= 0.6 + 1e-9
+    )
+
+
+def test_the_saliency_checks_of_no_film_are_nan_not_an_error() -> None:
+    import pandas as pd
+
+    from patchcxr.classification.explain import RANDOMISATION_COLUMNS, SALIENCY_COLUMNS
+    from patchcxr.evaluation import saliency_sanity
+
+    # no test film of the target class, or none with lesion boxes (real data): counts 0, NaN
+    empty = saliency_sanity(
+        pd.DataFrame(columns=RANDOMISATION_COLUMNS), pd.DataFrame(columns=SALIENCY_COLUMNS), {}, n_boot=20, seed=0
+    )
+    assert list(empty["check"]) == ["pointing game hit rate", "lung mass"] and (empty["n"] == 0).all()
+    assert empty["value"].isna().all() and empty["ci_low"].isna().all()
+    films = pd.DataFrame({"image_id": ["a"], "pointing_hit": [""], "lung_mass": [0.4]})
+    t = saliency_sanity(pd.DataFrame(columns=RANDOMISATION_COLUMNS), films, {"a": "p"}, n_boot=20, seed=0)
+    assert t.set_index("check").loc["pointing game hit rate", "n"] == 0
+    assert t.set_index("check").loc["lung mass", "value"] == pytest.approx(0.4)

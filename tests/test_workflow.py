@@ -109,6 +109,12 @@ def test_ci_workflow_runs_and_matches_the_package(ci_run: Path, synthetic_tree: 
     saliency = read_tsv(tmp_path / "results" / "saliency" / "local" / "saliency.tsv")
     for image_id in saliency["image_id"]:
         assert (tmp_path / "results" / "saliency" / "local" / "maps" / f"{image_id}.png").is_file()
+    # the randomisation test: each mapped film against the head, then head and layer4, re-initialised
+    randomised = read_tsv(tmp_path / "results" / "saliency" / "local" / "randomisation.tsv")
+    assert sorted(randomised["image_id"]) == sorted(list(saliency["image_id"]) * 2)
+    assert set(randomised["randomised"]) == {"fc", "fc+layer4"}
+    sanity = read_tsv(tmp_path / "results" / "saliency" / "local" / "sanity.tsv").set_index("check")
+    assert {"spearman, randomised fc", "spearman, randomised fc+layer4", "lung mass"} <= set(sanity.index)
     # the confound audit: a local probe of each view on the classifier's split, scored
     audit = tmp_path / "results" / "audit"
     probes = read_tsv(audit / "probes.tsv", typed=True)
@@ -126,7 +132,7 @@ def test_ci_workflow_runs_and_matches_the_package(ci_run: Path, synthetic_tree: 
     paper = tmp_path / "results" / "paper"
     index = (paper / "README.md").read_text()
     made = sorted(p.name for p in paper.iterdir() if p.name != "README.md")
-    assert len(made) == 24, made  # 13 tables, 10 figures, metrics.json
+    assert len(made) == 25, made  # 14 tables (13, leave-one-source-out, is off), 10 figures, metrics.json
     for name in made:
         if name != "metrics.json":
             assert f"## {name}" in index and (paper / name).stat().st_size > 100

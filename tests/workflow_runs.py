@@ -40,6 +40,8 @@ REPRODUCIBLE = [
     "evaluation/global_vs_local.tsv",
     "evaluation/over_seeds.tsv",
     "saliency/local/saliency.tsv",
+    "saliency/local/randomisation.tsv",
+    "saliency/local/sanity.tsv",
     "audit/*.tsv",
     "audit/verdict.json",
     "audit/*/*/predictions.tsv",

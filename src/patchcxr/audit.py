@@ -157,6 +157,7 @@ def run_probe(
     k: int,
     device: str = "auto",
     weights: Mapping[str, Any] | None = None,
+    precision: str = "fp32",
 ) -> pd.DataFrame:
     """Train the classifier of ``settings`` (from ``weights``, the classifier's
     initialisation: ``classification.weights``) to predict the source from ``inputs`` (one
@@ -194,8 +195,11 @@ def run_probe(
         ),
         device=device,
         weights=weights,
+        precision=precision,
     )
-    pred = predict_split(out_dir / "model.pt", table, split_path, k=k, device=device, seed=settings.seed)
+    pred = predict_split(
+        out_dir / "model.pt", table, split_path, k=k, device=device, seed=settings.seed, precision=precision
+    )
     write_tsv(out_dir / "predictions.tsv", pred)
     return pred
 
@@ -212,6 +216,7 @@ def probe_source(
     k: int,
     device: str = "auto",
     weights: Mapping[str, Any] | None = None,
+    precision: str = "fp32",
 ) -> pd.DataFrame:
     """One probe of the audit (one workflow job): the ``view`` of every classifier input
     (:func:`probe_view`, images under ``out_dir/view/``) and the classifier of ``settings``
@@ -229,6 +234,7 @@ def probe_source(
         k=k,
         device=device,
         weights=weights,
+        precision=precision,
     )
 
 

@@ -380,6 +380,45 @@ def external_table(
     return pd.DataFrame(rows, columns=EXTERNAL_COLUMNS)
 
 
+SANITY_COLUMNS = ["check", "n", "n_patients", "value", "ci_low", "ci_high"]
+
+
+def saliency_sanity(
+    randomisation: pd.DataFrame, saliency: pd.DataFrame, patients: Mapping[str, str], *, n_boot: int, seed: int
+) -> pd.DataFrame:
+    """The saliency checks with 95 % intervals from a bootstrap over patients: mean
+    Spearman correlation of the trained map with each randomised one (randomisation test;
+    ``randomised <layers>``), the pointing game's hit rate where lesion boxes are known, and
+    the mean share of the map's mass inside the lung. ``patients``: image → patient."""
+    checks: list[tuple[str, pd.DataFrame, str]] = [
+        (f"spearman, randomised {layers}", part, "spearman")
+        for layers, part in randomisation.groupby("randomised", sort=False)
+    ]
+    hits = saliency[saliency["pointing_hit"].astype(str).isin(["0", "1"])]
+    checks += [("pointing game hit rate", hits.assign(hit=hits["pointing_hit"].astype(float)), "hit")]
+    checks += [("lung mass", saliency.assign(mass=pd.to_numeric(saliency["lung_mass"], errors="coerce")), "mass")]
+    rows = []
+    for name, part, column in checks:
+        values = part[column].to_numpy(float)
+        keep = np.isfinite(values)
+        values, ids = values[keep], part["image_id"].astype(str).to_numpy()[keep]
+        groups = np.array([patients.get(i, i) for i in ids])
+        resamples = bootstrap_resamples(len(values), groups, n_boot=n_boot, seed=seed) if len(values) else iter(())
+        boots = [float(np.mean(values[i])) for i in resamples]
+        lo, hi = np.percentile(boots, [2.5, 97.5]) if boots else (np.nan, np.nan)
+        rows.append(
+            {
+                "check": name,
+                "n": len(values),
+                "n_patients": len(np.unique(groups)),
+                "value": float(np.mean(values)) if len(values) else float("nan"),
+                "ci_low": float(lo),
+                "ci_high": float(hi),
+            }
+        )
+    return pd.DataFrame(rows, columns=SANITY_COLUMNS)
+
+
 #: columns of the calibration table (:func:`calibration_tables`)
 CALIBRATION_COLUMNS = [
     *("calibration", "temperature", "n", "n_patients", "ece", "ece_lo", "ece_hi", "nll", "brier", "accuracy"),

@@ -29,6 +29,8 @@ Every table here is computed from the workflow's own TSV outputs, never from mod
   mask source for the first seed of each classifier, with n and patient intervals;
 * ``table13_external``: leave-one-source-out validation beside the internal test split
   (with ``external.leave_one_source_out``);
+* ``table14_saliency_sanity``: the saliency checks (model-parameter randomisation test,
+  pointing game, lung mass) with patient intervals;
 * ``metrics.json``: the headline numbers for ``dvc metrics show``.
 """
 
@@ -338,10 +340,12 @@ def write_tables(
     calibration: Mapping[Run, Path | str] | None = None,
     strata: Mapping[Run, Path | str] | None = None,
     external: Path | str | None = None,
+    sanity: Path | str | None = None,
 ) -> None:
     """Write the tables named in ``out`` (keys: data, splits, segmentation, biomarker_tests,
     biomarker_primary, classification, global_vs_local, seeds, adult_only, source_probe,
-    class_source, calibration, strata, external, metrics) from the workflow's tables; the
+    class_source, calibration, strata, external, saliency_sanity, metrics) from the
+    workflow's tables; the
     classifiers' inputs are keyed by run (model, seed); ``audit`` holds the audit's files
     (probes, class_source, verdict), ``external`` the leave-one-source-out summary."""
 
@@ -380,6 +384,11 @@ def write_tables(
         keys = ["source", "model", "scheme", "n", "n_patients"]
         summary = read(external)
         write_tsv(out["external"], figures_table(summary, keys).assign(note=summary["note"].fillna("")))
+    if "saliency_sanity" in out and sanity:
+        checks = read(sanity)
+        table = checks[["check", "n", "n_patients"]].copy()
+        table["value"] = [_maybe_interval(*v) for v in checks[["value", "ci_low", "ci_high"]].to_numpy()]
+        write_tsv(out["saliency_sanity"], table)
     verdict = json.loads(Path(audit["verdict"]).read_text()) if audit else None
     if "source_probe" in out and audit and verdict is not None:
         write_tsv(out["source_probe"], source_probe_table(read(audit["probes"]), verdict))

@@ -32,7 +32,7 @@ from torch import nn
 
 from patchcxr.faults import fault_point
 from patchcxr.io import atomic_write_bytes, write_tsv
-from patchcxr.models.state import load_state, state_to_bytes
+from patchcxr.models.state import autocast, grad_scaler, load_state, state_to_bytes
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,9 @@ class Trainer:
             configuration is ignored.
         patience: stop after this many epochs without improvement (``None``: never).
         tracker: optional per-epoch metric sink (MLflow).
+        precision: ``fp32``, or ``bf16``/``fp16`` autocast for the loss and the validation
+            (:func:`patchcxr.models.state.autocast`; fp16 with a loss scaler, whose scale a
+            resumed run starts afresh).
     """
 
     model: nn.Module
@@ -103,6 +106,10 @@ class Trainer:
     fingerprint: str
     patience: int | None = None
     tracker: Tracker | None = None
+    precision: str = "fp32"
+
+    def _device(self) -> torch.device:
+        return next(self.model.parameters()).device
 
     def _save(self, epoch: int, result: TrainResult) -> None:
         atomic_write_bytes(
@@ -147,6 +154,8 @@ class Trainer:
 
     def fit(self) -> TrainResult:
         result = TrainResult(best_epoch=0, best_score=float("-inf"), epochs_run=0)
+        device = self._device()
+        scaler = grad_scaler(device, self.precision)
         start = self._restore(result)
         result.epochs_run = start
         for epoch in range(start + 1, self.epochs + 1):
@@ -156,16 +165,22 @@ class Trainer:
             total, n = 0.0, 0
             for batch in self.batches(epoch):
                 self.optimizer.zero_grad(set_to_none=True)
-                loss = self.loss(self.model, batch)
-                loss.backward()
-                self.optimizer.step()
+                with autocast(device, self.precision):
+                    loss = self.loss(self.model, batch)
+                if scaler is None:
+                    loss.backward()
+                    self.optimizer.step()
+                else:  # fp16: scaled gradients, steps skipped where they overflowed
+                    scaler.scale(loss).backward()
+                    scaler.step(self.optimizer)
+                    scaler.update()
                 total += float(loss.detach())
                 n += 1
                 fault_point(f"step:{epoch}:{n}", self.resume_path)
             if self.scheduler is not None:
                 self.scheduler.step()
             self.model.eval()
-            with torch.no_grad():
+            with torch.no_grad(), autocast(device, self.precision):
                 metrics = self.validate(self.model)
             row = {
                 "epoch": epoch,
@@ -252,6 +267,7 @@ class TrainingRun:
         device: torch.device,
         model_file: Mapping[str, Any],
         metadata: Mapping[str, Any] | None = None,
+        precision: str = "fp32",
     ) -> dict[str, Any]:
         """Run the epoch loop (:class:`Trainer`) under a tracking run, then write the best
         epoch's weights with ``model_file`` (the settings a loader needs), the metadata
@@ -274,9 +290,11 @@ class TrainingRun:
                 epochs=epochs,
                 seed=seed,
                 resume_path=resume / "state.pt",
-                fingerprint=fingerprint(self.settings, *self.data),
+                # a run resumed at another precision is another run (fp32: as before)
+                fingerprint=fingerprint(self.settings, *self.data, *([precision] if precision != "fp32" else [])),
                 patience=patience,
                 tracker=tracker,
+                precision=precision,
             ).fit()
             written = artefact_metadata(
                 self.settings,
@@ -286,6 +304,7 @@ class TrainingRun:
                 epochs_run=result.epochs_run,
                 **self.counts,
                 device=str(device),
+                precision=precision,
                 **(metadata or {}),
             )
             self._save(result, model_file, written, tracker)

@@ -36,6 +36,7 @@ rule probe_source:
     threads: 2
     resources:
         device="auto",
+        precision="fp32",
     conda:
         "../../envs/torch.yaml"
     script:

@@ -71,6 +71,8 @@ rule train_classifier:
     threads: 2
     resources:
         device="auto",
+        # fp32, or bf16/fp16 autocast: a machine's setting (profiles/gpu)
+        precision="fp32",
     conda:
         "../../envs/torch.yaml"
     script:
@@ -101,6 +103,7 @@ rule predict_classifier:
     threads: 2
     resources:
         device="auto",
+        precision="fp32",
     conda:
         "../../envs/torch.yaml"
     script:
@@ -214,6 +217,9 @@ rule compute_saliency:
     output:
         table="results/saliency/local/saliency.tsv",
         files=directory("results/saliency/local/maps"),
+        # the model-parameter randomisation test, and the checks with patient intervals
+        randomisation="results/saliency/local/randomisation.tsv",
+        sanity="results/saliency/local/sanity.tsv",
     log:
         "logs/saliency/local.log",
     benchmark:
@@ -222,6 +228,7 @@ rule compute_saliency:
         saliency=canonical(config["saliency"]),
         mode=config["classification"]["inference"]["mode"],
         seed=train_seeds("classification")[0],
+        bootstrap=config["classification"]["inference"]["bootstrap"],
     threads: 2
     resources:
         device="auto",

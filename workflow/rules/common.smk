@@ -434,6 +434,7 @@ PAPER_TABLES = {
     "table11_calibration": "paper_calibration.rst",
     "table12_strata": "paper_strata.rst",
     "table13_external": "paper_external.rst",
+    "table14_saliency_sanity": "paper_saliency_sanity.rst",
 }
 PAPER_FIGURE_CAPTIONS = {
     "fig1_segmentation_jaccard": "segmentation_jaccard.rst",
@@ -461,6 +462,7 @@ def paper_tables():
     names += ["table9_source_probe", "table10_class_source"] if audit_probes() else []
     names += ["table11_calibration", "table12_strata"] if paper_models() else []
     names += ["table13_external"] if config["external"]["leave_one_source_out"] else []
+    names += ["table14_saliency_sanity"] if "local" in paper_models() else []
     return names
 
 

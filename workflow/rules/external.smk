@@ -51,6 +51,8 @@ rule train_external:
     threads: 2
     resources:
         device="auto",
+        # fp32, or bf16/fp16 autocast: a machine's setting (profiles/gpu)
+        precision="fp32",
     conda:
         "../../envs/torch.yaml"
     script:
@@ -78,6 +80,7 @@ rule predict_external:
     threads: 2
     resources:
         device="auto",
+        precision="fp32",
     conda:
         "../../envs/torch.yaml"
     script:

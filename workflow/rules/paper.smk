@@ -22,6 +22,7 @@ rule paper_tables:
         calibration=classifier_results("calibration.tsv", paper_models()),
         strata=classifier_results("strata.tsv", paper_models()),
         external=["results/external/summary.tsv"] if config["external"]["leave_one_source_out"] else [],
+        sanity=["results/saliency/local/sanity.tsv"] if "local" in paper_models() else [],
     output:
         **{
             t.split("_", 1)[1]: report(

@@ -30,6 +30,8 @@ rule train_segmentation:
     resources:
         # machines set this in profiles/ (e.g. --set-resources train_segmentation:device=cuda)
         device="auto",
+        # fp32, or bf16/fp16 autocast: a machine's setting (profiles/gpu)
+        precision="fp32",
     conda:
         "../../envs/torch.yaml"
     script:

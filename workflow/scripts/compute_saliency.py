@@ -4,8 +4,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from patchcxr.classification.explain import saliency_for_split
-from patchcxr.io import write_tsv
+from patchcxr.classification.explain import randomisation_test, saliency_for_split
+from patchcxr.evaluation import saliency_sanity
+from patchcxr.io import read_tsv, write_tsv
 from patchcxr.logs import setup_logging
 
 if TYPE_CHECKING:
@@ -17,8 +18,9 @@ def main(
     saliency: dict[str, Any],
     mode: str,
     seed: int,
+    n_boot: int,
     files: str,
-    table: str,
+    outputs: dict[str, str],
     threads: int,
     device: str,
     log: str,
@@ -40,7 +42,23 @@ def main(
         seed=seed,
         mode=mode,
     )
-    write_tsv(table, df)
+    write_tsv(outputs["table"], df)
+    # the randomisation test on the first saliency.sanity_images of those films
+    randomised = randomisation_test(
+        inputs["model"],
+        inputs["inputs"],
+        inputs["split"],
+        target=saliency["target"],
+        max_images=min(int(saliency["sanity_images"]), int(saliency["max_images"])),
+        k=int(saliency["k"]),
+        device=device,
+        batch=int(saliency["batch"]),
+        seed=seed,
+    )
+    write_tsv(outputs["randomisation"], randomised)
+    films = read_tsv(inputs["inputs"])
+    patients = dict(zip(films["image_id"], films["patient_id"], strict=True))
+    write_tsv(outputs["sanity"], saliency_sanity(randomised, df, patients, n_boot=n_boot, seed=seed))
 
 
 main(
@@ -48,8 +66,9 @@ main(
     dict(snakemake.params.saliency),
     str(snakemake.params.mode),
     int(snakemake.params.seed),
+    int(snakemake.params.bootstrap),
     snakemake.output.files,
-    snakemake.output.table,
+    {k: snakemake.output[k] for k in ("table", "randomisation", "sanity")},
     snakemake.threads,
     str(snakemake.resources.device),
     snakemake.log[0],

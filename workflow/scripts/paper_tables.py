@@ -19,6 +19,7 @@ def main(inputs: dict[str, Any], runs: list[tuple[str, int]], outputs: dict[str,
     comparison, seeds = list(inputs["comparison"]), list(inputs["seeds"])
     audit = [str(p) for p in inputs["audit"]]  # none when the audit is off
     external = [str(p) for p in inputs["external"]]  # none without leave-one-source-out
+    sanity = [str(p) for p in inputs["sanity"]]  # none without the local classifier
     write_tables(
         str(inputs["cohort"]),
         str(inputs["split"]),
@@ -35,13 +36,14 @@ def main(inputs: dict[str, Any], runs: list[tuple[str, int]], outputs: dict[str,
         calibration=by_run("calibration"),
         strata=by_run("strata"),
         external=external[0] if external else None,
+        sanity=sanity[0] if sanity else None,
     )
 
 
 main(
     {k: snakemake.input[k] for k in ("cohort", "split", "segmentation", "biomarkers", "metrics", "comparison")}
     | {k: snakemake.input[k] for k in ("model_metadata", "predictions", "adult_metrics", "seeds", "audit")}
-    | {k: snakemake.input[k] for k in ("calibration", "strata", "external")},
+    | {k: snakemake.input[k] for k in ("calibration", "strata", "external", "sanity")},
     [tuple(r) for r in snakemake.params.runs],
     dict(snakemake.output.items()),
     snakemake.log[0],

@@ -22,12 +22,16 @@ def main(
     out: dict[str, str],
     threads: int,
     device: str,
+    precision: str,
     log: str,
 ) -> None:
     setup_logging(log)
     torch.set_num_threads(threads)
     for part, path in out.items():  # test, and val for the calibration's temperature
-        write_tsv(path, predict_split(model, inputs, split, k=k, part=part, device=device, seed=seed, mode=mode))
+        pred = predict_split(
+            model, inputs, split, k=k, part=part, device=device, seed=seed, mode=mode, precision=precision
+        )
+        write_tsv(path, pred)
 
 
 main(
@@ -40,5 +44,6 @@ main(
     {"test": snakemake.output.test, "val": snakemake.output.val},
     snakemake.threads,
     str(snakemake.resources.device),
+    str(snakemake.resources.precision),
     snakemake.log[0],
 )

@@ -24,6 +24,7 @@ def main(
     out_dir: str,
     threads: int,
     device: str,
+    precision: str,
     log: str,
 ) -> None:
     setup_logging(log)
@@ -39,6 +40,7 @@ def main(
         k=k,
         device=device,
         weights=weights,
+        precision=precision,
     )
 
 
@@ -57,5 +59,6 @@ main(
     str(snakemake.params.out_dir),
     snakemake.threads,
     str(snakemake.resources.device),
+    str(snakemake.resources.precision),
     snakemake.log[0],
 )

@@ -31,6 +31,7 @@ def main(
     resume_dir: str,
     threads: int,
     device: str,
+    precision: str,
     log: str,
 ) -> None:
     setup_logging(log)
@@ -48,6 +49,7 @@ def main(
         tracking=run_settings(
             tracking, pipeline, {"manifest": manifest, "classifier_inputs": inputs, "classification_split": split}
         ),
+        precision=precision,
     )
 
 
@@ -67,5 +69,6 @@ main(
     snakemake.params.resume_dir,
     snakemake.threads,
     str(snakemake.resources.device),
+    str(snakemake.resources.precision),
     snakemake.log[0],
 )

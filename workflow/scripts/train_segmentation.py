@@ -27,6 +27,7 @@ def main(
     resume_dir: str,
     threads: int,
     device: str,
+    precision: str,
     log: str,
 ) -> None:
     setup_logging(log)
@@ -41,6 +42,7 @@ def main(
         files=TrainingFiles(resume_dir=resume_dir, **outputs),
         device=device,
         tracking=run_settings(tracking, pipeline, {"manifest": manifest, "segmentation_split": split}),
+        precision=precision,
     )
 
 
@@ -57,5 +59,6 @@ main(
     snakemake.params.resume_dir,
     snakemake.threads,
     str(snakemake.resources.device),
+    str(snakemake.resources.precision),
     snakemake.log[0],
 )

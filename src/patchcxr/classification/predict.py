@@ -23,7 +23,7 @@ from patchcxr.classification.settings import ClassifierSettings, settings_of_mod
 from patchcxr.classification.shared_trunk import shared_predict
 from patchcxr.io import read_tsv
 from patchcxr.models.classifier import resnet18_network, vote
-from patchcxr.models.state import load_state, resolve_device
+from patchcxr.models.state import autocast, load_state, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +57,16 @@ def predict_probs(
     rng: np.random.Generator,
     device: torch.device,
     batch: int = 50,
+    precision: str = "fp32",
 ) -> tuple[torch.Tensor, np.ndarray]:
-    """Class probabilities ``(K, C)`` of K patches of one image, in batched forwards."""
+    """Class probabilities ``(K, C)`` of K patches of one image, in batched forwards
+    (under ``precision``'s autocast; the probabilities come back in fp32)."""
     x, wins = image_batch(img, lung, settings, k, rng=rng)
     out = []
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(device, precision):
         for i in range(0, len(x), batch):
             xb = to_network(x[i : i + batch]).to(device, memory_format=memory_format(model))
-            out.append(torch.softmax(model(xb), dim=1).cpu())
+            out.append(torch.softmax(model(xb).float(), dim=1).cpu())
     return torch.cat(out), wins
 
 
@@ -116,10 +118,12 @@ def predict_split(
     batch: int = 50,
     seed: int = 0,
     mode: str = "exact",
+    precision: str = "fp32",
 ) -> pd.DataFrame:
     """Predictions of every image of split part ``part``: true class, hard and soft votes,
     vote counts and mean probabilities. ``mode`` ``shared_trunk`` reads the same K windows'
-    logits from one trunk pass (:mod:`patchcxr.classification.shared_trunk`; local only)."""
+    logits from one trunk pass (:mod:`patchcxr.classification.shared_trunk`; local only);
+    ``precision`` is the exact vote's autocast (a machine's setting)."""
     clf = load_classifier(model_path, device)
     model, settings, names, dev = clf.model, clf.settings, clf.classes, clf.device
     inputs, split = read_tsv(inputs_path), read_tsv(split_path)
@@ -135,7 +139,9 @@ def predict_split(
         if mode == "shared_trunk" and settings.mode == "local":
             probs = shared_probs(model, img, lung, settings, k=k, rng=rng, device=dev)
         else:
-            probs, _ = predict_probs(model, img, lung, settings, k=k, rng=rng, device=dev, batch=batch)
+            probs, _ = predict_probs(
+                model, img, lung, settings, k=k, rng=rng, device=dev, batch=batch, precision=precision
+            )
         v = vote(probs)
         true = getattr(r, settings.labels)
         out.append(

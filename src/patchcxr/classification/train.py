@@ -117,10 +117,13 @@ def train_classifier(
     device: str = "auto",
     weights: Mapping[str, Any] | None = None,
     tracking: Mapping[str, Any] | None = None,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """Train the local (patch) or global classifier; keep the best epoch by validation
     macro-F1 (K-patch hard vote per image). ``input_settings`` says how the cached inputs
-    were made; the model file records it with ``settings``. Returns the metadata written."""
+    were made; the model file records it with ``settings``; ``precision`` (a machine's
+    setting: ``fp32``, ``bf16`` or ``fp16`` autocast) goes into the metadata. Returns the
+    metadata written."""
     # data
     inputs, split = read_tsv(inputs_path), read_tsv(split_path)
     names = list(settings.classes)
@@ -189,4 +192,5 @@ def train_classifier(
         device=dev,
         model_file={**model_file_fields(settings, input_settings), "initialisation": initialisation},
         metadata={"initialisation": initialisation},
+        precision=precision,
     )

@@ -6,11 +6,16 @@ A model file is a ``torch.save`` of tensors and plain containers only; it is rea
 
 from __future__ import annotations
 
+import contextlib
 import io
 from pathlib import Path
 from typing import Any
 
 import torch
+
+#: numeric precision of training and inference: a machine's setting (a profile's
+#: `precision` resource), never the science's; fp32 everywhere unless a profile says so
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def resolve_device(device: str) -> torch.device:
@@ -18,6 +23,22 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    """Mixed precision on ``device``: ``bf16`` or ``fp16`` autocast (matrix products and
+    convolutions in half precision, reductions and losses in fp32), or nothing for ``fp32``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler | None:
+    """The loss scaler fp16 training needs (its small exponent range underflows gradients);
+    none for fp32 and bf16 (bf16 keeps fp32's range)."""
+    return torch.amp.GradScaler(device.type) if precision == "fp16" else None
 
 
 def state_to_bytes(obj: Any) -> bytes:

@@ -78,8 +78,10 @@ def train_segmentation(
     files: TrainingFiles,
     device: str = "auto",
     tracking: Mapping[str, Any] | None = None,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
-    """Train one segmentation network and save the best checkpoint with its metadata.
+    """Train one segmentation network and save the best checkpoint with its metadata
+    (``precision``: fp32, or bf16/fp16 autocast, a machine's setting).
 
     Returns:
         The metadata written to ``files.metadata``.
@@ -181,4 +183,5 @@ def train_segmentation(
             "preprocessing": json.dumps(prep.__dict__),
         },
         metadata={"parameters": count_parameters(model)},
+        precision=precision,
     )
