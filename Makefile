@@ -20,8 +20,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	@# pip warns once per local index lacking a package ("... is ignored"): filtered out
 	$(BIN)/python -m pip install --quiet --upgrade pip 2> >(grep -v 'is ignored' >&2)
-	@# --no-compile: modules are byte-compiled when first imported, not all of torch's at install
-	$(BIN)/python -m pip install --quiet --no-compile -e '.[dev]' 2> >(grep -v 'is ignored' >&2)
+	$(BIN)/python -m pip install --quiet -e '.[dev]' 2> >(grep -v 'is ignored' >&2)
 	touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv and install the package with pinned dependencies

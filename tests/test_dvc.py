@@ -163,3 +163,16 @@ def test_every_dvc_stage_depends_on_the_code_its_rules_run() -> None:
                 if not any(need == d or d in need.parents for d in deps):
                     missing.append(f"{stage}: rule {rule} needs {need}")
     assert not missing, "\n".join(sorted(set(missing)))
+
+
+def test_the_demo_prints_each_stages_jobs_and_job_seconds_from_the_benchmarks(tmp_path: Path) -> None:
+    for folder, name, seconds in (("segmentation", "a", 12.5), ("segmentation", "b", 7.5), ("saliency", "local", 3.0)):
+        (tmp_path / "benchmarks" / folder).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "benchmarks" / folder / f"{name}.tsv").write_text(f"s\th:m:s\tmax_rss\n{seconds}\t0:00:12\t100\n")
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "workflow" / "stage_table.py"), str(tmp_path)], capture_output=True, text=True
+    ).stdout
+    lines = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    assert lines["segmentation"][1:3] == ["2", "20"]  # two jobs, 20 s
+    assert lines["evaluation"][1:3] == ["1", "3"]  # results/saliency's jobs count to the evaluation stage
+    assert lines["audit"][1:3] == ["0", "0"] and lines["all"][1] == "23"
