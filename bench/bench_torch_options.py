@@ -3,9 +3,12 @@
 Plain script: ``python bench/bench_torch_options.py [--k 100] [--patch 224]``.
 
 The same batched forward of K random patches (ResNet-18, eval, inference_mode, batch 25)
-with: the default (contiguous NCHW float32); ``channels_last`` memory format; and
-``torch.compile`` (inductor; compile time reported separately). Prints seconds per K
-patches (best of 3) and the ratio to the default.
+with: the default (contiguous NCHW float32); ``channels_last`` memory format; bf16
+autocast on top of it (the ``precision`` resource, :func:`patchcxr.models.state.autocast`)
+with its largest probability difference from fp32; and ``torch.compile`` (inductor;
+compile time reported separately). Then one training step (forward, backward, Adam) of a
+batch of 16 patches in fp32 and under bf16 autocast. Prints seconds (best of 3) and the
+ratio to the default.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import torch
 from machine import machine
 
 from patchcxr.models.classifier import resnet18_classifier
-from patchcxr.models.state import resolve_device
+from patchcxr.models.state import autocast, resolve_device
 
 
 def timed(model: torch.nn.Module, x: torch.Tensor, batch: int, repeats: int = 3) -> float:
@@ -49,6 +52,16 @@ def main(k: int, patch: int, batch: int, device: str) -> None:
         cl_model(xc[:batch])
     cl = timed(cl_model, xc, batch)
     print(f"  channels_last:            {cl:.3f}   ratio {base / cl:.2f}")
+    with autocast(dev, "bf16"):
+        with torch.inference_mode():
+            cl_model(xc[:batch])
+        bf = timed(cl_model, xc, batch)
+        with torch.inference_mode():
+            p_bf = torch.softmax(cl_model(xc[:batch]).float(), 1)
+    with torch.inference_mode():
+        p_fp = torch.softmax(cl_model(xc[:batch]), 1)
+    gap = float((p_bf - p_fp).abs().max())
+    print(f"  channels_last + bf16:     {bf:.3f}   ratio {base / bf:.2f}   (largest probability difference {gap:.4f})")
     try:
         compiled = torch.compile(model)
         t = time.perf_counter()
@@ -59,6 +72,26 @@ def main(k: int, patch: int, batch: int, device: str) -> None:
         print(f"  torch.compile (inductor): {comp:.3f}   ratio {base / comp:.2f}   (compile {compile_s:.1f} s)")
     except Exception as err:  # no compiler, unsupported platform: say so, keep the other figures
         print(f"  torch.compile: unavailable here ({type(err).__name__}: {str(err)[:200]})")
+    train = resnet18_classifier(4).to(dev).train()
+    opt = torch.optim.Adam(train.parameters(), lr=1e-4)
+    xb, yb = x[:16], torch.arange(16, device=dev) % 4
+
+    def step(precision: str) -> float:
+        out = []
+        for _ in range(3):
+            t = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            with autocast(dev, precision):
+                loss = torch.nn.functional.cross_entropy(train(xb), yb)
+            loss.backward()
+            opt.step()
+            out.append(time.perf_counter() - t)
+        return min(out)
+
+    fp32, bf16 = step("fp32"), step("bf16")
+    print(
+        f"training step, 16 patches of {patch}²: fp32 {fp32:.3f} s, bf16 autocast {bf16:.3f} s, ratio {fp32 / bf16:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -281,6 +281,7 @@ def test_the_saliency_checks_resample_patients() -> None:
             "image_id": ["a", "b", "c", "a", "b", "c"],
             "randomised": ["fc"] * 3 + ["fc+layer4"] * 3,
             "spearman": [0.2, 0.4, 0.6, 0.0, 0.1, 0.2],
+            "empty": [0, 0, 0, 1, 0, 0],
         }
     )
     saliency = pd.DataFrame({"image_id": ["a", "b", "c"], "pointing_hit": ["1", "0", ""], "lung_mass": [0.5, 0.7, 0.6]})
@@ -292,6 +293,7 @@ def test_the_saliency_checks_resample_patients() -> None:
         and t.loc["spearman, randomised fc", "n_patients"] == 2
     )
     assert t.loc["spearman, randomised fc+layer4", "value"] == pytest.approx(0.1)
+    assert t.loc["empty maps, randomised fc+layer4", "value"] == pytest.approx(1 / 3)
     assert t.loc["pointing game hit rate", "n"] == 2 and t.loc["pointing game hit rate", "value"] == 0.5
     assert t.loc["lung mass", "value"] == pytest.approx(0.6)
     # two patients: every resample holds p1's pair (mean 0.3) or p2's film (0.6) or both

@@ -389,11 +389,13 @@ def saliency_sanity(
     """The saliency checks with 95 % intervals from a bootstrap over patients: mean
     Spearman correlation of the trained map with each randomised one (randomisation test;
     ``randomised <layers>``), the pointing game's hit rate where lesion boxes are known, and
-    the mean share of the map's mass inside the lung. ``patients``: image → patient."""
-    checks: list[tuple[str, pd.DataFrame, str]] = [
-        (f"spearman, randomised {layers}", part, "spearman")
-        for layers, part in randomisation.groupby("randomised", sort=False)
-    ]
+    the mean share of the map's mass inside the lung, and the share of randomised maps
+    left empty (counted as correlation 0). ``patients``: image → patient."""
+    checks: list[tuple[str, pd.DataFrame, str]] = []
+    for layers, part in randomisation.groupby("randomised", sort=False):
+        checks += [(f"spearman, randomised {layers}", part, "spearman")]
+        # a randomised Grad-CAM the ReLU emptied counts as rank correlation 0: say how often
+        checks += [(f"empty maps, randomised {layers}", part, "empty")]
     hits = saliency[saliency["pointing_hit"].astype(str).isin(["0", "1"])]
     checks += [("pointing game hit rate", hits.assign(hit=hits["pointing_hit"].astype(float)), "hit")]
     checks += [("lung mass", saliency.assign(mass=pd.to_numeric(saliency["lung_mass"], errors="coerce")), "mass")]

@@ -201,7 +201,10 @@ def saliency_for_split(
 #: the model-parameter randomisation cascade (Adebayo et al., NeurIPS 2018): the head first,
 #: then the head and ResNet-18's last block (the Grad-CAM layer)
 RANDOMISATION_CASCADE = (("fc",), ("fc", "layer4"))
-RANDOMISATION_COLUMNS = ["image_id", "patient_id", "randomised", "spearman"]
+#: ``empty``: the randomised map is constant over the lung (Grad-CAM's ReLU left nothing,
+#: as when the random head's class weights point against every activation); its Spearman
+#: is then 0
+RANDOMISATION_COLUMNS = ["image_id", "patient_id", "randomised", "spearman", "empty"]
 
 
 def randomised_copy(model: nn.Module, layers: Sequence[str], *, seed: int) -> nn.Module:
@@ -283,6 +286,7 @@ def randomisation_test(
                     "patient_id": r.patient_id,
                     "randomised": "+".join(layers),
                     "spearman": rank_correlation(maps[0], randomised, lung),
+                    "empty": int(np.ptp(randomised[lung]) == 0) if lung.any() else 1,
                 }
             )
         log.info("randomisation test %d/%d: %s", i + 1, len(rows), r.image_id)
