@@ -37,7 +37,7 @@ from patchcxr.classification.predict import predict_split
 from patchcxr.classification.settings import ClassifierSettings, InputSettings
 from patchcxr.classification.train import train_classifier
 from patchcxr.data.labels import LabelValue
-from patchcxr.evaluation import bootstrap_resamples
+from patchcxr.evaluation import bootstrap_interval
 from patchcxr.io import atomic_write_text, read_png, read_tsv, write_png, write_tsv
 from patchcxr.training import TrainingFiles
 
@@ -130,8 +130,7 @@ def probe_scores(predictions: pd.DataFrame, *, n_boot: int, seed: int) -> dict[s
         return float(np.mean(yt == pt)), float(np.mean(recalls))
 
     acc, bal = scores(np.arange(len(y)))
-    boots = np.array([scores(idx) for idx in bootstrap_resamples(len(y), groups, n_boot=n_boot, seed=seed)])
-    lo, hi = np.nanpercentile(boots, [2.5, 97.5], axis=0) if len(boots) else (np.full(2, np.nan),) * 2
+    lo, hi = bootstrap_interval(scores, len(y), groups, n_boot=n_boot, seed=seed, width=2)
     n_sources = len(np.unique(y))
     return {
         "n": len(y),

@@ -10,8 +10,9 @@ class from its confusion matrix (one-vs-rest).
 
 from __future__ import annotations
 
+import functools
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -107,6 +108,28 @@ def bootstrap_resamples(n: int, groups: np.ndarray | None, *, n_boot: int, seed:
     members = group_members(groups) if groups is not None else None
     for _ in range(n_boot):
         yield resample_groups(members, rng) if members is not None else rng.integers(0, n, n)
+
+
+def bootstrap_interval(
+    statistic: Callable[[np.ndarray], float | Sequence[float]],
+    n: int,
+    groups: np.ndarray,
+    *,
+    n_boot: int,
+    seed: int,
+    width: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """95 % percentile interval (low, high), each of ``width`` values, of
+    ``statistic(indices)`` over ``n_boot`` resamples of ``n`` images by ``groups``
+    (patients, :func:`bootstrap_resamples`). Resamples whose statistic is NaN are left out;
+    no image gives NaN (there is nothing to resample)."""
+    if not n or not n_boot:
+        return np.full(width, np.nan), np.full(width, np.nan)
+    draws = np.array([statistic(i) for i in bootstrap_resamples(n, groups, n_boot=n_boot, seed=seed)], float)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="All-NaN slice encountered")
+        lo, hi = np.nanpercentile(draws.reshape(n_boot, width), [2.5, 97.5], axis=0)
+    return lo, hi
 
 
 def bootstrap_intervals(
@@ -255,6 +278,14 @@ def accuracy_and_macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int
     return float(np.mean(y_true == y_pred)), float(np.mean(f1))
 
 
+def _accuracy_and_macro_f1_at(y: np.ndarray, p: np.ndarray, n_classes: int, idx: np.ndarray) -> tuple[float, float]:
+    return accuracy_and_macro_f1(y[idx], p[idx], n_classes)
+
+
+def _mean_at(values: np.ndarray, idx: np.ndarray) -> float:
+    return float(np.mean(values[idx]))
+
+
 def strata_table(
     predictions: pd.DataFrame,
     manifest: pd.DataFrame,
@@ -275,14 +306,10 @@ def strata_table(
     df["age_band"] = [age_band(a, c) for a, c in zip(df["age"], df["paediatric"], strict=True)]
     for column in ("view", "sex"):
         df[column] = df[column].astype(str).str.strip().replace({"": UNKNOWN, "nan": UNKNOWN, "<NA>": UNKNOWN})
-    y_all = df["true_index"].to_numpy(int)
-    p_all = df[f"pred_{vote}_index"].to_numpy(int)
     rows = []
     for stratum in STRATA:
         for group, part in df.groupby(stratum, sort=True):
-            idx = part.index.to_numpy()
-            where = df.index.get_indexer(idx)
-            y, p = y_all[where], p_all[where]
+            y, p = part["true_index"].to_numpy(int), part[f"pred_{vote}_index"].to_numpy(int)
             patients = part["patient_id"].astype(str).to_numpy()
             n_patients = len(np.unique(patients))
             row: dict[str, object] = {
@@ -295,13 +322,14 @@ def strata_table(
             figures = dict.fromkeys(STRATA_COLUMNS[5:], float("nan"))
             if n_patients >= min_patients:
                 acc, f1 = accuracy_and_macro_f1(y, p, len(names))
-                boots = np.array(
-                    [
-                        accuracy_and_macro_f1(y[i], p[i], len(names))
-                        for i in bootstrap_resamples(len(y), patients, n_boot=n_boot, seed=seed)
-                    ]
-                ).reshape(-1, 2)
-                lo, hi = np.nanpercentile(boots, [2.5, 97.5], axis=0) if len(boots) else ([np.nan] * 2,) * 2
+                lo, hi = bootstrap_interval(
+                    functools.partial(_accuracy_and_macro_f1_at, y, p, len(names)),
+                    len(y),
+                    patients,
+                    n_boot=n_boot,
+                    seed=seed,
+                    width=2,
+                )
                 figures = {
                     "accuracy": acc,
                     "accuracy_lo": float(lo[0]),
@@ -405,17 +433,21 @@ def saliency_sanity(
         keep = np.isfinite(values)
         values, ids = values[keep], part["image_id"].astype(str).to_numpy()[keep]
         groups = np.array([patients.get(i, i) for i in ids])
-        resamples = bootstrap_resamples(len(values), groups, n_boot=n_boot, seed=seed) if len(values) else iter(())
-        boots = [float(np.mean(values[i])) for i in resamples]
-        lo, hi = np.percentile(boots, [2.5, 97.5]) if boots else (np.nan, np.nan)
+        lo, hi = bootstrap_interval(
+            functools.partial(_mean_at, values),
+            len(values),
+            groups,
+            n_boot=n_boot,
+            seed=seed,
+        )
         rows.append(
             {
                 "check": name,
                 "n": len(values),
                 "n_patients": len(np.unique(groups)),
                 "value": float(np.mean(values)) if len(values) else float("nan"),
-                "ci_low": float(lo),
-                "ci_high": float(hi),
+                "ci_low": float(lo[0]),
+                "ci_high": float(hi[0]),
             }
         )
     return pd.DataFrame(rows, columns=SANITY_COLUMNS)
@@ -447,8 +479,7 @@ def fit_temperature(probs: np.ndarray, y_true: np.ndarray) -> float:
     from scipy.optimize import minimize_scalar
 
     def nll(log_t: float) -> float:
-        p = temper(probs, float(np.exp(log_t)))
-        return float(-np.mean(np.log(np.clip(p[np.arange(len(y_true)), y_true], _EPS, 1.0))))
+        return negative_log_likelihood(temper(probs, float(np.exp(log_t))), y_true)
 
     if not len(y_true):
         return 1.0
@@ -456,24 +487,38 @@ def fit_temperature(probs: np.ndarray, y_true: np.ndarray) -> float:
     return float(np.exp(best.x))
 
 
+def _confidence_bins(probs: np.ndarray, y_true: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each film's confidence (the soft-vote class's probability), whether that class is
+    right, and its equal-width confidence bin."""
+    conf = probs.max(axis=1)
+    return conf, probs.argmax(axis=1) == y_true, np.minimum((conf * bins).astype(int), bins - 1)
+
+
+def negative_log_likelihood(probs: np.ndarray, y_true: np.ndarray) -> float:
+    """Mean negative log-likelihood of the true classes (NaN without films)."""
+    if not len(y_true):
+        return float("nan")
+    return float(-np.mean(np.log(np.clip(probs[np.arange(len(y_true)), y_true], _EPS, 1.0))))
+
+
 def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int) -> float:
     """ECE: the film-weighted mean gap between confidence (the soft-vote class's
     probability) and accuracy over ``bins`` equal-width confidence bins."""
     if not len(y_true):
         return float("nan")
-    conf = probs.max(axis=1)
-    right = probs.argmax(axis=1) == y_true
-    which = np.minimum((conf * bins).astype(int), bins - 1)
+    conf, right, which = _confidence_bins(probs, y_true, bins)
     gaps = [abs(conf[which == b].mean() - right[which == b].mean()) * (which == b).sum() for b in np.unique(which)]
     return float(np.sum(gaps) / len(y_true))
+
+
+def _ece_at(probs: np.ndarray, y_true: np.ndarray, bins: int, idx: np.ndarray) -> float:
+    return expected_calibration_error(probs[idx], y_true[idx], bins)
 
 
 def reliability_rows(probs: np.ndarray, y_true: np.ndarray, bins: int) -> list[dict[str, float]]:
     """The reliability diagram's points: per confidence bin, its films, mean confidence and
     accuracy (NaN for an empty bin)."""
-    conf = probs.max(axis=1)
-    right = probs.argmax(axis=1) == y_true
-    which = np.minimum((conf * bins).astype(int), bins - 1)
+    conf, right, which = _confidence_bins(probs, y_true, bins)
     rows = []
     for b in range(bins):
         inside = which == b
@@ -505,11 +550,9 @@ def calibration_tables(
     summary, reliability = [], []
     for label, t in (("uncalibrated", 1.0), ("temperature", temperature)):
         probs = temper(test[columns].to_numpy(float), t) if t != 1.0 else test[columns].to_numpy(float)
-        boots = [
-            expected_calibration_error(probs[i], y[i], bins)
-            for i in bootstrap_resamples(len(y), groups, n_boot=n_boot, seed=seed)
-        ]
-        lo, hi = np.nanpercentile(boots, [2.5, 97.5]) if boots else (np.nan, np.nan)
+        lo, hi = bootstrap_interval(
+            functools.partial(_ece_at, probs, y, bins), len(y), groups, n_boot=n_boot, seed=seed
+        )
         onehot = np.eye(len(names))[y] if len(y) else np.zeros((0, len(names)))
         summary.append(
             {
@@ -518,9 +561,9 @@ def calibration_tables(
                 "n": len(y),
                 "n_patients": len(np.unique(groups)),
                 "ece": expected_calibration_error(probs, y, bins),
-                "ece_lo": float(lo),
-                "ece_hi": float(hi),
-                "nll": float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], _EPS, 1.0)))) if len(y) else np.nan,
+                "ece_lo": float(lo[0]),
+                "ece_hi": float(hi[0]),
+                "nll": negative_log_likelihood(probs, y),
                 "brier": float(np.mean(((probs - onehot) ** 2).sum(axis=1))) if len(y) else np.nan,
                 "accuracy": float(np.mean(probs.argmax(axis=1) == y)) if len(y) else np.nan,
             }
