@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 
 #: the probe's views of a film: the masked lung input, the film outside the lung, the mask
 PROBE_VIEWS = ("lung", "outside", "mask")
-#: columns of the probe table (one row per classifier mode and view)
+#: columns of the probe table (one row per classifier mode and view; :func:`summarise` adds
+#: ``reads_source``)
 PROBE_COLUMNS = [
     *("mode", "view", "n", "n_patients", "n_sources", "chance"),
     *("accuracy", "accuracy_lo", "accuracy_hi", "balanced_accuracy", "balanced_accuracy_lo", "balanced_accuracy_hi"),
@@ -258,6 +259,12 @@ def probe_table(predictions: Mapping[tuple[str, str], pd.DataFrame], *, n_boot: 
     return pd.DataFrame(rows, columns=PROBE_COLUMNS)
 
 
+def reads_source(probes: pd.DataFrame, margin: float) -> pd.Series:
+    """Which probes read the source: the lower end of the balanced-accuracy interval more
+    than ``margin`` above chance."""
+    return probes["balanced_accuracy_lo"].astype(float) > probes["chance"].astype(float) + margin
+
+
 def verdict(probes: pd.DataFrame, table: pd.DataFrame, *, margin: float, association: float) -> dict[str, Any]:
     """Whether the class labels are confounded with the source (module docstring), with the
     figures it rests on.
@@ -269,7 +276,7 @@ def verdict(probes: pd.DataFrame, table: pd.DataFrame, *, margin: float, associa
     of them — a source read only outside the lung is a shortcut the lung mask removes.
     """
     v = cramers_v(table)
-    reading = probes[probes["balanced_accuracy_lo"] > probes["chance"] + margin]
+    reading = probes[reads_source(probes, margin)]
     views = sorted(set(reading["view"]))
     tied = bool(np.isfinite(v) and v >= association)
     mains = table.drop_duplicates("class")[["class", "main_source", "main_share"]]
@@ -300,11 +307,13 @@ def summarise(
     association: float,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """The audit's tables from its probes' predictions (``(mode, view)`` → predictions.tsv):
-    the class × source table of the classified films, the probe table and the verdict."""
+    the class × source table of the classified films, the probe table (with
+    ``reads_source``, 1 or 0, at ``margin``) and the verdict."""
     inputs = read_tsv(inputs_path)
     cohort = read_tsv(cohort_path)
     table = class_source_table(cohort[cohort["image_id"].isin(inputs["image_id"])], labels)
     probes = probe_table({key: read_tsv(path) for key, path in predictions.items()}, n_boot=n_boot, seed=seed)
+    probes["reads_source"] = reads_source(probes, margin).astype(int)
     return table, probes, verdict(probes, table, margin=margin, association=association)
 
 

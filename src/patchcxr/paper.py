@@ -199,9 +199,8 @@ def mask_source_counts(predictions: pd.DataFrame) -> str:
 
 def source_probe_table(probes: pd.DataFrame, verdict: Mapping[str, Any]) -> pd.DataFrame:
     """Table 9: each source probe of the audit with its intervals, whether it reads the
-    source (the lower end of its balanced-accuracy interval more than the verdict's margin
-    above chance), and the verdict's Cramér's V and call, repeated on every row."""
-    margin = float(verdict["margin"])
+    source (``probes.tsv``'s ``reads_source``, :func:`patchcxr.audit.reads_source`), and the
+    verdict's Cramér's V and call, repeated on every row."""
     v = verdict.get("cramers_v")
     rows = [
         {
@@ -213,7 +212,7 @@ def source_probe_table(probes: pd.DataFrame, verdict: Mapping[str, Any]) -> pd.D
             "chance": f"{float(r.chance):.3f}",
             "accuracy": _interval(r.accuracy, r.accuracy_lo, r.accuracy_hi),
             "balanced_accuracy": _interval(r.balanced_accuracy, r.balanced_accuracy_lo, r.balanced_accuracy_hi),
-            "reads_source": "yes" if float(r.balanced_accuracy_lo) > float(r.chance) + margin else "no",
+            "reads_source": "yes" if int(r.reads_source) else "no",
             "cramers_v": "NaN" if v is None else f"{float(v):.3f}",
             "confounded": "yes" if verdict["confounded"] else "no",
         }
