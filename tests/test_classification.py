@@ -286,3 +286,27 @@ def test_a_training_step_and_a_k_vote_run_under_cpu_autocast(tmp_path: Path, pre
         predict_probs(
             model, img, lung, settings, k=1, rng=np.random.default_rng(0), device=torch.device("cpu"), precision="fp8"
         )
+    # probabilistic Grad-CAM under the same autocast: the trunk in half precision, the map
+    # (fp32) ranks the lung's pixels as the fp32 map does
+    from patchcxr.classification.explain import image_saliency
+
+    big = np.zeros((256, 256), bool)
+    big[40:220, 20:120] = big[40:220, 136:236] = True
+    film = torch.rand(1, 256, 256) * torch.from_numpy(big)
+    wide = ClassifierSettings(patch=96)  # layer4 maps of 3x3: a Grad-CAM with a shape
+    torch.manual_seed(1)
+    fresh = resnet18_classifier(2).eval()  # the 20 steps at 32² leave layer4 dead at 96²
+
+    def cam(p: str) -> np.ndarray:
+        seen.clear()
+        hook = fresh.conv1.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+        sal, probs = image_saliency(
+            fresh, film, big, wide, k=6, target=0, rng=np.random.default_rng(0), device=torch.device("cpu"), precision=p
+        )
+        hook.remove()
+        assert seen == [half if p != "fp32" else torch.float32] and probs.dtype == torch.float32
+        return sal
+
+    mixed_map, exact_map = cam(precision), cam("fp32")
+    assert mixed_map.dtype == exact_map.dtype and np.ptp(exact_map[big]) > 0
+    assert np.corrcoef(mixed_map[big], exact_map[big])[0, 1] > 0.95

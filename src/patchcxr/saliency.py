@@ -36,6 +36,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from patchcxr.models.classifier import ResNet, minmax_normalise, trunk
+from patchcxr.models.state import autocast
 
 
 def _layer_hook(model: nn.Module, layer: str) -> tuple[dict[str, torch.Tensor], torch.utils.hooks.RemovableHandle]:
@@ -62,12 +63,17 @@ def _cams(act: torch.Tensor, grad: torch.Tensor, size: int) -> torch.Tensor:
     return minmax_normalise(cam)
 
 
-def _resnet_head_gradcams(model: ResNet, patches: torch.Tensor, target: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _resnet_head_gradcams(
+    model: ResNet, patches: torch.Tensor, target: int, precision: str = "fp32"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Grad-CAM at a torchvision ResNet's ``layer4``: ``∂y_c/∂A`` depends only on the head
     (average pool, linear layer), so the trunk runs without autograd (no graph, no
-    parameter gradients) and only the head is differentiated — the cost of a forward pass."""
-    with torch.inference_mode():
+    parameter gradients) and only the head is differentiated — the cost of a forward pass.
+    Under ``precision``'s autocast only the trunk runs in half precision: its activations
+    are cast back to fp32 for the head and its gradient."""
+    with torch.inference_mode(), autocast(patches.device, precision):
         act = trunk(model, patches)
+    act = act.float()
     with torch.enable_grad():
         a = act.clone().requires_grad_(True)
         logits = model.fc(torch.flatten(model.avgpool(a), 1))
@@ -77,21 +83,23 @@ def _resnet_head_gradcams(model: ResNet, patches: torch.Tensor, target: int) -> 
 
 
 def patch_gradcams(
-    model: nn.Module, patches: torch.Tensor, target: int, layer: str = "layer4"
+    model: nn.Module, patches: torch.Tensor, target: int, layer: str = "layer4", precision: str = "fp32"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Grad-CAMs ``(K, S, S)`` in [0, 1] and class probabilities ``(K,)`` of K patches,
     in one batched pass (for a ResNet's ``layer4``: a forward of the trunk and the head's
-    gradient only; other layers: one forward and one backward)."""
+    gradient only; other layers: one forward and one backward). ``precision`` bf16/fp16
+    runs the network's forward under autocast; the maps and probabilities come back fp32."""
     if model.training:
         raise ValueError("Grad-CAM needs the model in eval mode (batch norm must not mix patches)")
     if layer == "layer4" and all(hasattr(model, n) for n in ("conv1", "layer4", "avgpool", "fc")):
-        return _resnet_head_gradcams(model, patches, target)
+        return _resnet_head_gradcams(model, patches, target, precision)
     store, handle = _layer_hook(model, layer)
     try:
         with torch.enable_grad():
-            logits = model(patches)
+            with autocast(patches.device, precision):
+                logits = model(patches).float()
             logits[:, target].sum().backward()  # sample k's score depends only on sample k
-        act, grad = store["act"].detach(), _grad(store["act"])
+        act, grad = store["act"].detach().float(), _grad(store["act"]).float()
     finally:
         handle.remove()
     model.zero_grad(set_to_none=True)

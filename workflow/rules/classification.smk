@@ -232,6 +232,9 @@ rule compute_saliency:
     threads: 2
     resources:
         device="auto",
+        # fp32, or the trunk under bf16/fp16 autocast: a machine's setting (profiles/gpu,
+        # profiles/cpu-bf16; agreement with fp32 measured in bench/RESULTS.md)
+        precision="fp32",
     conda:
         "../../envs/torch.yaml"
     script:

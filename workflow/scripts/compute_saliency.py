@@ -23,6 +23,7 @@ def main(
     outputs: dict[str, str],
     threads: int,
     device: str,
+    precision: str,
     log: str,
 ) -> None:
     setup_logging(log)
@@ -41,6 +42,7 @@ def main(
         batch=int(saliency["batch"]),
         seed=seed,
         mode=mode,
+        precision=precision,
     )
     write_tsv(outputs["table"], df)
     # the randomisation test on the first saliency.sanity_images of those films
@@ -54,6 +56,7 @@ def main(
         device=device,
         batch=int(saliency["batch"]),
         seed=seed,
+        precision=precision,
     )
     write_tsv(outputs["randomisation"], randomised)
     films = read_tsv(inputs["inputs"])
@@ -71,5 +74,6 @@ main(
     {k: snakemake.output[k] for k in ("table", "randomisation", "sanity")},
     snakemake.threads,
     str(snakemake.resources.device),
+    str(snakemake.resources.precision),
     snakemake.log[0],
 )

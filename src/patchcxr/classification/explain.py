@@ -40,9 +40,11 @@ def image_saliency(
     rng: np.random.Generator,
     device: torch.device,
     batch: int = 25,
+    precision: str = "fp32",
 ) -> tuple[np.ndarray, torch.Tensor]:
     """Probabilistic Grad-CAM of one masked input (1, S, S) for class ``target``: K patches
-    in chunks of ``batch`` (one forward and backward per chunk), aggregated on the canvas.
+    in chunks of ``batch`` (one forward and backward per chunk), aggregated on the canvas;
+    ``precision`` bf16/fp16 runs the trunk under autocast (a machine's setting).
 
     Returns the map (S, S) and the patch probabilities of ``target``.
     """
@@ -50,7 +52,8 @@ def image_saliency(
     cams, probs = [], []
     layout = memory_format(model)
     for i in range(0, len(x), batch):
-        c, p = patch_gradcams(model, to_network(x[i : i + batch]).to(device, memory_format=layout), target)
+        xb = to_network(x[i : i + batch]).to(device, memory_format=layout)
+        c, p = patch_gradcams(model, xb, target, precision=precision)
         cams.append(c.cpu())
         probs.append(p.cpu())
     return aggregate(torch.cat(cams), torch.cat(probs), wins, img.shape[-2:]), torch.cat(probs)
@@ -137,13 +140,15 @@ def saliency_for_split(
     batch: int = 25,
     seed: int = 0,
     mode: str = "exact",
+    precision: str = "fp32",
 ) -> pd.DataFrame:
     """Probabilistic Grad-CAM maps (``.npy``) and overlays (``.png``) of the test images of
     class ``target`` (at most ``max_images``), with the pointing game where ground-truth
     lesions are known (synthetic sources): the map's maximum *within the lung* (the input
     is zero elsewhere) must fall in a lesion box. ``mode`` ``shared_trunk`` takes the maps
-    from one trunk pass (:func:`shared_saliency`). Patches and the input canvas follow the
-    settings the model file records."""
+    from one trunk pass (:func:`shared_saliency`); ``precision`` is the exact method's
+    autocast (a machine's setting). Patches and the input canvas follow the settings the
+    model file records."""
     clf = load_classifier(model_path, device)
     model, settings, names, dev = clf.model, clf.settings, clf.classes, clf.device
     if target not in names:
@@ -163,7 +168,16 @@ def saliency_for_split(
             sal, probs = shared_saliency(model, img, wins, patch=settings.patch, target=names.index(target), device=dev)
         else:
             sal, probs = image_saliency(
-                model, img, lung, settings, k=k, target=names.index(target), rng=rng, device=dev, batch=batch
+                model,
+                img,
+                lung,
+                settings,
+                k=k,
+                target=names.index(target),
+                rng=rng,
+                device=dev,
+                batch=batch,
+                precision=precision,
             )
         buf = io.BytesIO()
         np.save(buf, sal.astype(np.float32))
@@ -246,13 +260,15 @@ def randomisation_test(
     device: str = "auto",
     batch: int = 25,
     seed: int = 0,
+    precision: str = "fp32",
 ) -> pd.DataFrame:
     """The model-parameter randomisation test of probabilistic Grad-CAM on the first
     ``max_images`` test images of ``target`` (those :func:`saliency_for_split` maps): each
     image's map from the trained classifier against its map after each step of
     :data:`RANDOMISATION_CASCADE`, same patches, Spearman's rank correlation over the lung.
     A map that depends on what the network learnt decorrelates; one that stays close to
-    the trained map shows the input (or the method), not the model."""
+    the trained map shows the input (or the method), not the model. ``precision``: as
+    :func:`saliency_for_split`'s."""
     clf = load_classifier(model_path, device)
     model, settings, names, dev = clf.model, clf.settings, clf.classes, clf.device
     if target not in names:
@@ -276,6 +292,7 @@ def randomisation_test(
                 rng=np.random.default_rng([seed, i]),  # the same patches for every network
                 device=dev,
                 batch=batch,
+                precision=precision,
             )[0]
             for net in (model, *(net for _, net in cascade))
         ]

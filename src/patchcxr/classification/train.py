@@ -28,7 +28,7 @@ from patchcxr.classification.settings import ClassifierSettings, InputSettings, 
 from patchcxr.data.labels import class_names
 from patchcxr.io import read_tsv
 from patchcxr.models.classifier import initialise_resnet18, vote
-from patchcxr.models.state import resolve_device
+from patchcxr.models.state import resolve_device, to_device
 from patchcxr.training import TrainingFiles, TrainingRun, seed_everything
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,8 @@ def make_batches(
         for i in range(0, len(picks), settings.batch_size):
             xs = [image_batch(images[j], lungs[j], settings, 1, rng=rng)[0] for j in picks[i : i + settings.batch_size]]
             x = augment(torch.cat(xs), gen, settings.flip, settings.rotate)
-            yield to_network(x).to(device), torch.from_numpy(targets[picks[i : i + settings.batch_size]]).to(device)
+            y = torch.from_numpy(targets[picks[i : i + settings.batch_size]])
+            yield to_device(to_network(x), device), to_device(y, device)
 
     return batches
 

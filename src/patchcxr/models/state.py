@@ -41,6 +41,15 @@ def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler | 
     return torch.amp.GradScaler(device.type) if precision == "fp16" else None
 
 
+def to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU training batch on ``device``: for CUDA through pinned memory with a
+    non-blocking copy (the next batch is built on the CPU while this one is copied and
+    computed on); a plain move elsewhere."""
+    if device.type == "cuda":
+        return batch.pin_memory().to(device, non_blocking=True)
+    return batch.to(device)
+
+
 def state_to_bytes(obj: Any) -> bytes:
     """The bytes of ``torch.save(obj)`` (written atomically by the caller)."""
     buf = io.BytesIO()

@@ -22,7 +22,7 @@ import torch.nn.functional as F  # noqa: N812 (PyTorch convention)
 
 from patchcxr.io import read_tsv
 from patchcxr.models.segmentation import build_segmentation_model, count_parameters
-from patchcxr.models.state import resolve_device
+from patchcxr.models.state import resolve_device, to_device
 from patchcxr.segmentation.data import BG_OR_HEART, N_CLASSES, Preprocessing, load_examples, split_rows
 from patchcxr.segmentation.metrics import mean_jaccard
 from patchcxr.segmentation.predict import predict_batches
@@ -136,7 +136,7 @@ def train_segmentation(
             x, y = x_train[idx], y_train[idx]
             if train_cfg.get("augment", False):
                 x, y = augment(x, y, gen)
-            yield x.to(dev), y.to(dev)
+            yield to_device(x, dev), to_device(y, dev)
 
     def loss(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         return partial_cross_entropy(model(batch[0]), batch[1], bg_weight)
