@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from patchcxr.data.splits import segmentation_split
-from patchcxr.models.segmentation import FCDenseNet, UNet, count_parameters, fc_densenet103
+from patchcxr.models.segmentation import FCDenseNet, UNet, count_parameters, fc_densenet103, training_options
 from patchcxr.models.state import load_state
 from patchcxr.segmentation.data import BG_OR_HEART, Preprocessing
 from patchcxr.segmentation.evaluate import evaluate_models
@@ -275,6 +275,17 @@ def test_memory_efficient_dense_blocks_give_the_same_gradients() -> None:
         model(x).pow(2).mean().backward()
     for p, q in zip(a.parameters(), b.parameters(), strict=True):
         assert torch.equal(p.grad, q.grad)
+
+
+def test_the_machine_setting_decides_an_fc_densenets_recomputation_and_nothing_else() -> None:
+    tiny = {"arch": "fcdensenet", "down_blocks": (2, 2), "growth": 4, "memory_efficient": True}
+    assert training_options("fcdensenet", tiny) == {"down_blocks": [2, 2], "growth": 4, "memory_efficient": True}
+    assert training_options("fcdensenet", tiny, "off")["memory_efficient"] is False
+    assert training_options("fcdensenet", {"arch": "fcdensenet"}, "on") == {"memory_efficient": True}
+    # a U-Net has no such option: the setting leaves it alone
+    assert training_options("unet", {"arch": "unet", "base": 4}, "off") == {"base": 4}
+    with pytest.raises(ValueError, match="memory_efficient must be one of"):
+        training_options("fcdensenet", tiny, "yes")
 
 
 def test_memory_efficient_dense_blocks_update_batch_norm_statistics_once_per_step() -> None:

@@ -32,6 +32,9 @@ rule train_segmentation:
         device="auto",
         # fp32, or bf16/fp16 autocast: a machine's setting (profiles/gpu)
         precision="fp32",
+        # FC-DenseNet recomputation: model (the model's option), on or off (same results;
+        # off is faster where memory allows, profiles/gpu)
+        memory_efficient="model",
     conda:
         "../../envs/torch.yaml"
     script:

@@ -28,6 +28,7 @@ def main(
     threads: int,
     device: str,
     precision: str,
+    memory_efficient: str,
     log: str,
 ) -> None:
     setup_logging(log)
@@ -43,6 +44,7 @@ def main(
         device=device,
         tracking=run_settings(tracking, pipeline, {"manifest": manifest, "segmentation_split": split}),
         precision=precision,
+        memory_efficient=memory_efficient,
     )
 
 
@@ -60,5 +62,6 @@ main(
     snakemake.threads,
     str(snakemake.resources.device),
     str(snakemake.resources.precision),
+    str(snakemake.resources.memory_efficient),
     snakemake.log[0],
 )

@@ -22,7 +22,7 @@ Depth and width are parameters, so the CPU demo trains a small member of each fa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -241,6 +241,23 @@ class UNet(nn.Module):
         for up, dec in zip(self.ups, self.dec, strict=True):
             x = dec(torch.cat([up(x), skips.pop()], dim=1))
         return self.final(x)
+
+
+#: the ``memory_efficient`` machine setting of segmentation training (a profile's resource):
+#: the model's own option, or recomputation forced on or off (same results, Pleiss et al.)
+MEMORY_EFFICIENT_MODES = ("model", "on", "off")
+
+
+def training_options(arch: str, options: Mapping[str, Any], memory_efficient: str = "model") -> dict[str, Any]:
+    """A network's options for training on this machine: an FC-DenseNet's
+    ``memory_efficient`` taken from the machine setting unless it is ``model`` (the
+    recomputation trades time for memory and does not change the results)."""
+    if memory_efficient not in MEMORY_EFFICIENT_MODES:
+        raise ValueError(f"memory_efficient must be one of {MEMORY_EFFICIENT_MODES}, got {memory_efficient!r}")
+    out = {k: (list(v) if isinstance(v, list | tuple) else v) for k, v in options.items() if k != "arch"}
+    if arch == "fcdensenet" and memory_efficient != "model":
+        out["memory_efficient"] = memory_efficient == "on"
+    return out
 
 
 def build_segmentation_model(arch: str, n_classes: int = 4, **options: Any) -> nn.Module:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (PyTorch convention)
 
 from patchcxr.io import read_tsv
-from patchcxr.models.segmentation import build_segmentation_model, count_parameters
+from patchcxr.models.segmentation import build_segmentation_model, count_parameters, training_options
 from patchcxr.models.state import resolve_device, to_device
 from patchcxr.segmentation.data import BG_OR_HEART, N_CLASSES, Preprocessing, load_examples, split_rows
 from patchcxr.segmentation.metrics import mean_jaccard
@@ -79,9 +79,11 @@ def train_segmentation(
     device: str = "auto",
     tracking: Mapping[str, Any] | None = None,
     precision: str = "fp32",
+    memory_efficient: str = "model",
 ) -> dict[str, Any]:
     """Train one segmentation network and save the best checkpoint with its metadata
-    (``precision``: fp32, or bf16/fp16 autocast, a machine's setting).
+    (``precision``: fp32, or bf16/fp16 autocast; ``memory_efficient``: an FC-DenseNet's
+    recomputation as the model says, ``on`` or ``off``: machine settings).
 
     Returns:
         The metadata written to ``files.metadata``.
@@ -111,7 +113,7 @@ def train_segmentation(
 
     # model
     arch = model_cfg["arch"]
-    options = {k: (list(v) if isinstance(v, list | tuple) else v) for k, v in model_cfg.items() if k != "arch"}
+    options = training_options(arch, model_cfg, memory_efficient)
     model = build_segmentation_model(arch, N_CLASSES, **options).to(dev)
     log.info("%s (%s): %d parameters, device %s", model_name, arch, count_parameters(model), dev)
     opt = torch.optim.Adam(
