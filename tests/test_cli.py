@@ -101,7 +101,8 @@ def test_predict_prints_classes_writes_overlays_and_reports_bad_files(tmp_path: 
     assert "scratch" not in proc.stderr and "train" not in proc.stderr.lower()
     base = [sys.executable, "-m", "patchcxr.cli", "predict", str(tmp_path / "a.png"), "--segmenter", str(seg)]
     chosen = subprocess.run(
-        [*base, "--classifier", str(cls), "--k", "4", "--out", str(out), "--target", "tb"],
+        # under bf16 autocast (the CPU inference backend): the same output contract
+        [*base, "--classifier", str(cls), "--k", "4", "--out", str(out), "--target", "tb", "--precision", "bf16"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -113,6 +114,10 @@ def test_predict_prints_classes_writes_overlays_and_reports_bad_files(tmp_path: 
         [*base, "--classifier", str(cls), "--target", "covid"], capture_output=True, text=True, timeout=300
     )
     assert missing.returncode == 2 and "--target 'covid' is not a class of this classifier" in missing.stderr
+    fp8 = subprocess.run(
+        [*base, "--classifier", str(cls), "--precision", "fp8"], capture_output=True, text=True, timeout=300
+    )
+    assert fp8.returncode == 2 and "--precision must be one of fp32, bf16, fp16, got 'fp8'" in fp8.stderr
 
 
 def test_predict_makes_the_classifier_input_as_the_classifier_was_trained(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
