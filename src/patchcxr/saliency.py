@@ -83,7 +83,7 @@ def _resnet_head_gradcams(
 
 
 def patch_gradcams(
-    model: nn.Module, patches: torch.Tensor, target: int, layer: str = "layer4", precision: str = "fp32"
+    model: nn.Module, patches: torch.Tensor, target: int, layer: str = "layer4", *, precision: str = "fp32"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Grad-CAMs ``(K, S, S)`` in [0, 1] and class probabilities ``(K,)`` of K patches,
     in one batched pass (for a ResNet's ``layer4``: a forward of the trunk and the head's
