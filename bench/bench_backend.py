@@ -38,6 +38,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,10 +74,10 @@ def quantised(model: nn.Module, calibration: torch.Tensor) -> nn.Module:
     net = copy.deepcopy(model).to(memory_format=torch.contiguous_format).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the deprecation notices of torch.ao.quantization
-        prepared = prepare_fx(net, get_default_qconfig_mapping("x86"), (calibration[:2],))
+        prepared = prepare_fx(net, get_default_qconfig_mapping("x86"), (to_network(calibration[:2]),))
         with torch.inference_mode():
             for i in range(0, len(calibration), 25):
-                prepared(calibration[i : i + 25])
+                prepared(to_network(calibration[i : i + 25]))
         return convert_fx(prepared)
 
 
@@ -94,13 +95,19 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
 def main(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     results = Path(args.results)
+    root = results.parent  # the run's folder: inputs.tsv's paths are relative to it
+
+    def film(r: Any) -> tuple[torch.Tensor, np.ndarray]:
+        return load_input(str(root / r.input_path), str(root / r.lung_path))
+
     clf = load_classifier(results / "classification" / "local" / f"seed_{args.seed}" / "model.pt", "cpu")
     model, settings, names, dev = clf.model, clf.settings, clf.classes, clf.device
     if settings.mode != "local":
         raise SystemExit("bench_backend needs a local (patch) classifier")
     inputs = read_tsv(results / "classification" / "inputs.tsv")
     split = read_tsv(results / "splits" / "classification.tsv")
-    rows = inputs.merge(split[split["split"] == args.part][["image_id"]], on="image_id").sort_values("image_id")
+    scored = split if args.part == "all" else split[split["split"] == args.part]
+    rows = inputs.merge(scored[["image_id"]], on="image_id").sort_values("image_id")
     rows = rows.head(args.images)
     train = inputs.merge(split[split["split"] == "train"][["image_id"]], on="image_id").sort_values("image_id")
     print(f"machine: {machine()}")
@@ -111,7 +118,7 @@ def main(args: argparse.Namespace) -> None:
     # int8: calibrated on patches of training films (never on the films it is scored on)
     calib = []
     for i, r in enumerate(train.head(args.calibration_images).itertuples()):
-        img, lung = load_input(r.input_path, r.lung_path)
+        img, lung = film(r)
         calib.append(image_batch(img, lung, settings, 10, rng=np.random.default_rng([args.seed, 10_000 + i]))[0])
     int8 = quantised(model, torch.cat(calib))
 
@@ -119,7 +126,7 @@ def main(args: argparse.Namespace) -> None:
     probs: dict[str, list[np.ndarray]] = {b: [] for b in BACKENDS}
     seconds: dict[str, float] = dict.fromkeys(BACKENDS, 0.0)
     for i, r in enumerate(rows.itertuples()):
-        img, lung = load_input(r.input_path, r.lung_path)
+        img, lung = film(r)
         for b in BACKENDS:
             rng = np.random.default_rng([args.seed, i])  # the same patches for every backend
             t = time.perf_counter()
@@ -150,7 +157,7 @@ def main(args: argparse.Namespace) -> None:
     rs: dict[str, list[float]] = {b: [] for b in ("bf16", "fp16")}
     cam_seconds: dict[str, float] = dict.fromkeys(("fp32", "bf16", "fp16"), 0.0)
     for i, r in enumerate(cams.itertuples()):
-        img, lung = load_input(r.input_path, r.lung_path)
+        img, lung = film(r)
         maps = {}
         for b in cam_seconds:
             t = time.perf_counter()
@@ -243,7 +250,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results", required=True, help="a finished run's results/ folder")
     ap.add_argument("--seed", type=int, default=2020, help="the classifier seed (results/…/seed_<seed>)")
-    ap.add_argument("--part", default="test", help="split part of the agreement films")
+    ap.add_argument("--part", default="test", help="split part of the agreement films (train, val, test or all)")
     ap.add_argument("--images", type=int, default=10_000, help="at most this many agreement films")
     ap.add_argument("--saliency-images", type=int, default=10)
     ap.add_argument("--calibration-images", type=int, default=20, help="training films of the int8 calibration")

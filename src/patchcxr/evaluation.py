@@ -353,7 +353,7 @@ _FIGURES = ("n", "n_patients", "accuracy", "accuracy_lo", "accuracy_hi", "macro_
 def external_table(
     plan: pd.DataFrame,
     external: Mapping[tuple[str, str], pd.DataFrame],
-    internal: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]],
+    internal: Mapping[str, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]],
 ) -> pd.DataFrame:
     """Leave-one-source-out validation beside the internal test split.
 
@@ -362,8 +362,10 @@ def external_table(
     ``internal``, the workflow's classifier on the source's films of the internal test
     split (its strata row; none when the source sent no film to the test split); a
     source not held out gets one row saying why. Last, each model's internal test split as
-    a whole (``all sources``, from its ``metrics.tsv``). ``external`` maps (source, model)
-    to strata tables, ``internal`` maps model to (metrics, strata) of the internal run.
+    a whole (``all sources``, from its ``metrics.tsv``; its patients counted from the
+    predictions, since one patient's films may come from two sources, as Montgomery's
+    full-size and 512² renditions do). ``external`` maps (source, model) to strata tables,
+    ``internal`` maps model to (metrics, strata, predictions) of the internal run.
     """
 
     def source_row(strata: pd.DataFrame, source: str) -> dict[str, object]:
@@ -386,9 +388,8 @@ def external_table(
             inner = source_row(internal[model][1], source)
             note = "" if inner["n"] else "no film of the source in the internal test split"
             rows.append({"source": source, "model": model, "scheme": "internal", "note": note} | inner)
-    for model, (metrics, strata) in internal.items():
+    for model, (metrics, _, predictions) in internal.items():
         get = metrics.set_index(["class", "metric"])
-        by_source = strata[strata["stratum"] == "source"]
         acc, f1 = get.loc[("accuracy", "recall")], get.loc[("macro", "f1")]
         rows.append(
             {
@@ -396,7 +397,7 @@ def external_table(
                 "model": model,
                 "scheme": "internal",
                 "n": int(acc["support"]),
-                "n_patients": int(by_source["n_patients"].sum()),  # a patient belongs to one source
+                "n_patients": int(predictions["patient_id"].nunique()),
                 "accuracy": acc["value"],
                 "accuracy_lo": acc["ci_low"],
                 "accuracy_hi": acc["ci_high"],

@@ -265,8 +265,12 @@ def plot_audit(class_source_path: Path | str, probes_path: Path | str, out: Path
     probes = read_tsv(probes_path, typed=True)
     share = table.pivot_table(index="class", columns="source", values="share_of_class", fill_value=0.0)
     count = table.pivot_table(index="class", columns="source", values="n", fill_value=0)
+    # constrained layout: the probes' labels must clear the colour bar of the left panel
     fig, (left, right) = plt.subplots(
-        1, 2, figsize=(4.5 + 0.9 * max(1, share.shape[1]), 1.0 + 0.6 * max(3, share.shape[0], len(probes)))
+        1,
+        2,
+        figsize=(6.0 + 0.9 * max(1, share.shape[1]), 1.0 + 0.6 * max(3, share.shape[0], len(probes))),
+        layout="constrained",
     )
     im = left.imshow(share.to_numpy(float), cmap="Blues", vmin=0, vmax=1, aspect="auto")
     for i in range(share.shape[0]):

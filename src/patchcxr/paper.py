@@ -381,8 +381,8 @@ def write_tables(
         write_tsv(out["strata"], strata_paper_table({run: read(p) for run, p in strata.items()}))
     if "external" in out and external:
         keys = ["source", "model", "scheme", "n", "n_patients"]
-        summary = read(external)
-        write_tsv(out["external"], figures_table(summary, keys).assign(note=summary["note"].fillna("")))
+        held_out = read(external)
+        write_tsv(out["external"], figures_table(held_out, keys).assign(note=held_out["note"].fillna("")))
     if "saliency_sanity" in out and sanity:
         checks = read(sanity)
         table = checks[["check", "n", "n_patients"]].copy()

@@ -17,14 +17,16 @@ def main(inputs: dict[str, list[str]], plan: str, models: list[str], out: str, l
     runs = [(s, m) for s in held for m in models]
     external = {run: read_tsv(p, typed=True) for run, p in zip(runs, inputs["strata"], strict=True)}
     internal = {
-        m: (read_tsv(metrics, typed=True), read_tsv(strata, typed=True))
-        for m, metrics, strata in zip(models, inputs["internal_metrics"], inputs["internal_strata"], strict=True)
+        m: (read_tsv(metrics, typed=True), read_tsv(strata, typed=True), read_tsv(predictions))
+        for m, metrics, strata, predictions in zip(
+            models, inputs["internal_metrics"], inputs["internal_strata"], inputs["internal_predictions"], strict=True
+        )
     }
     write_tsv(out, external_table(read_tsv(plan), external, internal))
 
 
 main(
-    {k: [str(p) for p in snakemake.input[k]] for k in ("strata", "internal_metrics", "internal_strata")},
+    {k: [str(p) for p in snakemake.input[k]] for k in ("strata", "internal_metrics", "internal_strata", "internal_predictions")},
     snakemake.input.plan,
     [str(m) for m in snakemake.params.models],
     snakemake.output[0],
