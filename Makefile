@@ -43,7 +43,7 @@ test-real: setup  ## the real-data tests alone (a slice of ../shared's films end
 ui: setup  ## MLflow UI of the tracked runs at http://127.0.0.1:$(UI_PORT) (Ctrl-C stops it)
 	$(BIN)/mlflow ui --host 127.0.0.1 --port $(UI_PORT) --backend-store-uri $(MLFLOW_URI)
 
-bench: setup  ## every benchmark, one after the other (about 15 CPU minutes); output also in bench/latest.txt
+bench: setup  ## the benchmarks, one after the other (about 15 CPU minutes; bench_backend and bench_scaling run by hand); output also in bench/latest.txt
 	set -o pipefail; cd bench && for b in bench_kpatch bench_shared_trunk bench_input_pipeline bench_torch_options bench_workflow \
 		bench_preprocess bench_memory bench_synthetic; do \
 		echo "== $$b"; ../$(BIN)/python $$b.py || exit 1; done 2>&1 | tee latest.txt

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from inputs import cached_film  # bench/inputs.py
+from inputs import cached_film, official_vote  # bench/inputs.py
 from machine import machine
 from torch import nn
 
@@ -199,14 +199,7 @@ def main(args: argparse.Namespace) -> None:
         int8_big = quantised(model, big_calib)
 
         def official() -> None:
-            rng = np.random.default_rng(0)
-            out = []
-            for _ in range(k):
-                im, lu = load_input(ip, lp)  # the official loop reads the image for every patch
-                w = windows(sample_centres(lu, 1, rng), im.shape[-2:], patch)
-                with torch.inference_mode():
-                    out.append(torch.softmax(official_net(to_network(extract(im, w, patch))), 1))
-            vote(torch.cat(out))
+            official_vote(official_net, ip, lp, k=k, patch=patch, device=torch.device("cpu"))
 
         def ours(precision: str) -> Callable[[], None]:
             def run() -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from inputs import cached_film  # bench/inputs.py
+from inputs import cached_film, official_vote  # bench/inputs.py
 from machine import machine
 
 from patchcxr.classification.data import load_input, to_network
@@ -72,14 +72,7 @@ def main(k: int, repeats: int, device: str, batch: int, size: int, patch: int) -
         ready_cl = ready.contiguous(memory_format=torch.channels_last)
 
         def official() -> None:
-            rng = np.random.default_rng(0)
-            probs = []
-            for _ in range(k):
-                im, lu = load_input(ip, lp)  # the official loop reads the image for every patch
-                w = windows(sample_centres(lu, 1, rng), im.shape[-2:], patch)
-                with torch.inference_mode():
-                    probs.append(torch.softmax(model(to_network(extract(im, w, patch)).to(dev)), 1).cpu())
-            vote(torch.cat(probs))
+            official_vote(model, ip, lp, k=k, patch=patch, device=dev)
 
         def ours() -> None:
             im, lu = load_input(ip, lp)

@@ -1,16 +1,21 @@
 """Classifier inputs for the benchmarks: synthetic films made into the workflow's masked
 inputs (preprocessed, resized, multiplied by the lung mask) and cached as the workflow
-caches them (8-bit PNGs)."""
+caches them (8-bit PNGs); and the official code's style of K-patch vote, the reference the
+benchmarks time ours against."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
+from torch import nn
 
-from patchcxr.classification.data import masked_input
+from patchcxr.classification.data import load_input, masked_input, to_network
+from patchcxr.classification.patches import extract, sample_centres, windows
 from patchcxr.classification.settings import InputSettings
+from patchcxr.models.classifier import vote
 from patchcxr.synthetic import render, sample_spec
 from patchcxr.synthetic.sources import EXPOSURES, expose
 
@@ -30,3 +35,18 @@ def cached_film(root: Path, size: int, seed: int, label: str = "covid19") -> tup
     Image.fromarray(img).save(ip)
     Image.fromarray(lung.astype(np.uint8) * 255).save(lp)
     return str(ip), str(lp)
+
+
+def official_vote(
+    model: nn.Module, input_path: str, lung_path: str, *, k: int, patch: int, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """The K-patch vote as the official code runs it: the cached input read again for
+    every patch, one patch per forward (in whatever memory layout ``model`` has)."""
+    rng = np.random.default_rng(0)
+    probs = []
+    for _ in range(k):
+        im, lu = load_input(input_path, lung_path)
+        w = windows(sample_centres(lu, 1, rng), im.shape[-2:], patch)
+        with torch.inference_mode():
+            probs.append(torch.softmax(model(to_network(extract(im, w, patch)).to(device)), 1).cpu())
+    return vote(torch.cat(probs))

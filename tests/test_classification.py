@@ -80,6 +80,30 @@ def test_training_batches_are_patches_in_the_lung_and_seeded(inputs: tuple[Path,
     assert not all(torch.equal(a, b) for a, b in zip(first, [b[0] for b in batches(2)], strict=False))
 
 
+def test_an_epoch_whose_draws_leave_one_over_trains_without_a_batch_of_one(inputs: tuple[Path, Path]) -> None:
+    # 9 draws in batches of 4: 4 + 5, not 4 + 4 + 1 (a ResNet's batch norm fails on one
+    # patch whose layer4 map is 1 x 1: the scaling benchmark's 300-film run stopped there)
+    from patchcxr.classification.train import batch_starts
+    from patchcxr.models.classifier import resnet18_classifier
+
+    assert batch_starts(9, 4) == [0, 4] and batch_starts(8, 4) == [0, 4] and batch_starts(10, 4) == [0, 4, 8]
+    assert batch_starts(1, 4) == [0] and batch_starts(5, 4) == [0]
+    table = pd.read_csv(inputs[0], sep="\t")
+    imgs, lungs = zip(
+        *(load_input(a, b) for a, b in zip(table["input_path"], table["lung_path"], strict=True)), strict=True
+    )
+    y = np.arange(len(table)) % 2
+    s = ClassifierSettings(patch=32, batch_size=4, draws=9)
+    batches = list(make_batches(list(imgs), list(lungs), y, n_classes=2, settings=s, device=torch.device("cpu"))(1))
+    assert [len(b[1]) for b in batches] == [4, 5]
+    model = resnet18_classifier(2).train()
+    for x, target in batches:  # 32² patches: layer4 is 1 x 1, where a batch of one fails
+        torch.nn.functional.cross_entropy(model(x), target).backward()
+    one = ClassifierSettings(draws=1)
+    with pytest.raises(ValueError, match="batch norm needs at least 2"):
+        make_batches(list(imgs), list(lungs), y, n_classes=2, settings=one, device=torch.device("cpu"))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["local", "global"])
 def test_training_saves_a_model_that_votes(tmp_path: Path, inputs: tuple[Path, Path], mode: str) -> None:

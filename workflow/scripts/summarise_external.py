@@ -26,7 +26,10 @@ def main(inputs: dict[str, list[str]], plan: str, models: list[str], out: str, l
 
 
 main(
-    {k: [str(p) for p in snakemake.input[k]] for k in ("strata", "internal_metrics", "internal_strata", "internal_predictions")},
+    {
+        k: [str(p) for p in snakemake.input[k]]
+        for k in ("strata", "internal_metrics", "internal_strata", "internal_predictions")
+    },
     snakemake.input.plan,
     [str(m) for m in snakemake.params.models],
     snakemake.output[0],

@@ -11,6 +11,7 @@ Model selection: macro-F1 on the validation split, each image decided by a K-pat
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
@@ -68,6 +69,16 @@ def epoch_draws(weights: torch.Tensor, n: int, seed: int, epoch: int) -> tuple[n
     return torch.multinomial(weights, n, replacement=True, generator=gen).numpy(), gen
 
 
+def batch_starts(n: int, batch_size: int) -> list[int]:
+    """First draw of each batch of ``n`` draws in batches of ``batch_size``; a remainder of
+    one draw is merged into the batch before it, so no batch holds a single draw (unless
+    ``n`` is 1)."""
+    starts = list(range(0, n, batch_size))
+    if len(starts) > 1 and n - starts[-1] == 1:
+        starts.pop()
+    return starts
+
+
 def make_batches(
     images: list[torch.Tensor],
     lungs: list[np.ndarray],
@@ -77,16 +88,22 @@ def make_batches(
     settings: ClassifierSettings,
     device: torch.device,
 ) -> Any:
-    """``batches(epoch)`` for the trainer: class-balanced draws, one patch per draw."""
+    """``batches(epoch)`` for the trainer: class-balanced draws, one patch per draw.
+    Batches of ``settings.batch_size`` draws; a last batch of a single draw joins the one
+    before it (batch norm cannot train on one patch whose ``layer4`` map is 1 × 1)."""
     weights = balanced_weights(targets, n_classes)
+    n = settings.draws or len(targets)
+    if n < 2:
+        raise ValueError(f"{n} training draw per epoch: batch norm needs at least 2 (more training films or draws)")
+    starts = batch_starts(n, settings.batch_size)
 
     def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        picks, gen = epoch_draws(weights, settings.draws or len(targets), settings.seed, epoch)
+        picks, gen = epoch_draws(weights, n, settings.seed, epoch)
         rng = np.random.default_rng([settings.seed, epoch])
-        for i in range(0, len(picks), settings.batch_size):
-            xs = [image_batch(images[j], lungs[j], settings, 1, rng=rng)[0] for j in picks[i : i + settings.batch_size]]
+        for a, b in itertools.pairwise([*starts, n]):
+            xs = [image_batch(images[j], lungs[j], settings, 1, rng=rng)[0] for j in picks[a:b]]
             x = augment(torch.cat(xs), gen, settings.flip, settings.rotate)
-            y = torch.from_numpy(targets[picks[i : i + settings.batch_size]])
+            y = torch.from_numpy(targets[picks[a:b]])
             yield to_device(to_network(x), device), to_device(y, device)
 
     return batches
