@@ -294,7 +294,7 @@ def test_the_external_table_sets_each_held_out_source_beside_its_internal_films(
             {"class": "macro", "metric": "f1", "value": 0.75, "ci_low": 0.6, "ci_high": 0.85, "support": 30},
         ]
     )
-    # 10 internal test films of 9 patients: one patient's films come from sources a and c
+    # the internal predictions' patients: 9, one of them with films from sources a and c
     # (a full-size and a 512² rendition), so the sources' patient counts (6 + 4) overcount
     patients = [f"p{i}" for i in range(6)] + ["p0", "p6", "p7", "p8"]
     predictions = pd.DataFrame({"patient_id": patients, "source": ["a"] * 6 + ["c"] * 4})

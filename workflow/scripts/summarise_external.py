@@ -22,7 +22,7 @@ def main(inputs: dict[str, list[str]], plan: str, models: list[str], out: str, l
             models, inputs["internal_metrics"], inputs["internal_strata"], inputs["internal_predictions"], strict=True
         )
     }
-    write_tsv(out, external_table(read_tsv(plan), external, internal))
+    write_tsv(out, external_table(table, external, internal))
 
 
 main(
