@@ -74,16 +74,18 @@ def quantised(model: nn.Module, calibration: torch.Tensor) -> nn.Module:
     net = copy.deepcopy(model).to(memory_format=torch.contiguous_format).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the deprecation notices of torch.ao.quantization
-        prepared = prepare_fx(net, get_default_qconfig_mapping("x86"), (to_network(calibration[:2]),))
+        prepared = prepare_fx(net, get_default_qconfig_mapping("x86"), (to_network(calibration[:2], "resnet18"),))
         with torch.inference_mode():
             for i in range(0, len(calibration), 25):
-                prepared(to_network(calibration[i : i + 25]))
+                prepared(to_network(calibration[i : i + 25], "resnet18"))
         return convert_fx(prepared)
 
 
 def int8_probs(net: nn.Module, x: torch.Tensor, batch: int) -> torch.Tensor:
     with torch.inference_mode():
-        return torch.cat([torch.softmax(net(to_network(x[i : i + batch])), 1) for i in range(0, len(x), batch)])
+        return torch.cat(
+            [torch.softmax(net(to_network(x[i : i + batch], "resnet18")), 1) for i in range(0, len(x), batch)]
+        )
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:

@@ -25,7 +25,7 @@ from machine import machine
 from patchcxr.classification.data import load_input
 from patchcxr.classification.settings import ClassifierSettings
 from patchcxr.classification.train import make_batches
-from patchcxr.models.classifier import resnet18_classifier
+from patchcxr.models.classifier import network
 from patchcxr.models.state import resolve_device
 
 
@@ -39,7 +39,7 @@ def main(n_images: int, steps: int, patch: int, size: int, batch: int, device: s
     images, lungs = [i for i, _ in loaded], [lu for _, lu in loaded]
     targets = np.array([i % 2 for i in range(n_images)])
     torch.manual_seed(0)
-    model = resnet18_classifier(2).to(dev).train()
+    model = network("resnet18", 2).to(dev).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-5)
     batches = make_batches(images, lungs, targets, n_classes=2, settings=settings, device=dev)
 

@@ -36,7 +36,7 @@ from patchcxr.classification.explain import image_saliency
 from patchcxr.classification.patches import extract, sample_centres, windows
 from patchcxr.classification.predict import predict_probs
 from patchcxr.classification.settings import ClassifierSettings
-from patchcxr.models.classifier import resnet18_classifier, vote
+from patchcxr.models.classifier import network, vote
 from patchcxr.models.state import resolve_device
 from patchcxr.saliency import aggregate, patch_gradcams_reference
 
@@ -59,16 +59,16 @@ def main(k: int, repeats: int, device: str, batch: int, size: int, patch: int) -
     print(f"machine: {machine()}; device {dev}")
     print(f"K = {k} patches of {patch}² on a {size}² masked input, batch {batch}, best of {repeats}")
     torch.manual_seed(0)
-    model = resnet18_classifier(4).to(dev).eval()  # the official code's layout (NCHW)
+    model = network("resnet18", 4).to(dev).eval()  # the official code's layout (NCHW)
     # ours and the bound: the layout load_classifier gives inference models
-    fast = resnet18_classifier(4).to(dev, memory_format=torch.channels_last).eval()
+    fast = network("resnet18", 4).to(dev, memory_format=torch.channels_last).eval()
     fast.load_state_dict(model.state_dict())
     settings = ClassifierSettings(patch=patch)
     with tempfile.TemporaryDirectory() as tmp:
         ip, lp = cached_film(Path(tmp), size, seed=1)
         img, lung = load_input(ip, lp)
         wins = windows(sample_centres(lung, k, np.random.default_rng(0)), img.shape[-2:], patch)
-        ready = to_network(extract(img, wins, patch)).to(dev)
+        ready = to_network(extract(img, wins, patch), "resnet18").to(dev)
         ready_cl = ready.contiguous(memory_format=torch.channels_last)
 
         def official() -> None:

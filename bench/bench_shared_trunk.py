@@ -34,7 +34,7 @@ from patchcxr.classification.patches import extract, sample_centres, windows
 from patchcxr.classification.predict import predict_probs
 from patchcxr.classification.settings import ClassifierSettings
 from patchcxr.classification.shared_trunk import shared_predict
-from patchcxr.models.classifier import resnet18_classifier, vote
+from patchcxr.models.classifier import network, vote
 from patchcxr.models.state import resolve_device
 from patchcxr.saliency import aggregate, patch_gradcams
 
@@ -50,12 +50,12 @@ def timed(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
 
 def speed(k: int, size: int, patch: int, batch: int, repeats: int, dev: torch.device) -> None:
     torch.manual_seed(0)
-    model = resnet18_classifier(4).to(dev, memory_format=torch.channels_last).eval()  # as load_classifier
+    model = network("resnet18", 4).to(dev, memory_format=torch.channels_last).eval()  # as load_classifier
     settings = ClassifierSettings(patch=patch)
     with tempfile.TemporaryDirectory() as tmp:
         img, lung = load_input(*cached_film(Path(tmp), size, seed=1))
     wins = windows(sample_centres(lung, k, np.random.default_rng(0)), img.shape[-2:], patch)
-    x3 = to_network(img[None]).to(dev)
+    x3 = to_network(img[None], "resnet18").to(dev)
     model(x3[:, :, :patch, :patch])  # warm-up
     rng = np.random.default_rng
     t_exact = timed(
@@ -84,9 +84,9 @@ def agreement(model_path: str, inputs_path: str, split_path: str, k: int, batch:
         img, lung = load_input(r.input_path, r.lung_path)
         wins = windows(sample_centres(lung, k, np.random.default_rng([0, i])), img.shape[-2:], settings.patch)
         with torch.inference_mode():
-            xs = to_network(extract(img, wins, settings.patch)).to(dev)
+            xs = to_network(extract(img, wins, settings.patch), "resnet18").to(dev)
             exact = torch.cat([torch.softmax(model(xs[j : j + batch]), 1) for j in range(0, k, batch)]).cpu()
-        shared, _, _ = shared_predict(model, to_network(img[None]).to(dev), wins, settings.patch)
+        shared, _, _ = shared_predict(model, to_network(img[None], "resnet18").to(dev), wins, settings.patch)
         same.append(int(vote(exact)["hard"]) == int(vote(shared.cpu())["hard"]))
         p_exact += exact.mean(0).tolist()
         p_shared += shared.cpu().mean(0).tolist()

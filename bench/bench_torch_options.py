@@ -19,7 +19,7 @@ import time
 import torch
 from machine import machine
 
-from patchcxr.models.classifier import resnet18_classifier
+from patchcxr.models.classifier import network
 from patchcxr.models.state import autocast, resolve_device
 
 
@@ -38,14 +38,14 @@ def main(k: int, patch: int, batch: int, device: str) -> None:
     dev = resolve_device(device)
     print(f"machine: {machine()}; device {dev}")
     torch.manual_seed(0)
-    model = resnet18_classifier(4).to(dev).eval()
+    model = network("resnet18", 4).to(dev).eval()
     x = torch.randn(k, 3, patch, patch, device=dev)
     with torch.inference_mode():
         model(x[:batch])
     base = timed(model, x, batch)
     print(f"K = {k} patches of {patch}², batch {batch}: s per K patches (best of 3)")
     print(f"  default (NCHW float32):   {base:.3f}")
-    cl_model = resnet18_classifier(4).to(dev).eval().to(memory_format=torch.channels_last)
+    cl_model = network("resnet18", 4).to(dev).eval().to(memory_format=torch.channels_last)
     cl_model.load_state_dict(model.state_dict())
     xc = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
@@ -72,7 +72,7 @@ def main(k: int, patch: int, batch: int, device: str) -> None:
         print(f"  torch.compile (inductor): {comp:.3f}   ratio {base / comp:.2f}   (compile {compile_s:.1f} s)")
     except Exception as err:  # no compiler, unsupported platform: say so, keep the other figures
         print(f"  torch.compile: unavailable here ({type(err).__name__}: {str(err)[:200]})")
-    train = resnet18_classifier(4).to(dev).train()
+    train = network("resnet18", 4).to(dev).train()
     opt = torch.optim.Adam(train.parameters(), lr=1e-4)
     xb, yb = x[:16], torch.arange(16, device=dev) % 4
 

@@ -32,7 +32,7 @@ import torch.nn.functional as F  # noqa: N812
 from machine import machine  # bench/machine.py
 from torch import nn
 
-from patchcxr.classification.data import to_network
+from patchcxr.classification.data import as_unit, to_network
 from patchcxr.classification.explain import shared_saliency
 from patchcxr.classification.patches import extract
 from patchcxr.classification.predict import patch_windows
@@ -41,7 +41,7 @@ from patchcxr.classification.shared_trunk import feature_windows, shared_predict
 from patchcxr.classification.train import balanced_weights, epoch_draws, load_split_inputs
 from patchcxr.data.labels import class_names
 from patchcxr.io import read_tsv
-from patchcxr.models.classifier import STRIDE, resnet18_classifier, trunk, vote
+from patchcxr.models.classifier import BACKBONES, features, network, vote
 from patchcxr.saliency import aggregate, patch_gradcams
 from patchcxr.training import seed_everything
 
@@ -60,7 +60,7 @@ def train(
     """A model trained ``settings.epochs`` epochs of ``settings.draws`` windows each; every
     regime sees the same windows (``per_image`` per drawn image). Returns it and the seconds."""
     seed_everything(settings.seed)
-    model = resnet18_classifier(n_classes)
+    model = network("resnet18", n_classes)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     n_images = max(1, (settings.draws or len(targets)) // per_image)
     t0 = time.perf_counter()
@@ -74,23 +74,24 @@ def train(
         for picks in (drawn[i : i + per_batch] for i in range(0, n_images, per_batch)):
             whole, crops, corners, image_of, y = [], [], [], [], []
             for b, j in enumerate(picks):
-                img, lung = images[j], lungs[j]
+                img, lung = as_unit(images[j]), lungs[j]
                 if float(torch.rand(1, generator=gen)) < settings.flip:  # flip image and lung together
                     img, lung = torch.flip(img, dims=[-1]), lung[:, ::-1].copy()
                 wins = patch_windows(lung, img.shape[-2:], settings, per_image, rng=rng)
                 whole.append(img)
                 crops.append(extract(img, wins, settings.patch))
-                fshape = (img.shape[-2] // STRIDE, img.shape[-1] // STRIDE)
-                corners.append(feature_windows(wins, fshape, settings.patch))
+                stride = BACKBONES["resnet18"].stride
+                fshape = (img.shape[-2] // stride, img.shape[-1] // stride)
+                corners.append(feature_windows(wins, fshape, settings.patch, stride))
                 image_of += [b] * per_image
                 y += [int(targets[j])] * per_image
             yt = torch.tensor(y)
             opt.zero_grad(set_to_none=True)
             loss = torch.zeros(())
             if regime in ("crops", "both"):
-                loss = loss + F.cross_entropy(model(to_network(torch.cat(crops))), yt)
+                loss = loss + F.cross_entropy(model(to_network(torch.cat(crops), "resnet18")), yt)
             if regime in ("windows", "both"):
-                fmap = trunk(model, to_network(torch.stack(whole)))
+                fmap = features(model, to_network(torch.stack(whole), "resnet18"))
                 logits = window_logits(
                     model, fmap, np.concatenate(corners), settings.patch, image_of=np.array(image_of)
                 )
@@ -115,10 +116,10 @@ def evaluate(
     hit_exact, hit_shared, same, p_exact, p_shared, sal_r = [], [], [], [], [], []
     for i, (img, lung) in enumerate(zip(images, lungs, strict=True)):
         wins = patch_windows(lung, img.shape[-2:], settings, k, rng=np.random.default_rng([0, i]))
-        xs = to_network(extract(img, wins, settings.patch))
+        xs = to_network(extract(img, wins, settings.patch), "resnet18")
         with torch.inference_mode():
             exact = torch.softmax(model(xs), 1)
-        shared, _, _ = shared_predict(model, to_network(img[None]), wins, settings.patch)
+        shared, _, _ = shared_predict(model, to_network(as_unit(img)[None], "resnet18"), wins, settings.patch)
         e, s_ = int(vote(exact)["hard"]), int(vote(shared)["hard"])
         hit_exact.append(e == targets[i])
         hit_shared.append(s_ == targets[i])

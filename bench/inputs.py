@@ -15,7 +15,7 @@ from torch import nn
 from patchcxr.classification.data import load_input, masked_input, to_network
 from patchcxr.classification.patches import extract, sample_centres, windows
 from patchcxr.classification.settings import InputSettings
-from patchcxr.models.classifier import vote
+from patchcxr.models.classifier import backbone_of, vote
 from patchcxr.synthetic import render, sample_spec
 from patchcxr.synthetic.sources import EXPOSURES, expose
 
@@ -48,5 +48,6 @@ def official_vote(
         im, lu = load_input(input_path, lung_path)
         w = windows(sample_centres(lu, 1, rng), im.shape[-2:], patch)
         with torch.inference_mode():
-            probs.append(torch.softmax(model(to_network(extract(im, w, patch)).to(device)), 1).cpu())
+            x = to_network(extract(im, w, patch), backbone_of(model).name).to(device)
+            probs.append(torch.softmax(model(x), 1).cpu())
     return vote(torch.cat(probs))

@@ -84,7 +84,7 @@ def test_an_epoch_whose_draws_leave_one_over_trains_without_a_batch_of_one(input
     # 9 draws in batches of 4: 4 + 5, not 4 + 4 + 1 (a ResNet's batch norm fails on one
     # patch whose layer4 map is 1 x 1: the scaling benchmark's 300-film run stopped there)
     from patchcxr.classification.train import batch_starts
-    from patchcxr.models.classifier import resnet18_classifier
+    from patchcxr.models.classifier import network
 
     assert batch_starts(9, 4) == [0, 4] and batch_starts(8, 4) == [0, 4] and batch_starts(10, 4) == [0, 4, 8]
     assert batch_starts(1, 4) == [0] and batch_starts(5, 4) == [0]
@@ -96,7 +96,7 @@ def test_an_epoch_whose_draws_leave_one_over_trains_without_a_batch_of_one(input
     s = ClassifierSettings(patch=32, batch_size=4, draws=9)
     batches = list(make_batches(list(imgs), list(lungs), y, n_classes=2, settings=s, device=torch.device("cpu"))(1))
     assert [len(b[1]) for b in batches] == [4, 5]
-    model = resnet18_classifier(2).train()
+    model = network("resnet18", 2).train()
     for x, target in batches:  # 32² patches: layer4 is 1 x 1, where a batch of one fails
         torch.nn.functional.cross_entropy(model(x), target).backward()
     one = ClassifierSettings(draws=1)
@@ -123,11 +123,11 @@ def test_training_saves_a_model_that_votes(tmp_path: Path, inputs: tuple[Path, P
     )
     assert md["epochs_run"] == 2 and md["config"]["classifier"]["mode"] == mode
     assert not (tmp_path / "resume" / "state.pt").exists()
-    from patchcxr.models.classifier import resnet18_classifier
+    from patchcxr.models.classifier import network
     from patchcxr.models.state import load_state
 
     state = load_state(tmp_path / "m.pt")
-    model = resnet18_classifier(len(state["classes"]))
+    model = network("resnet18", len(state["classes"]))
     model.load_state_dict(state["state_dict"])
     model.eval()
     table = pd.read_csv(inputs[0], sep="\t")
@@ -261,12 +261,12 @@ def test_the_classifier_learns_planted_class_patterns_far_above_chance(tmp_path:
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_a_training_step_and_a_k_vote_run_under_cpu_autocast(tmp_path: Path, precision: str) -> None:
     # the mixed-precision path of a GPU profile, exercised on the CPU (issue 19)
-    from patchcxr.models.classifier import resnet18_classifier
+    from patchcxr.models.classifier import network
     from patchcxr.training import Trainer
 
     half = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     torch.manual_seed(0)
-    model = resnet18_classifier(2)
+    model = network("resnet18", 2)
     seen: list[torch.dtype] = []
     hook = model.conv1.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
     before = model.fc.weight.detach().clone()
@@ -319,7 +319,7 @@ def test_a_training_step_and_a_k_vote_run_under_cpu_autocast(tmp_path: Path, pre
     film = torch.rand(1, 256, 256) * torch.from_numpy(big)
     wide = ClassifierSettings(patch=96)  # layer4 maps of 3x3: a Grad-CAM with a shape
     torch.manual_seed(1)
-    fresh = resnet18_classifier(2).eval()  # the 20 steps at 32² leave layer4 dead at 96²
+    fresh = network("resnet18", 2).eval()  # the 20 steps at 32² leave layer4 dead at 96²
 
     def cam(p: str) -> np.ndarray:
         seen.clear()

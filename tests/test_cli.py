@@ -14,7 +14,7 @@ from PIL import Image
 
 from patchcxr.classification.settings import ClassifierSettings, InputSettings, model_file_fields
 from patchcxr.io import atomic_write_bytes
-from patchcxr.models.classifier import resnet18_classifier
+from patchcxr.models.classifier import network
 from patchcxr.models.segmentation import UNet
 from patchcxr.models.state import state_to_bytes
 from patchcxr.preprocess import PreprocessSettings
@@ -41,7 +41,7 @@ def models(tmp: Path, classifier_inputs: InputSettings | None = None) -> tuple[P
         ),
     )
     torch.manual_seed(0)
-    cls = resnet18_classifier(4)
+    cls = network("resnet18", 4)
     atomic_write_bytes(
         tmp / "cls.pt",
         state_to_bytes(

@@ -19,8 +19,8 @@ import torch
 
 from patchcxr.classification.predict import load_classifier
 from patchcxr.io import sha256_file
-from patchcxr.models.classifier import resnet18_classifier
 from patchcxr.models.state import load_state
+from patchcxr.models.weights import initialise
 from patchcxr.segmentation.predict import load_segmenter
 from patchcxr.training import Trainer
 from tests.conftest import ROOT
@@ -68,7 +68,7 @@ LOADERS = {
     "load_state": load_state,
     "segmentation model": load_segmenter,
     "classifier model": load_classifier,
-    "ImageNet weights": lambda p: resnet18_classifier(4, weights=p, sha256=sha256_file(p)),
+    "ImageNet weights": lambda p: initialise("resnet18", 4, route="file", path=p, sha256=sha256_file(p)),
     "training resume state": _trainer_resume,
 }
 

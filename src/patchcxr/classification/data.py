@@ -20,6 +20,7 @@ from patchcxr.classification.settings import InputSettings
 from patchcxr.data.labels import LUNG_VALUES
 from patchcxr.io import read_png, write_png
 from patchcxr.masks import ATLAS, atlas_labels, choose_mask
+from patchcxr.models.classifier import backbone
 from patchcxr.preprocess import preprocess, resize_labels
 
 log = logging.getLogger(__name__)
@@ -28,8 +29,6 @@ INPUT_COLUMNS = [
     *("image_id", "input_path", "lung_path", "mask_source", "label5", "label4", "patient_id", "source"),
     "paediatric",
 ]
-#: ImageNet statistics: torchvision's ResNet-18 weights expect inputs normalised so
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def masked_input(
@@ -90,9 +89,20 @@ def build_inputs(
     return pd.DataFrame(out, columns=INPUT_COLUMNS)
 
 
-def load_input(input_path: str, lung_path: str) -> tuple[torch.Tensor, np.ndarray]:
-    """A cached input as a float tensor (1, S, S) in [0, 1] and its lung mask."""
-    return torch.from_numpy(read_png(input_path).astype(np.float32) / 255.0)[None], read_png(lung_path) > 0
+def load_input(input_path: str, lung_path: str, *, compact: bool = False) -> tuple[torch.Tensor, np.ndarray]:
+    """A cached input as a float tensor (1, S, S) in [0, 1] and its lung mask; ``compact``:
+    the tensor as stored, uint8 in [0, 255] (a quarter of the memory, for the training
+    films held in memory: :func:`as_unit` converts patches as they are drawn, to the same
+    values)."""
+    pixels = read_png(input_path)
+    img = torch.from_numpy(pixels.astype(np.uint8) if compact else pixels.astype(np.float32) / 255.0)[None]
+    return img, read_png(lung_path) > 0
+
+
+def as_unit(x: torch.Tensor) -> torch.Tensor:
+    """A cached input or crop as float in [0, 1] (uint8 tensors divided by 255, as
+    :func:`load_input` does; float tensors unchanged)."""
+    return x.to(torch.float32) / 255.0 if x.dtype == torch.uint8 else x
 
 
 def memory_format(model: torch.nn.Module) -> torch.memory_format:
@@ -105,8 +115,10 @@ def memory_format(model: torch.nn.Module) -> torch.memory_format:
     return torch.contiguous_format
 
 
-def to_network(patches: torch.Tensor) -> torch.Tensor:
-    """Grey patches (K, 1, S, S) in [0, 1] → 3 channels normalised as ImageNet models expect."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=patches.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=patches.dtype).view(1, 3, 1, 1)
+def to_network(patches: torch.Tensor, backbone_name: str) -> torch.Tensor:
+    """Grey patches (K, 1, S, S) in [0, 1] → 3 channels normalised as the backbone's
+    (ImageNet) weights expect (:class:`patchcxr.models.classifier.Backbone`)."""
+    spec = backbone(backbone_name)
+    mean = torch.tensor(spec.mean, dtype=patches.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std, dtype=patches.dtype).view(1, 3, 1, 1)
     return (patches.expand(-1, 3, -1, -1) - mean) / std

@@ -17,12 +17,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from patchcxr.classification.data import load_input, memory_format, to_network
+from patchcxr.classification.data import as_unit, load_input, memory_format, to_network
 from patchcxr.classification.predict import image_batch, load_classifier, patch_windows
 from patchcxr.classification.settings import ClassifierSettings
 from patchcxr.classification.shared_trunk import shared_gradcams, shared_predict, snapped_windows
 from patchcxr.figures import saliency_overlay_png
 from patchcxr.io import atomic_write_bytes, read_png, read_tsv
+from patchcxr.models.classifier import backbone_of
 from patchcxr.preprocess import PreprocessSettings
 from patchcxr.saliency import aggregate, patch_gradcams, pointing_hit
 
@@ -52,7 +53,7 @@ def image_saliency(
     cams, probs = [], []
     layout = memory_format(model)
     for i in range(0, len(x), batch):
-        xb = to_network(x[i : i + batch]).to(device, memory_format=layout)
+        xb = to_network(x[i : i + batch], settings.backbone).to(device, memory_format=layout)
         c, p = patch_gradcams(model, xb, target, precision=precision)
         cams.append(c.cpu())
         probs.append(p.cpu())
@@ -65,9 +66,10 @@ def shared_saliency(
     """Probabilistic Grad-CAM of one masked input (1, S, S) from one trunk pass
     (:mod:`patchcxr.classification.shared_trunk`): the map (S, S) and the patch
     probabilities of ``target``."""
-    probs, fmap, corners = shared_predict(model, to_network(img[None]).to(device), wins, patch)
+    spec = backbone_of(model)
+    probs, fmap, corners = shared_predict(model, to_network(as_unit(img)[None], spec.name).to(device), wins, patch)
     cams = shared_gradcams(model, fmap, corners, patch, target=target)
-    placed = snapped_windows(corners, patch, (int(img.shape[-2]), int(img.shape[-1])))
+    placed = snapped_windows(corners, patch, (int(img.shape[-2]), int(img.shape[-1])), spec.stride)
     return aggregate(cams.cpu(), probs[:, target].cpu(), placed, img.shape[-2:]), probs[:, target].cpu()
 
 
@@ -212,9 +214,14 @@ def saliency_for_split(
     return pd.DataFrame(out, columns=SALIENCY_COLUMNS)
 
 
-#: the model-parameter randomisation cascade (Adebayo et al., NeurIPS 2018): the head first,
-#: then the head and ResNet-18's last block (the Grad-CAM layer)
-RANDOMISATION_CASCADE = (("fc",), ("fc", "layer4"))
+def randomisation_cascade(model: nn.Module) -> tuple[tuple[str, ...], ...]:
+    """The model-parameter randomisation cascade (Adebayo et al., NeurIPS 2018) of a
+    network: its head first, then the head and the backbone's last stage (ResNet-18:
+    ``fc``, then ``fc`` and ``layer4``)."""
+    spec = backbone_of(model)
+    return ((spec.head_layer,), (spec.head_layer, *spec.last_stage))
+
+
 #: ``empty``: the randomised map is constant over the lung (Grad-CAM's ReLU left nothing,
 #: as when the random head's class weights point against every activation); its Spearman
 #: is then 0
@@ -222,13 +229,14 @@ RANDOMISATION_COLUMNS = ["image_id", "patient_id", "randomised", "spearman", "em
 
 
 def randomised_copy(model: nn.Module, layers: Sequence[str], *, seed: int) -> nn.Module:
-    """A copy of ``model`` with the named top-level layers re-initialised (every submodule's
-    ``reset_parameters``, batch-norm statistics included) from ``seed``; the rest unchanged."""
+    """A copy of ``model`` with the named layers (dotted module paths) re-initialised (every
+    submodule's ``reset_parameters``, batch-norm statistics included) from ``seed``; the
+    rest unchanged."""
     out = copy.deepcopy(model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for name in layers:
-            for module in getattr(out, name).modules():
+            for module in out.get_submodule(name).modules():
                 reset = getattr(module, "reset_parameters", None)  # batch norm: its statistics too
                 if callable(reset):
                     reset()
@@ -265,7 +273,7 @@ def randomisation_test(
     """The model-parameter randomisation test of probabilistic Grad-CAM on the first
     ``max_images`` test images of ``target`` (those :func:`saliency_for_split` maps): each
     image's map from the trained classifier against its map after each step of
-    :data:`RANDOMISATION_CASCADE`, same patches, Spearman's rank correlation over the lung.
+    :func:`randomisation_cascade`, same patches, Spearman's rank correlation over the lung.
     A map that depends on what the network learnt decorrelates; one that stays close to
     the trained map shows the input (or the method), not the model. ``precision``: as
     :func:`saliency_for_split`'s."""
@@ -276,7 +284,7 @@ def randomisation_test(
     inputs, split = read_tsv(inputs_path), read_tsv(split_path)
     rows = inputs.merge(split[split["split"] == "test"][["image_id"]], on="image_id")
     rows = rows[rows[settings.labels] == target].sort_values("image_id").head(max_images)
-    cascade = [(layers, randomised_copy(model, layers, seed=seed + 1)) for layers in RANDOMISATION_CASCADE]
+    cascade = [(layers, randomised_copy(model, layers, seed=seed + 1)) for layers in randomisation_cascade(model)]
     out = []
     for i, r in enumerate(rows.itertuples()):
         img, lung = load_input(r.input_path, r.lung_path)

@@ -64,10 +64,13 @@ def windows(centres: np.ndarray, shape: Sequence[int], patch: int, border: str =
 
 def extract(image: torch.Tensor, wins: np.ndarray, patch: int) -> torch.Tensor:
     """Crops of ``image`` (C, H, W) at ``wins`` as a batch (K, C, patch, patch); clipped
-    (smaller) crops are resized bilinearly to ``patch`` as in the official code."""
+    (smaller) crops are resized bilinearly to ``patch`` as in the official code. A uint8
+    image (a cached input held compact) gives float crops in [0, 1]."""
     crops = []
     for top, left, bottom, right in wins.tolist():
         crop = image[:, top:bottom, left:right]
+        if crop.dtype == torch.uint8:
+            crop = crop.to(torch.float32) / 255.0
         if crop.shape[-2:] != (patch, patch):
             crop = F.interpolate(crop[None], size=(patch, patch), mode="bilinear", align_corners=False)[0]
         crops.append(crop)

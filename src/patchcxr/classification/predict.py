@@ -17,12 +17,12 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from patchcxr.classification.data import load_input, memory_format, to_network
+from patchcxr.classification.data import as_unit, load_input, memory_format, to_network
 from patchcxr.classification.patches import extract, sample_centres, windows
 from patchcxr.classification.settings import ClassifierSettings, settings_of_model_file
 from patchcxr.classification.shared_trunk import shared_predict
 from patchcxr.io import read_tsv
-from patchcxr.models.classifier import resnet18_network, vote
+from patchcxr.models.classifier import network, vote
 from patchcxr.models.state import autocast, load_state, resolve_device
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def image_batch(
     """The network inputs of one image: ``k`` patches (local) or the whole image (global),
     and their windows on the image."""
     if settings.mode == "global":
-        whole = F.interpolate(img[None], size=(settings.patch, settings.patch), mode="area")
+        whole = F.interpolate(as_unit(img)[None], size=(settings.patch, settings.patch), mode="area")
         return whole, np.array([[0, 0, img.shape[-2], img.shape[-1]]])
     wins = patch_windows(lung, img.shape[-2:], settings, k, rng=rng)
     return extract(img, wins, settings.patch), wins
@@ -65,7 +65,7 @@ def predict_probs(
     out = []
     with torch.inference_mode(), autocast(device, precision):
         for i in range(0, len(x), batch):
-            xb = to_network(x[i : i + batch]).to(device, memory_format=memory_format(model))
+            xb = to_network(x[i : i + batch], settings.backbone).to(device, memory_format=memory_format(model))
             out.append(torch.softmax(model(xb).float(), dim=1).cpu())
     return torch.cat(out), wins
 
@@ -83,20 +83,25 @@ def shared_probs(
     """K patch probabilities of one image by the shared trunk (the windows drawn as the
     exact method draws them; :mod:`patchcxr.classification.shared_trunk`)."""
     wins = patch_windows(lung, img.shape[-2:], settings, k, rng=rng)
-    return shared_predict(model, to_network(img[None]).to(device), wins, settings.patch)[0].cpu()
+    x = to_network(as_unit(img)[None], settings.backbone).to(device)
+    return shared_predict(model, x, wins, settings.patch)[0].cpu()
 
 
 class LoadedClassifier:
-    """A classifier file loaded for prediction: the network (eval mode, ``channels_last``:
-    1.32x faster on this CPU, bench/RESULTS.md), its classes, the settings it was trained
-    with and how its inputs were made."""
+    """A classifier file loaded for prediction: the network of the backbone it records
+    (eval mode, ``channels_last``: 1.32x faster on this CPU, bench/RESULTS.md), its classes,
+    the settings it was trained with, how its inputs were made and what it was initialised
+    from."""
 
     def __init__(self, path: Path | str, device: str = "auto") -> None:
         state = load_state(path)
         self.device = resolve_device(device)
         self.settings, self.inputs = settings_of_model_file(state)
         self.classes: list[str] = list(state["classes"])
-        model = resnet18_network(len(self.classes))
+        init = state.get("initialisation") or {}
+        # files before the backbone switch record a label (``scratch``) instead of a record
+        self.initialisation: dict[str, str] = dict(init) if isinstance(init, dict) else {"label": str(init)}
+        model = network(self.settings.backbone, len(self.classes))
         model.load_state_dict(state["state_dict"])
         # Module.to takes memory_format at run time; torch's overloads of `to` omit it
         self.model = model.to(self.device, memory_format=torch.channels_last).eval()  # type: ignore[call-overload]

@@ -5,22 +5,28 @@ the sample; class-balanced drawing (weights ``1 / n_class``, with replacement) o
 *training* split only — the official code also oversampled validation, which biases model
 selection. Global (the baseline): the whole masked image resized to the patch size, through
 the same trainer. Augmentation: horizontal flip (p 0.5) and a rotation by an integer angle
-in ``[-5°, +5°]``. Loss: cross-entropy plus ``λ Σ|θ|`` (L1 on every parameter, λ 1e-5).
-Model selection: macro-F1 on the validation split, each image decided by a K-patch vote.
+in ``[-5°, +5°]`` (a recipe may add an intensity jitter). Loss: cross-entropy (optionally
+label-smoothed) plus ``λ Σ|θ|`` (L1 on every parameter, λ 1e-5). Optimiser: Adam (the paper)
+or AdamW, one learning rate or a smaller one for a pretrained trunk, constant (the paper)
+or warm-up and cosine decay per step; a pretrained trunk may first stay frozen for some
+epochs, and its batch-norm statistics may stay frozen throughout. Model selection: on the
+validation split, each image decided by a K-patch vote (macro-F1 of the hard vote, as the
+paper, or the soft vote's ROC AUC or log loss).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
-from sklearn.metrics import f1_score
+from sklearn.metrics import f1_score, roc_auc_score
 from torch import nn
 
 from patchcxr.classification.data import load_input, to_network
@@ -28,8 +34,9 @@ from patchcxr.classification.predict import image_batch, predict_probs
 from patchcxr.classification.settings import ClassifierSettings, InputSettings, model_file_fields
 from patchcxr.data.labels import class_names
 from patchcxr.io import read_tsv
-from patchcxr.models.classifier import initialise_resnet18, vote
+from patchcxr.models.classifier import backbone, vote
 from patchcxr.models.state import resolve_device, to_device
+from patchcxr.models.weights import initialise
 from patchcxr.training import TrainingFiles, TrainingRun, seed_everything
 
 log = logging.getLogger(__name__)
@@ -41,13 +48,20 @@ def balanced_weights(targets: np.ndarray, n_classes: int) -> torch.Tensor:
     return torch.from_numpy(1.0 / counts[targets])
 
 
-def augment(x: torch.Tensor, gen: torch.Generator, flip: float, degrees: int) -> torch.Tensor:
-    """Horizontal flip with probability ``flip`` and a rotation by a random integer angle in
-    ``[-degrees, degrees]``, per sample."""
+def augment(
+    x: torch.Tensor, gen: torch.Generator, flip: float, degrees: int, *, intensity: float = 0.0
+) -> torch.Tensor:
+    """Per sample: the grey levels (in [0, 1]) raised to ``exp(u)``, ``u`` uniform in
+    ``[-intensity, intensity]`` (no draw when 0, so the paper's stream of draws is kept), a
+    horizontal flip with probability ``flip`` and a rotation by a random integer angle in
+    ``[-degrees, degrees]``."""
     from torchvision.transforms.functional import rotate
 
     out = []
     for sample in x:
+        if intensity > 0:
+            u = (2 * float(torch.rand(1, generator=gen)) - 1) * intensity
+            sample = sample.clamp_min(0) ** math.exp(u)
         if float(torch.rand(1, generator=gen)) < flip:
             sample = torch.flip(sample, dims=[-1])
         angle = int(torch.randint(-degrees, degrees + 1, (1,), generator=gen))
@@ -92,7 +106,7 @@ def make_batches(
     Batches of ``settings.batch_size`` draws; a last batch of a single draw joins the one
     before it (batch norm cannot train on one patch whose ``layer4`` map is 1 × 1)."""
     weights = balanced_weights(targets, n_classes)
-    n = settings.draws or len(targets)
+    n = settings.draws_for(len(targets))
     if n < 2:
         raise ValueError(f"{n} training draw per epoch: batch norm needs at least 2 (more training films or draws)")
     starts = batch_starts(n, settings.batch_size)
@@ -102,9 +116,9 @@ def make_batches(
         rng = np.random.default_rng([settings.seed, epoch])
         for a, b in itertools.pairwise([*starts, n]):
             xs = [image_batch(images[j], lungs[j], settings, 1, rng=rng)[0] for j in picks[a:b]]
-            x = augment(torch.cat(xs), gen, settings.flip, settings.rotate)
+            x = augment(torch.cat(xs), gen, settings.flip, settings.rotate, intensity=settings.intensity)
             y = torch.from_numpy(targets[picks[a:b]])
-            yield to_device(to_network(x), device), to_device(y, device)
+            yield to_device(to_network(x, settings.backbone), device), to_device(y, device)
 
     return batches
 
@@ -112,17 +126,92 @@ def make_batches(
 def load_split_inputs(
     inputs: Any, split: Any, which: str, labels: str, *, names: Sequence[str] | None = None
 ) -> tuple[list[torch.Tensor], list[np.ndarray], np.ndarray, list[str]]:
-    """Cached inputs, lung masks and class indices (in ``names``, default the scheme's
-    classes) of the split part ``which``; ``labels`` is the column holding the class."""
+    """Cached inputs (uint8, :func:`patchcxr.classification.data.load_input`'s compact form),
+    lung masks and class indices (in ``names``, default the scheme's classes) of the split
+    part ``which``; ``labels`` is the column holding the class."""
     names = list(names) if names is not None else list(class_names(labels))
     rows = inputs.merge(split[split["split"] == which][["image_id"]], on="image_id").sort_values("image_id")
     images, lungs = [], []
     for r in rows.itertuples():
-        img, lung = load_input(r.input_path, r.lung_path)
+        img, lung = load_input(r.input_path, r.lung_path, compact=True)
         images.append(img)
         lungs.append(lung)
     targets = np.array([names.index(v) for v in rows[labels]], dtype=np.int64)
     return images, lungs, targets, rows["image_id"].tolist()
+
+
+def head_and_trunk(model: nn.Module, name: str) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """The parameters of the backbone's final linear layer, and all the others."""
+    head_prefix = backbone(name).head_layer + "."
+    head: list[nn.Parameter] = []
+    trunk: list[nn.Parameter] = []
+    for key, p in model.named_parameters():
+        (head if key.startswith(head_prefix) else trunk).append(p)
+    return head, trunk
+
+
+def make_optimiser(model: nn.Module, settings: ClassifierSettings) -> torch.optim.Optimizer:
+    """Adam (the paper: weight decay added to the gradient) or AdamW (decoupled decay), the
+    head at ``lr`` and the trunk at ``trunk_lr`` (default ``lr``) in two parameter groups."""
+    head, trunk = head_and_trunk(model, settings.backbone)
+    trunk_lr = settings.trunk_lr if settings.trunk_lr is not None else settings.lr
+    groups = [{"params": trunk, "lr": trunk_lr}, {"params": head, "lr": settings.lr}]
+    cls = torch.optim.AdamW if settings.optimizer == "adamw" else torch.optim.Adam
+    return cls(groups, lr=settings.lr, weight_decay=settings.weight_decay)
+
+
+def lr_factor(step: int, *, steps_per_epoch: int, settings: ClassifierSettings) -> float:
+    """The learning-rate multiplier at optimiser step ``step`` (0-based): a linear warm-up
+    over ``warmup_epochs`` (from 1/warm-up steps to 1), then 1 (constant) or a cosine decay
+    to 0 at the last step of ``epochs``."""
+    warm = settings.warmup_epochs * steps_per_epoch
+    if step < warm:
+        return (step + 1) / warm
+    if settings.schedule == "constant":
+        return 1.0
+    total = max(1, settings.epochs * steps_per_epoch - warm)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warm) / total)))
+
+
+def epoch_setup(model: nn.Module, settings: ClassifierSettings) -> Callable[[int], None]:
+    """What each epoch does to the network after ``model.train()``: the trunk frozen (no
+    gradients) for the first ``freeze_epochs``, and with ``batch_norm: frozen`` the trunk's
+    batch-norm layers kept in eval mode (their statistics fixed)."""
+    _, trunk = head_and_trunk(model, settings.backbone)
+    head_prefix = backbone(settings.backbone).head_layer
+    norms = [
+        m
+        for key, m in model.named_modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not key.startswith(head_prefix)
+    ]
+
+    def setup(epoch: int) -> None:
+        for p in trunk:
+            p.requires_grad_(epoch > settings.freeze_epochs)
+        if settings.batch_norm == "frozen":
+            for m in norms:
+                m.eval()
+
+    return setup
+
+
+def validation_scores(true: np.ndarray, hard: np.ndarray, mean_probs: np.ndarray) -> dict[str, float]:
+    """Macro-F1 and accuracy of the hard vote, the soft vote's macro one-vs-rest ROC AUC and
+    its log loss, all over the classes the validation films hold (a class absent from them,
+    e.g. two of four in a normal-vs-TB cohort, is not a 0)."""
+    present = sorted(set(true.tolist()))
+    aucs = [
+        float(roc_auc_score(true == c, mean_probs[:, c])) for c in present if 0 < int((true == c).sum()) < len(true)
+    ]
+    if len(present) == 2:  # two classes: one curve (its two one-vs-rest AUCs are equal)
+        aucs = aucs[:1]
+    p_true = np.clip(mean_probs[np.arange(len(true)), true], 1e-7, 1.0)
+    return {
+        "val_macro_f1": float(f1_score(true, hard, average="macro", labels=present, zero_division=0)),
+        "val_accuracy": float(np.mean(hard == true)),
+        "val_auc": float(np.mean(aucs)) if aucs else float("nan"),
+        "val_loss": float(-np.mean(np.log(p_true))),
+    }
 
 
 def train_classifier(
@@ -137,11 +226,13 @@ def train_classifier(
     tracking: Mapping[str, Any] | None = None,
     precision: str = "fp32",
 ) -> dict[str, Any]:
-    """Train the local (patch) or global classifier; keep the best epoch by validation
-    macro-F1 (K-patch hard vote per image). ``input_settings`` says how the cached inputs
-    were made; the model file records it with ``settings``; ``precision`` (a machine's
-    setting: ``fp32``, ``bf16`` or ``fp16`` autocast) goes into the metadata. Returns the
-    metadata written."""
+    """Train the local (patch) or global classifier of ``settings.backbone``; keep the best
+    epoch by ``settings.select`` on the validation films (K-patch votes). ``weights``: the
+    initialisation, ``route`` (none, torchvision, file, registry) with the ``path`` of a
+    torchvision-format file and its ``sha256`` (:func:`patchcxr.models.weights.initialise`).
+    ``input_settings`` says how the cached inputs were made; the model file records it with
+    ``settings`` and the initialisation; ``precision`` (a machine's setting: ``fp32``,
+    ``bf16`` or ``fp16`` autocast) goes into the metadata. Returns the metadata written."""
     # data
     inputs, split = read_tsv(inputs_path), read_tsv(split_path)
     names = list(settings.classes)
@@ -156,35 +247,41 @@ def train_classifier(
     seed_everything(settings.seed)
     dev = resolve_device(device)
     w = dict(weights or {})
-    network, initialisation = initialise_resnet18(
-        len(names), w.get("path") or None, w.get("sha256") or None, bool(w.get("download", False))
+    network, init = initialise(
+        settings.backbone,
+        len(names),
+        route=str(w.get("route", "none")),
+        path=str(w.get("path", "") or ""),
+        sha256=str(w.get("sha256", "") or ""),
     )
     model = network.to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    opt = make_optimiser(model, settings)
     batches = make_batches(tr_img, tr_lung, tr_y, n_classes=len(names), settings=settings, device=dev)
+    steps = len(batch_starts(settings.draws_for(len(tr_y)), settings.batch_size))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: lr_factor(step, steps_per_epoch=steps, settings=settings)
+    )
 
     # loss and validation
     def loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        return F.cross_entropy(model(batch[0]), batch[1]) + settings.l1 * l1_penalty(model)
+        ce = F.cross_entropy(model(batch[0]), batch[1], label_smoothing=settings.label_smoothing)
+        return ce + settings.l1 * l1_penalty(model) if settings.l1 else ce
 
     def validate(model: nn.Module) -> dict[str, float]:
         rng = np.random.default_rng([settings.seed, 999])
-        pred = [
-            int(vote(predict_probs(model, img, lung, settings, k=settings.k_val, rng=rng, device=dev)[0])["hard"])
+        votes = [
+            vote(predict_probs(model, img, lung, settings, k=settings.k_val, rng=rng, device=dev)[0])
             for img, lung in zip(va_img, va_lung, strict=True)
         ]
-        # macro over the classes the validation films hold (as the evaluation's macro): a
-        # class absent from them, e.g. two of four in a normal-vs-TB cohort, is not a 0
-        return {
-            "val_macro_f1": float(f1_score(va_y, pred, average="macro", labels=sorted(set(va_y)), zero_division=0)),
-            "val_accuracy": float(np.mean(np.array(pred) == va_y)),
-        }
+        hard = np.array([int(v["hard"]) for v in votes])
+        probs = np.stack([v["mean_prob"].numpy() for v in votes])
+        return validation_scores(va_y, hard, probs)
 
     # run
     cfg = {
         "classifier": asdict(settings),
         "inputs": input_settings.to_dict(),
-        "weights": {k: v for k, v in w.items() if k != "sha256"},
+        "weights": init.to_dict(),
         "classes": names,
     }
     run = TrainingRun(
@@ -199,16 +296,19 @@ def train_classifier(
     return run.fit(
         model=model,
         optimizer=opt,
-        scheduler=None,
+        scheduler=scheduler,
+        scheduler_per_step=True,
+        epoch_setup=epoch_setup(model, settings),
         batches=batches,
         loss=loss,
         validate=validate,
-        select_metric="val_macro_f1",
+        select_metric=settings.select,
+        minimise=settings.select == "val_loss",
         epochs=settings.epochs,
         seed=settings.seed,
         patience=settings.patience,
         device=dev,
-        model_file={**model_file_fields(settings, input_settings), "initialisation": initialisation},
-        metadata={"initialisation": initialisation},
+        model_file={**model_file_fields(settings, input_settings), "initialisation": init.to_dict()},
+        metadata={"initialisation": init.to_dict(), "initialisation_label": init.label()},
         precision=precision,
     )

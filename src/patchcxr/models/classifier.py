@@ -1,98 +1,165 @@
-"""The paper's classifier: torchvision ResNet-18 with its last layer sized to the classes
-(method.md §5.1; 11.18 M parameters for 4 classes).
+"""The classifier networks (method.md §5.1): a torchvision backbone with its last layer
+sized to the classes. ResNet-18 is the paper's; MobileNetV2 is the backbone whose ImageNet
+weights a cluster without internet can still obtain (:mod:`patchcxr.models.weights`).
 
-ImageNet weights come from a local file checked by sha256 (users on clusters without
-internet copy it once), else from torchvision's download when online; offline without a
-file the network starts from scratch and says so in the log — it never fails silently
-into a different experiment.
+Each backbone is described once, in :data:`BACKBONES`: its torchvision constructor, the
+layer Grad-CAM reads (the trunk's last feature map), the width of that map, its stride,
+the final linear layer, the input normalisation its ImageNet weights expect and the last
+stage the model-parameter randomisation test re-initialises. Everything that must reach
+inside a network (Grad-CAM, the shared trunk, the randomisation test, prediction) goes
+through :func:`features`, :func:`head` and :func:`linear`, never through a backbone's own
+attribute names. State dicts keep torchvision's key names, so a torchvision ImageNet file
+loads as it is.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import torch
+import torch.nn.functional as F  # noqa: N812
 from torch import nn
-
-from patchcxr.io import sha256_file
-from patchcxr.models.state import load_state
-
-if TYPE_CHECKING:
-    from torchvision.models import ResNet  # the classifier's type (torchvision is untyped here)
-else:
-    ResNet = Any
 
 log = logging.getLogger(__name__)
 
-#: torchvision names its weight files ``<arch>-<first 8 hex digits of the sha256>.pth``
-#: (ImageNet ResNet-18: ``resnet18-f37072fd.pth``)
-HASH_PREFIX = re.compile(r"-([0-9a-f]{8,})\.pth$")
+#: ImageNet statistics: torchvision's ImageNet weights expect inputs normalised so
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def resnet18_network(n_classes: int) -> nn.Module:
-    """The architecture alone (random weights, nothing logged): for loading a model file."""
-    from torchvision.models import resnet18  # torchvision import costs ~3 s: only here
+@dataclass(frozen=True)
+class Backbone:
+    """What the rest of the package needs to know of a classifier network.
 
-    model = resnet18(weights=None)
-    model.fc = nn.Linear(model.fc.in_features, n_classes)
+    Attributes:
+        name: the configuration's name (``classification.backbone``).
+        constructor: torchvision's builder of the architecture (``torchvision.models.<name>``).
+        gradcam_layer: the module whose output is the trunk's last feature map (Grad-CAM's
+            layer, :func:`features`'s output).
+        feature_width: channels of that map (the final linear layer's input).
+        stride: input pixels per feature cell of that map.
+        head_layer: the final linear layer (sized to the classes; absent from an ImageNet
+            trunk-only file).
+        last_stage: the modules the randomisation test re-initialises after the head.
+        mean, std: input normalisation (per RGB channel; grey is replicated to 3 channels).
+        torchvision_weights: torchvision's ImageNet weight enum (the download route).
+        parameters_4: trainable parameters with a 4-class head (documentation, tested).
+    """
+
+    name: str
+    constructor: str
+    gradcam_layer: str
+    feature_width: int
+    stride: int
+    head_layer: str
+    last_stage: tuple[str, ...]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    torchvision_weights: str
+    parameters_4: int
+
+
+BACKBONES: dict[str, Backbone] = {
+    b.name: b
+    for b in (
+        Backbone(
+            name="resnet18",
+            constructor="resnet18",
+            gradcam_layer="layer4",
+            feature_width=512,
+            stride=32,
+            head_layer="fc",
+            last_stage=("layer4",),
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            torchvision_weights="ResNet18_Weights.IMAGENET1K_V1",
+            parameters_4=11_178_564,
+        ),
+        Backbone(
+            name="mobilenet_v2",
+            constructor="mobilenet_v2",
+            gradcam_layer="features",
+            feature_width=1280,
+            stride=32,
+            head_layer="classifier.1",
+            # the last inverted-residual block and the 1x1 convolution to 1280 channels
+            last_stage=("features.17", "features.18"),
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            torchvision_weights="MobileNet_V2_Weights.IMAGENET1K_V1",
+            parameters_4=2_228_996,
+        ),
+    )
+}
+
+#: the attribute a network built here carries its backbone's name in
+_TAG = "patchcxr_backbone"
+
+
+def backbone(name: str) -> Backbone:
+    """The :class:`Backbone` called ``name``.
+
+    Raises:
+        ValueError: an unknown name (the message lists the known ones).
+    """
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise ValueError(f"unknown classifier backbone {name!r}: one of {', '.join(BACKBONES)}") from None
+
+
+def backbone_of(model: nn.Module) -> Backbone:
+    """The backbone of a network built by :func:`network`."""
+    name = getattr(model, _TAG, None)
+    if name is None:
+        raise ValueError(f"{type(model).__name__} was not built by patchcxr.models.classifier.network")
+    return backbone(str(name))
+
+
+def network(name: str, n_classes: int) -> nn.Module:
+    """The architecture of backbone ``name`` with random weights and a linear head of
+    ``n_classes`` outputs (for loading a model file, or as the start of a training)."""
+    import torchvision.models  # torchvision import costs ~3 s: only here
+
+    spec = backbone(name)
+    model: nn.Module = getattr(torchvision.models, spec.constructor)(weights=None)
+    old = model.get_submodule(spec.head_layer)
+    if not isinstance(old, nn.Linear) or old.in_features != spec.feature_width:
+        raise AssertionError(f"{name}: {spec.head_layer} is not a Linear({spec.feature_width}, …)")
+    parent, _, leaf = spec.head_layer.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, leaf, nn.Linear(spec.feature_width, n_classes))
+    setattr(model, _TAG, name)
     return model
 
 
-def resnet18_classifier(
-    n_classes: int, weights: str | Path | None = None, sha256: str | None = None, download: bool = False
-) -> nn.Module:
-    """ResNet-18 with a ``Linear(512, n_classes)`` head, initialised for training
-    (:func:`initialise_resnet18` without the record of what was used)."""
-    return initialise_resnet18(n_classes, weights, sha256, download)[0]
+def features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The trunk's last feature map (Grad-CAM's layer) of a batch (N, 3, H, W) →
+    (N, feature_width, H/stride, W/stride)."""
+    spec = backbone_of(model)
+    if spec.name == "resnet18":
+        m: Any = model
+        x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
+        return m.layer4(m.layer3(m.layer2(m.layer1(x))))
+    return model.get_submodule(spec.gradcam_layer)(x)
 
 
-def initialise_resnet18(
-    n_classes: int, weights: str | Path | None = None, sha256: str | None = None, download: bool = False
-) -> tuple[nn.Module, str]:
-    """ResNet-18 with a ``Linear(512, n_classes)`` head, initialised for training, and what
-    it was initialised from: ``imagenet:<file> (sha256 …)``, ``imagenet:torchvision`` or
-    ``scratch`` (also after a failed download: what actually ran, for the metadata).
+def head(model: nn.Module, fmap: torch.Tensor) -> torch.Tensor:
+    """Logits from a feature map (:func:`features`): global average pool, then the
+    backbone's classifier (for MobileNetV2 a dropout, identity in eval mode, and the linear
+    layer). ``head(model, features(model, x))`` equals ``model(x)``."""
+    pooled = torch.flatten(F.adaptive_avg_pool2d(fmap, 1), 1)
+    spec = backbone_of(model)
+    if spec.name == "resnet18":
+        return linear(model)(pooled)
+    return model.get_submodule(spec.head_layer.rpartition(".")[0])(pooled)
 
-    Args:
-        n_classes: 4 (paper: viral and COVID-19 merged) or 5.
-        weights: a local ImageNet state dict (``.pth``), loaded with ``weights_only=True``.
-        sha256: the expected digest of ``weights`` (default: the prefix in torchvision's file
-            name); a mismatch is an error.
-        download: without a local file, try torchvision's ImageNet download.
-    """
-    from torchvision.models import ResNet18_Weights, resnet18  # torchvision import costs ~3 s: only here
 
-    model = resnet18(weights=None)
-    if weights is not None:
-        path = Path(weights)
-        digest = sha256_file(path)
-        m = HASH_PREFIX.search(path.name)
-        expected = sha256 or (m.group(1) if m else None)
-        if expected is None:
-            raise ValueError(f"{path}: give its sha256 (or keep torchvision's file name, which holds a hash prefix)")
-        if not digest.startswith(expected):
-            raise ValueError(f"{path}: sha256 {digest} does not match the expected {expected}")
-        model.load_state_dict(load_state(path))
-        log.info("ResNet-18 initialised from %s", path)
-        source = f"imagenet:{path.name} (sha256 {digest[:16]})"
-    elif download:
-        try:
-            model = resnet18(weights=ResNet18_Weights.IMAGENET1K_V1)
-            log.info("ResNet-18 initialised from torchvision's ImageNet weights")
-            source = "imagenet:torchvision"
-        except Exception as err:  # no network: URLError, OSError, …
-            log.warning("ImageNet weights unavailable (%s: %s): training from scratch", type(err).__name__, err)
-            source = "scratch"
-    else:
-        log.warning(
-            "no ImageNet weights configured: ResNet-18 trains from scratch (the paper fine-tuned ImageNet weights)"
-        )
-        source = "scratch"
-    model.fc = nn.Linear(model.fc.in_features, n_classes)
-    return model, source
+def linear(model: nn.Module) -> nn.Linear:
+    """The final linear layer (feature_width → classes)."""
+    layer = model.get_submodule(backbone_of(model).head_layer)
+    assert isinstance(layer, nn.Linear)
+    return layer
 
 
 def vote(probs: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -109,16 +176,6 @@ def vote(probs: torch.Tensor) -> dict[str, torch.Tensor]:
     first_seen = min(tied.tolist(), key=lambda c: int(torch.nonzero(labels == c)[0]))
     mean = probs.mean(dim=0)
     return {"hard": torch.tensor(first_seen), "soft": mean.argmax(), "votes": counts, "mean_prob": mean}
-
-
-#: ResNet-18's total stride at ``layer4``
-STRIDE = 32
-
-
-def trunk(model: ResNet, x: torch.Tensor) -> torch.Tensor:
-    """ResNet-18 ``layer4`` features of a batch (N, 3, H, W) → (N, 512, H/32, W/32)."""
-    x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
-    return model.layer4(model.layer3(model.layer2(model.layer1(x))))
 
 
 def minmax_normalise(maps: torch.Tensor) -> torch.Tensor:
