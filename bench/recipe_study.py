@@ -133,7 +133,7 @@ def main() -> None:
     scores = validation_scores(pred["true_index"].to_numpy(), pred["pred_hard_index"].to_numpy(), probs)
     meta = json.loads((work / "metadata.json").read_text())
     n_present = len(set(pred["true_index"]))
-    losses = hist["train_loss"].to_numpy()
+    losses = hist["train_loss"].astype(float).to_numpy()
     row = {
         "label": label,
         "mode": settings.mode,

@@ -156,16 +156,41 @@ def test_intervals_resample_patients_not_images() -> None:
     assert width(by_patient) == pytest.approx(np.percentile(draws, 97.5) - np.percentile(draws, 2.5), abs=0.12)
 
 
+def predictions_of(pred: np.ndarray, y: np.ndarray, patients: int = 2) -> pd.DataFrame:
+    """A predictions table: images ``i<k>``, ``patients`` images per patient, the class
+    probabilities 0.7 on the decision and 0.1 on the others."""
+    n = len(y)
+    probs = np.full((n, len(NAMES)), 0.1)
+    probs[np.arange(n), pred] = 0.7
+    return pd.DataFrame(
+        {
+            "image_id": [f"i{k}" for k in range(n)],
+            "patient_id": [f"p{k // patients}" for k in range(n)],
+            "true_index": y,
+            "pred_hard_index": pred,
+            **{f"prob_{c}": probs[:, j] for j, c in enumerate(NAMES)},
+        }
+    )
+
+
 def test_paired_comparison_mcnemar_and_patient_bootstrap() -> None:
     n = 20
     y = np.arange(n) % 4
-    a = pd.DataFrame({"image_id": [f"i{k}" for k in range(n)], "patient_id": [f"p{k // 2}" for k in range(n)]})
-    a = a.assign(true_index=y, pred_hard_index=y)
-    b = a.copy()
+    pred_a, pred_b = y.copy(), y.copy()
     wrong = [0, 1, 2, 3, 4, 5, 6]  # b misses 7 images that a gets right
-    b.loc[wrong, "pred_hard_index"] = (y[wrong] + 1) % 4
-    a.loc[9, "pred_hard_index"] = (y[9] + 1) % 4  # a misses one that b gets right
+    pred_b[wrong] = (y[wrong] + 1) % 4
+    pred_a[9] = (y[9] + 1) % 4  # a misses one that b gets right
+    a, b = predictions_of(pred_a, y), predictions_of(pred_b, y)
     t = paired_comparison(a, b, NAMES, labels=("local", "global"), n_boot=200, seed=0).set_index("statistic")
+    # the AUC of each model from its probabilities: a ranks better
+    from patchcxr.evaluation import auc_by_class
+
+    auc = {
+        m: auc_by_class(y, df[[f"prob_{c}" for c in NAMES]].to_numpy(), NAMES)["macro"]
+        for m, df in (("a", a), ("b", b))
+    }
+    assert t.loc["macro AUC difference", "value"] == pytest.approx(auc["a"] - auc["b"]) and auc["a"] > auc["b"]
+    assert t.loc["macro AUC difference", "ci_low"] <= t.loc["macro AUC difference", "value"]
     assert t.loc["accuracy difference", "value"] == pytest.approx((19 - 13) / 20)
     assert t.loc["accuracy difference", "p_value"] == pytest.approx(18 / 256)  # 2 P(X <= 1), X ~ Bin(8, 1/2)
     assert t.loc["macro-F1 difference", "value"] > 0 and t.loc["macro-F1 difference", "n_patients"] == 10
@@ -181,6 +206,28 @@ def test_paired_comparison_mcnemar_and_patient_bootstrap() -> None:
     ).set_index(["class", "metric"])
     assert table.loc[("accuracy", "recall"), "p_value"] == pytest.approx(18 / 256)
     assert table.loc[("macro", "f1"), "difference_of"] == "local - global"
+
+
+def test_pooled_comparison_averages_the_seeds_and_resamples_patients_once() -> None:
+    from patchcxr.evaluation import pooled_comparison
+
+    n = 40
+    y = np.arange(n) % 2
+    worse = y.copy()
+    worse[:4] = 1 - y[:4]  # 4 of 40 wrong: accuracy 0.9
+    much_worse = y.copy()
+    much_worse[:12] = 1 - y[:12]  # 12 of 40 wrong: accuracy 0.7
+    right = predictions_of(y, y)
+    pairs = {1: (right, predictions_of(worse, y)), 2: (right, predictions_of(much_worse, y))}
+    t = pooled_comparison(pairs, NAMES, labels=("local", "global"), n_boot=300, seed=0).set_index("statistic")
+    acc = t.loc["accuracy difference"]
+    assert acc["value"] == pytest.approx((0.1 + 0.3) / 2) and acc["n_seeds"] == 2
+    assert acc["per_seed"] == "1:0.1000,2:0.3000" and acc["seed_sd"] == pytest.approx(np.std([0.1, 0.3], ddof=1))
+    assert acc["ci_low"] > 0 and acc["p_value"] < 0.05 and acc["n_patients"] == 20
+    same = pooled_comparison({1: (right, right), 2: (right, right)}, NAMES, n_boot=50).set_index("statistic")
+    assert (same["value"] == 0).all() and (same["p_value"] == 1.0).all()
+    with pytest.raises(ValueError, match="not evaluated on the same images"):
+        pooled_comparison({1: (right, right), 2: (right.iloc[:-2], right.iloc[:-2])}, NAMES, n_boot=10)
 
 
 def test_over_seeds_gives_each_metric_mean_sd_and_the_runs_values() -> None:

@@ -282,6 +282,9 @@ def test_a_cohort_that_is_a_small_part_of_its_sources_runs_end_to_end(tmp_path: 
     assert (seeds[seeds["class"] == "accuracy"]["n_seeds"] == 2).all() and set(seeds["model"]) == {"local", "global"}
     comparison = read_tsv(results / "evaluation" / "global_vs_local.tsv", typed=True)
     assert sorted(set(comparison["seed"])) == [2020, 2021]
+    pooled = read_tsv(results / "evaluation" / "global_vs_local_pooled.tsv", typed=True)
+    assert list(pooled["statistic"]) == ["accuracy difference", "macro-F1 difference", "macro AUC difference"]
+    assert (pooled["n_seeds"] == 2).all() and (pooled["n_images"] == len(predictions)).all()
     assert "2" in set(read_tsv(results / "paper" / "table7_seeds.tsv")["n_seeds"])
     # audit.enabled false: no probe trained, the paper target without table 9, 10 or figure 9
     assert not (results / "audit").exists()

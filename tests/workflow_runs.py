@@ -38,6 +38,7 @@ REPRODUCIBLE = [
     "evaluation/*/seed_*/strata.tsv",
     "evaluation/*/seed_*/calibration.tsv",
     "evaluation/global_vs_local.tsv",
+    "evaluation/global_vs_local_pooled.tsv",
     "evaluation/over_seeds.tsv",
     "saliency/local/saliency.tsv",
     "saliency/local/randomisation.tsv",

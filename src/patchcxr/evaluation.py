@@ -594,7 +594,11 @@ def compare_models(metrics: dict[str, pd.DataFrame], paired: pd.DataFrame | None
     table.columns.name = None
     if paired is None:
         return table
-    where = {"accuracy difference": ("accuracy", "recall"), "macro-F1 difference": ("macro", "f1")}
+    where = {
+        "accuracy difference": ("accuracy", "recall"),
+        "macro-F1 difference": ("macro", "f1"),
+        "macro AUC difference": ("macro", "auc"),
+    }
     extra = paired.assign(
         **{
             "class": paired["statistic"].map(lambda s: where[s][0]),
@@ -608,6 +612,40 @@ def compare_models(metrics: dict[str, pd.DataFrame], paired: pd.DataFrame | None
 PAIRED_COLUMNS = ["comparison", "statistic", "value", "ci_low", "ci_high", "p_value", "n_images", "n_patients", "test"]
 
 
+def _paired_arrays(a: pd.DataFrame, b: pd.DataFrame, names: Sequence[str], vote: str) -> dict[str, np.ndarray]:
+    """Two predictions tables of the same test images, aligned: true class, each model's
+    decision, its mean class probabilities, the patient of each image."""
+    m = a.merge(b, on="image_id", suffixes=("_a", "_b"))
+    if len(m) != len(a) or len(m) != len(b):
+        raise ValueError("the two models were not evaluated on the same images")
+    return {
+        "y": m["true_index_a"].to_numpy(int),
+        "pa": m[f"pred_{vote}_index_a"].to_numpy(int),
+        "pb": m[f"pred_{vote}_index_b"].to_numpy(int),
+        "sa": m[[f"prob_{n}_a" for n in names]].to_numpy(float),
+        "sb": m[[f"prob_{n}_b" for n in names]].to_numpy(float),
+        "groups": m["patient_id_a"].to_numpy(),
+        "image_id": m["image_id"].to_numpy(),
+    }
+
+
+def _differences(d: Mapping[str, np.ndarray], names: Sequence[str], idx: np.ndarray) -> tuple[float, float, float]:
+    """Accuracy, macro-F1 and macro ROC AUC of model a minus model b on images ``idx``."""
+    y = d["y"][idx]
+
+    def macro_f1(pred: np.ndarray) -> float:
+        return float(per_class_table(y, pred[idx], names).set_index("class").loc["macro", "f1"])
+
+    acc = float(np.mean(d["pa"][idx] == y) - np.mean(d["pb"][idx] == y))
+    f1 = macro_f1(d["pa"]) - macro_f1(d["pb"])
+    auc = auc_by_class(y, d["sa"][idx], names)["macro"] - auc_by_class(y, d["sb"][idx], names)["macro"]
+    return acc, f1, auc
+
+
+#: the paired statistics, in :func:`_differences`' order
+PAIRED_STATISTICS = ("accuracy difference", "macro-F1 difference", "macro AUC difference")
+
+
 def paired_comparison(
     a: pd.DataFrame,
     b: pd.DataFrame,
@@ -619,65 +657,134 @@ def paired_comparison(
     seed: int = 0,
 ) -> pd.DataFrame:
     """Model ``a`` against model ``b`` on the same test images (predictions tables with
-    ``image_id``, ``patient_id``, ``true_index``, ``pred_<vote>_index``):
+    ``image_id``, ``patient_id``, ``true_index``, ``pred_<vote>_index`` and ``prob_<class>``):
 
     * accuracy difference with the exact McNemar test on the discordant images (``b01``:
       only ``a`` right, ``b10``: only ``b`` right; two-sided binomial test, p = 0.5);
-    * macro-F1 difference ``a − b`` with a 95 % interval and a two-sided p-value from a
+    * macro-F1 difference and macro one-vs-rest ROC AUC difference ``a − b`` (AUC from the
+      mean patch probabilities), each with a 95 % interval and a two-sided p-value from a
       paired bootstrap that resamples patients (both models see the same resample).
 
     McNemar treats images as independent; the patient bootstrap does not.
     """
     from scipy.stats import binomtest
 
-    m = a.merge(b, on="image_id", suffixes=("_a", "_b"))
-    if len(m) != len(a) or len(m) != len(b):
-        raise ValueError("the two models were not evaluated on the same images")
-    y = m["true_index_a"].to_numpy(int)
-    pa, pb = m[f"pred_{vote}_index_a"].to_numpy(int), m[f"pred_{vote}_index_b"].to_numpy(int)
-    groups = m["patient_id_a"].to_numpy()
+    d = _paired_arrays(a, b, names, vote)
+    y, pa, pb = d["y"], d["pa"], d["pb"]
     right_a, right_b = pa == y, pb == y
     only_a, only_b = int((right_a & ~right_b).sum()), int((~right_a & right_b).sum())
     p_mcnemar = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
-
-    def macro_f1(idx: np.ndarray, pred: np.ndarray) -> float:
-        t = per_class_table(y[idx], pred[idx], names).set_index("class")
-        return float(t.loc["macro", "f1"])
-
     everything = np.arange(len(y))
-    diff = macro_f1(everything, pa) - macro_f1(everything, pb)
-    d = np.array(
-        [macro_f1(idx, pa) - macro_f1(idx, pb) for idx in bootstrap_resamples(len(y), groups, n_boot=n_boot, seed=seed)]
+    point = _differences(d, names, everything)
+    draws = np.array(
+        [_differences(d, names, idx) for idx in bootstrap_resamples(len(y), d["groups"], n_boot=n_boot, seed=seed)]
     )
-    p_boot = float(min(1.0, 2 * min((d <= 0).mean(), (d >= 0).mean())))
-    n_img, n_pat = len(y), len(np.unique(groups))
-    return pd.DataFrame(
-        [
+    n_img, n_pat = len(y), len(np.unique(d["groups"]))
+    rows = [
+        {
+            "comparison": f"{labels[0]} - {labels[1]}",
+            "statistic": PAIRED_STATISTICS[0],
+            "value": point[0],
+            "ci_low": np.nan,
+            "ci_high": np.nan,
+            "p_value": float(p_mcnemar),
+            "n_images": n_img,
+            "n_patients": n_pat,
+            "test": f"exact McNemar (only {labels[0]} right {only_a}, only {labels[1]} right {only_b})",
+        }
+    ]
+    for k in (1, 2):
+        col = draws[:, k][np.isfinite(draws[:, k])]
+        rows.append(
             {
                 "comparison": f"{labels[0]} - {labels[1]}",
-                "statistic": "accuracy difference",
-                "value": float(right_a.mean() - right_b.mean()),
-                "ci_low": np.nan,
-                "ci_high": np.nan,
-                "p_value": float(p_mcnemar),
-                "n_images": n_img,
-                "n_patients": n_pat,
-                "test": f"exact McNemar (only {labels[0]} right {only_a}, only {labels[1]} right {only_b})",
-            },
-            {
-                "comparison": f"{labels[0]} - {labels[1]}",
-                "statistic": "macro-F1 difference",
-                "value": diff,
-                "ci_low": float(np.percentile(d, 2.5)),
-                "ci_high": float(np.percentile(d, 97.5)),
-                "p_value": p_boot,
+                "statistic": PAIRED_STATISTICS[k],
+                "value": point[k],
+                "ci_low": float(np.percentile(col, 2.5)) if len(col) else np.nan,
+                "ci_high": float(np.percentile(col, 97.5)) if len(col) else np.nan,
+                "p_value": float(min(1.0, 2 * min((col <= 0).mean(), (col >= 0).mean()))) if len(col) else np.nan,
                 "n_images": n_img,
                 "n_patients": n_pat,
                 "test": f"paired bootstrap over patients ({n_boot} resamples)",
-            },
-        ],
-        columns=PAIRED_COLUMNS,
+            }
+        )
+    return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
+
+
+POOLED_COLUMNS = [
+    "comparison",
+    "statistic",
+    "value",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "n_seeds",
+    "per_seed",
+    "seed_sd",
+    "seed_t_p",
+    "n_images",
+    "n_patients",
+    "test",
+]
+
+
+def pooled_comparison(
+    pairs: Mapping[int, tuple[pd.DataFrame, pd.DataFrame]],
+    names: Sequence[str],
+    *,
+    labels: tuple[str, str] = ("a", "b"),
+    vote: str = "hard",
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Model ``a`` against model ``b`` pooled over training seeds (``pairs``: seed → the two
+    models' predictions of the same test images; every seed on the same images). For each
+    statistic of :func:`paired_comparison`: the mean over seeds of the per-seed difference,
+    its 95 % interval and two-sided p-value from a patient bootstrap that applies one
+    resample of patients to every seed (the test films' sampling), and, at the run level,
+    each seed's difference, their sd and a one-sample t-test of the seeds' differences
+    against 0 (the training runs' spread; n − 1 degrees of freedom, so little power with
+    three seeds)."""
+    from scipy.stats import ttest_1samp
+
+    seeds = sorted(pairs)
+    data = [_paired_arrays(*pairs[s], names, vote) for s in seeds]
+    order = [np.argsort(d["image_id"]) for d in data]
+    data = [{k: v[o] for k, v in d.items()} for d, o in zip(data, order, strict=True)]
+    if any(not np.array_equal(d["image_id"], data[0]["image_id"]) for d in data):
+        raise ValueError("the seeds were not evaluated on the same images")
+    n = len(data[0]["y"])
+
+    def mean_differences(idx: np.ndarray) -> np.ndarray:
+        return np.mean([_differences(d, names, idx) for d in data], axis=0)
+
+    per_seed = np.array([_differences(d, names, np.arange(n)) for d in data])
+    draws = np.array(
+        [mean_differences(idx) for idx in bootstrap_resamples(n, data[0]["groups"], n_boot=n_boot, seed=seed)]
     )
+    rows = []
+    for k, statistic in enumerate(PAIRED_STATISTICS):
+        col = draws[:, k][np.isfinite(draws[:, k])]
+        values = per_seed[:, k]
+        t_p = float(ttest_1samp(values, 0.0).pvalue) if len(values) > 1 and np.ptp(values) > 0 else np.nan
+        rows.append(
+            {
+                "comparison": f"{labels[0]} - {labels[1]}",
+                "statistic": statistic,
+                "value": float(values.mean()),
+                "ci_low": float(np.percentile(col, 2.5)) if len(col) else np.nan,
+                "ci_high": float(np.percentile(col, 97.5)) if len(col) else np.nan,
+                "p_value": float(min(1.0, 2 * min((col <= 0).mean(), (col >= 0).mean()))) if len(col) else np.nan,
+                "n_seeds": len(seeds),
+                "per_seed": ",".join(f"{s}:{v:.4f}" for s, v in zip(seeds, values, strict=True)),
+                "seed_sd": float(values.std(ddof=1)) if len(values) > 1 else np.nan,
+                "seed_t_p": t_p,
+                "n_images": n,
+                "n_patients": len(np.unique(data[0]["groups"])),
+                "test": f"mean over seeds; patient bootstrap, one resample for every seed ({n_boot} resamples)",
+            }
+        )
+    return pd.DataFrame(rows, columns=POOLED_COLUMNS)
 
 
 SEED_COLUMNS = ["model", "class", "metric", "mean", "sd", "min", "max", "n_seeds", "seeds", "values", "support"]

@@ -212,6 +212,8 @@ rule compare_classifiers:
         predictions=classifier_results("predictions.tsv"),
     output:
         comparison="results/evaluation/global_vs_local.tsv",
+        # local against global pooled over the training seeds
+        pooled="results/evaluation/global_vs_local_pooled.tsv",
         seeds="results/evaluation/over_seeds.tsv",
     log:
         "logs/evaluation/compare.log",
