@@ -58,6 +58,18 @@ def merged(files: list[Path]) -> dict[str, Any]:
     return out
 
 
+def value(text: str) -> Any:
+    """A ``--set`` value: YAML, except that ``1e-5`` is a number (YAML 1.1, which PyYAML
+    reads, needs ``1.0e-5``)."""
+    v = yaml.safe_load(text)
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    return v
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run", type=Path)
@@ -86,7 +98,7 @@ def main() -> None:
         cls["backbone"] = args.backbone
     if args.recipe:
         cls["recipe"] = args.recipe
-    changes = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    changes = {k: value(v) for k, v in (s.split("=", 1) for s in args.set)}
     settings = settings_from(recipe_settings(cls, args.seed) | {"mode": args.mode} | changes)
     route = args.weights[0]
     path = args.weights[1] if len(args.weights) > 1 else ""
