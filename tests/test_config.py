@@ -16,12 +16,25 @@ from tests.conftest import ROOT, SCHEMA, load_config, merge
 
 
 @pytest.mark.parametrize(
-    "overlays", [(), ("config/demo.yaml",), (".test/config.yaml",), ("config/real.yaml",), ("config/dev4.yaml",)]
+    "overlays",
+    [
+        (),
+        ("config/demo.yaml",),
+        (".test/config.yaml",),
+        ("config/real.yaml",),
+        ("config/real.yaml", "config/real-scratch.yaml", "config/seeds3.yaml"),
+        ("config/dev4.yaml",),
+        ("config/dev4.yaml", "config/dev4-scratch.yaml"),
+        ("config/sample.yaml",),
+    ],
 )
 def test_shipped_configs_validate(overlays: tuple[str, ...]) -> None:
+    from patchcxr.classification.settings import recipe_settings, settings_from
+
     cfg = load_config(*overlays)
     schema = yaml.safe_load(SCHEMA.read_text())
     assert set(cfg) == set(schema["properties"])  # every section present, defaults filled
+    settings_from(recipe_settings(cfg["classification"], 1))  # the chosen recipe applies
 
 
 def test_schema_fills_defaults() -> None:
