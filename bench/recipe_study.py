@@ -99,7 +99,7 @@ def main() -> None:
     if args.recipe:
         cls["recipe"] = args.recipe
     changes = {k: value(v) for k, v in (s.split("=", 1) for s in args.set)}
-    settings = settings_from(recipe_settings(cls, args.seed) | {"mode": args.mode} | changes)
+    settings = settings_from(recipe_settings(cls, args.seed, args.mode) | changes)
     route = args.weights[0]
     path = args.weights[1] if len(args.weights) > 1 else ""
     if route in ("registry", "torchvision") and not path:

@@ -40,7 +40,15 @@ CLASSIFICATION = {
 
 def test_a_recipe_overrides_train_and_names_itself() -> None:
     paper = recipe_settings(CLASSIFICATION, 7)
-    assert paper == {"lr": 1e-5, "epochs": 30, "patch": 112, "backbone": "resnet18", "recipe": "paper", "seed": 7}
+    assert paper == {
+        "lr": 1e-5,
+        "epochs": 30,
+        "patch": 112,
+        "backbone": "resnet18",
+        "recipe": "paper",
+        "mode": "local",
+        "seed": 7,
+    }
     fast = settings_from(recipe_settings(CLASSIFICATION | {"recipe": "fast", "backbone": "mobilenet_v2"}, 7))
     assert (fast.lr, fast.optimizer, fast.epochs, fast.patch) == (2e-3, "adamw", 30, 112)  # recipe wins, train stays
     assert (fast.backbone, fast.recipe, fast.seed, fast.patience, fast.trunk_lr) == (
@@ -50,6 +58,21 @@ def test_a_recipe_overrides_train_and_names_itself() -> None:
         None,
         None,
     )
+
+
+def test_a_recipe_may_give_each_mode_keys_of_its_own() -> None:
+    # a patch per draw (local) against the same whole film on every draw (global)
+    recipes = {"paper": {}, "fast": {"lr": 2e-3, "draws_per_film": 4.0, "global": {"draws_per_film": 1.0}}}
+    cfg = CLASSIFICATION | {"recipe": "fast", "recipes": recipes}
+    local = settings_from(recipe_settings(cfg, 7, "local"))
+    whole = settings_from(recipe_settings(cfg, 7, "global"))
+    assert (local.mode, local.draws_per_film, local.lr) == ("local", 4.0, 2e-3)
+    assert (whole.mode, whole.draws_per_film, whole.lr) == ("global", 1.0, 2e-3)
+    with pytest.raises(ValueError, match="mode must be one of local, global"):
+        recipe_settings(cfg, 7, "shared")
+    bad = CLASSIFICATION | {"recipe": "x", "recipes": {"x": {"global": {"lr": "fast"}}}}
+    with pytest.raises(ValueError, match=r"recipes\.x\.global\.lr: 'fast' is not of the setting's kind"):
+        recipe_settings(bad, 7, "local")
 
 
 @pytest.mark.parametrize(
@@ -78,7 +101,8 @@ def test_the_configurations_recipes_apply_and_the_paper_recipe_is_the_papers() -
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["classification"]
     assert cfg["backbone"] == "resnet18" and cfg["recipe"] == "paper" and cfg["weights"]["route"] == "torchvision"
     for name in cfg["recipes"]:
-        settings_from(recipe_settings(cfg | {"recipe": name}, 1))
+        for mode in ("local", "global"):
+            settings_from(recipe_settings(cfg | {"recipe": name}, 1, mode))
     paper = settings_from(recipe_settings(cfg, 1))
     # method.md §5.4: Adam 1e-5, weight decay 0.1 as written, L1 1e-5, batch 16, 100 epochs,
     # a constant rate, selection by validation macro-F1, one patch per film per epoch

@@ -25,7 +25,7 @@ rule probe_source:
         "benchmarks/audit/probe_{mode}_{view}.tsv"
     params:
         # the classifier's own training settings (first seed), audit.epochs in place of its epochs
-        train=audit_train_settings(),
+        train=lambda wc: audit_train_settings(wc.mode),
         input_size=config["classification"]["input_size"],
         preprocessing=canonical(config["preprocessing"]),
         mask_source=config["segmentation"]["mask_source"],

@@ -83,7 +83,7 @@ rule train_classifier:
         "benchmarks/classification/train_{model}_seed_{seed}.tsv"
     params:
         # the training settings with this run's seed (one run per classification.train.seeds)
-        train=lambda wc: train_settings("classification", wc.seed),
+        train=lambda wc: train_settings("classification", wc.seed, wc.model),
         input_size=config["classification"]["input_size"],
         preprocessing=canonical(config["preprocessing"]),
         mask_source=config["segmentation"]["mask_source"],

@@ -43,6 +43,12 @@ if config["external"]["leave_one_source_out"] and not set(config["external"]["mo
         f"external.models {config['external']['models']} must be among classification.models "
         f"{config['classification']['models']}: each held-out source is shown beside that classifier's internal test"
     )
+# the chosen training recipe applies to every classifier mode (checked here, before any job)
+for _mode in config["classification"]["models"]:
+    try:
+        recipe_settings(config["classification"], 0, _mode)
+    except ValueError as _err:
+        raise WorkflowError(str(_err)) from None
 for _finding, _label in config["labels"]["findings"].items():
     if _label not in LABEL5:
         raise WorkflowError(f"labels.findings.{_finding}: {_label!r} is not one of the classes {', '.join(LABEL5)}")
@@ -205,13 +211,13 @@ def train_seeds(stage):
     return config[stage]["train"]["seeds"]
 
 
-def train_settings(stage, seed):
+def train_settings(stage, seed, mode="local"):
     """`stage`.train with the one seed of a run in place of the list of seeds; for the
-    classifier also the chosen recipe's keys over it, the backbone and the recipe's name
-    (patchcxr.classification.settings.recipe_settings)."""
+    classifier (of `mode`) also the chosen recipe's keys over it, the backbone, the mode and
+    the recipe's name (patchcxr.classification.settings.recipe_settings)."""
     if stage == "classification":
         try:
-            return canonical(recipe_settings(config["classification"], seed))
+            return canonical(recipe_settings(config["classification"], seed, mode))
         except ValueError as err:
             raise WorkflowError(str(err)) from None
     settings = {k: v for k, v in config[stage]["train"].items() if k != "seeds"}
@@ -364,10 +370,10 @@ def audit_predictions():
     return [f"results/audit/{m}/{v}/predictions.tsv" for m, v in audit_probes()]
 
 
-def audit_train_settings():
-    """The probes' training settings: the classifier's of its first seed, with audit.epochs
-    in place of its epochs where that is set."""
-    settings = train_settings("classification", train_seeds("classification")[0])
+def audit_train_settings(mode):
+    """The probes' training settings: the `mode` classifier's of its first seed, with
+    audit.epochs in place of its epochs where that is set."""
+    settings = train_settings("classification", train_seeds("classification")[0], mode)
     epochs = config["audit"]["epochs"]
     return settings if epochs is None else canonical(settings | {"epochs": int(epochs)})
 

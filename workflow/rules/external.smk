@@ -42,7 +42,7 @@ rule train_external:
         "benchmarks/external/train_{source}_{model}.tsv"
     params:
         # the classifier's training settings of its first seed
-        train=train_settings("classification", train_seeds("classification")[0]),
+        train=lambda wc: train_settings("classification", train_seeds("classification")[0], wc.model),
         input_size=config["classification"]["input_size"],
         preprocessing=canonical(config["preprocessing"]),
         mask_source=config["segmentation"]["mask_source"],

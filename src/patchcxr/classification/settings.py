@@ -104,40 +104,52 @@ def settings_from(cfg: Mapping[str, Any]) -> ClassifierSettings:
     return ClassifierSettings(**known)
 
 
-def recipe_settings(classification: Mapping[str, Any], seed: int) -> dict[str, Any]:
+#: the classifier modes, each of which a recipe may give keys of its own
+MODES = ("local", "global")
+#: settings a recipe cannot set: what is trained (the mode, the targets, the backbone),
+#: the recipe's own name and the run's seed
+_NOT_IN_RECIPES = ("mode", "targets", "seed", "backbone", "recipe")
+
+
+def _check_recipe_keys(where: str, keys: Mapping[str, Any]) -> None:
+    defaults = asdict(ClassifierSettings())
+    unknown = sorted(set(keys) - set(defaults) - set(_NOT_IN_RECIPES))
+    fixed = sorted(set(keys) & set(_NOT_IN_RECIPES))
+    if unknown or fixed:
+        what = ", ".join(unknown + fixed)
+        raise ValueError(f"{where}: {what} cannot be set by a recipe (classifier settings only)")
+    for key, value in keys.items():
+        nullable = "None" in str(ClassifierSettings.__dataclass_fields__[key].type)
+        if not (value is None and nullable) and not _same_kind(value, defaults[key]):
+            raise ValueError(f"{where}.{key}: {value!r} is not of the setting's kind (default {defaults[key]!r})")
+
+
+def recipe_settings(classification: Mapping[str, Any], seed: int, mode: str = "local") -> dict[str, Any]:
     """One training run's settings from the configuration's ``classification`` section:
     ``train`` (without its list of seeds), the chosen recipe's keys over it
-    (``recipes[recipe]``: a recipe wins over ``train`` where both set a key), the
-    ``backbone``, the recipe's name and the run's ``seed``.
+    (``recipes[recipe]``: a recipe wins over ``train`` where both set a key), the recipe's
+    keys for ``mode`` over those (a recipe's ``local:`` or ``global:`` mapping: the two
+    classifiers see their films differently, a patch per draw or the whole film), the
+    ``backbone``, the recipe's name, the ``mode`` and the run's ``seed``.
 
     Raises:
-        ValueError: a recipe the configuration does not define, or a recipe key that is no
-            classifier setting.
+        ValueError: a recipe the configuration does not define, a recipe key that is no
+            classifier setting or not of its kind, or an unknown mode.
     """
+    if mode not in MODES:
+        raise ValueError(f"classifier mode must be one of {', '.join(MODES)}, got {mode!r}")
     name = str(classification.get("recipe", "paper"))
     recipes = classification.get("recipes", {}) or {}
     if name not in recipes:
         raise ValueError(f"classification.recipe {name!r} is not among classification.recipes: {', '.join(recipes)}")
     recipe = dict(recipes[name] or {})
-    defaults = asdict(ClassifierSettings())
-    unknown = sorted(set(recipe) - set(defaults) - {"mode", "targets", "seed", "backbone", "recipe"})
-    fixed = sorted(set(recipe) & {"mode", "targets", "seed", "backbone", "recipe"})
-    if unknown or fixed:
-        what = ", ".join(unknown + fixed)
-        raise ValueError(f"classification.recipes.{name}: {what} cannot be set by a recipe (classifier settings only)")
-    for key, value in recipe.items():
-        nullable = "None" in str(ClassifierSettings.__dataclass_fields__[key].type)
-        if not (value is None and nullable) and not _same_kind(value, defaults[key]):
-            raise ValueError(
-                f"classification.recipes.{name}.{key}: {value!r} is not of the setting's kind "
-                f"(default {defaults[key]!r})"
-            )
+    per_mode = {m: dict(recipe.pop(m, None) or {}) for m in MODES}
+    _check_recipe_keys(f"classification.recipes.{name}", recipe)
+    for m, keys in per_mode.items():
+        _check_recipe_keys(f"classification.recipes.{name}.{m}", keys)
     train = {k: v for k, v in classification.get("train", {}).items() if k != "seeds"}
-    return (
-        train
-        | recipe
-        | {"backbone": str(classification.get("backbone", "resnet18")), "recipe": name, "seed": int(seed)}
-    )
+    fixed = {"backbone": str(classification.get("backbone", "resnet18")), "recipe": name, "mode": mode}
+    return train | recipe | per_mode[mode] | fixed | {"seed": int(seed)}
 
 
 def _same_kind(value: Any, default: Any) -> bool:
