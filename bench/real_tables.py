@@ -74,7 +74,8 @@ def main() -> None:
             wanted += [(args.positive, "recall"), (args.positive, "specificity"), (args.positive, "auc")]
         keep = seeds[[(c, m) in wanted for c, m in zip(seeds["class"], seeds["metric"], strict=True)]]
         print("\nover seeds (mean, sd, range; n seeds):\n")
-        print(keep[["model", "class", "metric", "mean", "sd", "min", "max", "n_seeds", "values"]].to_markdown(index=False))
+        columns = ["model", "class", "metric", "mean", "sd", "min", "max", "n_seeds", "values"]
+        print(keep[columns].to_markdown(index=False))
         comparison = read_tsv(ev / "global_vs_local.tsv", typed=True)
         diff = comparison.dropna(subset=["difference"])
         print("\nlocal - global, per seed:\n")
