@@ -206,9 +206,32 @@ def test_paired_comparison_mcnemar_and_patient_bootstrap() -> None:
     ).set_index(["class", "metric"])
     assert table.loc[("accuracy", "recall"), "p_value"] == pytest.approx(18 / 256)
     assert table.loc[("macro", "f1"), "difference_of"] == "local - global"
+    assert table.loc[("macro", "f1"), "p_holm"] == t.loc["macro-F1 difference", "p_holm"]
+    # the accuracy difference gets the patient interval too, and McNemar's caveat: 20 images of 10 patients
+    assert t.loc["accuracy difference", "ci_low"] < 0.3 < t.loc["accuracy difference", "ci_high"]
+    assert "counts the 20 images of 10 patients as independent" in t.loc["accuracy difference", "test"]
+    # Holm over the family of three, the macro AUC difference primary
+    p = t["p_value"].sort_values()
+    assert t.loc[p.index[0], "p_holm"] == pytest.approx(min(1.0, 3 * p.iloc[0]))
+    assert (t["p_holm"] >= t["p_value"]).all() and t.loc["macro AUC difference", "role"] == "primary"
+    relabelled = b.assign(true_index=(b["true_index"] + 1) % 4)
+    with pytest.raises(ValueError, match="disagree on the true class"):
+        paired_comparison(a, relabelled, NAMES, n_boot=10)
+
+
+def test_bootstrap_p_values_are_never_zero_and_holm_steps_down() -> None:
+    from patchcxr.evaluation import _bootstrap_summary, _holm
+
+    low, high, p, used = _bootstrap_summary(np.array([0.1] * 99 + [np.nan]))
+    assert (low, high, used) == (pytest.approx(0.1), pytest.approx(0.1), 99) and p == pytest.approx(2 / 100)
+    assert _bootstrap_summary(np.array([np.nan]))[3] == 0
+    assert _holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert np.isnan(_holm([0.2, np.nan])[1]) and _holm([0.2, np.nan])[0] == pytest.approx(0.2)
 
 
 def test_pooled_comparison_averages_the_seeds_and_resamples_patients_once() -> None:
+    from scipy.stats import ttest_1samp
+
     from patchcxr.evaluation import pooled_comparison
 
     n = 40
@@ -224,6 +247,14 @@ def test_pooled_comparison_averages_the_seeds_and_resamples_patients_once() -> N
     assert acc["value"] == pytest.approx((0.1 + 0.3) / 2) and acc["n_seeds"] == 2
     assert acc["per_seed"] == "1:0.1000,2:0.3000" and acc["seed_sd"] == pytest.approx(np.std([0.1, 0.3], ddof=1))
     assert acc["ci_low"] > 0 and acc["p_value"] < 0.05 and acc["n_patients"] == 20
+    # two seeds: no t-test (one degree of freedom); three: a t-test of the seeds' differences
+    assert np.isnan(acc["seed_t_p"]) and "no t-test below three seeds" in acc["test"]
+    three = {**pairs, 3: (right, predictions_of(worse, y))}
+    t3 = pooled_comparison(three, NAMES, n_boot=50, seed=0).set_index("statistic").loc["accuracy difference"]
+    assert t3["seed_t_p"] == pytest.approx(ttest_1samp([0.1, 0.3, 0.1], 0.0).pvalue)
+    assert "conditional on these training runs" in t3["test"]
+    one = pooled_comparison({7: pairs[1]}, NAMES, n_boot=50, seed=0).set_index("statistic")
+    assert (one["n_seeds"] == 1).all() and one["test"].str.startswith("one seed (7)").all()
     same = pooled_comparison({1: (right, right), 2: (right, right)}, NAMES, n_boot=50).set_index("statistic")
     assert (same["value"] == 0).all() and (same["p_value"] == 1.0).all()
     with pytest.raises(ValueError, match="not evaluated on the same images"):

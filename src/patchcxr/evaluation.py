@@ -575,8 +575,8 @@ def calibration_tables(
 
 def compare_models(metrics: dict[str, pd.DataFrame], paired: pd.DataFrame | None = None) -> pd.DataFrame:
     """The global-versus-local table: macro and accuracy rows of each model side by side;
-    with ``paired`` (:func:`paired_comparison`), its difference, interval, p-value and test
-    on the accuracy and macro-F1 rows."""
+    with ``paired`` (:func:`paired_comparison`), its difference, interval, p-value (and
+    Holm's over the three) and test on the accuracy, macro-F1 and macro AUC rows."""
     rows = []
     for model, m in metrics.items():
         for r in m[m["class"].isin(["macro", "accuracy"]) | m["metric"].eq("recall")].itertuples():
@@ -605,11 +605,23 @@ def compare_models(metrics: dict[str, pd.DataFrame], paired: pd.DataFrame | None
             "metric": paired["statistic"].map(lambda s: where[s][1]),
         }
     ).rename(columns={"value": "difference", "comparison": "difference_of"})
-    keep = ["class", "metric", "difference_of", "difference", "ci_low", "ci_high", "p_value", "test"]
+    keep = ["class", "metric", "difference_of", "difference", "ci_low", "ci_high", "p_value", "p_holm", "test"]
     return table.merge(extra[keep], on=["class", "metric"], how="left")
 
 
-PAIRED_COLUMNS = ["comparison", "statistic", "value", "ci_low", "ci_high", "p_value", "n_images", "n_patients", "test"]
+PAIRED_COLUMNS = [
+    "comparison",
+    "statistic",
+    "role",
+    "value",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "p_holm",
+    "n_images",
+    "n_patients",
+    "test",
+]
 
 
 def _paired_arrays(a: pd.DataFrame, b: pd.DataFrame, names: Sequence[str], vote: str) -> dict[str, np.ndarray]:
@@ -618,6 +630,8 @@ def _paired_arrays(a: pd.DataFrame, b: pd.DataFrame, names: Sequence[str], vote:
     m = a.merge(b, on="image_id", suffixes=("_a", "_b"))
     if len(m) != len(a) or len(m) != len(b):
         raise ValueError("the two models were not evaluated on the same images")
+    if (m["true_index_a"] != m["true_index_b"]).any() or (m["patient_id_a"] != m["patient_id_b"]).any():
+        raise ValueError("the two predictions tables disagree on the true class or the patient of an image")
     return {
         "y": m["true_index_a"].to_numpy(int),
         "pa": m[f"pred_{vote}_index_a"].to_numpy(int),
@@ -642,8 +656,35 @@ def _differences(d: Mapping[str, np.ndarray], names: Sequence[str], idx: np.ndar
     return acc, f1, auc
 
 
-#: the paired statistics, in :func:`_differences`' order
+#: the paired statistics, in :func:`_differences`' order; the macro AUC difference is the
+#: primary one (threshold-free, the paper's ROC comparison), the other two are secondary
 PAIRED_STATISTICS = ("accuracy difference", "macro-F1 difference", "macro AUC difference")
+PRIMARY_STATISTIC = "macro AUC difference"
+
+
+def _bootstrap_summary(draws: np.ndarray) -> tuple[float, float, float, int]:
+    """95 % percentile interval and two-sided p-value of a difference from its bootstrap
+    draws (non-finite draws, e.g. a resample holding one class, dropped and counted): p is
+    twice the smaller share of draws on either side of 0, with the +1 correction
+    ``(1 + #) / (1 + B)`` so that it is never 0 with finitely many resamples."""
+    col = draws[np.isfinite(draws)]
+    if not len(col):
+        return np.nan, np.nan, np.nan, 0
+    tail = min(int((col <= 0).sum()), int((col >= 0).sum()))
+    p = min(1.0, 2 * (1 + tail) / (1 + len(col)))
+    return float(np.percentile(col, 2.5)), float(np.percentile(col, 97.5)), p, len(col)
+
+
+def _holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of one family of p-values (NaN stays NaN)."""
+    p = np.asarray(p_values, float)
+    out = np.full(len(p), np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    running = 0.0
+    for rank, i in enumerate(finite[np.argsort(p[finite], kind="stable")]):
+        running = max(running, min(1.0, (len(finite) - rank) * p[i]))
+        out[i] = running
+    return out.tolist()
 
 
 def paired_comparison(
@@ -665,7 +706,10 @@ def paired_comparison(
       mean patch probabilities), each with a 95 % interval and a two-sided p-value from a
       paired bootstrap that resamples patients (both models see the same resample).
 
-    McNemar treats images as independent; the patient bootstrap does not.
+    The accuracy difference also gets the patient-bootstrap interval. McNemar treats images
+    as independent; the patient bootstrap does not (the ``test`` column says so where a
+    patient has several images). ``p_holm``: Holm over the three statistics (one family);
+    ``role``: the macro AUC difference is the primary statistic.
     """
     from scipy.stats import binomtest
 
@@ -680,44 +724,45 @@ def paired_comparison(
         [_differences(d, names, idx) for idx in bootstrap_resamples(len(y), d["groups"], n_boot=n_boot, seed=seed)]
     )
     n_img, n_pat = len(y), len(np.unique(d["groups"]))
-    rows = [
-        {
-            "comparison": f"{labels[0]} - {labels[1]}",
-            "statistic": PAIRED_STATISTICS[0],
-            "value": point[0],
-            "ci_low": np.nan,
-            "ci_high": np.nan,
-            "p_value": float(p_mcnemar),
-            "n_images": n_img,
-            "n_patients": n_pat,
-            "test": f"exact McNemar (only {labels[0]} right {only_a}, only {labels[1]} right {only_b})",
-        }
-    ]
-    for k in (1, 2):
-        col = draws[:, k][np.isfinite(draws[:, k])]
+    rows = []
+    for k, statistic in enumerate(PAIRED_STATISTICS):
+        low, high, p_boot, used = _bootstrap_summary(draws[:, k])
+        boot = f"paired bootstrap over patients ({used} of {n_boot} resamples usable)"
+        if k == 0:
+            p = float(p_mcnemar)
+            test = f"exact McNemar (only {labels[0]} right {only_a}, only {labels[1]} right {only_b}); interval: {boot}"
+            if n_img > n_pat:
+                test += f"; McNemar counts the {n_img} images of {n_pat} patients as independent"
+        else:
+            p, test = p_boot, boot
         rows.append(
             {
                 "comparison": f"{labels[0]} - {labels[1]}",
-                "statistic": PAIRED_STATISTICS[k],
+                "statistic": statistic,
+                "role": "primary" if statistic == PRIMARY_STATISTIC else "secondary",
                 "value": point[k],
-                "ci_low": float(np.percentile(col, 2.5)) if len(col) else np.nan,
-                "ci_high": float(np.percentile(col, 97.5)) if len(col) else np.nan,
-                "p_value": float(min(1.0, 2 * min((col <= 0).mean(), (col >= 0).mean()))) if len(col) else np.nan,
+                "ci_low": low,
+                "ci_high": high,
+                "p_value": p,
                 "n_images": n_img,
                 "n_patients": n_pat,
-                "test": f"paired bootstrap over patients ({n_boot} resamples)",
+                "test": test,
             }
         )
-    return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
+    table = pd.DataFrame(rows)
+    table["p_holm"] = _holm(table["p_value"].tolist())
+    return table[PAIRED_COLUMNS]
 
 
 POOLED_COLUMNS = [
     "comparison",
     "statistic",
+    "role",
     "value",
     "ci_low",
     "ci_high",
     "p_value",
+    "p_holm",
     "n_seeds",
     "per_seed",
     "seed_sd",
@@ -744,7 +789,13 @@ def pooled_comparison(
     resample of patients to every seed (the test films' sampling), and, at the run level,
     each seed's difference, their sd and a one-sample t-test of the seeds' differences
     against 0 (the training runs' spread; n − 1 degrees of freedom, so little power with
-    three seeds)."""
+    three seeds; not computed below three seeds).
+
+    The two answer different questions, and each leaves out the other's variation: the
+    bootstrap interval is conditional on these training runs, the t-test on these test
+    films. ``p_holm``: Holm over the three statistics' bootstrap p-values; ``role``: the
+    macro AUC difference is the primary statistic. One seed: the rows repeat that seed's
+    paired comparison (its bootstrap), and the ``test`` column says so."""
     from scipy.stats import ttest_1samp
 
     seeds = sorted(pairs)
@@ -753,6 +804,8 @@ def pooled_comparison(
     data = [{k: v[o] for k, v in d.items()} for d, o in zip(data, order, strict=True)]
     if any(not np.array_equal(d["image_id"], data[0]["image_id"]) for d in data):
         raise ValueError("the seeds were not evaluated on the same images")
+    if any(not np.array_equal(d["groups"], data[0]["groups"]) for d in data):
+        raise ValueError("the seeds' predictions disagree on the patient of an image")
     n = len(data[0]["y"])
 
     def mean_differences(idx: np.ndarray) -> np.ndarray:
@@ -764,27 +817,42 @@ def pooled_comparison(
     )
     rows = []
     for k, statistic in enumerate(PAIRED_STATISTICS):
-        col = draws[:, k][np.isfinite(draws[:, k])]
+        low, high, p_boot, used = _bootstrap_summary(draws[:, k])
         values = per_seed[:, k]
-        t_p = float(ttest_1samp(values, 0.0).pvalue) if len(values) > 1 and np.ptp(values) > 0 else np.nan
+        t_p = float(ttest_1samp(values, 0.0).pvalue) if len(values) >= 3 and np.ptp(values) > 0 else np.nan
+        if len(seeds) == 1:
+            test = f"one seed ({seeds[0]}): its paired patient bootstrap ({used} of {n_boot} resamples usable)"
+        else:
+            test = (
+                f"mean over {len(seeds)} seeds; interval and p: patient bootstrap, one resample for every seed "
+                f"({used} of {n_boot} usable), conditional on these training runs; "
+                + (
+                    "seed_t_p: t-test of the seeds' differences, conditional on these test films"
+                    if len(seeds) >= 3
+                    else "no t-test below three seeds"
+                )
+            )
         rows.append(
             {
                 "comparison": f"{labels[0]} - {labels[1]}",
                 "statistic": statistic,
+                "role": "primary" if statistic == PRIMARY_STATISTIC else "secondary",
                 "value": float(values.mean()),
-                "ci_low": float(np.percentile(col, 2.5)) if len(col) else np.nan,
-                "ci_high": float(np.percentile(col, 97.5)) if len(col) else np.nan,
-                "p_value": float(min(1.0, 2 * min((col <= 0).mean(), (col >= 0).mean()))) if len(col) else np.nan,
+                "ci_low": low,
+                "ci_high": high,
+                "p_value": p_boot,
                 "n_seeds": len(seeds),
                 "per_seed": ",".join(f"{s}:{v:.4f}" for s, v in zip(seeds, values, strict=True)),
                 "seed_sd": float(values.std(ddof=1)) if len(values) > 1 else np.nan,
                 "seed_t_p": t_p,
                 "n_images": n,
                 "n_patients": len(np.unique(data[0]["groups"])),
-                "test": f"mean over seeds; patient bootstrap, one resample for every seed ({n_boot} resamples)",
+                "test": test,
             }
         )
-    return pd.DataFrame(rows, columns=POOLED_COLUMNS)
+    table = pd.DataFrame(rows)
+    table["p_holm"] = _holm(table["p_value"].tolist())
+    return table[POOLED_COLUMNS]
 
 
 SEED_COLUMNS = ["model", "class", "metric", "mean", "sd", "min", "max", "n_seeds", "seeds", "values", "support"]

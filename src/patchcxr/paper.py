@@ -314,7 +314,7 @@ def headline_metrics(
             }
             for r, s in zip(lungs.itertuples(), scope, strict=True)
         }
-    classification: dict[str, dict[str, float]] = {}
+    classification: dict[str, dict[str, float | None]] = {}
     wanted = {
         "accuracy": ("accuracy", "recall"),
         "macro_f1": ("macro", "f1"),
@@ -322,11 +322,11 @@ def headline_metrics(
     }
     for model, df in over_seeds.groupby("model", sort=False) if over_seeds is not None else []:
         get = df.set_index(["class", "metric"])
-        entry: dict[str, float] = {}
+        entry: dict[str, float | None] = {}
         for name, key in wanted.items():
             entry[name] = round(float(get.loc[key, "mean"]), 6)
             sd = float(get.loc[key, "sd"])
-            entry[f"{name}_sd"] = 0.0 if math.isnan(sd) else round(sd, 6)  # one seed: no spread
+            entry[f"{name}_sd"] = None if math.isnan(sd) else round(sd, 6)  # one seed: spread unknown
         entry["n_seeds"] = int(get["n_seeds"].max())
         classification[str(model)] = entry
     out["classification"] = classification
