@@ -60,7 +60,7 @@ demo: setup  ## run the whole workflow on built-in synthetic data (under 10 minu
 	@echo "HTML report: $(BIN)/snakemake --report results/report.html --configfile config/config.yaml config/demo.yaml"
 	@echo "MLflow runs: make ui. Rule logs: logs/; per-rule timings: benchmarks/."
 
-real: setup  ## the method on 643 real Shenzhen films + the sample's JSRT/Montgomery (needs ../shared; ~53 min on 2 cores)
+real: setup  ## the method on 643 real Shenzhen films + the sample's JSRT/Montgomery (needs ../shared; ~27 min on 2 cores with PROFILE=profiles/cpu-bf16)
 	@test -d ../shared/data/cxr-shenzhen512 || { echo "make real needs ../shared/data/cxr-shenzhen512 and ../shared/data/cxr-sample (see config/real.yaml)"; exit 2; }
 	$(BIN)/snakemake --cores $(CORES) $(PROFILE_ARG) --configfile config/config.yaml config/real.yaml
 	@echo "Real-data results: results/paper/ (tables, figures); docs/results.md records a measured run."
