@@ -79,7 +79,8 @@ def main() -> None:
         comparison = read_tsv(ev / "global_vs_local.tsv", typed=True)
         diff = comparison.dropna(subset=["difference"])
         print("\nlocal - global, per seed:\n")
-        cols = ["seed", "class", "metric", "local", "global", "difference", "ci_low", "ci_high", "p_value", "p_holm", "test"]
+        cols = ["seed", "class", "metric", "local", "global", "difference"]
+        cols += ["ci_low", "ci_high", "p_value", "p_holm", "test"]
         print(diff[cols].to_markdown(index=False))
         pooled = ev / "global_vs_local_pooled.tsv"
         if pooled.is_file():

@@ -677,13 +677,13 @@ def _bootstrap_summary(draws: np.ndarray) -> tuple[float, float, float, int]:
 
 def _holm(p_values: Sequence[float]) -> list[float]:
     """Holm's step-down adjustment of one family of p-values (NaN stays NaN)."""
+    from statsmodels.stats.multitest import multipletests
+
     p = np.asarray(p_values, float)
     out = np.full(len(p), np.nan)
-    finite = np.flatnonzero(np.isfinite(p))
-    running = 0.0
-    for rank, i in enumerate(finite[np.argsort(p[finite], kind="stable")]):
-        running = max(running, min(1.0, (len(finite) - rank) * p[i]))
-        out[i] = running
+    finite = np.isfinite(p)
+    if finite.any():
+        out[finite] = multipletests(p[finite], method="holm")[1]
     return out.tolist()
 
 
@@ -754,23 +754,7 @@ def paired_comparison(
     return table[PAIRED_COLUMNS]
 
 
-POOLED_COLUMNS = [
-    "comparison",
-    "statistic",
-    "role",
-    "value",
-    "ci_low",
-    "ci_high",
-    "p_value",
-    "p_holm",
-    "n_seeds",
-    "per_seed",
-    "seed_sd",
-    "seed_t_p",
-    "n_images",
-    "n_patients",
-    "test",
-]
+POOLED_COLUMNS = [*PAIRED_COLUMNS[:8], "n_seeds", "per_seed", "seed_sd", "seed_t_p", *PAIRED_COLUMNS[8:]]
 
 
 def pooled_comparison(
