@@ -30,7 +30,7 @@ import torch
 from patchcxr.classification.predict import predict_split
 from patchcxr.classification.settings import settings_of_model_file
 from patchcxr.classification.train import train_classifier
-from patchcxr.evaluation import metrics_long
+from patchcxr.evaluation.metrics import metrics_long
 from patchcxr.models.state import load_state
 from patchcxr.training import TrainingFiles
 

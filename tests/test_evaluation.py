@@ -6,14 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from patchcxr.evaluation import (
-    compare_models,
-    confusion_long,
-    metrics_long,
-    paired_comparison,
-    per_class_table,
-    strata_table,
-)
+from patchcxr.evaluation.comparisons import compare_models, paired_comparison
+from patchcxr.evaluation.metrics import confusion_long, metrics_long, per_class_table
+from patchcxr.evaluation.strata import strata_table
 
 NAMES = ["normal", "bacterial", "tb", "viral_covid19"]
 
@@ -183,7 +178,7 @@ def test_paired_comparison_mcnemar_and_patient_bootstrap() -> None:
     a, b = predictions_of(pred_a, y), predictions_of(pred_b, y)
     t = paired_comparison(a, b, NAMES, labels=("local", "global"), n_boot=200, seed=0).set_index("statistic")
     # the AUC of each model from its probabilities: a ranks better
-    from patchcxr.evaluation import auc_by_class
+    from patchcxr.evaluation.metrics import auc_by_class
 
     auc = {
         m: auc_by_class(y, df[[f"prob_{c}" for c in NAMES]].to_numpy(), NAMES)["macro"]
@@ -220,19 +215,19 @@ def test_paired_comparison_mcnemar_and_patient_bootstrap() -> None:
 
 
 def test_bootstrap_p_values_are_never_zero_and_holm_steps_down() -> None:
-    from patchcxr.evaluation import _bootstrap_summary, _holm
+    from patchcxr.stats import bootstrap_summary, holm
 
-    low, high, p, used = _bootstrap_summary(np.array([0.1] * 99 + [np.nan]))
+    low, high, p, used = bootstrap_summary(np.array([0.1] * 99 + [np.nan]))
     assert (low, high, used) == (pytest.approx(0.1), pytest.approx(0.1), 99) and p == pytest.approx(2 / 100)
-    assert _bootstrap_summary(np.array([np.nan]))[3] == 0
-    assert _holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
-    assert np.isnan(_holm([0.2, np.nan])[1]) and _holm([0.2, np.nan])[0] == pytest.approx(0.2)
+    assert bootstrap_summary(np.array([np.nan]))[3] == 0
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert np.isnan(holm([0.2, np.nan])[1]) and holm([0.2, np.nan])[0] == pytest.approx(0.2)
 
 
 def test_pooled_comparison_averages_the_seeds_and_resamples_patients_once() -> None:
     from scipy.stats import ttest_1samp
 
-    from patchcxr.evaluation import pooled_comparison
+    from patchcxr.evaluation.comparisons import pooled_comparison
 
     n = 40
     y = np.arange(n) % 2
@@ -262,7 +257,7 @@ def test_pooled_comparison_averages_the_seeds_and_resamples_patients_once() -> N
 
 
 def test_over_seeds_gives_each_metric_mean_sd_and_the_runs_values() -> None:
-    from patchcxr.evaluation import over_seeds
+    from patchcxr.evaluation.comparisons import over_seeds
 
     y = np.array([0, 0, 1, 1, 2, 2])
     runs = {1: metrics_long(y, y, NAMES, n_boot=5), 2: metrics_long(y, np.array([0, 0, 1, 1, 2, 0]), NAMES, n_boot=5)}
@@ -276,7 +271,7 @@ def test_over_seeds_gives_each_metric_mean_sd_and_the_runs_values() -> None:
 
 
 def test_auc_on_known_rankings_with_patient_intervals() -> None:
-    from patchcxr.evaluation import auc_by_class, auc_long
+    from patchcxr.evaluation.metrics import auc_by_class, auc_long
 
     names = ["normal", "tb"]
     y = np.array([0, 0, 0, 1, 1, 1])
@@ -305,7 +300,7 @@ def test_auc_on_known_rankings_with_patient_intervals() -> None:
 
 
 def test_expected_calibration_error_on_hand_checked_bins() -> None:
-    from patchcxr.evaluation import expected_calibration_error, reliability_rows
+    from patchcxr.evaluation.calibration import expected_calibration_error, reliability_rows
 
     # five films at confidence 0.8, four right: calibrated (gap 0); two at 0.95, both wrong
     probs = np.array([[0.8, 0.2]] * 5 + [[0.05, 0.95]] * 2)
@@ -317,7 +312,7 @@ def test_expected_calibration_error_on_hand_checked_bins() -> None:
 
 
 def test_temperature_scaling_recovers_a_known_overconfidence() -> None:
-    from patchcxr.evaluation import calibration_tables, fit_temperature, temper
+    from patchcxr.evaluation.calibration import calibration_tables, fit_temperature, temper
 
     # a calibrated model's probabilities, with the true class drawn from them, then made
     # overconfident by a temperature of 0.5: the fit must find T = 2 (the inverse) again
@@ -353,7 +348,8 @@ def test_temperature_scaling_recovers_a_known_overconfidence() -> None:
 
 
 def test_the_external_table_sets_each_held_out_source_beside_its_internal_films() -> None:
-    from patchcxr.evaluation import STRATA_COLUMNS, external_table
+    from patchcxr.evaluation.external import external_table
+    from patchcxr.evaluation.strata import STRATA_COLUMNS
 
     def strata(source: str, n: int, acc: float) -> pd.DataFrame:
         row = dict.fromkeys(STRATA_COLUMNS[5:], acc) | {"stratum": "source", "group": source, "n": n, "n_patients": n}

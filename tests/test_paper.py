@@ -41,7 +41,7 @@ def test_classification_table_and_headline_metrics() -> None:
     table = classification_table({("local", 2020): metrics}).set_index("class")
     assert table.loc["normal", "recall"] == "0.800 [0.600, 0.950]" and table.loc["normal", "n"] == 10
     assert table.loc["normal", "seed"] == 2020
-    from patchcxr.evaluation import over_seeds
+    from patchcxr.evaluation.comparisons import over_seeds
     from patchcxr.paper import seeds_table
 
     better = metrics.assign(value=metrics["value"] + 0.1)  # a second run, 0.1 better everywhere
@@ -114,7 +114,7 @@ def test_saliency_figure_and_training_curves_are_drawn_from_tables(tmp_path: Pat
 
 
 def test_table_1_flags_paediatric_films_and_table_8_restricts_the_test_to_adults() -> None:
-    from patchcxr.evaluation import metrics_long
+    from patchcxr.evaluation.metrics import metrics_long
     from patchcxr.paper import adult_only_table
 
     cohort = pd.DataFrame(
@@ -148,7 +148,8 @@ def test_table_1_flags_paediatric_films_and_table_8_restricts_the_test_to_adults
 
 
 def test_calibration_and_strata_tables_write_intervals_and_nan_for_small_groups() -> None:
-    from patchcxr.evaluation import CALIBRATION_COLUMNS, STRATA_COLUMNS
+    from patchcxr.evaluation.calibration import CALIBRATION_COLUMNS
+    from patchcxr.evaluation.strata import STRATA_COLUMNS
     from patchcxr.paper import calibration_table, strata_paper_table
 
     cal = pd.DataFrame(

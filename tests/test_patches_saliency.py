@@ -235,7 +235,7 @@ def test_grad_cam_decorrelates_when_the_network_is_randomised(model: torch.nn.Mo
 def test_the_saliency_checks_resample_patients() -> None:
     import pandas as pd
 
-    from patchcxr.evaluation import saliency_sanity
+    from patchcxr.classification.explain import saliency_sanity
 
     randomisation = pd.DataFrame(
         {
@@ -269,8 +269,7 @@ def test_the_saliency_checks_resample_patients() -> None:
 def test_the_saliency_checks_of_no_film_are_nan_not_an_error() -> None:
     import pandas as pd
 
-    from patchcxr.classification.explain import RANDOMISATION_COLUMNS, SALIENCY_COLUMNS
-    from patchcxr.evaluation import saliency_sanity
+    from patchcxr.classification.explain import RANDOMISATION_COLUMNS, SALIENCY_COLUMNS, saliency_sanity
 
     # no test film of the target class, or none with lesion boxes (real data): counts 0, NaN
     empty = saliency_sanity(

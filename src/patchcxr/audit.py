@@ -37,8 +37,8 @@ from patchcxr.classification.predict import predict_split
 from patchcxr.classification.settings import ClassifierSettings, InputSettings
 from patchcxr.classification.train import train_classifier
 from patchcxr.data.labels import LabelValue
-from patchcxr.evaluation import bootstrap_interval
 from patchcxr.io import atomic_write_text, read_png, read_tsv, write_png, write_tsv
+from patchcxr.stats import bootstrap_interval
 from patchcxr.training import TrainingFiles
 
 log = logging.getLogger(__name__)

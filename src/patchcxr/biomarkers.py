@@ -48,7 +48,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats
-from statsmodels.stats.multitest import multipletests
 
 from patchcxr.classification.patches import sample_centres, windows
 from patchcxr.classification.settings import ClassifierSettings, InputSettings, settings_from
@@ -56,6 +55,7 @@ from patchcxr.data.labels import LUNG_VALUES, LabelValue
 from patchcxr.io import read_png
 from patchcxr.masks import TRUTH, choose_mask, largest_component
 from patchcxr.preprocess import PreprocessSettings, preprocess, resize_labels
+from patchcxr.stats import adjust_p, two_sample_interval
 
 log = logging.getLogger(__name__)
 
@@ -409,7 +409,8 @@ def _row(feature: str, scope: str, test: str, **kw: Any) -> dict[str, Any]:
 
 def _superiority(a: np.ndarray, b: np.ndarray, seed: int) -> tuple[float, float, float]:
     """Probability of superiority P(A > B) + ½P(A = B) = U / (n_a n_b), from scipy's
-    Mann–Whitney U, with a 95 % bootstrap interval (scipy.stats.bootstrap, BCa)."""
+    Mann–Whitney U, with a 95 % percentile interval from a bootstrap of the two groups'
+    patients (:func:`patchcxr.stats.two_sample_interval`)."""
 
     def stat(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
         u = stats.mannwhitneyu(x, y, axis=axis).statistic
@@ -418,8 +419,7 @@ def _superiority(a: np.ndarray, b: np.ndarray, seed: int) -> tuple[float, float,
     value = float(stat(a, b))
     if len(a) < 3 or len(b) < 3:
         return value, np.nan, np.nan
-    ci = stats.bootstrap((a, b), stat, n_resamples=999, vectorized=True, random_state=seed, method="percentile")
-    return value, float(ci.confidence_interval.low), float(ci.confidence_interval.high)
+    return value, *two_sample_interval(a, b, stat, n_boot=999, seed=seed)
 
 
 def compare_groups(
@@ -532,7 +532,7 @@ def adjust_for_multiplicity(tests: pd.DataFrame, reference: str) -> pd.DataFrame
     out["adjustment"] = ""
     for mask, method, label in ((primary, "holm", "Holm"), (exploratory, "fdr_bh", "Benjamini-Hochberg FDR")):
         if mask.any():
-            out.loc[mask, "p_adjusted"] = multipletests(out.loc[mask, "p_value"].to_numpy(float), method=method)[1]
+            out.loc[mask, "p_adjusted"] = adjust_p(out.loc[mask, "p_value"].to_numpy(float), method)
             out.loc[mask, "adjustment"] = f"{label} over the {int(mask.sum())} {out.loc[mask, 'family'].iloc[0]} tests"
     return out
 

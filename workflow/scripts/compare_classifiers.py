@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from patchcxr.evaluation import POOLED_COLUMNS, compare_models, over_seeds, paired_comparison, pooled_comparison
+from patchcxr.evaluation.comparisons import (
+    POOLED_COLUMNS,
+    compare_models,
+    over_seeds,
+    paired_comparison,
+    pooled_comparison,
+)
 from patchcxr.io import read_tsv, write_tsv
 from patchcxr.logs import setup_logging
 

@@ -4,8 +4,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from patchcxr.classification.explain import randomisation_test, saliency_for_split
-from patchcxr.evaluation import saliency_sanity
+from patchcxr.classification.explain import randomisation_test, saliency_for_split, saliency_sanity
 from patchcxr.io import read_tsv, write_tsv
 from patchcxr.logs import setup_logging
 

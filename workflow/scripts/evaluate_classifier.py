@@ -2,7 +2,9 @@
 
 from typing import TYPE_CHECKING, Any
 
-from patchcxr.evaluation import calibration_tables, confusion_long, metrics_long, strata_table
+from patchcxr.evaluation.calibration import calibration_tables
+from patchcxr.evaluation.metrics import confusion_long, metrics_long
+from patchcxr.evaluation.strata import strata_table
 from patchcxr.io import read_tsv, write_tsv
 from patchcxr.logs import setup_logging
 from patchcxr.models.state import load_state

@@ -2,7 +2,7 @@
 
 from typing import TYPE_CHECKING
 
-from patchcxr.evaluation import external_table
+from patchcxr.evaluation.external import external_table
 from patchcxr.io import read_tsv, write_tsv
 from patchcxr.logs import setup_logging
 

@@ -17,6 +17,10 @@ from patchcxr.io import read_png, read_tsv, write_tsv
 from patchcxr.segmentation.data import split_rows
 from patchcxr.segmentation.metrics import structure_scores
 from patchcxr.segmentation.predict import back_project, load_segmenter, predict_batches
+from patchcxr.stats import cluster_mean_interval, two_level_bootstrap
+
+#: the patient bootstrap of the summary's intervals
+_BOOT = {"n_boot": 2000, "seed": 0}
 
 SCORE_COLUMNS = [
     *("model", "preprocessing", "seed", "dataset", "image_id", "patient_id"),
@@ -153,7 +157,11 @@ def summarise(scores: pd.DataFrame) -> pd.DataFrame:
                 **{
                     f"{m}_{end}": v
                     for m in ("jaccard", "dice")
-                    for end, v in zip(("ci_low", "ci_high"), patient_interval(part, m), strict=True)
+                    for end, v in zip(
+                        ("ci_low", "ci_high"),
+                        cluster_mean_interval(part[m].to_numpy(float), part["patient_id"].to_numpy(), **_BOOT),
+                        strict=True,
+                    )
                 },
             }
             for key, part in per_image.groupby(keys)
@@ -167,44 +175,10 @@ def summarise(scores: pd.DataFrame) -> pd.DataFrame:
     return out[[*keys, *columns]]
 
 
-def patient_interval(per_image: pd.DataFrame, metric: str, *, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95 % percentile interval of the mean of ``metric`` over images, resampling patients
-    (``patient_id``) with all their images."""
-    by_patient = per_image.groupby("patient_id")[metric].agg(["sum", "count"])
-    sums, counts = by_patient["sum"].to_numpy(float), by_patient["count"].to_numpy(float)
-    if len(sums) == 0:
-        return float("nan"), float("nan")
-    idx = np.random.default_rng(seed).integers(0, len(sums), (n_boot, len(sums)))
-    means = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
-
-
 TEST_COLUMNS = [
     *("comparison", "dataset", "scope", "structure", "a", "b", "n", "n_seeds_a", "n_seeds_b", "mean_a", "mean_b"),
     *("difference", "ci_low", "ci_high", "p_runs", "test", "p_value"),
 ]
-
-
-def hierarchical_difference(
-    a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, seed: int = 0
-) -> tuple[float, float, float, float]:
-    """Difference of mean Jaccard ``a − b`` between two conditions with a 95 % interval and
-    a two-sided p-value from a two-level bootstrap that counts both sources of variance:
-    the held-out images (resampled in pairs: both conditions see the same films) and the
-    training runs (each condition's seeds resampled on their own: runs with the same seed
-    number are not paired). ``a``, ``b``: images × seeds. With one seed per condition this
-    is the paired image bootstrap."""
-    rng = np.random.default_rng(seed)
-    n = a.shape[0]
-    observed = float(a.mean() - b.mean())
-    diffs = np.empty(n_boot)
-    for i in range(n_boot):
-        rows = rng.integers(0, n, n)
-        sa = rng.integers(0, a.shape[1], a.shape[1])
-        sb = rng.integers(0, b.shape[1], b.shape[1])
-        diffs[i] = a[np.ix_(rows, sa)].mean() - b[np.ix_(rows, sb)].mean()
-    p = float(min(1.0, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean())))
-    return observed, float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5)), p
 
 
 def paired_tests(scores: pd.DataFrame, structure: str = "both lungs", *, n_boot: int = 2000) -> pd.DataFrame:
@@ -214,8 +188,9 @@ def paired_tests(scores: pd.DataFrame, structure: str = "both lungs", *, n_boot:
 
     * ``p_value``: Wilcoxon signed-rank (scipy) on the images' seed-averaged Jaccard, the
       paper's kind of test; it sees the variance between films only;
-    * ``difference [ci_low, ci_high]``, ``p_runs``: :func:`hierarchical_difference`, which
-      also counts the variance between training runs (``n_seeds_a``, ``n_seeds_b``).
+    * ``difference [ci_low, ci_high]``, ``p_runs``: :func:`patchcxr.stats.two_level_bootstrap`
+      over the images (paired) and each condition's training runs, which also counts the
+      variance between runs (``n_seeds_a``, ``n_seeds_b``).
     Images scored under only some seeds of a condition are left out of its comparisons."""
     s = _with_scopes(scores[scores["structure"] == structure])
     wide = s.pivot_table(
@@ -236,7 +211,7 @@ def paired_tests(scores: pd.DataFrame, structure: str = "both lungs", *, n_boot:
             x, y = xa.mean(axis=1), xb.mean(axis=1)
             p = float(stats.wilcoxon(x, y).pvalue) if len(x) >= 2 and np.any(x != y) else float("nan")
             diff, lo, hi, p_runs = (
-                hierarchical_difference(xa, xb, n_boot=n_boot) if len(x) else (np.nan, np.nan, np.nan, np.nan)
+                two_level_bootstrap(xa, xb, n_boot=n_boot, seed=0) if len(x) else (np.nan, np.nan, np.nan, np.nan)
             )
             out.append(
                 {
