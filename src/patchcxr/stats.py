@@ -163,7 +163,8 @@ def two_level_bootstrap(a: np.ndarray, b: np.ndarray, *, n_boot: int, seed: int)
     rows (films, resampled in pairs: both conditions see the same films) and the columns
     (training runs; each condition's runs resampled on their own: runs with the same seed
     number are not paired). ``a``, ``b``: rows × runs. With one run per condition this is
-    the paired bootstrap of the rows. Returns (difference, low, high, p)."""
+    the paired bootstrap of the rows. Returns (difference, low, high, p); p by
+    :func:`bootstrap_p` (never 0 with finitely many resamples)."""
     rng = np.random.default_rng(seed)
     n = a.shape[0]
     observed = float(a.mean() - b.mean())
@@ -174,8 +175,7 @@ def two_level_bootstrap(a: np.ndarray, b: np.ndarray, *, n_boot: int, seed: int)
         sb = rng.integers(0, b.shape[1], b.shape[1])
         diffs[i] = a[np.ix_(rows, sa)].mean() - b[np.ix_(rows, sb)].mean()
     lo, hi = percentile_interval(diffs)
-    p = float(min(1.0, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean())))
-    return observed, float(lo), float(hi), p
+    return observed, float(lo), float(hi), bootstrap_p(diffs)
 
 
 def cluster_permutation_p(
