@@ -129,7 +129,7 @@ def test_the_audit_does_not_flag_independent_class_and_source(tmp_path: Path, te
     probes, v = _audit(tmp_path, test_config, planted=False)
     assert not v["confounded"] and v["cramers_v"] < 0.1, (probes, v)
     # sources rendered alike: no view reads the source beyond chance + margin
-    assert (probes["balanced_accuracy_lo"] <= probes["chance"] + MARGIN).all(), probes
+    assert (probes["balanced_accuracy_ci_low"] <= probes["chance"] + MARGIN).all(), probes
     assert (probes["n"] >= 12).all()
     # the outside view blacks out the lung and draws its patches outside it
     assert read_png(next((tmp_path / "audit" / "global" / "outside" / "view").rglob("*.outside.png"))).any()
@@ -169,7 +169,7 @@ def test_the_summary_scores_known_probe_predictions_and_the_paper_table_calls_th
         association=ASSOCIATION,
     )
     rows = probes.set_index("view")
-    assert rows.loc["lung", "balanced_accuracy"] == rows.loc["lung", "balanced_accuracy_lo"] == 1.0
+    assert rows.loc["lung", "balanced_accuracy"] == rows.loc["lung", "balanced_accuracy_ci_low"] == 1.0
     assert rows.loc["mask", "accuracy"] == 0.5 and rows.loc["mask", "balanced_accuracy"] == 0.5
     assert (probes["n"] == 20).all() and (probes["n_patients"] == 10).all() and (probes["chance"] == 0.5).all()
     assert v["confounded"] and v["views_reading_source"] == ["lung"] and v["input_carries_source"]
@@ -221,4 +221,4 @@ def test_a_probe_of_one_source_trains_nothing_and_scores_at_chance(tmp_path: Pat
     )
     assert list(pred["image_id"]) == ["f3", "f4", "f5"] and not (tmp_path / "probe" / "model.pt").exists()
     row = probe_table({("global", "lung"): pred}, n_boot=20, seed=0).iloc[0]
-    assert row["n_sources"] == 1 and row["chance"] == 1.0 and row["balanced_accuracy_lo"] == 1.0
+    assert row["n_sources"] == 1 and row["chance"] == 1.0 and row["balanced_accuracy_ci_low"] == 1.0

@@ -80,10 +80,10 @@ def test_strata_by_source_view_sex_and_age_with_patient_intervals() -> None:
     b = t.loc[("source", "b")]
     assert b["accuracy"] == 0.5 and b["n"] == 12 and b["n_patients"] == 12 and b["classes"] == "tb"
     assert b["macro_f1"] == pytest.approx(2 * 6 / (12 + 6))  # TB only: F1 of TB, 2TP / (2TP + FP + FN)
-    assert b["accuracy_lo"] < 0.5 < b["accuracy_hi"] and t.loc[("source", "a"), "accuracy_lo"] == 1.0
+    assert b["accuracy_ci_low"] < 0.5 < b["accuracy_ci_high"] and t.loc[("source", "a"), "accuracy_ci_low"] == 1.0
     assert t.loc[("view", "PA"), "n"] == 12 and t.loc[("view", "unknown"), "n"] == 4
     # four patients without a view are too few to say anything (min_patients 5): n, no figures
-    assert np.isnan(t.loc[("view", "unknown"), "accuracy"]) and np.isnan(t.loc[("view", "unknown"), "macro_f1_hi"])
+    assert np.isnan(t.loc[("view", "unknown"), "accuracy"]) and np.isnan(t.loc[("view", "unknown"), "macro_f1_ci_high"])
     assert t.loc[("sex", "M"), "n"] == t.loc[("sex", "F"), "n"] == 12
     bands = t.loc["age_band"]["n"].to_dict()
     assert bands == {"adult <40": 6, "adult 40-59": 6, "adult 60+": 6, "adult, age unknown": 6}
@@ -341,7 +341,7 @@ def test_temperature_scaling_recovers_a_known_overconfidence() -> None:
         summary.set_index("calibration").loc["uncalibrated"],
         summary.set_index("calibration").loc["temperature"],
     )
-    assert before["ece"] > 0.1 and after["ece"] < 0.05 and after["ece_hi"] < before["ece_lo"]
+    assert before["ece"] > 0.1 and after["ece"] < 0.05 and after["ece_ci_high"] < before["ece_ci_low"]
     assert after["nll"] < before["nll"] and after["accuracy"] == before["accuracy"]
     assert after["n"] == 1000 and after["n_patients"] == 500 and before["temperature"] == 1.0
     assert set(reliability["calibration"]) == {"uncalibrated", "temperature"} and len(reliability) == 20
@@ -382,4 +382,4 @@ def test_the_external_table_sets_each_held_out_source_beside_its_internal_films(
     assert np.isnan(t.loc[("b", "internal"), "accuracy"])
     assert t.loc[("c", "external"), "note"] == "not held out: no other source holds covid19"
     whole = t.loc[("all sources", "internal")]
-    assert whole["n"] == 30 and whole["n_patients"] == 9 and whole["macro_f1_lo"] == 0.6
+    assert whole["n"] == 30 and whole["n_patients"] == 9 and whole["macro_f1_ci_low"] == 0.6

@@ -38,7 +38,7 @@ from patchcxr.classification.settings import ClassifierSettings, InputSettings
 from patchcxr.classification.train import train_classifier
 from patchcxr.data.labels import LabelValue
 from patchcxr.io import atomic_write_text, read_png, read_tsv, write_png, write_tsv
-from patchcxr.stats import bootstrap_interval
+from patchcxr.stats import bootstrap_interval, interval_columns
 from patchcxr.training import TrainingFiles
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,8 @@ PROBE_VIEWS = ("lung", "outside", "mask")
 #: ``reads_source``)
 PROBE_COLUMNS = [
     *("mode", "view", "n", "n_patients", "n_sources", "chance"),
-    *("accuracy", "accuracy_lo", "accuracy_hi", "balanced_accuracy", "balanced_accuracy_lo", "balanced_accuracy_hi"),
+    *("accuracy", *interval_columns("accuracy")),
+    *("balanced_accuracy", *interval_columns("balanced_accuracy")),
 ]
 
 
@@ -139,11 +140,11 @@ def probe_scores(predictions: pd.DataFrame, *, n_boot: int, seed: int) -> dict[s
         "n_sources": n_sources,
         "chance": 1.0 / n_sources if n_sources else float("nan"),
         "accuracy": acc,
-        "accuracy_lo": float(lo[0]),
-        "accuracy_hi": float(hi[0]),
+        "accuracy_ci_low": float(lo[0]),
+        "accuracy_ci_high": float(hi[0]),
         "balanced_accuracy": bal,
-        "balanced_accuracy_lo": float(lo[1]),
-        "balanced_accuracy_hi": float(hi[1]),
+        "balanced_accuracy_ci_low": float(lo[1]),
+        "balanced_accuracy_ci_high": float(hi[1]),
     }
 
 
@@ -249,8 +250,8 @@ def probe_table(predictions: Mapping[tuple[str, str], pd.DataFrame], *, n_boot: 
             "(n %d, %d patients)",
             mode,
             view,
-            *(scores[k] for k in ("accuracy", "accuracy_lo", "accuracy_hi")),
-            *(scores[k] for k in ("balanced_accuracy", "balanced_accuracy_lo", "balanced_accuracy_hi")),
+            *(scores[k] for k in ("accuracy", "accuracy_ci_low", "accuracy_ci_high")),
+            *(scores[k] for k in ("balanced_accuracy", "balanced_accuracy_ci_low", "balanced_accuracy_ci_high")),
             scores["chance"],
             scores["n"],
             scores["n_patients"],
@@ -262,7 +263,7 @@ def probe_table(predictions: Mapping[tuple[str, str], pd.DataFrame], *, n_boot: 
 def reads_source(probes: pd.DataFrame, margin: float) -> pd.Series:
     """Which probes read the source: the lower end of the balanced-accuracy interval more
     than ``margin`` above chance."""
-    return probes["balanced_accuracy_lo"].astype(float) > probes["chance"].astype(float) + margin
+    return probes["balanced_accuracy_ci_low"].astype(float) > probes["chance"].astype(float) + margin
 
 
 def verdict(probes: pd.DataFrame, table: pd.DataFrame, *, margin: float, association: float) -> dict[str, Any]:

@@ -292,8 +292,8 @@ def plot_audit(class_source_path: Path | str, probes_path: Path | str, out: Path
     names = [f"{r.mode} / {r.view}" for r in probes.itertuples()]
     y = np.arange(len(probes))
     mid = probes["balanced_accuracy"].to_numpy(float)
-    lo = probes["balanced_accuracy_lo"].to_numpy(float)
-    hi = probes["balanced_accuracy_hi"].to_numpy(float)
+    lo = probes["balanced_accuracy_ci_low"].to_numpy(float)
+    hi = probes["balanced_accuracy_ci_high"].to_numpy(float)
     right.errorbar(mid, y, xerr=[np.nan_to_num(mid - lo), np.nan_to_num(hi - mid)], fmt="o", color="tab:red", capsize=3)
     for yi, chance in zip(y, probes["chance"].to_numpy(float), strict=True):
         right.plot([chance, chance], [yi - 0.4, yi + 0.4], color="grey", lw=1)

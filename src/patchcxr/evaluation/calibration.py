@@ -10,11 +10,11 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from patchcxr.stats import bootstrap_interval
+from patchcxr.stats import bootstrap_interval, interval_columns
 
 #: columns of the calibration table (:func:`calibration_tables`)
 CALIBRATION_COLUMNS = [
-    *("calibration", "temperature", "n", "n_patients", "ece", "ece_lo", "ece_hi", "nll", "brier", "accuracy"),
+    *("calibration", "temperature", "n", "n_patients", "ece", *interval_columns("ece"), "nll", "brier", "accuracy"),
 ]
 
 
@@ -124,8 +124,8 @@ def calibration_tables(
                 "n": len(y),
                 "n_patients": len(np.unique(groups)),
                 "ece": expected_calibration_error(probs, y, bins),
-                "ece_lo": float(lo[0]),
-                "ece_hi": float(hi[0]),
+                "ece_ci_low": float(lo[0]),
+                "ece_ci_high": float(hi[0]),
                 "nll": negative_log_likelihood(probs, y),
                 "brier": float(np.mean(((probs - onehot) ** 2).sum(axis=1))) if len(y) else np.nan,
                 "accuracy": float(np.mean(probs.argmax(axis=1) == y)) if len(y) else np.nan,

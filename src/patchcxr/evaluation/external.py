@@ -7,14 +7,16 @@ from collections.abc import Mapping
 
 import pandas as pd
 
+from patchcxr.stats import interval_columns
+
 #: columns of the leave-one-source-out summary (:func:`external_table`)
 EXTERNAL_COLUMNS = [
     *("source", "model", "scheme", "n", "n_patients"),
-    *("accuracy", "accuracy_lo", "accuracy_hi", "macro_f1", "macro_f1_lo", "macro_f1_hi", "note"),
+    *("accuracy", *interval_columns("accuracy"), "macro_f1", *interval_columns("macro_f1"), "note"),
 ]
 
 
-_FIGURES = ("n", "n_patients", "accuracy", "accuracy_lo", "accuracy_hi", "macro_f1", "macro_f1_lo", "macro_f1_hi")
+_FIGURES = ("n", "n_patients", "accuracy", *interval_columns("accuracy"), "macro_f1", *interval_columns("macro_f1"))
 
 
 def external_table(
@@ -66,11 +68,11 @@ def external_table(
                 "n": int(acc["support"]),
                 "n_patients": int(predictions["patient_id"].nunique()),
                 "accuracy": acc["value"],
-                "accuracy_lo": acc["ci_low"],
-                "accuracy_hi": acc["ci_high"],
+                "accuracy_ci_low": acc["ci_low"],
+                "accuracy_ci_high": acc["ci_high"],
                 "macro_f1": f1["value"],
-                "macro_f1_lo": f1["ci_low"],
-                "macro_f1_hi": f1["ci_high"],
+                "macro_f1_ci_low": f1["ci_low"],
+                "macro_f1_ci_high": f1["ci_high"],
             }
         )
     return pd.DataFrame(rows, columns=EXTERNAL_COLUMNS)

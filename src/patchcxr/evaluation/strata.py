@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from patchcxr.evaluation.metrics import accuracy_and_macro_f1
-from patchcxr.stats import bootstrap_interval
+from patchcxr.stats import bootstrap_interval, interval_columns
 
 #: the strata of :func:`strata_table`: columns of the predictions (``source``,
 #: ``mask_source``, ``age_group``) and of the manifest (``view``, ``sex``), and ``age_band``
@@ -28,7 +28,7 @@ UNKNOWN = "unknown"
 
 STRATA_COLUMNS = [
     *("stratum", "group", "n", "n_patients", "classes"),
-    *("accuracy", "accuracy_lo", "accuracy_hi", "macro_f1", "macro_f1_lo", "macro_f1_hi"),
+    *("accuracy", *interval_columns("accuracy"), "macro_f1", *interval_columns("macro_f1")),
 ]
 
 
@@ -97,11 +97,11 @@ def strata_table(
                 )
                 figures = {
                     "accuracy": acc,
-                    "accuracy_lo": float(lo[0]),
-                    "accuracy_hi": float(hi[0]),
+                    "accuracy_ci_low": float(lo[0]),
+                    "accuracy_ci_high": float(hi[0]),
                     "macro_f1": f1,
-                    "macro_f1_lo": float(lo[1]),
-                    "macro_f1_hi": float(hi[1]),
+                    "macro_f1_ci_low": float(lo[1]),
+                    "macro_f1_ci_high": float(hi[1]),
                 }
             rows.append(row | figures)
     return pd.DataFrame(rows, columns=STRATA_COLUMNS)
