@@ -35,38 +35,10 @@ include: "workflow/rules/stages.smk"
 
 
 # ----------------------------------------------------------------------------- local rules
-# On a cluster (profiles/slurm) these run on the submitting machine instead of as jobs of
-# their own: each reads a few small tables, lists a folder or copies a file, seconds of
-# work that a queue and a Snakemake start per job would turn into minutes
-# (tests/test_cluster.py).
-localrules:
-    plan_shards,
-    index_source,
-    build_manifest,
-    select_cohort,
-    make_splits,
-    collect_masks,
-    collect_biomarkers,
-    collect_classifier_inputs,
-    compare_classifiers,
-    summarise_audit,
-    plan_external,
-    summarise_external,
-    start_pipeline_run,
-    download_paper_metadata,
-    plot_segmentation,
-    plot_segmentation_examples,
-    plot_biomarker_features,
-    plot_ctr_scatter,
-    plot_lung_histograms,
-    plot_confusion,
-    plot_reliability,
-    plot_saliency,
-    plot_audit,
-    paper_tables,
-    paper_figure,
-    paper_training_curves,
-    paper_index,
+# Rules marked `localrule: True` in their stage file run, on a cluster (profiles/slurm),
+# on the submitting machine instead of as jobs of their own: each reads a few small
+# tables, lists a folder or copies a file, seconds of work that a queue and a Snakemake
+# start per job would turn into minutes (tests/test_cluster.py).
 
 
 # ----------------------------------------------------------------------------- target

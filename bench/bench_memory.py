@@ -40,7 +40,8 @@ from pathlib import Path
 from patchcxr.io import atomic_write_bytes
 from patchcxr.models.state import state_to_bytes
 from patchcxr.models.segmentation import fc_densenet103
-from patchcxr.segmentation.data import Preprocessing
+from patchcxr.preprocess import PreprocessSettings
+from patchcxr.models.state import Runtime
 from patchcxr.segmentation.predict import predict_shard
 from patchcxr.io import encode_png
 tmp = Path(sys.argv[1])
@@ -55,9 +56,9 @@ m = fc_densenet103()
 atomic_write_bytes(tmp / "m.pt", state_to_bytes({"arch": "fcdensenet", "n_classes": 4, "state_dict": m.state_dict(),
     "options": json.dumps({"down_blocks": [4, 5, 7, 10, 12], "bottleneck_layers": 15, "growth": 16,
                            "first_channels": 48, "dropout": 0.2}),
-    "preprocessing": json.dumps(Preprocessing().__dict__)}))
+    "preprocessing": json.dumps(PreprocessSettings(size=256).__dict__)}))
 predict_shard(manifest_path=tmp / "manifest.tsv", shard=0, shard_size=100, model_path=tmp / "m.pt",
-              out_dir=tmp / "out", rows_out=tmp / "rows.tsv", batch_size=8, device="cpu")
+              out_dir=tmp / "out", rows_out=tmp / "rows.tsv", batch_size=8, runtime=Runtime(device="cpu"))
 """
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from machine import machine  # bench/machine.py (this folder is on sys.path when run as a script)
 
 from patchcxr.io import encode_png, read_png
-from patchcxr.segmentation.data import Preprocessing
+from patchcxr.preprocess import PreprocessSettings
 from patchcxr.synthetic import render, sample_spec
 from patchcxr.synthetic.sources import EXPOSURES, expose
 
@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--per-source", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    prep = Preprocessing(size=256)
+    prep = PreprocessSettings(size=256)
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as tmp:
         files = make_files(Path(tmp), args.per_source)

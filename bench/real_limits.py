@@ -31,7 +31,7 @@ from patchcxr.classification.predict import predict_split
 from patchcxr.classification.settings import settings_of_model_file
 from patchcxr.classification.train import train_classifier
 from patchcxr.evaluation.metrics import metrics_long
-from patchcxr.models.state import load_state
+from patchcxr.models.state import Runtime, load_state
 from patchcxr.training import TrainingFiles
 
 
@@ -95,7 +95,7 @@ def main() -> None:
             history=args.out / "history.tsv",
             resume_dir=args.out / "resume",
         ),
-        device="auto",
+        runtime=Runtime(),
     )
     seconds = time.perf_counter() - start
     pred = predict_split(

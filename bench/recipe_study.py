@@ -39,8 +39,8 @@ from patchcxr.classification.predict import predict_split
 from patchcxr.classification.settings import InputSettings, recipe_settings, settings_from
 from patchcxr.classification.train import train_classifier, validation_scores
 from patchcxr.io import read_tsv
+from patchcxr.models.state import Runtime
 from patchcxr.models.weights import weights_file_name
-from patchcxr.preprocess import PreprocessSettings
 from patchcxr.training import TrainingFiles
 
 
@@ -104,12 +104,8 @@ def main() -> None:
     path = args.weights[1] if len(args.weights) > 1 else ""
     if route in ("registry", "torchvision") and not path:
         path = f"resources/weights/{weights_file_name(settings.backbone, route)}"
-    prep = cfg.get("preprocessing", {})
-    inputs = InputSettings(
-        size=int(cls.get("input_size", 1024)),
-        preprocessing=PreprocessSettings.from_config({"gamma": 0.5, "crop_blank_band": True} | prep),
-        mask_source=str(cfg.get("segmentation", {}).get("mask_source", "predicted")),
-    )
+    # the input settings the workflow wrote beside the cached inputs
+    inputs = InputSettings.read("results/classification/inputs.json")
     label = args.label or ",".join(f"{k}={v}" for k, v in changes.items()) or "as configured"
     work = args.out / label.replace("/", "_").replace(" ", "_")
     t0 = time.perf_counter()
@@ -124,9 +120,8 @@ def main() -> None:
             history=work / "history.tsv",
             resume_dir=work / "r",
         ),
-        device="cpu",
+        runtime=Runtime(device="cpu", precision=args.precision),
         weights={"route": route, "path": path, "sha256": ""},
-        precision=args.precision,
     )
     seconds = time.perf_counter() - t0
     hist = read_tsv(work / "history.tsv")
@@ -136,9 +131,8 @@ def main() -> None:
         "results/splits/classification.tsv",
         k=args.k,
         part="val",
-        device="cpu",
+        runtime=Runtime(device="cpu", precision=args.precision),
         seed=args.seed,
-        precision=args.precision,
     )
     names = list(settings.classes)
     probs = pred[[f"prob_{n}" for n in names]].to_numpy()

@@ -1,10 +1,18 @@
-"""The data stage without Snakemake: index → shards → manifest, as the rules chain them."""
+"""Helpers shared by the test modules (no test module imports another): the data stage
+without Snakemake (index → shards → manifest, as the rules chain them), synthetic and
+hostile files, model files for the triage command, tree digests, planted classifier inputs,
+and the package's import graph."""
 
 from __future__ import annotations
 
+import ast
+import hashlib
+import json
+import struct
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -13,9 +21,12 @@ import yaml
 from patchcxr.data.harmonise import build_manifest, harmonise_shard, write_index
 from patchcxr.data.labels import LabelRules
 from patchcxr.data.readers import read_source
-from patchcxr.io import read_tsv, write_png
+from patchcxr.io import atomic_write_bytes, read_tsv, write_png
 from patchcxr.shards import n_shards
 from tests.conftest import ROOT, SHARED_SAMPLE
+
+if TYPE_CHECKING:
+    from patchcxr.classification.settings import InputSettings
 
 
 def run_data_stage(
@@ -113,3 +124,156 @@ def film_with_two_masks(tmp: Path, predicted_lung: bool = True) -> tuple[pd.Data
     )
     masks = pd.DataFrame({"image_id": ["montgomery/a"], "mask_path": [str(tmp / "pred.png")]})
     return manifest, manifest[["image_id", "label5", "label4"]], masks
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root``, by its path relative to ``root``."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def write_dicom(path: Path, pixels: np.ndarray, photometric: str) -> None:
+    """A 12-bit digital X-ray DICOM file of ``pixels`` (uncompressed, ``photometric``
+    MONOCHROME1 or MONOCHROME2)."""
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"  # digital X-ray
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.Modality, ds.PatientID, ds.ViewPosition = "DX", "P1", "PA"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    """One PNG chunk: length, type, data and CRC."""
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def bomb_png(side: int = 20000) -> bytes:
+    """A valid one-bit PNG of ``side``² pixels (400 M at 20 000), a few tens of KB."""
+    row = b"\0" * (1 + (side + 7) // 8)  # filter byte + one bit per pixel
+    packer = zlib.compressobj(9)
+    body = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", body) + png_chunk(b"IEND", b"")
+
+
+def triage_models(
+    tmp: Path, classifier_inputs: InputSettings | None = None, backbone: str = "resnet18", *, lung: bool = True
+) -> tuple[Path, Path]:
+    """Model files for ``patchcxr predict`` in ``tmp``: a segmenter that calls every pixel
+    lung (or, ``lung=False``, every pixel background), and an untrained classifier of
+    ``backbone`` on inputs made as ``classifier_inputs`` (an ``InputSettings``; default
+    128²)."""
+    import torch
+
+    from patchcxr.classification.settings import ClassifierSettings, InputSettings, model_file_fields
+    from patchcxr.models.classifier import network
+    from patchcxr.models.segmentation import UNet
+    from patchcxr.models.state import state_to_bytes
+    from patchcxr.preprocess import PreprocessSettings
+
+    seg = UNet(base=4, depth=2)
+    with torch.no_grad():
+        seg.final.weight.zero_()
+        seg.final.bias.copy_(torch.tensor([0.0, 0.0, 5.0, 0.0] if lung else [5.0, 0.0, 0.0, 0.0]))
+    atomic_write_bytes(
+        tmp / "seg.pt",
+        state_to_bytes(
+            {
+                "arch": "unet",
+                "n_classes": 4,
+                "options": json.dumps({"base": 4, "depth": 2}),
+                "preprocessing": json.dumps(PreprocessSettings(size=64).__dict__),
+                "state_dict": seg.state_dict(),
+            }
+        ),
+    )
+    torch.manual_seed(0)
+    cls = network(backbone, 4)
+    atomic_write_bytes(
+        tmp / "cls.pt",
+        state_to_bytes(
+            {
+                **model_file_fields(
+                    ClassifierSettings(patch=32, backbone=backbone), classifier_inputs or InputSettings(size=128)
+                ),
+                "state_dict": cls.state_dict(),
+            }
+        ),
+    )
+    return tmp / "seg.pt", tmp / "cls.pt"
+
+
+def planted_inputs(tmp: Path, n_per_class: dict[str, int], size: int = 96) -> pd.DataFrame:
+    """Masked inputs whose class is a planted texture inside the lung field: horizontal
+    stripes for normal, vertical for TB (period 8 pixels, amplitude 50 grey levels on a
+    noisy background of sd 20), each film its own patient."""
+    rng = np.random.default_rng(42)
+    yy, xx = np.mgrid[:size, :size]
+    lung = (np.abs(yy - size / 2) < size * 0.4) & (np.abs(xx - size / 2) < size * 0.4)
+    rows = []
+    for split, counts in n_per_class.items():
+        for label, n in counts.items():  # type: ignore[attr-defined]
+            for i in range(n):
+                phase = rng.uniform(0, 2 * np.pi)
+                wave = np.sin(2 * np.pi * (yy if label == "normal" else xx) / 8 + phase)
+                img = np.clip(120 + 50 * wave + rng.normal(0, 20, (size, size)), 1, 255) * lung
+                image_id = f"planted/{split}-{label}-{i}"
+                ip, lp = tmp / f"{split}-{label}-{i}.png", tmp / f"{split}-{label}-{i}.lung.png"
+                write_png(ip, np.round(img).astype(np.uint8))
+                write_png(lp, lung.astype(np.uint8))
+                rows.append(
+                    {
+                        "image_id": image_id,
+                        "input_path": str(ip),
+                        "lung_path": str(lp),
+                        "mask_source": "predicted",
+                        "label5": label,
+                        "label4": label,
+                        "patient_id": image_id,
+                        "source": "planted",
+                        "paediatric": 0,
+                        "split": split,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+#: the package's source folder
+SRC = ROOT / "src" / "patchcxr"
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(SRC.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module → the package modules it imports, at any depth of the file (function-level
+    imports included: they hide a cycle, they do not remove it)."""
+    modules = {module_name(p): p for p in SRC.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("patchcxr"):
+                deps.add(node.module)
+                deps |= {f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in modules}
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names if a.name.startswith("patchcxr")}
+        graph[name] = {d for d in deps if d in modules and d != name}
+    return graph

@@ -7,33 +7,9 @@ import ast
 import re
 from pathlib import Path
 
+from tests.helpers import SRC, import_graph, module_name
+
 ROOT = Path(__file__).resolve().parents[1]
-SRC = ROOT / "src" / "patchcxr"
-
-
-def module_name(path: Path) -> str:
-    rel = path.relative_to(SRC.parent).with_suffix("")
-    parts = list(rel.parts)
-    if parts[-1] == "__init__":
-        parts = parts[:-1]
-    return ".".join(parts)
-
-
-def import_graph() -> dict[str, set[str]]:
-    """Module → the package modules it imports, at any depth of the file (function-level
-    imports included: they hide a cycle, they do not remove it)."""
-    modules = {module_name(p): p for p in SRC.rglob("*.py")}
-    graph: dict[str, set[str]] = {}
-    for name, path in modules.items():
-        deps: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("patchcxr"):
-                deps.add(node.module)
-                deps |= {f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in modules}
-            elif isinstance(node, ast.Import):
-                deps |= {a.name for a in node.names if a.name.startswith("patchcxr")}
-        graph[name] = {d for d in deps if d in modules and d != name}
-    return graph
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -72,43 +48,81 @@ def test_the_package_has_no_import_cycle() -> None:
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
 
 
-#: who may import whom: a module of a layer imports only modules of its own or lower layers
-LAYERS = [
-    {"patchcxr", "patchcxr.io", "patchcxr.logs", "patchcxr.faults", "patchcxr.shards", "patchcxr.peakmem"},
-    {"patchcxr.data", "patchcxr.data.labels", "patchcxr.data.decode", "patchcxr.data.readers"},
-    {"patchcxr.data.download", "patchcxr.data.harmonise", "patchcxr.data.cohorts", "patchcxr.data.splits"},
-    {"patchcxr.synthetic", "patchcxr.synthetic.phantom", "patchcxr.synthetic.sources"},
-    {"patchcxr.preprocess", "patchcxr.masks"},
-    {"patchcxr.figures"},
-    {
-        "patchcxr.models",
-        "patchcxr.models.state",
-        "patchcxr.models.segmentation",
-        "patchcxr.models.classifier",
-        "patchcxr.models.weights",
-    },
-    {"patchcxr.tracking", "patchcxr.training"},
-    {"patchcxr.segmentation", "patchcxr.segmentation.data", "patchcxr.segmentation.metrics"},
-    {"patchcxr.segmentation.predict", "patchcxr.segmentation.evaluate", "patchcxr.segmentation.train"},
-    {"patchcxr.classification", "patchcxr.classification.patches", "patchcxr.classification.settings"},
-    {"patchcxr.classification.data", "patchcxr.classification.shared_trunk"},
-    {"patchcxr.classification.predict", "patchcxr.saliency"},
-    {"patchcxr.classification.train", "patchcxr.classification.explain"},
-    {"patchcxr.biomarkers", "patchcxr.evaluation"},
-    {"patchcxr.audit"},
-    {"patchcxr.paper"},
-    {"patchcxr.cli"},
-]
+DOC = ROOT / "docs" / "architecture.md"
+
+
+def doc_layers(text: str) -> list[tuple[int, list[str]]]:
+    """The layer table of docs/architecture.md (section "The package, in layers"): each
+    row's number and its module patterns (``patchcxr.``-less names in backticks; ``x.*``
+    matches the modules of package ``x``)."""
+    section = text.split("## The package, in layers", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        if m := re.match(r"\|\s*(\d+)\s*\|([^|]*)\|", line):
+            rows.append((int(m.group(1)), re.findall(r"`([\w.*]+)`", m.group(2))))
+    return rows
+
+
+def layer_of(module: str, layers: list[tuple[int, list[str]]]) -> list[int]:
+    """The layers whose patterns match ``module`` (``patchcxr`` itself is the package root,
+    layer 0)."""
+    name = module.removeprefix("patchcxr.") if module != "patchcxr" else ""
+    if not name:
+        return [layers[0][0]]
+    hits = []
+    for number, patterns in layers:
+        for pattern in patterns:
+            if name == pattern or (pattern.endswith(".*") and name.startswith(pattern[:-1])):
+                hits.append(number)
+    return hits
+
+
+def test_doc_layers_parses_the_table_and_matches_packages() -> None:
+    text = (
+        "## The package, in layers\n\n| layer | modules |\n|---|---|\n| 0 | `io`, `stats` |\n| 1 | `data`, `data.*` |\n"
+    )
+    layers = doc_layers(text + "\n## Next\n| 2 | `x` |")
+    assert layers == [(0, ["io", "stats"]), (1, ["data", "data.*"])]
+    assert layer_of("patchcxr.data.readers", layers) == [1] and layer_of("patchcxr.data", layers) == [1]
+    assert layer_of("patchcxr.dataset", layers) == [] and layer_of("patchcxr", layers) == [0]
 
 
 def test_imports_run_from_higher_layers_to_lower_ones() -> None:
+    # the map is the test: docs/architecture.md's layer table, read here
+    layers = doc_layers(DOC.read_text())
+    assert [n for n, _ in layers] == list(range(len(layers))) and len(layers) >= 8
     graph = import_graph()
-    layer = {m: i for i, names in enumerate(LAYERS) for m in names}
-    assert set(graph) == set(layer), f"modules without a layer: {set(graph) ^ set(layer)}"
+    matched = {m: layer_of(m, layers) for m in graph}
+    unplaced = sorted(m for m, hits in matched.items() if len(hits) != 1)
+    assert not unplaced, f"modules in no layer, or in two, of docs/architecture.md: {unplaced}"
+    layer = {m: hits[0] for m, hits in matched.items()}
     upward = sorted(
         f"{m} ({layer[m]}) imports {d} ({layer[d]})" for m in graph for d in graph[m] if layer[d] > layer[m]
     )
     assert not upward, "\n".join(upward)
+
+
+def test_the_doc_lists_the_workflow_stages_of_stages_yaml_in_order() -> None:
+    import yaml
+
+    stages = list(yaml.safe_load((ROOT / "workflow" / "stages.yaml").read_text()))
+    section = DOC.read_text().split("## The stages", 1)[1].split("\n## ", 1)[0]
+    listed = re.findall(r"^\|\s*`(\w+)`\s*\|", section, re.M)
+    assert listed == stages
+
+
+def test_no_test_module_imports_another() -> None:
+    # shared test code lives in tests/helpers.py (and the fixtures in conftest.py)
+    crossing = []
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            crossing += [f"{path.name} imports {n}" for n in names if n.startswith("tests.test_")]
+    assert not crossing, crossing
 
 
 def test_saliency_primitives_know_nothing_of_classifier_settings() -> None:

@@ -22,6 +22,7 @@ from patchcxr.classification.data import build_inputs
 from patchcxr.classification.settings import ClassifierSettings, InputSettings
 from patchcxr.data.splits import classification_split
 from patchcxr.io import read_png, write_tsv
+from patchcxr.models.state import Runtime
 from patchcxr.synthetic.sources import ARTEFACTS, plant_artefact
 
 SIZE = 128
@@ -87,7 +88,7 @@ def _audit(
         n_boot=200,
         margin=MARGIN,
         association=ASSOCIATION,
-        device="cpu",
+        runtime=Runtime(device="cpu"),
     )
     return probes, v
 
@@ -217,7 +218,7 @@ def test_a_probe_of_one_source_trains_nothing_and_scores_at_chance(tmp_path: Pat
         input_settings=INPUTS,
         out_dir=tmp_path / "probe",
         k=1,
-        device="cpu",
+        runtime=Runtime(device="cpu"),
     )
     assert list(pred["image_id"]) == ["f3", "f4", "f5"] and not (tmp_path / "probe" / "model.pt").exists()
     row = probe_table({("global", "lung"): pred}, n_boot=20, seed=0).iloc[0]

@@ -31,8 +31,7 @@ from PIL import Image
 from patchcxr.data.download import ChecksumError, UnsafeArchiveError, fetch_source
 from patchcxr.data.harmonise import StrictModeError, build_manifest, pixel_sha256
 from tests.conftest import SHARED_SAMPLE, load_config
-from tests.helpers import run_data_stage, sample_sources, synthetic_sources
-from tests.test_decode import _dicom
+from tests.helpers import bomb_png, run_data_stage, sample_sources, synthetic_sources, write_dicom
 
 #: manifest columns that depend on where the copy lies, not on the data
 PLACE = ["source_path", "image_path", "mask_path"]
@@ -231,8 +230,8 @@ def dicom_monochrome1(c: Copy) -> Expect:
     pixels12 = np.asarray(Image.open(c.images("nlm", mode="L")[0])).astype(np.uint16) * 16
     folder = c.root / "dicom"
     folder.mkdir()
-    _dicom(folder / "a.dcm", pixels12, "MONOCHROME2")
-    _dicom(folder / "b.dcm", 4095 - pixels12, "MONOCHROME1")
+    write_dicom(folder / "a.dcm", pixels12, "MONOCHROME2")
+    write_dicom(folder / "b.dcm", 4095 - pixels12, "MONOCHROME1")
     c.specs = {"dicom": {"format": "dicom", "path": str(folder), "label": "normal"}}
 
     def check(manifest: pd.DataFrame) -> None:
@@ -356,25 +355,6 @@ def zip_parent_member(c: Copy) -> Expect:
 
 
 # ------------------------------------------------------------------ hostile files
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    import struct
-    import zlib
-
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
-def _bomb_png(side: int = 20000) -> bytes:
-    """A valid one-bit PNG of ``side``² pixels (400 M at 20 000), a few tens of KB."""
-    import struct
-    import zlib
-
-    row = b"\0" * (1 + (side + 7) // 8)  # filter byte + one bit per pixel
-    packer = zlib.compressobj(9)
-    body = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
-    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", body) + _png_chunk(b"IEND", b"")
-
-
 def _cohen_row(c: Copy, f: Path, **changes: str) -> None:
     """Change the metadata.csv row of Cohen image ``f``."""
     meta = next(c.root.rglob("metadata.csv"))
@@ -394,7 +374,7 @@ def _stored(c: Copy, role: str, f: Path) -> np.ndarray:
 
 def decompression_bomb(c: Copy) -> Expect:
     f = c.images("cohen")[3]
-    f.write_bytes(_bomb_png())
+    f.write_bytes(bomb_png())
     assert f.stat().st_size < 100_000
     return Expect(f.name, "image too large (20000 × 20000 = 400000000 pixels)", {c.image_id("cohen", f)})
 
@@ -521,10 +501,10 @@ def dicom_compressed(c: Copy) -> Expect:
     expected = {}
     for k, (name, syntax) in enumerate(TRANSFER_SYNTAXES.items()):
         pixels = np.clip(base + k, 0, 4095)
-        _dicom(folder / "plain.tmp", pixels, "MONOCHROME2")
+        write_dicom(folder / "plain.tmp", pixels, "MONOCHROME2")
         _transcode(folder / "plain.tmp", folder / name, syntax)
         expected[f"dicom/{Path(name).stem}"] = pixel_sha256(pixels)
-    _dicom(folder / "plain.tmp", base, "MONOCHROME2")
+    write_dicom(folder / "plain.tmp", base, "MONOCHROME2")
     odd = dcmread(folder / "plain.tmp")
     odd.file_meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.4.100")  # MPEG2 Main Profile
     odd.PixelData = encapsulate([b"\0\0\1\xb3 not a picture"])

@@ -17,6 +17,7 @@ from patchcxr.biomarkers import (
     image_features,
     widest,
 )
+from patchcxr.classification.settings import InputSettings
 from patchcxr.preprocess import PreprocessSettings
 from patchcxr.synthetic import Effect, render, sample_spec
 from patchcxr.synthetic.sources import EXPOSURES, expose
@@ -159,12 +160,16 @@ def test_patch_analysis_draws_the_classifiers_patches_at_its_size() -> None:
 
 
 def test_feature_settings_take_the_patch_from_the_classification_section() -> None:
+    inputs = InputSettings.from_config(
+        {"input_size": 256, "mask_source": "truth_where_available"}, {"gamma": 0.4, "crop_blank_band": False}
+    )
     fs = FeatureSettings.from_config(
-        {"size": 1024, "patches": 32, "seed": 1},
-        {"input_size": 256, "train": {"patch": 64, "centre": "independent", "border": "clip"}},
-        {"gamma": 0.5, "crop_blank_band": True},
+        {"size": 1024, "patches": 32, "seed": 1}, {"patch": 64, "centre": "independent", "border": "clip"}, inputs
     )
     assert fs.patch == 256 and fs.sampler.centre == "independent" and fs.sampler.border == "clip"
+    # the input settings come whole from the classifier's (results/classification/inputs.json)
+    assert fs.classifier_input == 256 and fs.mask_source == "truth_where_available"
+    assert fs.preprocessing.gamma == 0.4 and not fs.preprocessing.crop_band
 
 
 @pytest.mark.parametrize(

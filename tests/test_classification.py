@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,11 @@ from patchcxr.classification.predict import predict_probs
 from patchcxr.classification.settings import ClassifierSettings, InputSettings
 from patchcxr.classification.train import balanced_weights, make_batches, train_classifier
 from patchcxr.data.splits import classification_split
-from patchcxr.io import read_png, write_png
+from patchcxr.io import read_png
+from patchcxr.models.state import Runtime
 from patchcxr.preprocess import PreprocessSettings
 from patchcxr.training import TrainingFiles
-from tests.helpers import film_with_two_masks
+from tests.helpers import film_with_two_masks, planted_inputs
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +121,7 @@ def test_training_saves_a_model_that_votes(tmp_path: Path, inputs: tuple[Path, P
             history=tmp_path / "h.tsv",
             resume_dir=tmp_path / "resume",
         ),
-        device="cpu",
+        runtime=Runtime(device="cpu"),
     )
     assert md["epochs_run"] == 2 and md["config"]["classifier"]["mode"] == mode
     assert not (tmp_path / "resume" / "state.pt").exists()
@@ -144,8 +146,10 @@ def test_training_saves_a_model_that_votes(tmp_path: Path, inputs: tuple[Path, P
         # the shared-trunk mode decides the same images through the same file format
         from patchcxr.classification.predict import predict_split
 
-        exact = predict_split(tmp_path / "m.pt", inputs[0], inputs[1], k=8, device="cpu")
-        shared = predict_split(tmp_path / "m.pt", inputs[0], inputs[1], k=8, device="cpu", mode="shared_trunk")
+        exact = predict_split(tmp_path / "m.pt", inputs[0], inputs[1], k=8, runtime=Runtime(device="cpu"))
+        shared = predict_split(
+            tmp_path / "m.pt", inputs[0], inputs[1], k=8, runtime=Runtime(device="cpu"), mode="shared_trunk"
+        )
         # (their agreement on known answers: tests/test_shared_trunk.py)
         assert list(shared.columns) == list(exact.columns) and (shared["image_id"] == exact["image_id"]).all()
         assert np.allclose(shared.filter(like="prob_").sum(axis=1), 1.0, atol=1e-4)
@@ -182,41 +186,6 @@ def test_an_image_whose_predicted_lung_is_empty_keeps_an_input_from_the_atlas(tm
     assert (lung == atlas).mean() > 0.99 and 0.2 < lung.mean() < 0.5
 
 
-def planted_inputs(tmp: Path, n_per_class: dict[str, int], size: int = 96) -> pd.DataFrame:
-    """Masked inputs whose class is a planted texture inside the lung field: horizontal
-    stripes for normal, vertical for TB (period 8 pixels, amplitude 50 grey levels on a
-    noisy background of sd 20), each film its own patient."""
-    rng = np.random.default_rng(42)
-    yy, xx = np.mgrid[:size, :size]
-    lung = (np.abs(yy - size / 2) < size * 0.4) & (np.abs(xx - size / 2) < size * 0.4)
-    rows = []
-    for split, counts in n_per_class.items():
-        for label, n in counts.items():  # type: ignore[attr-defined]
-            for i in range(n):
-                phase = rng.uniform(0, 2 * np.pi)
-                wave = np.sin(2 * np.pi * (yy if label == "normal" else xx) / 8 + phase)
-                img = np.clip(120 + 50 * wave + rng.normal(0, 20, (size, size)), 1, 255) * lung
-                image_id = f"planted/{split}-{label}-{i}"
-                ip, lp = tmp / f"{split}-{label}-{i}.png", tmp / f"{split}-{label}-{i}.lung.png"
-                write_png(ip, np.round(img).astype(np.uint8))
-                write_png(lp, lung.astype(np.uint8))
-                rows.append(
-                    {
-                        "image_id": image_id,
-                        "input_path": str(ip),
-                        "lung_path": str(lp),
-                        "mask_source": "predicted",
-                        "label5": label,
-                        "label4": label,
-                        "patient_id": image_id,
-                        "source": "planted",
-                        "paediatric": 0,
-                        "split": split,
-                    }
-                )
-    return pd.DataFrame(rows)
-
-
 @pytest.mark.parametrize("mode", ["local", "global"])
 def test_the_classifier_learns_planted_class_patterns_far_above_chance(tmp_path: Path, mode: str) -> None:
     from patchcxr.classification.predict import predict_split
@@ -245,9 +214,11 @@ def test_the_classifier_learns_planted_class_patterns_far_above_chance(tmp_path:
         files=TrainingFiles(
             model=tmp_path / "m.pt", metadata=tmp_path / "m.json", history=tmp_path / "h.tsv", resume_dir=tmp_path / "r"
         ),
-        device="cpu",
+        runtime=Runtime(device="cpu"),
     )
-    pred = predict_split(tmp_path / "m.pt", tmp_path / "inputs.tsv", tmp_path / "split.tsv", k=10, device="cpu")
+    pred = predict_split(
+        tmp_path / "m.pt", tmp_path / "inputs.tsv", tmp_path / "split.tsv", k=10, runtime=Runtime(device="cpu")
+    )
     accuracy = float((pred["pred_hard"] == pred["true"]).mean())
     # chance is 0.5 on the 20 balanced test films; 18 or more right has probability 2e-4
     # under chance (one-sided binomial): the bound leaves a margin of 0.4 over chance
@@ -334,3 +305,24 @@ def test_a_training_step_and_a_k_vote_run_under_cpu_autocast(tmp_path: Path, pre
     mixed_map, exact_map = cam(precision), cam("fp32")
     assert mixed_map.dtype == exact_map.dtype and np.ptp(exact_map[big]) > 0
     assert np.corrcoef(mixed_map[big], exact_map[big])[0, 1] > 0.95
+
+
+def test_the_runtime_of_a_job_reads_its_resources_and_refuses_an_unknown_precision() -> None:
+    from types import SimpleNamespace
+
+    job = Runtime.of_job(SimpleNamespace(device="cpu", precision="bf16"), 3)
+    assert job == Runtime(device="cpu", precision="bf16", threads=3) and job.torch_device == torch.device("cpu")
+    assert Runtime.of_job(SimpleNamespace(), 1) == Runtime(device="auto", precision="fp32", threads=1)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        Runtime(precision="fp8")
+
+
+def test_input_settings_are_written_once_and_read_back_whole(tmp_path: Path) -> None:
+    # results/classification/inputs.json: what every reader of the inputs gets
+    made = InputSettings.from_config(
+        {"input_size": 512, "mask_source": "truth_where_available"}, {"gamma": 0.7, "crop_blank_band": False}
+    )
+    made.write(tmp_path / "inputs.json")
+    back = InputSettings.read(tmp_path / "inputs.json")
+    assert back == made and back.preprocessing.gamma == 0.7 and back.mask_source == "truth_where_available"
+    assert json.loads((tmp_path / "inputs.json").read_text()) == made.to_dict()  # the model file's record

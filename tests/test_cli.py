@@ -9,59 +9,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from patchcxr.classification.settings import ClassifierSettings, InputSettings, model_file_fields
-from patchcxr.io import atomic_write_bytes
-from patchcxr.models.classifier import network
-from patchcxr.models.segmentation import UNet
+from patchcxr.classification.settings import InputSettings
+from patchcxr.io import atomic_write_bytes, read_png
 from patchcxr.models.state import state_to_bytes
 from patchcxr.preprocess import PreprocessSettings
-from patchcxr.segmentation.data import Preprocessing
-from tests.test_decode import _dicom
-
-
-def models(tmp: Path, classifier_inputs: InputSettings | None = None, backbone: str = "resnet18") -> tuple[Path, Path]:
-    """A segmenter that calls every pixel lung, and an untrained classifier of ``backbone``."""
-    seg = UNet(base=4, depth=2)
-    with torch.no_grad():
-        seg.final.weight.zero_()
-        seg.final.bias.copy_(torch.tensor([0.0, 0.0, 5.0, 0.0]))
-    atomic_write_bytes(
-        tmp / "seg.pt",
-        state_to_bytes(
-            {
-                "arch": "unet",
-                "n_classes": 4,
-                "options": json.dumps({"base": 4, "depth": 2}),
-                "preprocessing": json.dumps(Preprocessing(size=64).__dict__),
-                "state_dict": seg.state_dict(),
-            }
-        ),
-    )
-    torch.manual_seed(0)
-    cls = network(backbone, 4)
-    atomic_write_bytes(
-        tmp / "cls.pt",
-        state_to_bytes(
-            {
-                **model_file_fields(
-                    ClassifierSettings(patch=32, backbone=backbone), classifier_inputs or InputSettings(size=128)
-                ),
-                "state_dict": cls.state_dict(),
-            }
-        ),
-    )
-    return tmp / "seg.pt", tmp / "cls.pt"
+from tests.helpers import film_with_two_masks, triage_models, write_dicom
 
 
 def test_predict_prints_classes_writes_overlays_and_reports_bad_files(tmp_path: Path) -> None:
-    seg, cls = models(tmp_path)
+    seg, cls = triage_models(tmp_path)
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (150, 120), dtype=np.uint8)).save(tmp_path / "a.png")
     Image.fromarray(rng.integers(0, 255, (90, 100), dtype=np.uint8)).convert("RGB").save(tmp_path / "b.jpg")
-    _dicom(tmp_path / "c.dcm", rng.integers(0, 4095, (80, 80)).astype(np.uint16), "MONOCHROME1")
+    write_dicom(tmp_path / "c.dcm", rng.integers(0, 4095, (80, 80)).astype(np.uint16), "MONOCHROME1")
     (tmp_path / "bad.png").write_text("not an image")
     out = tmp_path / "out"
     proc = subprocess.run(
@@ -96,6 +58,7 @@ def test_predict_prints_classes_writes_overlays_and_reports_bad_files(tmp_path: 
         assert abs(sum(r["probabilities"].values()) - 1) < 0.01
         assert Path(r["saliency_overlay"]).is_file()
         assert r["saliency_class"] == r["class"]  # the predicted class unless --target names one
+        assert r["mask_source"] == "predicted"
     # overlays at the film's geometry, long side at least 1024 (the input was 128²)
     sizes = {Path(r["image"]).name: Image.open(r["saliency_overlay"]).size for r in results}
     assert sizes == {"a.png": (819, 1024), "b.jpg": (1024, 922), "c.dcm": (1024, 1024)}
@@ -125,30 +88,69 @@ def test_predict_prints_classes_writes_overlays_and_reports_bad_files(tmp_path: 
 def test_predict_makes_the_classifier_input_as_the_classifier_was_trained(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     # the segmenter was trained with gamma 0.5; the classifier on inputs of gamma 1.0 at 96²:
     # the classifier's input must follow the classifier's file, not the segmenter's
-    import patchcxr.classification.data as data
+    import patchcxr.classification.data as classifier_data
     from patchcxr.cli import main
 
     trained_on = InputSettings(size=96, preprocessing=PreprocessSettings(gamma=1.0, crop_band=False))
-    seg, cls = models(tmp_path, trained_on)
+    seg, cls = triage_models(tmp_path, trained_on)
     Image.fromarray(np.random.default_rng(1).integers(0, 255, (120, 110), dtype=np.uint8)).save(tmp_path / "a.png")
     seen = []
-    real = data.masked_input
+    real = classifier_data.masked_input
 
     def spy(pixels, fmt, labels, settings):  # type: ignore[no-untyped-def]
         seen.append(settings)
         return real(pixels, fmt, labels, settings)
 
-    monkeypatch.setattr(data, "masked_input", spy)
+    monkeypatch.setattr(classifier_data, "masked_input", spy)
     args = ["predict", str(tmp_path / "a.png"), "--segmenter", str(seg), "--classifier", str(cls), "--k", "4"]
     assert main([*args, "--out", str(tmp_path), "--device", "cpu"]) == 0
     assert seen == [trained_on]
+
+
+def test_a_film_without_a_predicted_lung_is_classified_on_the_atlas_as_in_the_workflow(tmp_path: Path) -> None:
+    # the workflow never drops a film whose predicted lung is empty (patchcxr.masks): the
+    # command used to refuse it ("no lung found by the segmentation: no classification", exit 1)
+    seg, cls = triage_models(tmp_path, lung=False)
+    Image.fromarray(np.random.default_rng(2).integers(0, 255, (120, 100), dtype=np.uint8)).save(tmp_path / "a.png")
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "patchcxr.cli", "predict", str(tmp_path / "a.png"), "--segmenter", str(seg)),
+            *("--classifier", str(cls), "--k", "4", "--json", "--out", str(tmp_path / "out"), "--device", "cpu"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "a.png: no lung found by the segmentation: classified on the atlas lung field" in proc.stderr
+    (result,) = json.loads(proc.stdout)
+    assert result["mask_source"] == "atlas" and sum(result["votes"].values()) == 4
+    assert Path(result["saliency_overlay"]).is_file()
+
+
+def test_the_single_film_input_of_an_empty_lung_is_the_workflows(tmp_path: Path) -> None:
+    # one policy: the command's input of a film whose predicted lung is empty is, pixel for
+    # pixel, the input the workflow caches for it (build_inputs)
+    from patchcxr.classification.data import build_inputs, lung_input
+
+    manifest, cohort, masks = film_with_two_masks(tmp_path, predicted_lung=False)
+    settings = InputSettings(size=128, preprocessing=PreprocessSettings(crop_band=False))
+    (row,) = build_inputs(manifest, cohort, masks, tmp_path / "out", settings=settings).itertuples()
+    pixels, labels = read_png(tmp_path / "img.png"), read_png(tmp_path / "pred.png").copy()
+    img, lung, source = lung_input(pixels, labels, settings, fmt="montgomery")
+    assert source == row.mask_source == "atlas"
+    np.testing.assert_array_equal(img, read_png(row.input_path))
+    np.testing.assert_array_equal(lung, read_png(row.lung_path) > 0)
+    # a mask with a lung is used as predicted
+    labels[70:100, 10:40] = 3
+    assert lung_input(pixels, labels, settings, fmt="montgomery")[2] == "predicted"
 
 
 def test_a_classifier_file_without_input_settings_is_refused_with_the_reason(tmp_path: Path) -> None:
     from patchcxr.classification.predict import load_classifier
     from patchcxr.models.state import load_state
 
-    _, cls = models(tmp_path)
+    _, cls = triage_models(tmp_path)
     state = load_state(cls)
     del state["inputs"]
     atomic_write_bytes(tmp_path / "old.pt", state_to_bytes(state))
@@ -157,7 +159,7 @@ def test_a_classifier_file_without_input_settings_is_refused_with_the_reason(tmp
 
 
 def test_predict_builds_the_backbone_its_classifier_file_records(tmp_path: Path) -> None:
-    seg, cls = models(tmp_path, backbone="mobilenet_v2")
+    seg, cls = triage_models(tmp_path, backbone="mobilenet_v2")
     Image.fromarray(np.random.default_rng(1).integers(0, 255, (120, 120), dtype=np.uint8)).save(tmp_path / "a.png")
     proc = subprocess.run(
         [

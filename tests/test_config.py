@@ -37,12 +37,28 @@ def test_shipped_configs_validate(overlays: tuple[str, ...]) -> None:
     settings_from(recipe_settings(cfg["classification"], 1))  # the chosen recipe applies
 
 
-def test_schema_fills_defaults() -> None:
-    cfg: dict[str, Any] = {}
+def test_schema_fills_the_defaults_of_keys_config_yaml_leaves_out() -> None:
+    # config/config.yaml holds every value it sets (tests/test_defaults.py); the schema fills
+    # the keys it leaves out: per-entry keys of sources and synthetic artefacts, cohort_sheet
+    cfg = merge(
+        yaml.safe_load((ROOT / "config" / "config.yaml").read_text()),
+        {
+            "synthetic": {"montgomery": {"artefact": {"kind": "marker"}}},
+            "sources": {"extra": {"format": "csv", "download": {"url": "https://example.invalid/x.zip"}}},
+        },
+    )
     validate(cfg, str(SCHEMA))
-    assert cfg["synthetic"]["sources"] == []
-    assert cfg["synthetic"]["montgomery"]["counts"] == {"normal": 80, "tb": 58}
-    assert cfg["synthetic"]["effects"] == {}
+    assert cfg["synthetic"]["cohort_sheet"] == ""
+    assert cfg["synthetic"]["montgomery"]["artefact"] == {"kind": "marker", "size": 0.06}
+    assert cfg["sources"]["extra"]["enabled"] is True and cfg["sources"]["shenzhen"]["enabled"] is False
+    assert cfg["sources"]["extra"]["download"] | {"url": ""} == {"url": "", "auth": "none", "retries": 4, "timeout": 60}
+    # a value config.yaml sets has no second home in the schema: an empty configuration
+    # gets the sections' skeleton and those few defaults only
+    empty: dict[str, Any] = {}
+    validate(empty, str(SCHEMA))
+    assert empty["synthetic"] == {"cohort_sheet": "", "effects": {}, "jsrt": {}} | {
+        s: {"counts": {}} for s in ("montgomery", "shenzhen", "kermany", "cohen")
+    }
 
 
 @pytest.mark.parametrize(
@@ -164,7 +180,7 @@ def test_the_schemas_enumerations_mirror_the_package() -> None:
     from patchcxr.audit import PROBE_VIEWS
 
     audit = props["audit"]["properties"]
-    assert audit["views"]["items"]["enum"] == audit["views"]["default"] == list(PROBE_VIEWS)
+    assert audit["views"]["items"]["enum"] == load_config()["audit"]["views"] == list(PROBE_VIEWS)
     assert audit["models"]["items"]["enum"] == props["classification"]["properties"]["models"]["items"]["enum"]
 
 

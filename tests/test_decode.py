@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from patchcxr.data.decode import DecodeError, decode
+from tests.helpers import bomb_png, write_dicom
 
 # a radiograph-like ramp: dark (air) on the left, bright (bone) on the right
 RAMP = np.tile(np.linspace(0, 255, 64).astype(np.uint8), (48, 1))
@@ -40,27 +41,10 @@ def test_16bit_png_keeps_values_and_reports_bits(tmp_path: Path) -> None:
     np.testing.assert_array_equal(d.pixels, ramp12)
 
 
-def _dicom(path: Path, pixels: np.ndarray, photometric: str) -> None:
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"  # digital X-ray
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.Modality, ds.PatientID, ds.ViewPosition = "DX", "P1", "PA"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = pixels.astype(np.uint16).tobytes()
-    ds.save_as(path, enforce_file_format=True)
-
-
 def test_dicom_monochrome1_is_inverted(tmp_path: Path) -> None:
     ramp12 = RAMP.astype(np.uint16) * 16
-    _dicom(tmp_path / "m2.dcm", ramp12, "MONOCHROME2")
-    _dicom(tmp_path / "m1.dcm", 4095 - ramp12, "MONOCHROME1")
+    write_dicom(tmp_path / "m2.dcm", ramp12, "MONOCHROME2")
+    write_dicom(tmp_path / "m1.dcm", 4095 - ramp12, "MONOCHROME1")
     m2, m1 = decode(tmp_path / "m2.dcm"), decode(tmp_path / "m1.dcm")
     assert m1.bit_depth == m2.bit_depth == 12
     np.testing.assert_array_equal(m2.pixels, ramp12)
@@ -112,9 +96,7 @@ def test_a_decompression_bomb_is_refused_from_its_header_in_bounded_memory(tmp_p
     import subprocess
     import sys
 
-    from tests.test_bad_inputs import _bomb_png
-
-    (tmp_path / "bomb.png").write_bytes(_bomb_png(20000))  # 400 M pixels in a few tens of KB
+    (tmp_path / "bomb.png").write_bytes(bomb_png(20000))  # 400 M pixels in a few tens of KB
     code = (
         "import sys\n"
         "from patchcxr.data.decode import DecodeError, decode\n"

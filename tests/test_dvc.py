@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tests.test_synthetic_determinism import tree_digest
+from tests.helpers import tree_digest
 from tests.workflow_runs import CI_CONFIG, copy_workflow, snakemake
 
 ENV = {
@@ -87,26 +87,35 @@ def test_dvc_repro_push_and_pull_into_a_fresh_clone(ci_run: Path, tmp_path: Path
 # --------------------------------------------------------------------------- completeness
 def smk_rules() -> dict[str, tuple[list[str], str]]:
     """Every rule and checkpoint of the workflow: (the paths its `output:` names, its script;
-    "" for a target rule, which runs nothing)."""
+    "" for a target rule, which runs nothing). A rule made by `use rule A as B with:` runs
+    A's script unless it names its own."""
     rules: dict[str, tuple[list[str], str]] = {}
+    inherits: dict[str, str] = {}
     for smk in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
-        for block in re.split(r"\n(?=\s*(?:rule|checkpoint)(?: \w+)?:)", smk.read_text()):
-            head = re.match(r"\s*(?:rule|checkpoint)(?: (\w+))?:", block)
+        for block in re.split(r"\n(?=\s*(?:rule|checkpoint|use rule)(?: \w+)?(?: as \w+ with)?:)", smk.read_text()):
+            head = re.match(r"\s*(?:rule|checkpoint|use rule)(?: (\w+))?(?: as (\w+) with)?:", block)
             if not head:
                 continue
-            name = head.group(1) or re.search(r'name:\s*f?"([^"]+)"', block).group(1)  # type: ignore[union-attr]
+            if head.group(2):  # use rule <parent> as <name> with:
+                name = head.group(2)
+                inherits[name] = str(head.group(1))
+            else:
+                name = head.group(1) or re.search(r'name:\s*f?"([^"]+)"', block).group(1)  # type: ignore[union-attr]
             output = re.search(
                 r"\n\s+output:\n(.*?)\n\s+(?:log|wildcard_constraints|params|threads|benchmark):", block, re.S
             )
             script = re.search(r'script:\s*\n\s*"\.\./scripts/([\w.]+)"', block)
             paths = re.findall(r'"((?:results|resources)/[^"]*)"', output.group(1)) if output else []
             rules[name] = (paths, script.group(1) if script else "")
+    for name, parent in inherits.items():
+        if not rules[name][1]:
+            rules[name] = (rules[name][0], rules[parent][1])
     return rules
 
 
 def package_imports(script: Path) -> set[Path]:
     """The package files a workflow script needs: its imports and theirs, transitively."""
-    from tests.test_architecture import SRC, import_graph
+    from tests.helpers import SRC, import_graph
 
     graph = import_graph()
     todo = set()

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.test_cli import models
+from tests.helpers import triage_models as models
 
 pytestmark = pytest.mark.slow
 
@@ -93,10 +93,11 @@ def test_predict_over_200_images_streams(tmp_path: Path) -> None:
 
 MASKS = """
 import sys
+from patchcxr.models.state import Runtime
 from patchcxr.segmentation.predict import predict_shard
 manifest, model, out, n = sys.argv[1:]
 predict_shard(manifest_path=manifest, shard=0, shard_size=int(n), model_path=model, out_dir=out,
-              rows_out=out + ".tsv", batch_size=8, device="cpu")
+              rows_out=out + ".tsv", batch_size=8, runtime=Runtime(device="cpu"))
 """
 
 

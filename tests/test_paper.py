@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,16 @@ import pandas as pd
 import pytest
 
 from patchcxr.paper import classification_table, data_table, headline_metrics, split_table, write_index
+from patchcxr.paper.registry import (
+    PaperPlan,
+    applicable,
+    build_table,
+    documents,
+    entry,
+    generic_names,
+    metrics_inputs,
+    metrics_text,
+)
 
 
 def test_data_and_split_tables_count_every_image_once() -> None:
@@ -171,3 +183,121 @@ def test_calibration_and_strata_tables_write_intervals_and_nan_for_small_groups(
     assert len(s) == 4 and set(s["seed"]) == {2020}  # the first seed of each model
     rows = s[s["model"] == "local"].set_index("group")
     assert rows.loc["a", "accuracy"] == "0.900 [0.800, 1.000]" and rows.loc["F", "macro_f1"] == "NaN"
+
+
+# --------------------------------------------------------------------------- the registry
+def plan(**changes: object) -> PaperPlan:
+    """The demo's plan (both classifiers, one seed each, the audit on, no external
+    validation), with ``changes``."""
+    base = PaperPlan(
+        models=("local", "global"),
+        runs=(("global", 2020), ("local", 2020)),
+        classification_seed=2020,
+        segmentation_seed=407,
+        segmentation_networks=("fcdensenet_small", "unet_small"),
+        segmentation_preps=("equalised", "minmax"),
+        audit=True,
+        external=False,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_every_registry_entry_has_a_unique_name_a_caption_and_a_way_to_be_made() -> None:
+    from patchcxr.paper.registry import NAME, REGISTRY
+
+    names = [e.name for e in REGISTRY]
+    assert len(names) == len(set(names)) and all(NAME.fullmatch(n) for n in names)
+    report = Path(__file__).resolve().parents[1] / "workflow" / "report"
+    for e in REGISTRY:
+        assert (report / e.caption).is_file(), e.name
+        assert e.about and e.file == e.name + (".tsv" if e.kind == "table" else ".png")
+        assert (e.build is not None) == (e.kind == "table"), e.name
+        if e.kind == "figure" and not e.made_by:  # copied: one source figure
+            assert list(e.inputs(plan())) == ["figure"] and len(e.inputs(plan())["figure"]) == 1, e.name
+    assert [e.name for e in REGISTRY if e.made_by] == ["fig8_training_curves"]
+    # the generic rules' wildcards are constrained by joining names: none is a prefix trap
+    joined = re.compile("|".join(generic_names(plan(external=True), "table")))
+    assert joined.fullmatch("table1_data") and not joined.fullmatch("table1") and not joined.fullmatch("table15_x")
+
+
+def test_the_demo_plan_makes_todays_documents_in_the_index_order() -> None:
+    tables = ["table1_data", "table2_splits", "table3_segmentation", "table4_biomarker_tests"]
+    tables += ["table4_biomarker_primary", "table5_classification", "table7_seeds", "table8_adult_only"]
+    tables += ["table6_global_vs_local", "table9_source_probe", "table10_class_source", "table11_calibration"]
+    tables += ["table12_strata", "table14_saliency_sanity"]
+    figures = ["fig1_segmentation_jaccard", "fig2_segmentation_examples", "fig3_biomarkers"]
+    figures += ["fig4_cardiothoracic_ratio", "fig5_lung_histograms", "fig6_confusion_local", "fig6_confusion_global"]
+    figures += ["fig7_saliency", "fig9_confound_audit", "fig8_training_curves"]
+    assert documents(plan()) == [f"{t}.tsv" for t in tables] + [f"{f}.png" for f in figures]
+    assert generic_names(plan(), "figure") == figures[:-1]  # figure 8 has a rule of its own
+    assert entry("fig6_confusion_global").inputs(plan()) == {
+        "figure": ["results/evaluation/global/seed_2020/confusion.png"]
+    }
+
+
+def test_the_plan_decides_which_tables_and_figures_apply() -> None:
+    def names(p: PaperPlan) -> set[str]:
+        return {e.name for e in applicable(p)}
+
+    everything = names(plan())
+    one = names(plan(models=("local",), runs=(("local", 2020),)))
+    assert everything - one == {"table6_global_vs_local", "fig6_confusion_global"}  # two models: table 6
+    only_global = names(plan(models=("global",), runs=(("global", 2020),)))
+    assert everything - only_global == {
+        *("table6_global_vs_local", "table14_saliency_sanity", "fig6_confusion_local", "fig7_saliency")
+    }
+    audit = {"table9_source_probe", "table10_class_source", "fig9_confound_audit"}
+    assert everything - names(plan(audit=False)) == audit  # audit off: no tables 9 and 10
+    assert names(plan(external=True)) - everything == {"table13_external"}
+    none = names(plan(models=(), runs=()))
+    assert {n for n in none if n.startswith("table")} == {
+        *("table1_data", "table2_splits", "table3_segmentation", "table4_biomarker_tests", "table4_biomarker_primary"),
+        *("table9_source_probe", "table10_class_source"),
+    }
+    assert applicable(plan(), "table") == [e for e in applicable(plan()) if e.kind == "table"]
+
+
+def test_the_plan_comes_from_the_configuration_and_names_each_runs_files() -> None:
+    from tests.conftest import load_config
+
+    cfg = load_config("config/demo.yaml")
+    cfg["classification"]["models"] = ["global", "local"]
+    cfg["classification"]["train"]["seeds"] = [2020, 2021]
+    p = PaperPlan.from_config(cfg, audit=True, segmentation_preps=["equalised"])
+    assert p.models == ("local", "global")  # the paper's order
+    assert p.runs == (("global", 2020), ("global", 2021), ("local", 2020), ("local", 2021))  # the workflow's order
+    assert (p.classification_seed, p.segmentation_seed, p.external) == (2020, 407, False)
+    inputs = entry("table5_classification").inputs(p)
+    assert inputs["metrics"][1] == "results/evaluation/global/seed_2021/metrics.tsv"
+    assert inputs["metadata"][2] == "results/classification/local/seed_2020/metadata.json"
+    histories = entry("fig8_training_curves").inputs(p)
+    assert list(histories) == [
+        "segmentation/fcdensenet_small/equalised",
+        "segmentation/unet_small/equalised",
+        "classification/local",
+        "classification/global",
+    ]
+    assert histories["classification/global"] == ["results/classification/global/seed_2020/history.tsv"]
+    assert metrics_inputs(plan(models=(), runs=(), audit=False)) == {
+        "summary": ["results/segmentation/summary.tsv"],
+        "seeds": [],
+        "verdict": [],
+    }
+
+
+def test_a_table_is_built_from_its_registry_inputs(tmp_path: Path) -> None:
+    cohort = pd.DataFrame({"source": ["jsrt", "cohen"], "label5": ["normal", "covid19"]})
+    cohort.to_csv(tmp_path / "cohort.tsv", sep="\t", index=False)
+    table = build_table("table1_data", {"cohort": [str(tmp_path / "cohort.tsv")]}, [])
+    pd.testing.assert_frame_equal(table, data_table(cohort))
+    with pytest.raises(ValueError, match="figure"):
+        build_table("fig1_segmentation_jaccard", {}, [])
+    with pytest.raises(KeyError, match="table99"):
+        entry("table99")
+    summary = pd.DataFrame(
+        {"model": ["unet"], "preprocessing": ["equalised"], "dataset": ["jsrt"], "structure": ["both lungs"]}
+    ).assign(jaccard_mean=[0.9])
+    summary.to_csv(tmp_path / "summary.tsv", sep="\t", index=False)
+    text = metrics_text({"summary": [str(tmp_path / "summary.tsv")], "seeds": [], "verdict": []})
+    assert json.loads(text) == {"classification": {}, "segmentation": {"unet/equalised/jsrt": {"jaccard": 0.9}}}
+    assert text.endswith("}\n")

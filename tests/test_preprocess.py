@@ -114,3 +114,48 @@ def test_two_step_resize_stays_close_to_the_official_one_step_bicubic() -> None:
     full = preprocess(px)
     diff = np.abs(resize(full, 256, None) - resize(full, 256))
     assert diff.mean() < 0.2 and diff.max() < 3.0
+
+
+# ----------------------------------------------------------------------------- settings
+def test_one_settings_class_makes_the_segmentation_input_as_the_old_one_did() -> None:
+    from patchcxr.preprocess import PreprocessSettings
+
+    px = rng.integers(1, 255, (90, 70)).astype(np.uint8)
+    px[70:, :] = 0  # a blank bottom band
+    for equalise in (True, False):
+        prep = PreprocessSettings(size=32, equalise=equalise, gamma=0.5, crop_band=True)
+        assert prep.band(px, "cohen") == 70 and prep.kept_rows(px, "cohen") == 70
+        assert prep.band(px, "jsrt") is None  # JSRT films are raw: never cropped
+        expected = preprocess(px[:70], "cohen", gamma=0.5, size=32, equalise=equalise) / np.float32(255.0)
+        np.testing.assert_array_equal(prep.image(px, "cohen"), expected)
+    # without a size (the stages that resize on their own) the image keeps its size
+    assert PreprocessSettings().image(px, "cohen").shape == (70, 70)
+
+
+def test_model_files_keep_their_preprocessing_records() -> None:
+    import json
+
+    from patchcxr.classification.settings import InputSettings
+    from patchcxr.preprocess import PreprocessSettings
+
+    # a segmentation model file: the rule's parameters (workflow/rules/common.smk) in, the
+    # keys and order of every file written so far out, and such a file loads back
+    params = {"size": 256, "gamma": 0.5, "crop_band": True, "equalise": False}
+    record = json.dumps(PreprocessSettings(**params).to_dict())
+    assert record == '{"size": 256, "equalise": false, "gamma": 0.5, "crop_band": true}'
+    assert PreprocessSettings(**json.loads(record)) == PreprocessSettings(**params)
+    # a classifier model file records gamma and crop_band (its size is the input's own)
+    inputs = InputSettings(
+        size=1024, preprocessing=PreprocessSettings.from_config({"gamma": 0.5, "crop_blank_band": True})
+    )
+    assert json.dumps(inputs.to_dict()) == (
+        '{"size": 1024, "preprocessing": {"gamma": 0.5, "crop_band": true}, "mask_source": "predicted"}'
+    )
+    assert InputSettings.from_dict(json.loads(json.dumps(inputs.to_dict()))) == inputs
+    # ... and refuses settings it would not record
+    with pytest.raises(ValueError, match=r"resized to InputSettings\.size"):
+        InputSettings(size=1024, preprocessing=PreprocessSettings(size=256))
+    with pytest.raises(ValueError, match="equalised"):
+        InputSettings(size=1024, preprocessing=PreprocessSettings(equalise=False))
+    with pytest.raises(TypeError):
+        PreprocessSettings(0.5, True)  # type: ignore[misc]  # keywords only: the field order is the record's

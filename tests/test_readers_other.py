@@ -12,7 +12,7 @@ import pytest
 
 from patchcxr.data.labels import LabelRules
 from patchcxr.data.readers import SourceLayoutError, read_source
-from tests.test_decode import _dicom
+from tests.helpers import write_dicom as _dicom
 
 
 @pytest.fixture

@@ -25,10 +25,10 @@ from patchcxr.classification.train import (
     validation_scores,
 )
 from patchcxr.models.classifier import BACKBONES, network
-from patchcxr.models.state import load_state
+from patchcxr.models.state import Runtime, load_state
 from patchcxr.training import TrainingFiles, seed_everything
 from tests.conftest import ROOT
-from tests.test_classification import planted_inputs
+from tests.helpers import planted_inputs
 
 CLASSIFICATION = {
     "backbone": "resnet18",
@@ -195,7 +195,7 @@ def test_a_frozen_trunk_with_frozen_statistics_leaves_the_trunk_as_it_started(
         files=TrainingFiles(
             model=tmp_path / "m.pt", metadata=tmp_path / "m.json", history=tmp_path / "h.tsv", resume_dir=tmp_path / "r"
         ),
-        device="cpu",
+        runtime=Runtime(device="cpu"),
     )
     seed_everything(s.seed)  # the training built its network right after this
     start = network("resnet18", 4).state_dict()
@@ -218,7 +218,7 @@ def test_a_mobilenet_classifier_trains_predicts_and_explains(tmp_path: Path, pla
         files=TrainingFiles(
             model=tmp_path / "m.pt", metadata=tmp_path / "m.json", history=tmp_path / "h.tsv", resume_dir=tmp_path / "r"
         ),
-        device="cpu",
+        runtime=Runtime(device="cpu"),
         weights={"route": "none"},
     )
     assert md["initialisation"] == {"backbone": "mobilenet_v2", "route": "none", "file": "", "sha256": ""}
@@ -226,7 +226,7 @@ def test_a_mobilenet_classifier_trains_predicts_and_explains(tmp_path: Path, pla
     clf = load_classifier(tmp_path / "m.pt", "cpu")  # the backbone comes from the file
     assert clf.settings.backbone == "mobilenet_v2" and clf.initialisation["route"] == "none"
     assert clf.model.get_submodule("classifier.1").out_features == 4
-    pred = predict_split(tmp_path / "m.pt", planted[0], planted[1], k=4, device="cpu")
+    pred = predict_split(tmp_path / "m.pt", planted[0], planted[1], k=4, runtime=Runtime(device="cpu"))
     assert len(pred) == 3 and set(pred["pred_hard"]) <= {"normal", "bacterial", "tb", "viral_covid19"}
     manifest = tmp_path / "manifest.tsv"
     manifest.write_text("image_id\tformat\timage_path\n")

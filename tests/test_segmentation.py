@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -19,11 +20,12 @@ import torch.nn.functional as F  # noqa: N812
 
 from patchcxr.data.splits import segmentation_split
 from patchcxr.models.segmentation import FCDenseNet, UNet, count_parameters, fc_densenet103, training_options
-from patchcxr.models.state import load_state
-from patchcxr.segmentation.data import BG_OR_HEART, Preprocessing
+from patchcxr.models.state import Runtime, load_state
+from patchcxr.preprocess import PreprocessSettings
+from patchcxr.segmentation.data import BG_OR_HEART
 from patchcxr.segmentation.evaluate import evaluate_models
 from patchcxr.segmentation.predict import back_project, clean_up, predict_shard, qc_row
-from patchcxr.segmentation.train import partial_cross_entropy, train_segmentation
+from patchcxr.segmentation.train import SegmentationTrainSettings, partial_cross_entropy, train_segmentation
 from patchcxr.training import TrainingFiles
 
 
@@ -82,16 +84,48 @@ def test_clean_up_keeps_the_largest_component_and_fills_holes() -> None:
     assert "a lung is missing" in qc_row(lab, (0.05, 0.6))["flag"]
 
 
-TRAIN = {
-    "seed": 407,
-    "lr": 3e-3,
-    "weight_decay": 1e-6,
-    "milestones": [100],
-    "lr_gamma": 0.1,
-    "batch_size": 4,
-    "background_weight": 0.5,
-    "augment": False,
-}
+#: a fast training: the paper's settings but for the rate, the schedule and the batch
+TRAIN = SegmentationTrainSettings(lr=3e-3, milestones=(100,), batch_size=4)
+
+
+@pytest.mark.parametrize("overlays", [(), ("config/demo.yaml",), (".test/config.yaml",), ("config/real.yaml",)])
+def test_training_settings_from_the_workflows_parameters_record_them_unchanged(overlays: tuple[str, ...]) -> None:
+    from tests.conftest import load_config
+
+    # the rule's parameter (workflow/rules/common.smk train_settings): segmentation.train
+    # without its seeds, with one run's seed, keys sorted
+    train = load_config(*overlays)["segmentation"]["train"]
+    seed = train["seeds"][0]
+    params = dict(sorted(({k: v for k, v in train.items() if k != "seeds"} | {"seed": seed}).items()))
+    settings = SegmentationTrainSettings.from_config(params)
+    assert settings.seed == seed and settings.milestones == tuple(train["milestones"])
+    # the run's record (metadata, tracking, resume fingerprint) is the parameter itself
+    assert json.dumps(settings.to_dict()) == json.dumps(params)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"seeds": [407, 408]}, "unknown setting(s) seeds (one run takes `seed`"),
+        ({"lr_decay": 0.1}, "unknown setting(s) lr_decay; the settings are epochs, batch_size"),
+        ({"epochs": None}, "segmentation.train.epochs: None is not of the setting's kind (int)"),
+        ({"augment": "yes"}, "segmentation.train.augment: 'yes' is not of the setting's kind (bool)"),
+        ({"milestones": [70, 80.5]}, "segmentation.train.milestones"),
+    ],
+)
+def test_training_settings_refuse_an_unknown_key_or_a_wrong_kind(change: dict[str, Any], message: str) -> None:
+    params = TRAIN.to_dict() | change
+    with pytest.raises(ValueError) as err:
+        SegmentationTrainSettings.from_config(params)
+    assert message in str(err.value)
+
+
+def test_training_settings_refuse_a_missing_key() -> None:
+    params = {k: v for k, v in TRAIN.to_dict().items() if k != "background_weight"}
+    with pytest.raises(ValueError, match="background_weight missing"):
+        SegmentationTrainSettings.from_config(params)
+    # an integer fits a float setting (a rate of 1), and is recorded as given
+    assert SegmentationTrainSettings.from_config(TRAIN.to_dict() | {"lr": 1}).to_dict()["lr"] == 1
 
 
 @pytest.fixture(scope="module")
@@ -141,10 +175,10 @@ def test_training_reaches_lung_dice_095_on_synthetic_data(tmp_path: Path, seg_da
         # the float trajectory (seeds 407 and 1-5 at 40 epochs: 0.89-0.98; 0.947 on CI's CPU
         # against 0.966 here for the same seed); with the affine augmentation and 60 epochs
         # seeds 407, 2, 3, 5, 6, 7 all gave 0.981-0.985 (Montgomery test films 0.983-0.985)
-        train_cfg=TRAIN | {"epochs": 60, "augment": True},
-        prep=Preprocessing(size=128),
+        train=dataclasses.replace(TRAIN, epochs=60, augment=True),
+        prep=PreprocessSettings(size=128),
         files=files(tmp_path),
-        device="cpu",
+        runtime=Runtime(device="cpu"),
     )
     assert md["inputs_sha256"]["manifest"] and md["libraries"]["torch"] and md["best_epoch"] >= 1
     assert not (tmp_path / "resume" / "state.pt").exists()  # a finished run leaves no resume state
@@ -155,7 +189,7 @@ def test_training_reaches_lung_dice_095_on_synthetic_data(tmp_path: Path, seg_da
         scores_out=tmp_path / "s.tsv",
         summary_out=tmp_path / "sum.tsv",
         tests_out=tmp_path / "t.tsv",
-        device="cpu",
+        runtime=Runtime(device="cpu"),
     )
     lungs = summary[summary["structure"] == "both lungs"]
     assert (lungs["dice_mean"] >= 0.95).all(), lungs
@@ -166,8 +200,9 @@ def test_training_reaches_lung_dice_095_on_synthetic_data(tmp_path: Path, seg_da
 TRAIN_SCRIPT = """
 import sys
 from patchcxr.logs import setup_logging
-from patchcxr.segmentation.data import Preprocessing
-from patchcxr.segmentation.train import train_segmentation
+from patchcxr.preprocess import PreprocessSettings
+from patchcxr.models.state import Runtime
+from patchcxr.segmentation.train import SegmentationTrainSettings, train_segmentation
 from patchcxr.training import TrainingFiles
 setup_logging(None)
 manifest, split, out = sys.argv[1:4]
@@ -175,12 +210,12 @@ train_segmentation(
     manifest_path=manifest, split_path=split, model_name="fcd",
     model_cfg={"arch": "fcdensenet", "down_blocks": [2, 2], "bottleneck_layers": 2, "growth": 4, "first_channels": 8,
                "dropout": 0.2},
-    train_cfg={"seed": 407, "lr": 3e-3, "weight_decay": 1e-6, "milestones": [4], "lr_gamma": 0.1, "batch_size": 4,
-               "background_weight": 0.5, "augment": True, "epochs": 6},
-    prep=Preprocessing(size=64),
+    train=SegmentationTrainSettings(seed=407, lr=3e-3, weight_decay=1e-6, milestones=(4,), lr_gamma=0.1, batch_size=4,
+                                    background_weight=0.5, augment=True, epochs=6),
+    prep=PreprocessSettings(size=64),
     files=TrainingFiles(model=out + "/m.pt", metadata=out + "/m.json", history=out + "/h.tsv",
                         resume_dir=out + "/resume"),
-    device="cpu")
+    runtime=Runtime(device="cpu"))
 """
 
 
@@ -238,7 +273,7 @@ def test_masks_for_every_image_with_qc(tmp_path: Path, seg_data: tuple[Path, Pat
                 "options": json.dumps(
                     {"down_blocks": [2, 2], "bottleneck_layers": 2, "growth": 4, "first_channels": 8}
                 ),
-                "preprocessing": json.dumps(Preprocessing(size=64).__dict__),
+                "preprocessing": json.dumps(PreprocessSettings(size=64).to_dict()),
             }
         ),
     )
@@ -251,7 +286,7 @@ def test_masks_for_every_image_with_qc(tmp_path: Path, seg_data: tuple[Path, Pat
         out_dir=tmp_path / "out",
         rows_out=tmp_path / "rows.tsv",
         batch_size=3,
-        device="cpu",
+        runtime=Runtime(device="cpu"),
     )
     assert len(rows) == min(7, n)
     man = pd.read_csv(manifest, sep="\t").head(7)
@@ -322,10 +357,10 @@ def test_training_is_tracked_in_mlflow(tmp_path: Path, seg_data: tuple[Path, Pat
         split_path=split,
         model_name="tiny",
         model_cfg={"arch": "unet", "base": 4, "depth": 3},
-        train_cfg=TRAIN | {"epochs": 2},
-        prep=Preprocessing(size=64),
+        train=dataclasses.replace(TRAIN, epochs=2),
+        prep=PreprocessSettings(size=64),
         files=files(tmp_path),
-        device="cpu",
+        runtime=Runtime(device="cpu"),
         tracking=run_settings(
             tracking, tmp_path / "pipeline.json", {"manifest": manifest, "segmentation_split": split}
         ),

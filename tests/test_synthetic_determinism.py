@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +10,7 @@ import pytest
 
 from patchcxr.data.labels import LabelValue
 from patchcxr.synthetic import Effect, generate_source, render, sample_spec
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
+from tests.helpers import tree_digest
 
 
 @pytest.mark.parametrize("source", ["jsrt", "scr", "montgomery", "shenzhen", "kermany", "cohen"])

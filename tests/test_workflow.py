@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import DUMMY_SECRETS, ROOT, TRACKED
-from tests.test_synthetic_determinism import tree_digest
+from tests.helpers import tree_digest
 from tests.workflow_runs import CI_CONFIG, copy_workflow, reproducible_digest, snakemake
 
 
@@ -123,7 +123,7 @@ def test_ci_workflow_runs_and_matches_the_package(ci_run: Path, synthetic_tree: 
     assert list(probes["view"]) == ["lung", "outside", "mask"] and set(probes["mode"]) == {"local"}
     assert (probes["n"] == len(split.query("split == 'test'"))).all()
     assert ((probes["chance"] - 1 / probes["n_sources"]).abs() < 1e-6).all()
-    assert (probes["balanced_accuracy_lo"] <= probes["balanced_accuracy"]).all()
+    assert (probes["balanced_accuracy_ci_low"] <= probes["balanced_accuracy"]).all()
     outside = read_tsv(audit / "local" / "outside" / "inputs.tsv")  # patches drawn outside the lung
     assert all(p.endswith(".outside.png") for p in outside["lung_path"])
     counts = read_tsv(audit / "class_source.tsv", typed=True)

@@ -38,6 +38,7 @@ from patchcxr.classification.settings import ClassifierSettings, InputSettings
 from patchcxr.classification.train import train_classifier
 from patchcxr.data.labels import LabelValue
 from patchcxr.io import atomic_write_text, read_png, read_tsv, write_png, write_tsv
+from patchcxr.models.state import DEFAULT_RUNTIME, Runtime
 from patchcxr.stats import bootstrap_interval, interval_columns
 from patchcxr.training import TrainingFiles
 
@@ -156,9 +157,8 @@ def run_probe(
     input_settings: InputSettings,
     out_dir: Path | str,
     k: int,
-    device: str = "auto",
+    runtime: Runtime = DEFAULT_RUNTIME,
     weights: Mapping[str, Any] | None = None,
-    precision: str = "fp32",
 ) -> pd.DataFrame:
     """Train the classifier of ``settings`` (from ``weights``, the classifier's
     initialisation: ``classification.weights``) to predict the source from ``inputs`` (one
@@ -194,13 +194,10 @@ def run_probe(
             history=out_dir / "history.tsv",
             resume_dir=out_dir / "resume",
         ),
-        device=device,
+        runtime=runtime,
         weights=weights,
-        precision=precision,
     )
-    pred = predict_split(
-        out_dir / "model.pt", table, split_path, k=k, device=device, seed=settings.seed, precision=precision
-    )
+    pred = predict_split(out_dir / "model.pt", table, split_path, k=k, runtime=runtime, seed=settings.seed)
     write_tsv(out_dir / "predictions.tsv", pred)
     return pred
 
@@ -215,9 +212,8 @@ def probe_source(
     input_settings: InputSettings,
     out_dir: Path | str,
     k: int,
-    device: str = "auto",
+    runtime: Runtime = DEFAULT_RUNTIME,
     weights: Mapping[str, Any] | None = None,
-    precision: str = "fp32",
 ) -> pd.DataFrame:
     """One probe of the audit (one workflow job): the ``view`` of every classifier input
     (:func:`probe_view`, images under ``out_dir/view/``) and the classifier of ``settings``
@@ -233,9 +229,8 @@ def probe_source(
         input_settings=input_settings,
         out_dir=out_dir,
         k=k,
-        device=device,
+        runtime=runtime,
         weights=weights,
-        precision=precision,
     )
 
 
@@ -350,7 +345,7 @@ def audit(
     n_boot: int,
     margin: float,
     association: float,
-    device: str = "auto",
+    runtime: Runtime = DEFAULT_RUNTIME,
     weights: Mapping[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """The whole audit in one call (the workflow runs its parts as jobs: one
@@ -371,7 +366,7 @@ def audit(
                 input_settings=input_settings,
                 out_dir=where,
                 k=k,
-                device=device,
+                runtime=runtime,
                 weights=weights,
             )
             predictions[(mode, view)] = where / "predictions.tsv"

@@ -118,22 +118,20 @@ class FeatureSettings:
 
     @classmethod
     def from_config(
-        cls,
-        biomarkers: Mapping[str, Any],
-        classification: Mapping[str, Any],
-        preprocessing: Mapping[str, Any],
-        mask_source: str = "predicted",
+        cls, biomarkers: Mapping[str, Any], classifier_train: Mapping[str, Any], inputs: InputSettings
     ) -> FeatureSettings:
-        """From the ``biomarkers``, ``classification`` and ``preprocessing`` sections and
-        ``segmentation.mask_source``."""
+        """From the ``biomarkers`` section, the classifier's training settings
+        (``classification.train``: its patch sampler) and its input settings (the
+        workflow's ``results/classification/inputs.json``: size, preprocessing, mask
+        source)."""
         return cls(
             size=int(biomarkers["size"]),
             patches=int(biomarkers["patches"]),
             seed=int(biomarkers["seed"]),
-            preprocessing=PreprocessSettings.from_config(preprocessing),
-            sampler=settings_from(classification["train"]),
-            classifier_input=int(classification["input_size"]),
-            mask_source=mask_source,
+            preprocessing=inputs.preprocessing,
+            sampler=settings_from(classifier_train),
+            classifier_input=inputs.size,
+            mask_source=inputs.mask_source,
         )
 
 

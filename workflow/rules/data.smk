@@ -3,6 +3,7 @@
 
 
 rule index_source:
+    localrule: True
     input:
         unpack(index_inputs),
     output:
@@ -22,6 +23,7 @@ rule index_source:
 
 
 checkpoint plan_shards:
+    localrule: True
     input:
         expand("results/data/index/{source}.tsv", source=active_sources()),
     output:
@@ -63,6 +65,7 @@ rule harmonise_shard:
 
 
 checkpoint build_manifest:
+    localrule: True
     input:
         unpack(manifest_inputs),
     output:
@@ -83,6 +86,7 @@ checkpoint build_manifest:
 
 
 rule select_cohort:
+    localrule: True
     input:
         unpack(cohort_inputs),
     output:

@@ -24,6 +24,7 @@ for _name, _spec in download_specs().items():
 
 
 rule download_paper_metadata:
+    localrule: True
     output:
         ensure("resources/paper/metadata.xls", sha256=config["data"]["paper_metadata"]["sha256"]),
     log:

@@ -5,6 +5,7 @@
 
 
 checkpoint plan_external:
+    localrule: True
     input:
         cohort="results/data/cohort.tsv",
     output:
@@ -24,12 +25,15 @@ checkpoint plan_external:
         "../scripts/plan_external.py"
 
 
-rule train_external:
+# The three rules below are the classifier's own (classification.smk), on the held-out
+# source's split and without tracking: only their files and the run's seed differ.
+use rule train_classifier as train_external with:
     wildcard_constraints:
         model="local|global",
     input:
         unpack(weights_inputs),
         inputs="results/classification/inputs.tsv",
+        input_settings=INPUT_SETTINGS,
         split="results/external/splits/{source}.tsv",
         manifest="results/data/manifest.tsv",
     output:
@@ -42,26 +46,12 @@ rule train_external:
         "benchmarks/external/train_{source}_{model}.tsv"
     params:
         # the classifier's training settings of its first seed
-        train=lambda wc: train_settings("classification", train_seeds("classification")[0], wc.model),
-        input_size=config["classification"]["input_size"],
-        preprocessing=canonical(config["preprocessing"]),
-        mask_source=config["segmentation"]["mask_source"],
-        # the classifier's initialisation: route, file and sha256 (weights_inputs)
-        weights=classifier_weights(),
+        train=first_seed_train_params,
         tracking=canonical(config["tracking"] | {"enabled": False}),
         resume_dir="results/external/{source}/{model}/resume",
-    threads: 2
-    resources:
-        device="auto",
-        # fp32, or bf16/fp16 autocast: a machine's setting (profiles/gpu)
-        precision="fp32",
-    conda:
-        "../../envs/torch.yaml"
-    script:
-        "../scripts/train_classifier.py"
 
 
-rule predict_external:
+use rule predict_classifier as predict_external with:
     wildcard_constraints:
         model="local|global",
     input:
@@ -76,20 +66,10 @@ rule predict_external:
     benchmark:
         "benchmarks/external/predict_{source}_{model}.tsv"
     params:
-        k=config["classification"]["inference"]["k"],
-        mode=config["classification"]["inference"]["mode"],
         seed=train_seeds("classification")[0],
-    threads: 2
-    resources:
-        device="auto",
-        precision="fp32",
-    conda:
-        "../../envs/torch.yaml"
-    script:
-        "../scripts/predict_classifier.py"
 
 
-rule evaluate_external:
+use rule evaluate_classifier as evaluate_external with:
     wildcard_constraints:
         model="local|global",
     input:
@@ -110,19 +90,12 @@ rule evaluate_external:
     benchmark:
         "benchmarks/external/evaluate_{source}_{model}.tsv"
     params:
-        vote=config["classification"]["inference"]["vote"],
-        bootstrap=config["classification"]["inference"]["bootstrap"],
         seed=train_seeds("classification")[0],
-        strata_min_patients=config["classification"]["inference"]["strata_min_patients"],
-        calibration_bins=config["classification"]["inference"]["calibration_bins"],
         tracking=canonical(config["tracking"] | {"enabled": False}),
-    conda:
-        "../../envs/torch.yaml"
-    script:
-        "../scripts/evaluate_classifier.py"
 
 
 rule summarise_external:
+    localrule: True
     input:
         unpack(external_results),
         plan="results/external/plan.tsv",

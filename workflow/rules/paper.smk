@@ -1,56 +1,58 @@
 # The paper target (patchcxr.paper): every table and figure the pipeline makes, gathered
 # in results/paper/ with a caption each (README.md there; the same captions in the HTML
-# report: `snakemake paper`, then `snakemake --report results/report.html`).
+# report: `snakemake paper`, then `snakemake --report results/report.html`). What each file
+# reads, when it applies and its caption come from the registry (patchcxr.paper.registry,
+# asked through common.smk's paper section): a new table is a registry entry, its builder
+# and its caption file, nothing here.
 
 
 rule paper_tables:
+    localrule: True
     input:
-        cohort="results/data/cohort.tsv",
-        split="results/splits/classification.tsv",
-        segmentation="results/segmentation/summary.tsv",
-        biomarkers="results/biomarkers/tests.tsv",
-        metrics=classifier_results("metrics.tsv", paper_models()),
-        model_metadata=[f"results/classification/{m}/seed_{s}/metadata.json" for m, s in paper_runs()],
-        predictions=classifier_results("predictions.tsv", paper_models()),
-        adult_metrics=classifier_results("metrics_adult.tsv", paper_models()),
-        comparison=(
-            ["results/evaluation/global_vs_local.tsv"] if len(paper_models()) == 2 else []
-        ),
-        seeds=["results/evaluation/over_seeds.tsv"] if paper_models() else [],
-        # the confound audit's class_source.tsv, probes.tsv and verdict.json (when it runs)
-        audit=audit_files(),
-        calibration=classifier_results("calibration.tsv", paper_models()),
-        strata=classifier_results("strata.tsv", paper_models()),
-        external=["results/external/summary.tsv"] if config["external"]["leave_one_source_out"] else [],
-        sanity=["results/saliency/local/sanity.tsv"] if "local" in paper_models() else [],
+        unpack(paper_inputs),
     output:
-        **{
-            t.split("_", 1)[1]: report(
-                f"results/paper/{t}.tsv", caption=f"../report/{PAPER_TABLES[t]}", category="Paper tables"
-            )
-            for t in paper_tables()
-        },
-        metrics="results/paper/metrics.json",
+        # the caption template renders the table's own caption (params.caption)
+        report("results/paper/{name}.tsv", caption="../report/paper_table.rst", category="Paper tables"),
+    wildcard_constraints:
+        name=paper_names("table"),
     log:
-        "logs/paper/tables.log",
+        "logs/paper/{name}.log",
     benchmark:
-        "benchmarks/paper/tables.tsv"
+        "benchmarks/paper/{name}.tsv"
     params:
         # the (model, seed) of each classifier input, in the inputs' order
         runs=paper_runs(),
+        caption=lambda wc: paper_caption(wc.name),
     conda:
         "../../envs/data.yaml"
     script:
         "../scripts/paper_tables.py"
 
 
-rule paper_figure:
+rule paper_metrics:
+    localrule: True
     input:
-        lambda wc: paper_figures()[wc.name],
+        unpack(paper_metrics_inputs),
+    output:
+        "results/paper/metrics.json",
+    log:
+        "logs/paper/metrics.log",
+    benchmark:
+        "benchmarks/paper/metrics.tsv"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/paper_metrics.py"
+
+
+rule paper_figure:
+    localrule: True
+    input:
+        unpack(paper_inputs),
     output:
         "results/paper/{name}.png",
     wildcard_constraints:
-        name="fig([1-7]|9)_[a-z_]+",
+        name=paper_names("figure"),
     log:
         "logs/paper/{name}.log",
     benchmark:
@@ -62,12 +64,13 @@ rule paper_figure:
 
 
 rule paper_training_curves:
+    localrule: True
     input:
         unpack(training_histories),
     output:
         report(
             "results/paper/fig8_training_curves.png",
-            caption="../report/training_curves.rst",
+            caption=f"../report/{paper_registry.entry('fig8_training_curves').caption}",
             category="Paper figures",
         ),
     log:
@@ -81,6 +84,7 @@ rule paper_training_curves:
 
 
 rule paper_index:
+    localrule: True
     input:
         paper_documents(),
     output:
@@ -91,13 +95,7 @@ rule paper_index:
         "benchmarks/paper/index.tsv"
     params:
         # the captions' text (not their paths: a moved checkout is the same run)
-        captions={
-            **{f"{t}.tsv": caption_text(PAPER_TABLES[t]) for t in paper_tables()},
-            **{
-                f"{f}.png": caption_text(PAPER_FIGURE_CAPTIONS[f])
-                for f in [*paper_figures(), "fig8_training_curves"]
-            },
-        },
+        captions=paper_captions(),
     conda:
         "../../envs/data.yaml"
     script:

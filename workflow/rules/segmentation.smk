@@ -22,7 +22,7 @@ rule train_segmentation:
     params:
         model_cfg=segmentation_model_cfg,
         # the training settings with this run's seed (one run per segmentation.train.seeds)
-        train=lambda wc: train_settings("segmentation", wc.seed),
+        train=segmentation_train_params,
         preprocessing=segmentation_preprocessing,
         tracking=canonical(config["tracking"]),
         resume_dir="results/segmentation/{model}/{prep}/seed_{seed}/resume",
@@ -67,6 +67,7 @@ rule evaluate_segmentation:
 
 
 rule plot_segmentation:
+    localrule: True
     input:
         scores="results/segmentation/scores.tsv",
     output:
@@ -111,6 +112,7 @@ rule predict_masks:
 
 
 rule collect_masks:
+    localrule: True
     input:
         mask_shards,
     output:

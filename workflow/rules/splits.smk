@@ -2,6 +2,7 @@
 
 
 rule make_splits:
+    localrule: True
     input:
         cohort="results/data/cohort.tsv",
         manifest="results/data/manifest.tsv",

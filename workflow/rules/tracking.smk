@@ -3,6 +3,7 @@
 
 
 rule start_pipeline_run:
+    localrule: True
     output:
         "results/tracking/pipeline_run.json",
     log:

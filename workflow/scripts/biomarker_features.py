@@ -3,6 +3,7 @@
 from typing import TYPE_CHECKING, Any
 
 from patchcxr.biomarkers import FeatureSettings, shard_features
+from patchcxr.classification.settings import InputSettings
 from patchcxr.io import read_tsv, write_tsv
 from patchcxr.logs import setup_logging
 
@@ -15,15 +16,14 @@ def main(
     cohort: str,
     qc: str,
     settings: dict[str, Any],
-    classification: dict[str, Any],
-    preprocessing: dict[str, Any],
-    mask_source: str,
+    classifier_train: dict[str, Any],
+    input_settings: str,
     features_out: str,
     hist_out: str,
     log: str,
 ) -> None:
     setup_logging(log)
-    fs = FeatureSettings.from_config(settings, classification, preprocessing, mask_source)
+    fs = FeatureSettings.from_config(settings, classifier_train, InputSettings.read(input_settings))
     features, hist = shard_features(read_tsv(manifest), read_tsv(cohort), read_tsv(qc), fs)
     write_tsv(features_out, features)
     write_tsv(hist_out, hist)
@@ -34,9 +34,8 @@ main(
     snakemake.input.cohort,
     snakemake.input.qc,
     dict(snakemake.params.settings),
-    dict(snakemake.params.classification),
-    dict(snakemake.params.preprocessing),
-    str(snakemake.params.mask_source),
+    dict(snakemake.params.classifier_train),
+    snakemake.input.input_settings,
     snakemake.output.features,
     snakemake.output.histograms,
     snakemake.log[0],

@@ -1,32 +1,19 @@
 """Rule build_classifier_inputs: cached masked inputs of one shard's cohort images."""
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from patchcxr.classification.data import build_inputs
 from patchcxr.classification.settings import InputSettings
 from patchcxr.io import read_tsv, write_tsv
 from patchcxr.logs import setup_logging
-from patchcxr.preprocess import PreprocessSettings
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 
-def main(
-    manifest: str,
-    cohort: str,
-    masks: str,
-    size: int,
-    preprocessing: dict[str, Any],
-    mask_source: str,
-    files: str,
-    rows: str,
-    log: str,
-) -> None:
+def main(manifest: str, cohort: str, masks: str, settings_path: str, files: str, rows: str, log: str) -> None:
     setup_logging(log)
-    settings = InputSettings(
-        size=size, preprocessing=PreprocessSettings.from_config(preprocessing), mask_source=mask_source
-    )
+    settings = InputSettings.read(settings_path)
     table = build_inputs(read_tsv(manifest), read_tsv(cohort), read_tsv(masks), files, settings=settings)
     write_tsv(rows, table)
 
@@ -35,9 +22,7 @@ main(
     snakemake.input.manifest,
     snakemake.input.cohort,
     snakemake.input.masks,
-    int(snakemake.params.size),
-    dict(snakemake.params.preprocessing),
-    str(snakemake.params.mask_source),
+    snakemake.input.settings,
     snakemake.output.files,
     snakemake.output.rows,
     snakemake.log[0],

@@ -2,11 +2,10 @@
 
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from patchcxr.classification.explain import randomisation_test, saliency_for_split, saliency_sanity
 from patchcxr.io import read_tsv, write_tsv
 from patchcxr.logs import setup_logging
+from patchcxr.models.state import Runtime
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
@@ -20,13 +19,11 @@ def main(
     n_boot: int,
     files: str,
     outputs: dict[str, str],
-    threads: int,
-    device: str,
-    precision: str,
+    runtime: Runtime,
     log: str,
 ) -> None:
     setup_logging(log)
-    torch.set_num_threads(threads)
+    runtime.start()
     df = saliency_for_split(
         inputs["model"],
         inputs["inputs"],
@@ -37,11 +34,10 @@ def main(
         target=saliency["target"],
         max_images=int(saliency["max_images"]),
         truth_root=saliency["ground_truth"],
-        device=device,
+        runtime=runtime,
         batch=int(saliency["batch"]),
         seed=seed,
         mode=mode,
-        precision=precision,
     )
     write_tsv(outputs["table"], df)
     # the randomisation test on the first saliency.sanity_images of those films
@@ -52,10 +48,9 @@ def main(
         target=saliency["target"],
         max_images=min(int(saliency["sanity_images"]), int(saliency["max_images"])),
         k=int(saliency["k"]),
-        device=device,
+        runtime=runtime,
         batch=int(saliency["batch"]),
         seed=seed,
-        precision=precision,
     )
     write_tsv(outputs["randomisation"], randomised)
     films = read_tsv(inputs["inputs"])
@@ -71,8 +66,6 @@ main(
     int(snakemake.params.bootstrap),
     snakemake.output.files,
     {k: snakemake.output[k] for k in ("table", "randomisation", "sanity")},
-    snakemake.threads,
-    str(snakemake.resources.device),
-    str(snakemake.resources.precision),
+    Runtime.of_job(snakemake.resources, snakemake.threads),
     snakemake.log[0],
 )

@@ -2,10 +2,9 @@
 
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from patchcxr.io import read_tsv
 from patchcxr.logs import setup_logging
+from patchcxr.models.state import Runtime
 from patchcxr.segmentation.evaluate import evaluate_models
 from patchcxr.tracking import mlflow_run, run_settings
 
@@ -20,12 +19,11 @@ def main(
     tracking: dict[str, Any],
     pipeline: str,
     outputs: dict[str, str],
-    threads: int,
-    device: str,
+    runtime: Runtime,
     log: str,
 ) -> None:
     setup_logging(log)
-    torch.set_num_threads(threads)
+    runtime.start()
     evaluate_models(
         manifest_path=manifest,
         split_path=split,
@@ -33,7 +31,7 @@ def main(
         scores_out=outputs["scores"],
         summary_out=outputs["summary"],
         tests_out=outputs["tests"],
-        device=device,
+        runtime=runtime,
     )
     settings = run_settings(tracking, pipeline, {"manifest": manifest, "segmentation_split": split})
     with mlflow_run(settings, "evaluate-segmentation", {"models": sorted(models)}) as run:
@@ -56,7 +54,6 @@ main(
     dict(snakemake.params.tracking),
     snakemake.input.get("pipeline", ""),
     {k: snakemake.output[k] for k in ("scores", "summary", "tests")},
-    snakemake.threads,
-    str(snakemake.resources.device),
+    Runtime.of_job(snakemake.resources, snakemake.threads),
     snakemake.log[0],
 )

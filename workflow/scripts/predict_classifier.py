@@ -2,11 +2,10 @@
 
 from typing import TYPE_CHECKING
 
-import torch
-
 from patchcxr.classification.predict import predict_split
 from patchcxr.io import write_tsv
 from patchcxr.logs import setup_logging
+from patchcxr.models.state import Runtime
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
@@ -20,17 +19,13 @@ def main(
     mode: str,
     seed: int,
     out: dict[str, str],
-    threads: int,
-    device: str,
-    precision: str,
+    runtime: Runtime,
     log: str,
 ) -> None:
     setup_logging(log)
-    torch.set_num_threads(threads)
+    runtime.start()
     for part, path in out.items():  # test, and val for the calibration's temperature
-        pred = predict_split(
-            model, inputs, split, k=k, part=part, device=device, seed=seed, mode=mode, precision=precision
-        )
+        pred = predict_split(model, inputs, split, k=k, part=part, runtime=runtime, seed=seed, mode=mode)
         write_tsv(path, pred)
 
 
@@ -42,8 +37,6 @@ main(
     str(snakemake.params.mode),
     int(snakemake.params.seed),
     {"test": snakemake.output.test, "val": snakemake.output.val},
-    snakemake.threads,
-    str(snakemake.resources.device),
-    str(snakemake.resources.precision),
+    Runtime.of_job(snakemake.resources, snakemake.threads),
     snakemake.log[0],
 )

@@ -2,9 +2,8 @@
 
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from patchcxr.logs import setup_logging
+from patchcxr.models.state import Runtime
 from patchcxr.segmentation.predict import predict_shard
 
 if TYPE_CHECKING:
@@ -18,12 +17,11 @@ def main(
     predict: dict[str, Any],
     files: str,
     rows: str,
-    threads: int,
-    device: str,
+    runtime: Runtime,
     log: str,
 ) -> None:
     setup_logging(log)
-    torch.set_num_threads(threads)
+    runtime.start()
     predict_shard(
         manifest_path=manifest,
         shard=shard,
@@ -34,7 +32,7 @@ def main(
         batch_size=int(predict["batch_size"]),
         cleanup=bool(predict["cleanup"]),
         lung_range=predict["lung_fraction"],
-        device=device,
+        runtime=runtime,
     )
 
 
@@ -45,7 +43,6 @@ main(
     dict(snakemake.params.predict),
     snakemake.output.files,
     snakemake.output.rows,
-    snakemake.threads,
-    str(snakemake.resources.device),
+    Runtime.of_job(snakemake.resources, snakemake.threads),
     snakemake.log[0],
 )

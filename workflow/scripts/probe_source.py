@@ -2,12 +2,10 @@
 
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from patchcxr.audit import probe_source
 from patchcxr.classification.settings import InputSettings, settings_from
 from patchcxr.logs import setup_logging
-from patchcxr.preprocess import PreprocessSettings
+from patchcxr.models.state import Runtime
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
@@ -22,13 +20,11 @@ def main(
     k: int,
     weights: dict[str, Any],
     out_dir: str,
-    threads: int,
-    device: str,
-    precision: str,
+    runtime: Runtime,
     log: str,
 ) -> None:
     setup_logging(log)
-    torch.set_num_threads(threads)
+    runtime.start()
     probe_source(
         inputs_path=inputs["inputs"],
         manifest_path=inputs["manifest"],
@@ -38,9 +34,8 @@ def main(
         input_settings=input_settings,
         out_dir=out_dir,
         k=k,
-        device=device,
+        runtime=runtime,
         weights=weights,
-        precision=precision,
     )
 
 
@@ -49,16 +44,10 @@ main(
     snakemake.wildcards.view,
     {k: snakemake.input[k] for k in ("inputs", "manifest", "split")},
     dict(snakemake.params.train),
-    InputSettings(
-        size=int(snakemake.params.input_size),
-        preprocessing=PreprocessSettings.from_config(dict(snakemake.params.preprocessing)),
-        mask_source=str(snakemake.params.mask_source),
-    ),
+    InputSettings.read(snakemake.input.input_settings),
     int(snakemake.params.k),
     dict(snakemake.params.weights),
     str(snakemake.params.out_dir),
-    snakemake.threads,
-    str(snakemake.resources.device),
-    str(snakemake.resources.precision),
+    Runtime.of_job(snakemake.resources, snakemake.threads),
     snakemake.log[0],
 )

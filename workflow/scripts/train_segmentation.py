@@ -2,11 +2,10 @@
 
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from patchcxr.logs import setup_logging
-from patchcxr.segmentation.data import Preprocessing
-from patchcxr.segmentation.train import train_segmentation
+from patchcxr.models.state import Runtime
+from patchcxr.preprocess import PreprocessSettings
+from patchcxr.segmentation.train import SegmentationTrainSettings, train_segmentation
 from patchcxr.tracking import run_settings
 from patchcxr.training import TrainingFiles
 
@@ -25,26 +24,25 @@ def main(
     pipeline: str,
     outputs: dict[str, str],
     resume_dir: str,
-    threads: int,
-    device: str,
-    precision: str,
-    memory_efficient: str,
+    runtime: Runtime,
     log: str,
 ) -> None:
     setup_logging(log)
-    torch.set_num_threads(threads)
+    runtime.start()
+    # typed settings: an unknown or a missing key of segmentation.train stops the job, naming it
+    settings = SegmentationTrainSettings.from_config(train)
+    # the preprocessing with the network size and this run's arm (equalised or min-max)
+    prep = PreprocessSettings(**preprocessing)
     train_segmentation(
         manifest_path=manifest,
         split_path=split,
         model_name=model,
         model_cfg=model_cfg,
-        train_cfg=train,
-        prep=Preprocessing(**preprocessing),
+        train=settings,
+        prep=prep,
         files=TrainingFiles(resume_dir=resume_dir, **outputs),
-        device=device,
+        runtime=runtime,
         tracking=run_settings(tracking, pipeline, {"manifest": manifest, "segmentation_split": split}),
-        precision=precision,
-        memory_efficient=memory_efficient,
     )
 
 
@@ -59,9 +57,6 @@ main(
     snakemake.input.get("pipeline", ""),
     {k: snakemake.output[k] for k in ("model", "metadata", "history")},
     snakemake.params.resume_dir,
-    snakemake.threads,
-    str(snakemake.resources.device),
-    str(snakemake.resources.precision),
-    str(snakemake.resources.memory_efficient),
+    Runtime.of_job(snakemake.resources, snakemake.threads),
     snakemake.log[0],
 )

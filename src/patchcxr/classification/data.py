@@ -19,7 +19,7 @@ import torch
 from patchcxr.classification.settings import InputSettings
 from patchcxr.data.labels import LUNG_VALUES
 from patchcxr.io import read_png, write_png
-from patchcxr.masks import ATLAS, atlas_labels, choose_mask
+from patchcxr.masks import ATLAS, PREDICTED, atlas_labels, choose_mask
 from patchcxr.models.classifier import backbone
 from patchcxr.preprocess import preprocess, resize_labels
 
@@ -43,6 +43,22 @@ def masked_input(
     return np.round(img * lung).astype(np.uint8), lung
 
 
+def lung_input(
+    pixels: np.ndarray, labels: np.ndarray, settings: InputSettings, *, fmt: str, kind: str = PREDICTED
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """(masked input uint8, lung mask bool, mask source) of a film and its label map
+    (``kind``: where the map came from), as the classifier's ``settings`` make inputs.
+
+    The empty-lung policy, the one statement of it: a map without lung gives way to the
+    atlas lung field (:func:`patchcxr.masks.atlas_labels`) and the source says ``atlas``; a
+    film is never dropped (the workflow's inputs and ``patchcxr predict`` alike)."""
+    img, lung = masked_input(pixels, fmt, labels, settings)
+    if lung.any():
+        return img, lung, kind
+    img, lung = masked_input(pixels, fmt, atlas_labels(pixels.shape[:2]), settings)
+    return img, lung, ATLAS
+
+
 def build_inputs(
     manifest: pd.DataFrame, cohort: pd.DataFrame, masks: pd.DataFrame, out_dir: Path | str, *, settings: InputSettings
 ) -> pd.DataFrame:
@@ -64,12 +80,10 @@ def build_inputs(
         path, kind = choose_mask(
             str(row.has_lung_mask) == "1", row.mask_path, predicted[row.image_id], settings.mask_source
         )
-        pixels = read_png(row.image_path)
-        img, lung = masked_input(pixels, row.format, read_png(path), settings)
-        if not lung.any():
+        img, lung, made_from = lung_input(read_png(row.image_path), read_png(path), settings, fmt=row.format, kind=kind)
+        if made_from == ATLAS:
             log.warning("%s: no lung in its %s mask: the atlas lung field makes its input", row.image_id, kind)
-            kind = ATLAS
-            img, lung = masked_input(pixels, row.format, atlas_labels(pixels.shape[:2]), settings)
+        kind = made_from
         ip, lp = out_dir / f"{row.image_id}.png", out_dir / f"{row.image_id}.lung.png"
         write_png(ip, img)
         write_png(lp, lung)

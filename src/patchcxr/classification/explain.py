@@ -24,6 +24,7 @@ from patchcxr.classification.shared_trunk import shared_gradcams, shared_predict
 from patchcxr.figures import saliency_overlay_png
 from patchcxr.io import atomic_write_bytes, read_png, read_tsv
 from patchcxr.models.classifier import backbone_of
+from patchcxr.models.state import DEFAULT_RUNTIME, Runtime
 from patchcxr.preprocess import PreprocessSettings
 from patchcxr.saliency import aggregate, patch_gradcams, pointing_hit
 from patchcxr.stats import bootstrap_interval
@@ -139,20 +140,19 @@ def saliency_for_split(
     target: str,
     max_images: int,
     truth_root: str = "",
-    device: str = "auto",
+    runtime: Runtime = DEFAULT_RUNTIME,
     batch: int = 25,
     seed: int = 0,
     mode: str = "exact",
-    precision: str = "fp32",
 ) -> pd.DataFrame:
     """Probabilistic Grad-CAM maps (``.npy``) and overlays (``.png``) of the test images of
     class ``target`` (at most ``max_images``), with the pointing game where ground-truth
     lesions are known (synthetic sources): the map's maximum *within the lung* (the input
     is zero elsewhere) must fall in a lesion box. ``mode`` ``shared_trunk`` takes the maps
-    from one trunk pass (:func:`shared_saliency`); ``precision`` is the exact method's
-    autocast (a machine's setting). Patches and the input canvas follow the settings the
+    from one trunk pass (:func:`shared_saliency`); ``runtime``'s precision is the exact
+    method's autocast (a machine's setting). Patches and the input canvas follow the settings the
     model file records."""
-    clf = load_classifier(model_path, device)
+    clf = load_classifier(model_path, runtime.device)
     model, settings, names, dev = clf.model, clf.settings, clf.classes, clf.device
     if target not in names:
         raise ValueError(f"saliency target {target!r} is not one of the classifier's classes {names}")
@@ -180,7 +180,7 @@ def saliency_for_split(
                 rng=rng,
                 device=dev,
                 batch=batch,
-                precision=precision,
+                precision=runtime.precision,
             )
         buf = io.BytesIO()
         np.save(buf, sal.astype(np.float32))
@@ -266,19 +266,18 @@ def randomisation_test(
     target: str,
     max_images: int,
     k: int,
-    device: str = "auto",
+    runtime: Runtime = DEFAULT_RUNTIME,
     batch: int = 25,
     seed: int = 0,
-    precision: str = "fp32",
 ) -> pd.DataFrame:
     """The model-parameter randomisation test of probabilistic Grad-CAM on the first
     ``max_images`` test images of ``target`` (those :func:`saliency_for_split` maps): each
     image's map from the trained classifier against its map after each step of
     :func:`randomisation_cascade`, same patches, Spearman's rank correlation over the lung.
     A map that depends on what the network learnt decorrelates; one that stays close to
-    the trained map shows the input (or the method), not the model. ``precision``: as
+    the trained map shows the input (or the method), not the model. ``runtime``: as
     :func:`saliency_for_split`'s."""
-    clf = load_classifier(model_path, device)
+    clf = load_classifier(model_path, runtime.device)
     model, settings, names, dev = clf.model, clf.settings, clf.classes, clf.device
     if target not in names:
         raise ValueError(f"saliency target {target!r} is not one of the classifier's classes {names}")
@@ -301,7 +300,7 @@ def randomisation_test(
                 rng=np.random.default_rng([seed, i]),  # the same patches for every network
                 device=dev,
                 batch=batch,
-                precision=precision,
+                precision=runtime.precision,
             )[0]
             for net in (model, *(net for _, net in cascade))
         ]

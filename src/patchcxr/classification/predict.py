@@ -23,7 +23,7 @@ from patchcxr.classification.settings import ClassifierSettings, settings_of_mod
 from patchcxr.classification.shared_trunk import shared_predict
 from patchcxr.io import read_tsv
 from patchcxr.models.classifier import network, vote
-from patchcxr.models.state import autocast, load_state, resolve_device
+from patchcxr.models.state import DEFAULT_RUNTIME, Runtime, autocast, load_state, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -119,17 +119,16 @@ def predict_split(
     *,
     k: int,
     part: str = "test",
-    device: str = "auto",
+    runtime: Runtime = DEFAULT_RUNTIME,
     batch: int = 50,
     seed: int = 0,
     mode: str = "exact",
-    precision: str = "fp32",
 ) -> pd.DataFrame:
     """Predictions of every image of split part ``part``: true class, hard and soft votes,
     vote counts and mean probabilities. ``mode`` ``shared_trunk`` reads the same K windows'
     logits from one trunk pass (:mod:`patchcxr.classification.shared_trunk`; local only);
-    ``precision`` is the exact vote's autocast (a machine's setting)."""
-    clf = load_classifier(model_path, device)
+    ``runtime``'s precision is the exact vote's autocast (a machine's setting)."""
+    clf = load_classifier(model_path, runtime.device)
     model, settings, names, dev = clf.model, clf.settings, clf.classes, clf.device
     inputs, split = read_tsv(inputs_path), read_tsv(split_path)
     rows = inputs.merge(split[split["split"] == part][["image_id"]], on="image_id").sort_values("image_id")
@@ -145,7 +144,7 @@ def predict_split(
             probs = shared_probs(model, img, lung, settings, k=k, rng=rng, device=dev)
         else:
             probs, _ = predict_probs(
-                model, img, lung, settings, k=k, rng=rng, device=dev, batch=batch, precision=precision
+                model, img, lung, settings, k=k, rng=rng, device=dev, batch=batch, precision=runtime.precision
             )
         v = vote(probs)
         true = getattr(r, settings.labels)

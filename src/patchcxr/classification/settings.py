@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from patchcxr.data.labels import class_names
+from patchcxr.io import atomic_write_text
 from patchcxr.preprocess import PreprocessSettings
 
 #: optimisers, learning-rate schedules, batch-norm handling and model-selection metrics
@@ -167,9 +169,12 @@ def _same_kind(value: Any, default: Any) -> bool:
 
 @dataclass(frozen=True)
 class InputSettings:
-    """How a classifier input is made (config ``classification.input_size`` and
-    ``preprocessing``): the harmonised image preprocessed, resized to ``size²`` and
-    multiplied by its lung mask."""
+    """How a classifier input is made (config ``classification.input_size``,
+    ``classification.mask_source`` and ``preprocessing``): the harmonised image
+    preprocessed, resized to ``size²`` and multiplied by its lung mask. The workflow writes
+    them once beside the cached inputs (``results/classification/inputs.json``,
+    :meth:`write`), and every reader (training, source probes, biomarkers) reads that file;
+    prediction reads them from the model file."""
 
     size: int = 1024
     preprocessing: PreprocessSettings = field(default_factory=PreprocessSettings)
@@ -177,8 +182,43 @@ class InputSettings:
     #: (the paper), or ground truth where the source has one (a sensitivity analysis)
     mask_source: str = "predicted"
 
+    def __post_init__(self) -> None:
+        # the input is always equalised, at `size`: the preprocessing's own network size and
+        # min-max arm are the segmentation's, and a classifier file does not record them
+        if self.preprocessing.size is not None or not self.preprocessing.equalise:
+            raise ValueError(
+                f"classifier inputs are equalised and resized to InputSettings.size ({self.size}); "
+                f"got preprocessing {self.preprocessing}"
+            )
+
     def to_dict(self) -> dict[str, Any]:
-        return {"size": self.size, "preprocessing": self.preprocessing.to_dict(), "mask_source": self.mask_source}
+        """What a classifier model file records (the preprocessing's ``gamma`` and
+        ``crop_band``: the keys these files have always had)."""
+        prep = self.preprocessing
+        return {
+            "size": self.size,
+            "preprocessing": {"gamma": prep.gamma, "crop_band": prep.crop_band},
+            "mask_source": self.mask_source,
+        }
+
+    @classmethod
+    def from_config(cls, classification: Mapping[str, Any], preprocessing: Mapping[str, Any]) -> InputSettings:
+        """From the ``classification`` section (``input_size``, ``mask_source``) and the
+        ``preprocessing`` section."""
+        return cls(
+            size=int(classification["input_size"]),
+            preprocessing=PreprocessSettings.from_config(preprocessing),
+            mask_source=str(classification["mask_source"]),
+        )
+
+    def write(self, path: Path | str) -> None:
+        """The settings as a JSON file (:meth:`to_dict`, keys sorted), atomically."""
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def read(cls, path: Path | str) -> InputSettings:
+        """The settings :meth:`write` wrote."""
+        return cls.from_dict(json.loads(Path(path).read_text()))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> InputSettings:

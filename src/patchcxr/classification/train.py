@@ -35,7 +35,7 @@ from patchcxr.classification.settings import ClassifierSettings, InputSettings, 
 from patchcxr.data.labels import class_names
 from patchcxr.io import read_tsv
 from patchcxr.models.classifier import backbone, vote
-from patchcxr.models.state import resolve_device, to_device
+from patchcxr.models.state import DEFAULT_RUNTIME, Runtime, to_device
 from patchcxr.models.weights import initialise
 from patchcxr.training import TrainingFiles, TrainingRun, seed_everything
 
@@ -221,18 +221,18 @@ def train_classifier(
     settings: ClassifierSettings,
     input_settings: InputSettings,
     files: TrainingFiles,
-    device: str = "auto",
+    runtime: Runtime = DEFAULT_RUNTIME,
     weights: Mapping[str, Any] | None = None,
     tracking: Mapping[str, Any] | None = None,
-    precision: str = "fp32",
 ) -> dict[str, Any]:
     """Train the local (patch) or global classifier of ``settings.backbone``; keep the best
     epoch by ``settings.select`` on the validation films (K-patch votes). ``weights``: the
     initialisation, ``route`` (none, torchvision, file, registry) with the ``path`` of a
     torchvision-format file and its ``sha256`` (:func:`patchcxr.models.weights.initialise`).
     ``input_settings`` says how the cached inputs were made; the model file records it with
-    ``settings`` and the initialisation; ``precision`` (a machine's setting: ``fp32``,
-    ``bf16`` or ``fp16`` autocast) goes into the metadata. Returns the metadata written."""
+    ``settings`` and the initialisation; ``runtime``'s precision (a machine's setting:
+    ``fp32``, ``bf16`` or ``fp16`` autocast) goes into the metadata. Returns the metadata
+    written."""
     # data
     inputs, split = read_tsv(inputs_path), read_tsv(split_path)
     names = list(settings.classes)
@@ -245,7 +245,7 @@ def train_classifier(
 
     # model
     seed_everything(settings.seed)
-    dev = resolve_device(device)
+    dev = runtime.torch_device
     w = dict(weights or {})
     network, init = initialise(
         settings.backbone,
@@ -310,5 +310,5 @@ def train_classifier(
         device=dev,
         model_file={**model_file_fields(settings, input_settings), "initialisation": init.to_dict()},
         metadata={"initialisation": init.to_dict(), "initialisation_label": init.label()},
-        precision=precision,
+        precision=runtime.precision,
     )

@@ -7,7 +7,9 @@ A model file is a ``torch.save`` of tensors and plain containers only; it is rea
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,53 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how a job computes, a machine's setting (a profile's resources), never
+    the science's: built once per workflow script (:meth:`of_job`) or by the CLI, and
+    handed to every entry point that runs a network.
+
+    ``device``: ``auto`` (CUDA when present, else the CPU), ``cpu``, ``cuda``, ``cuda:N``;
+    ``precision``: ``fp32``, or ``bf16``/``fp16`` autocast (:data:`PRECISIONS`); ``threads``:
+    torch's CPU threads (0: leave torch's default); ``memory_efficient``: an FC-DenseNet's
+    recomputation in training, ``model`` (as the model's configuration says), ``on`` or
+    ``off``."""
+
+    device: str = "auto"
+    precision: str = "fp32"
+    threads: int = 0
+    memory_efficient: str = "model"
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+
+    @classmethod
+    def of_job(cls, resources: Any, threads: int) -> Runtime:
+        """The run-time of a Snakemake job: its ``device``, ``precision`` and
+        ``memory_efficient`` resources (defaults where a rule has none) and its threads."""
+        return cls(
+            device=str(getattr(resources, "device", "auto")),
+            precision=str(getattr(resources, "precision", "fp32")),
+            threads=int(threads),
+            memory_efficient=str(getattr(resources, "memory_efficient", "model")),
+        )
+
+    @functools.cached_property
+    def torch_device(self) -> torch.device:
+        """The device, resolved (:func:`resolve_device`)."""
+        return resolve_device(self.device)
+
+    def start(self) -> None:
+        """Set torch's CPU threads (a job's share of the machine's cores)."""
+        if self.threads > 0:
+            torch.set_num_threads(self.threads)
+
+
+#: the run-time of a call that names none: auto device, fp32, torch's threads
+DEFAULT_RUNTIME = Runtime()
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:

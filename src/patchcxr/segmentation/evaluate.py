@@ -14,6 +14,7 @@ import torch
 from scipy import stats
 
 from patchcxr.io import read_png, read_tsv, write_tsv
+from patchcxr.models.state import DEFAULT_RUNTIME, Runtime
 from patchcxr.segmentation.data import split_rows
 from patchcxr.segmentation.metrics import structure_scores
 from patchcxr.segmentation.predict import back_project, load_segmenter, predict_batches
@@ -36,7 +37,7 @@ def evaluate_models(
     scores_out: Path | str,
     summary_out: Path | str,
     tests_out: Path | str,
-    device: str = "auto",
+    runtime: Runtime = DEFAULT_RUNTIME,
     batch_size: int = 8,
 ) -> pd.DataFrame:
     """Jaccard and Dice of every model on every held-out image with a mask.
@@ -57,7 +58,7 @@ def evaluate_models(
         if len(parts) != 3 or not parts[2].isdigit():
             raise ValueError(f"segmentation model key {key!r} is not <model>/<preprocessing>/<seed>")
         name, prep_name, seed = parts[0], parts[1], int(parts[2])
-        model, prep, dev = load_segmenter(path, device)
+        model, prep, dev = load_segmenter(path, runtime.device)
         for start in range(0, len(test_rows), batch_size):
             part = test_rows.iloc[start : start + batch_size]
             pixels = [read_png(p) for p in part["image_path"]]

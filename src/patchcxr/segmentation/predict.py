@@ -26,9 +26,8 @@ from patchcxr.figures import mask_overlay_png
 from patchcxr.io import atomic_write_bytes, read_png, read_tsv, write_png, write_tsv
 from patchcxr.masks import largest_component
 from patchcxr.models.segmentation import build_segmentation_model
-from patchcxr.models.state import load_state, resolve_device
-from patchcxr.preprocess import resize_labels
-from patchcxr.segmentation.data import Preprocessing
+from patchcxr.models.state import DEFAULT_RUNTIME, Runtime, load_state, resolve_device
+from patchcxr.preprocess import PreprocessSettings, resize_labels
 from patchcxr.shards import shard_rows
 
 log = logging.getLogger(__name__)
@@ -54,13 +53,15 @@ def predict_batches(model: torch.nn.Module, x: torch.Tensor, device: torch.devic
     return np.concatenate(out) if out else np.zeros((0, *x.shape[2:]), np.uint8)
 
 
-def load_segmenter(path: Path | str, device: str = "auto") -> tuple[torch.nn.Module, Preprocessing, torch.device]:
-    """A saved segmentation model (``weights_only`` load), in eval mode on ``device``."""
+def load_segmenter(path: Path | str, device: str = "auto") -> tuple[torch.nn.Module, PreprocessSettings, torch.device]:
+    """A saved segmentation model (``weights_only`` load), in eval mode on ``device``, with
+    the preprocessing it was trained with (the model file's record: size, equalise, gamma,
+    crop_band)."""
     state = load_state(path)
     dev = resolve_device(device)
     model = build_segmentation_model(state["arch"], int(state["n_classes"]), **json.loads(state["options"]))
     model.load_state_dict(state["state_dict"])
-    return model.to(dev).eval(), Preprocessing(**json.loads(state["preprocessing"])), dev
+    return model.to(dev).eval(), PreprocessSettings(**json.loads(state["preprocessing"])), dev
 
 
 def back_project(labels: np.ndarray, shape: tuple[int, int], band_start: int | None) -> np.ndarray:
@@ -113,7 +114,7 @@ def predict_shard(
     batch_size: int = 8,
     cleanup: bool = False,
     lung_range: Sequence[float] = (0.05, 0.6),
-    device: str = "auto",
+    runtime: Runtime = DEFAULT_RUNTIME,
 ) -> pd.DataFrame:
     """Masks, overlays and QC rows for one block of the manifest.
 
@@ -122,7 +123,7 @@ def predict_shard(
     """
     manifest = read_tsv(manifest_path)
     block = shard_rows(manifest, shard, shard_size)
-    model, prep, dev = load_segmenter(model_path, device)
+    model, prep, dev = load_segmenter(model_path, runtime.device)
     out_dir = Path(out_dir)
     rows: list[dict[str, Any]] = []
     for start in range(0, len(block), batch_size):

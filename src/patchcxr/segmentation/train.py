@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,100 @@ import torch.nn.functional as F  # noqa: N812 (PyTorch convention)
 
 from patchcxr.io import read_tsv
 from patchcxr.models.segmentation import build_segmentation_model, count_parameters, training_options
-from patchcxr.models.state import resolve_device, to_device
-from patchcxr.segmentation.data import BG_OR_HEART, N_CLASSES, Preprocessing, load_examples, split_rows
+from patchcxr.models.state import DEFAULT_RUNTIME, Runtime, to_device
+from patchcxr.preprocess import PreprocessSettings
+from patchcxr.segmentation.data import BG_OR_HEART, N_CLASSES, load_examples, network_size, split_rows
 from patchcxr.segmentation.metrics import mean_jaccard
 from patchcxr.segmentation.predict import predict_batches
 from patchcxr.training import TrainingFiles, TrainingRun, seed_everything
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SegmentationTrainSettings:
+    """One training run's settings: config ``segmentation.train`` with the run's ``seed``
+    (one of ``segmentation.train.seeds``) in place of the list. The defaults are the
+    paper's (§4.3) and equal config/config.yaml's values (tests/test_defaults.py); the
+    workflow gives every key (:meth:`from_config`).
+
+    Attributes:
+        epochs: epochs in all (paper: 100).
+        batch_size: images per optimiser step (paper: 2).
+        lr: Adam's learning rate (paper: 1e-4).
+        weight_decay: Adam's weight decay (paper: 1e-6).
+        milestones: epochs after which MultiStepLR multiplies the rate by ``lr_gamma``.
+        lr_gamma: that factor (paper: 0.1).
+        background_weight: cross-entropy weight of the background class (paper: 0.5).
+        augment: small affine transforms (not in the paper).
+        patience: stop after this many epochs without a better validation Jaccard; ``None``:
+            never (not in the paper).
+        seed: the run's seed (paper: 407).
+    """
+
+    epochs: int = 100
+    batch_size: int = 2
+    lr: float = 1e-4
+    weight_decay: float = 1e-6
+    milestones: tuple[int, ...] = (70, 80, 90)
+    lr_gamma: float = 0.1
+    background_weight: float = 0.5
+    augment: bool = False
+    patience: int | None = None
+    seed: int = 407
+
+    def __post_init__(self) -> None:
+        # a list read from the configuration or a JSON record
+        object.__setattr__(self, "milestones", tuple(self.milestones))
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not _of_kind(value, str(f.type)):
+                raise ValueError(f"segmentation.train.{f.name}: {value!r} is not of the setting's kind ({f.type})")
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> SegmentationTrainSettings:
+        """From one run's mapping: the keys of config ``segmentation.train`` with ``seed``
+        (one seed) in place of ``seeds``. Values are kept as given (the record of the run,
+        :meth:`to_dict`, is the mapping itself).
+
+        Raises:
+            ValueError: a key that is no setting, or a setting missing (the configuration
+                holds every one: config/config.yaml).
+        """
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(cfg) - set(known))
+        if unknown:
+            hint = " (one run takes `seed`, one of segmentation.train.seeds)" if "seeds" in unknown else ""
+            raise ValueError(
+                f"segmentation.train: unknown setting(s) {', '.join(unknown)}{hint}; "
+                f"the settings are {', '.join(known)}"
+            )
+        missing = [k for k in known if k not in cfg]
+        if missing:
+            raise ValueError(f"segmentation.train: setting(s) {', '.join(missing)} missing")
+        return cls(**{k: cfg[k] for k in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run's record (metadata, tracking parameters, resume fingerprint): plain
+        containers, keys sorted as the workflow's parameters are."""
+        record = asdict(self) | {"milestones": list(self.milestones)}
+        return {k: record[k] for k in sorted(record)}
+
+
+def _of_kind(value: Any, kind: str) -> bool:
+    """Whether ``value`` fits a field annotated ``kind`` (int, float, bool, their ``| None``
+    forms and ``tuple[int, ...]``); an integer fits a float."""
+    if kind.endswith(" | None"):
+        return value is None or _of_kind(value, kind.removesuffix(" | None"))
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "float":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "tuple[int, ...]":
+        return isinstance(value, tuple) and all(_of_kind(v, "int") for v in value)
+    raise TypeError(f"no kind check for {kind}")
 
 
 def partial_cross_entropy(logits: torch.Tensor, target: torch.Tensor, background_weight: float = 0.5) -> torch.Tensor:
@@ -73,17 +161,16 @@ def train_segmentation(
     split_path: Path | str,
     model_name: str,
     model_cfg: Mapping[str, Any],
-    train_cfg: Mapping[str, Any],
-    prep: Preprocessing,
+    train: SegmentationTrainSettings,
+    prep: PreprocessSettings,
     files: TrainingFiles,
-    device: str = "auto",
+    runtime: Runtime = DEFAULT_RUNTIME,
     tracking: Mapping[str, Any] | None = None,
-    precision: str = "fp32",
-    memory_efficient: str = "model",
 ) -> dict[str, Any]:
     """Train one segmentation network and save the best checkpoint with its metadata
-    (``precision``: fp32, or bf16/fp16 autocast; ``memory_efficient``: an FC-DenseNet's
-    recomputation as the model says, ``on`` or ``off``: machine settings).
+    (``train``: the run's training settings; ``prep``: its preprocessing, with the network
+    input size; ``runtime``: the device, precision (fp32, or bf16/fp16 autocast) and an
+    FC-DenseNet's recomputation (``memory_efficient``): machine settings).
 
     Returns:
         The metadata written to ``files.metadata``.
@@ -97,14 +184,15 @@ def train_segmentation(
         raise ValueError(
             f"{split_path}: no validation images for model selection; raise splits.segmentation.val_fraction"
         )
-    seed = int(train_cfg["seed"])
+    size = network_size(prep)
+    seed = int(train.seed)
     seed_everything(seed)
-    dev = resolve_device(device)
+    dev = runtime.torch_device
     log.info(
         "loading %d training and %d validation images at %d² (equalise=%s)",
         len(train_rows),
         len(val_rows),
-        prep.size,
+        size,
         prep.equalise,
     )
     x_train, y_train = load_examples(train_rows, prep)
@@ -113,21 +201,19 @@ def train_segmentation(
 
     # model
     arch = model_cfg["arch"]
-    options = training_options(arch, model_cfg, memory_efficient)
+    options = training_options(arch, model_cfg, runtime.memory_efficient)
     model = build_segmentation_model(arch, N_CLASSES, **options).to(dev)
     log.info("%s (%s): %d parameters, device %s", model_name, arch, count_parameters(model), dev)
     opt = torch.optim.Adam(
         model.parameters(),
-        lr=float(train_cfg["lr"]),
+        lr=float(train.lr),
         betas=(0.9, 0.999),
         eps=1e-8,
-        weight_decay=float(train_cfg["weight_decay"]),
+        weight_decay=float(train.weight_decay),
     )
-    sched = torch.optim.lr_scheduler.MultiStepLR(
-        opt, milestones=list(train_cfg["milestones"]), gamma=float(train_cfg["lr_gamma"])
-    )
-    batch_size = int(train_cfg["batch_size"])
-    bg_weight = float(train_cfg["background_weight"])
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(train.milestones), gamma=float(train.lr_gamma))
+    batch_size = int(train.batch_size)
+    bg_weight = float(train.background_weight)
 
     # loss and validation
     def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -136,7 +222,7 @@ def train_segmentation(
         for i in range(0, len(order), batch_size):
             idx = order[i : i + batch_size]
             x, y = x_train[idx], y_train[idx]
-            if train_cfg.get("augment", False):
+            if train.augment:
                 x, y = augment(x, y, gen)
             yield to_device(x, dev), to_device(y, dev)
 
@@ -154,8 +240,8 @@ def train_segmentation(
         "model": model_name,
         "arch": arch,
         "options": options,
-        "train": dict(train_cfg),
-        "preprocessing": prep.__dict__,
+        "train": train.to_dict(),
+        "preprocessing": prep.to_dict(),
     }
     run = TrainingRun(
         name=f"segmentation-{model_name}-{'equalised' if prep.equalise else 'minmax'}-seed_{seed}",
@@ -174,16 +260,16 @@ def train_segmentation(
         loss=loss,
         validate=validate,
         select_metric="val_mean_jaccard",
-        epochs=int(train_cfg["epochs"]),
+        epochs=int(train.epochs),
         seed=seed,
-        patience=train_cfg.get("patience"),
+        patience=train.patience,
         device=dev,
         model_file={
             "arch": arch,
             "options": json.dumps(options),
             "n_classes": N_CLASSES,
-            "preprocessing": json.dumps(prep.__dict__),
+            "preprocessing": json.dumps(prep.to_dict()),
         },
         metadata={"parameters": count_parameters(model)},
-        precision=precision,
+        precision=runtime.precision,
     )

@@ -1,42 +1,10 @@
-"""The paper's tables and figure set (``snakemake paper`` → ``results/paper/``).
-
-Every table here is computed from the workflow's own TSV outputs, never from models, so
-``results/paper/`` can be rebuilt in seconds after any upstream change:
-
-* ``table1_data``: images per source and class (the paper's Table I);
-* ``table2_splits``: images per class in train / val / test (Table II);
-* ``table3_segmentation``: Jaccard and Dice (mean ± sd) per network, preprocessing and
-  data set (Table III);
-* ``table4_biomarker_tests``: biomarker tests between classes (Table IV), and
-  ``table4_biomarker_primary``: the primary family alone (the paper's claims, Holm);
-* ``table5_classification``: per-class precision, recall, F1 and specificity with 95 %
-  intervals from a bootstrap over patients, for each classifier and training seed
-  (Tables V–VI);
-* ``table6_global_vs_local``: whole-image versus patch-vote classifier (the paper's claim),
-  with the exact McNemar test and a paired patient bootstrap of the macro-F1 difference,
-  for each training seed;
-* ``table7_seeds``: each classifier's metrics as mean ± sd over its training seeds;
-* ``table8_adult_only``: accuracy and macro-F1 on the whole test split and on its adult
-  films only (the paper's sheet holds paediatric Kermany films), per classifier and seed;
-* ``table9_source_probe``: the confound audit's source probes (accuracy and balanced
-  accuracy with patient intervals against chance, whether each reads the source) with
-  Cramér's V of class and source and the verdict (method.md §5.6), and
-  ``table10_class_source``: films per class and source with each class's main source;
-* ``table11_calibration``: the soft vote's calibration on the test split per classifier and
-  seed, as it comes and temperature-scaled on the validation films (ECE with its patient
-  interval, NLL, Brier);
-* ``table12_strata``: accuracy and macro-F1 by source, view, age group and band, sex and
-  mask source for the first seed of each classifier, with n and patient intervals;
-* ``table13_external``: leave-one-source-out validation beside the internal test split
-  (with ``external.leave_one_source_out``);
-* ``table14_saliency_sanity``: the saliency checks (model-parameter randomisation test,
-  pointing game, lung mass) with patient intervals;
-* ``metrics.json``: the headline numbers for ``dvc metrics show``.
-"""
+"""The computations of the paper's tables, each from the workflow's own tables (never from
+models, so ``results/paper/`` is rebuilt in seconds after any upstream change), and the
+README.md of ``results/paper/``. Which table reads which files, when it applies and its
+caption: :mod:`patchcxr.paper.registry`."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -45,7 +13,8 @@ from typing import Any
 import pandas as pd
 
 from patchcxr.data.labels import LABEL5_BY_LABEL4
-from patchcxr.io import atomic_write_text, read_tsv, write_tsv
+from patchcxr.io import atomic_write_text
+from patchcxr.stats import interval_columns
 
 
 def data_table(cohort: pd.DataFrame) -> pd.DataFrame:
@@ -228,8 +197,10 @@ def source_probe_table(probes: pd.DataFrame, verdict: Mapping[str, Any]) -> pd.D
             "n_patients": int(r.n_patients),
             "n_sources": int(r.n_sources),
             "chance": f"{float(r.chance):.3f}",
-            "accuracy": _interval(r.accuracy, r.accuracy_lo, r.accuracy_hi),
-            "balanced_accuracy": _interval(r.balanced_accuracy, r.balanced_accuracy_lo, r.balanced_accuracy_hi),
+            "accuracy": _interval(r.accuracy, r.accuracy_ci_low, r.accuracy_ci_high),
+            "balanced_accuracy": _interval(
+                r.balanced_accuracy, r.balanced_accuracy_ci_low, r.balanced_accuracy_ci_high
+            ),
             "reads_source": "yes" if int(r.reads_source) else "no",
             "cramers_v": "NaN" if v is None else f"{float(v):.3f}",
             "confounded": "yes" if verdict["confounded"] else "no",
@@ -266,7 +237,7 @@ def calibration_table(calibration: Mapping[Run, pd.DataFrame]) -> pd.DataFrame:
                     "temperature": f"{float(r.temperature):.3f}",
                     "n": int(r.n),
                     "n_patients": int(r.n_patients),
-                    "ece": _maybe_interval(r.ece, r.ece_lo, r.ece_hi),
+                    "ece": _maybe_interval(r.ece, r.ece_ci_low, r.ece_ci_high),
                     "nll": f"{float(r.nll):.3f}",
                     "brier": f"{float(r.brier):.3f}",
                 }
@@ -278,9 +249,22 @@ def figures_table(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """``keys`` columns of a strata-like table (strata, external summary) with accuracy and
     macro-F1 written ``value [low, high]`` (``NaN`` where too few films)."""
     out = table[keys].copy()
-    out["accuracy"] = [_maybe_interval(*v) for v in table[["accuracy", "accuracy_lo", "accuracy_hi"]].to_numpy()]
-    out["macro_f1"] = [_maybe_interval(*v) for v in table[["macro_f1", "macro_f1_lo", "macro_f1_hi"]].to_numpy()]
+    for figure in ("accuracy", "macro_f1"):
+        out[figure] = [_maybe_interval(*v) for v in table[[figure, *interval_columns(figure)]].to_numpy()]
     return out
+
+
+def external_table(held_out: pd.DataFrame) -> pd.DataFrame:
+    """Table 13: the leave-one-source-out summary (:func:`figures_table`) with its notes."""
+    keys = ["source", "model", "scheme", "n", "n_patients"]
+    return figures_table(held_out, keys).assign(note=held_out["note"].fillna(""))
+
+
+def saliency_sanity_table(checks: pd.DataFrame) -> pd.DataFrame:
+    """Table 14: each saliency check with its films, patients and ``value [low, high]``."""
+    table = checks[["check", "n", "n_patients"]].copy()
+    table["value"] = [_maybe_interval(*v) for v in checks[["value", "ci_low", "ci_high"]].to_numpy()]
+    return table
 
 
 def strata_paper_table(strata: Mapping[Run, pd.DataFrame]) -> pd.DataFrame:
@@ -338,81 +322,6 @@ def headline_metrics(
             "cramers_v": None if v is None else round(float(v), 6),
         }
     return out
-
-
-def write_tables(
-    cohort_path: Path | str,
-    split_path: Path | str,
-    segmentation_summary: Path | str | None,
-    biomarker_tests: Path | str | None,
-    *,
-    metrics_paths: Mapping[Run, Path | str],
-    comparison_path: Path | str | None,
-    seeds_path: Path | str | None,
-    out: Mapping[str, Path | str],
-    model_metadata: Mapping[Run, Path | str] | None = None,
-    predictions: Mapping[Run, Path | str] | None = None,
-    adult_metrics: Mapping[Run, Path | str] | None = None,
-    audit: Mapping[str, Path | str] | None = None,
-    calibration: Mapping[Run, Path | str] | None = None,
-    strata: Mapping[Run, Path | str] | None = None,
-    external: Path | str | None = None,
-    sanity: Path | str | None = None,
-) -> None:
-    """Write the tables named in ``out`` (keys: data, splits, segmentation, biomarker_tests,
-    biomarker_primary, classification, global_vs_local, seeds, adult_only, source_probe,
-    class_source, calibration, strata, external, saliency_sanity, metrics) from the
-    workflow's tables; the
-    classifiers' inputs are keyed by run (model, seed); ``audit`` holds the audit's files
-    (probes, class_source, verdict), ``external`` the leave-one-source-out summary."""
-
-    def read(path: Path | str) -> pd.DataFrame:
-        return read_tsv(path, typed=True)
-
-    write_tsv(out["data"], data_table(read(cohort_path)))
-    write_tsv(out["splits"], split_table(read(split_path)))
-    summary = read(segmentation_summary) if segmentation_summary else None
-    if "segmentation" in out and summary is not None:
-        write_tsv(out["segmentation"], segmentation_table(summary))
-    tests = read(biomarker_tests) if biomarker_tests else None
-    if "biomarker_tests" in out and tests is not None:
-        write_tsv(out["biomarker_tests"], tests)
-    if "biomarker_primary" in out and tests is not None:
-        write_tsv(out["biomarker_primary"], primary_family_table(tests))
-    metrics = {run: read(p) for run, p in metrics_paths.items()}
-    seeds = read(seeds_path) if seeds_path else None
-    if "seeds" in out and seeds is not None:
-        write_tsv(out["seeds"], seeds_table(seeds))
-    preds = {run: read(p) for run, p in (predictions or {}).items()}
-    if "classification" in out:
-        init = {m: initialisation_columns(json.loads(Path(p).read_text())) for m, p in (model_metadata or {}).items()}
-        masks = {run: mask_source_counts(df) for run, df in preds.items()}
-        write_tsv(out["classification"], classification_table(metrics, init, masks))
-    if "adult_only" in out and adult_metrics and preds:
-        adult = {run: read(p) for run, p in adult_metrics.items()}
-        write_tsv(out["adult_only"], adult_only_table(metrics, adult, preds))
-    if "global_vs_local" in out and comparison_path:
-        write_tsv(out["global_vs_local"], read(comparison_path))
-    if "calibration" in out and calibration:
-        write_tsv(out["calibration"], calibration_table({run: read(p) for run, p in calibration.items()}))
-    if "strata" in out and strata:
-        write_tsv(out["strata"], strata_paper_table({run: read(p) for run, p in strata.items()}))
-    if "external" in out and external:
-        keys = ["source", "model", "scheme", "n", "n_patients"]
-        held_out = read(external)
-        write_tsv(out["external"], figures_table(held_out, keys).assign(note=held_out["note"].fillna("")))
-    if "saliency_sanity" in out and sanity:
-        checks = read(sanity)
-        table = checks[["check", "n", "n_patients"]].copy()
-        table["value"] = [_maybe_interval(*v) for v in checks[["value", "ci_low", "ci_high"]].to_numpy()]
-        write_tsv(out["saliency_sanity"], table)
-    verdict = json.loads(Path(audit["verdict"]).read_text()) if audit else None
-    if "source_probe" in out and audit and verdict is not None:
-        write_tsv(out["source_probe"], source_probe_table(read(audit["probes"]), verdict))
-    if "class_source" in out and audit:
-        write_tsv(out["class_source"], read(audit["class_source"]))
-    metrics_json = headline_metrics(summary, seeds, verdict)
-    atomic_write_text(out["metrics"], json.dumps(metrics_json, indent=2, sort_keys=True) + "\n")
 
 
 def write_index(entries: Mapping[str, str], out: Path | str) -> None:

@@ -1,0 +1,103 @@
+"""Checks of the workflow configuration that the JSON schema cannot express: keys that moved
+(checked before the schema, so an old configuration gets the new key's name instead of a
+generic "additional property" error) and the agreement between keys (checked after it).
+The workflow (``workflow/rules/common.smk``) stops with these messages before any job is
+planned; each is unit-tested here without Snakemake (tests/test_config.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from patchcxr.classification.settings import recipe_settings
+from patchcxr.data.labels import LABEL5
+
+#: keys that moved → where they live now
+MOVED_KEYS: dict[tuple[str, ...], str] = {
+    ("segmentation", "gamma"): "preprocessing.gamma",
+    ("segmentation", "crop_blank_band"): "preprocessing.crop_blank_band",
+    # the patch analysis draws the classifier's patches, scaled to biomarkers.size
+    ("biomarkers", "patch"): "classification.train.patch",
+    # one training run per seed of a list
+    ("segmentation", "train", "seed"): "segmentation.train.seeds (a list)",
+    ("classification", "train", "seed"): "classification.train.seeds (a list)",
+    # the mask that makes the classifier's inputs is the classifier's setting
+    ("segmentation", "mask_source"): "classification.mask_source",
+    # ImageNet weights come by one of four routes
+    ("classification", "weights", "download"): "classification.weights.route (torchvision | file | registry | none)",
+}
+
+
+class ConfigError(ValueError):
+    """A configuration the workflow cannot run: the message names the key and the fix."""
+
+
+def moved_keys(config: Mapping[str, Any]) -> list[str]:
+    """One message per key of :data:`MOVED_KEYS` that ``config`` still sets."""
+    errors = []
+    for path, new in MOVED_KEYS.items():
+        node: Any = config
+        for part in path[:-1]:
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if isinstance(node, Mapping) and path[-1] in node:
+            errors.append(f"config key {'.'.join(path)} has moved: set {new} instead (config/config.yaml)")
+    return errors
+
+
+def enabled_sources(config: Mapping[str, Any]) -> list[str]:
+    """Names of the enabled sources, in configuration order."""
+    return [name for name, spec in config["sources"].items() if spec.get("enabled", True)]
+
+
+def cross_key_errors(config: Mapping[str, Any]) -> list[str]:
+    """Disagreements between keys of a schema-valid ``config`` (defaults filled in), one
+    message each, in the order of the configuration file."""
+    errors = []
+    active = enabled_sources(config)
+    for name in active:
+        masks = config["sources"][name].get("masks")
+        if masks and masks not in active:
+            errors.append(f"sources.{name}.masks names {masks!r}, which is not an enabled source")
+    for finding, label in config["labels"]["findings"].items():
+        if label not in LABEL5:
+            errors.append(f"labels.findings.{finding}: {label!r} is not one of the classes {', '.join(LABEL5)}")
+    errors += [
+        f"data.cohort_sources names {name!r}, which is not an enabled source"
+        for name in config["data"]["cohort_sources"]
+        if name not in active
+    ]
+    seg = config["segmentation"]
+    errors += [
+        f"segmentation.train_models names {name!r}, which is not in segmentation.models"
+        for name in seg["train_models"]
+        if name not in seg["models"]
+    ]
+    if seg["mask_model"] not in seg["train_models"]:
+        errors.append(
+            f"segmentation.mask_model {seg['mask_model']!r} is not one of segmentation.train_models "
+            f"({', '.join(seg['train_models'])})"
+        )
+    cls = config["classification"]
+    # the chosen training recipe applies to every classifier mode
+    for mode in cls["models"]:
+        try:
+            recipe_settings(cls, 0, mode)
+        except ValueError as err:
+            errors.append(str(err))
+    weights = cls["weights"]
+    if weights["route"] == "file" and not weights["path"]:
+        errors.append("classification.weights.route is file: set classification.weights.path (and sha256)")
+    ext = config["external"]
+    if ext["leave_one_source_out"] and not set(ext["models"]) <= set(cls["models"]):
+        errors.append(
+            f"external.models {ext['models']} must be among classification.models "
+            f"{cls['models']}: each held-out source is shown beside that classifier's internal test"
+        )
+    return list(dict.fromkeys(errors))  # a recipe error found for two modes is said once
+
+
+def check(config: Mapping[str, Any]) -> None:
+    """Raise :class:`ConfigError` with every cross-key error of ``config`` (one per line)."""
+    errors = cross_key_errors(config)
+    if errors:
+        raise ConfigError("\n".join(errors))
