@@ -22,7 +22,7 @@ from machine import machine  # bench/machine.py (this folder is on sys.path when
 from patchcxr.io import encode_png, read_png
 from patchcxr.preprocess import PreprocessSettings
 from patchcxr.synthetic import render, sample_spec
-from patchcxr.synthetic.sources import EXPOSURES, expose
+from patchcxr.synthetic.exposure import EXPOSURES, expose
 
 SIZES = {"jsrt": (2048, 2048), "montgomery": (4892, 4020), "shenzhen": (3000, 2919), "cohen": (1024, 1024)}
 

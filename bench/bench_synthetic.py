@@ -18,7 +18,7 @@ import yaml
 from machine import machine  # bench/machine.py (this folder is on sys.path when run as a script)
 
 from patchcxr.synthetic import generate_source, render, sample_spec
-from patchcxr.synthetic.sources import JSRT_SIZE, SCR_SIZE
+from patchcxr.synthetic.jsrt import JSRT_SIZE, SCR_SIZE
 
 ROOT = Path(__file__).resolve().parents[1]
 ROW = "{:<11} {:>11} {:>6} {:>12} {:>12} {:>7} {:>16}"

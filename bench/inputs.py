@@ -17,7 +17,7 @@ from patchcxr.classification.patches import extract, sample_centres, windows
 from patchcxr.classification.settings import InputSettings
 from patchcxr.models.classifier import backbone_of, vote
 from patchcxr.synthetic import render, sample_spec
-from patchcxr.synthetic.sources import EXPOSURES, expose
+from patchcxr.synthetic.exposure import EXPOSURES, expose
 
 
 def masked_film(size: int, seed: int, label: str = "covid19") -> tuple[np.ndarray, np.ndarray]:

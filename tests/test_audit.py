@@ -23,7 +23,7 @@ from patchcxr.classification.settings import ClassifierSettings, InputSettings
 from patchcxr.data.splits import classification_split
 from patchcxr.io import read_png, write_tsv
 from patchcxr.models.state import Runtime
-from patchcxr.synthetic.sources import ARTEFACTS, plant_artefact
+from patchcxr.synthetic.exposure import ARTEFACTS, plant_artefact
 
 SIZE = 128
 PROBE = ClassifierSettings(

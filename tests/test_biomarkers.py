@@ -9,18 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from patchcxr.biomarkers import (
-    FeatureSettings,
-    compare_classes,
-    compare_groups,
-    geometry,
-    image_features,
-    widest,
-)
+from patchcxr.biomarkers.features import FeatureSettings, geometry, image_features, widest
+from patchcxr.biomarkers.statistics import compare_classes, compare_groups
 from patchcxr.classification.settings import InputSettings
 from patchcxr.preprocess import PreprocessSettings
 from patchcxr.synthetic import Effect, render, sample_spec
-from patchcxr.synthetic.sources import EXPOSURES, expose
+from patchcxr.synthetic.exposure import EXPOSURES, expose
 
 SETTINGS = FeatureSettings(size=128, patches=16, preprocessing=PreprocessSettings(crop_band=False))
 
@@ -129,7 +123,8 @@ def test_tests_table_covers_scopes_tests_and_holm() -> None:
 
 
 def test_every_computed_feature_is_in_the_table_and_tested() -> None:
-    from patchcxr.biomarkers import FEATURES, TESTED
+    from patchcxr.biomarkers.features import FEATURES
+    from patchcxr.biomarkers.statistics import TESTED
 
     computed = phantom_features("normal", Effect(), 0)
     assert set(FEATURES) - {"lung_area_mm2"} == set(computed)
@@ -138,7 +133,7 @@ def test_every_computed_feature_is_in_the_table_and_tested() -> None:
 
 
 def test_patch_analysis_draws_the_classifiers_patches_at_its_size() -> None:
-    from patchcxr.biomarkers import patch_stats
+    from patchcxr.biomarkers.features import patch_stats
     from patchcxr.classification.patches import sample_centres, windows
     from patchcxr.classification.settings import ClassifierSettings
 
@@ -179,7 +174,7 @@ def test_feature_settings_take_the_patch_from_the_classification_section() -> No
 def test_features_read_the_predicted_mask_unless_ground_truth_is_asked_for(
     tmp_path: Path, source: str, kind: str, area: int
 ) -> None:
-    from patchcxr.biomarkers import features_for
+    from patchcxr.biomarkers.features import features_for
     from tests.helpers import film_with_two_masks
 
     rows, _, masks = film_with_two_masks(tmp_path)
@@ -189,7 +184,7 @@ def test_features_read_the_predicted_mask_unless_ground_truth_is_asked_for(
 
 
 def test_patch_positions_follow_the_image_not_its_place_in_the_shard(tmp_path: Path) -> None:
-    from patchcxr.biomarkers import features_for
+    from patchcxr.biomarkers.features import features_for
     from tests.helpers import film_with_two_masks
 
     rows, _, masks = film_with_two_masks(tmp_path)

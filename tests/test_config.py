@@ -155,7 +155,7 @@ def test_the_schemas_enumerations_mirror_the_package() -> None:
 
     cls_roles = props["splits"]["properties"]["classification"]["properties"]["sources"]["additionalProperties"]
     assert cls_roles["enum"] == list(CLASSIFICATION_ROLES)
-    from patchcxr.synthetic.sources import ARTEFACTS, EXPOSURES
+    from patchcxr.synthetic.exposure import ARTEFACTS, EXPOSURES
 
     defs = yaml.safe_load(SCHEMA.read_text())["$defs"]
     assert defs["artefact"]["properties"]["kind"]["enum"] == list(ARTEFACTS)

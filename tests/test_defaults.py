@@ -187,7 +187,7 @@ def test_the_schema_defaults_that_remain_are_for_keys_config_yaml_leaves_out() -
 def _settings_keys() -> dict[type, tuple[dict[str, tuple[str | int, ...]], set[str]]]:
     """Each settings class: its fields' configuration paths, and the fields that are no
     configuration key (with the reason beside them)."""
-    from patchcxr.biomarkers import FeatureSettings
+    from patchcxr.biomarkers.features import FeatureSettings
     from patchcxr.classification.settings import ClassifierSettings, InputSettings
     from patchcxr.preprocess import PreprocessSettings
     from patchcxr.segmentation.train import SegmentationTrainSettings

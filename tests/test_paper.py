@@ -12,16 +12,9 @@ import pandas as pd
 import pytest
 
 from patchcxr.paper import classification_table, data_table, headline_metrics, split_table, write_index
-from patchcxr.paper.registry import (
-    PaperPlan,
-    applicable,
-    build_table,
-    documents,
-    entry,
-    generic_names,
-    metrics_inputs,
-    metrics_text,
-)
+from patchcxr.paper.metrics import metrics_inputs, metrics_text
+from patchcxr.paper.plan import PaperPlan
+from patchcxr.paper.registry import applicable, build_table, documents, entry, generic_names
 
 
 def test_data_and_split_tables_count_every_image_once() -> None:

@@ -106,7 +106,7 @@ def test_rejects_float_or_negative_input() -> None:
 
 def test_two_step_resize_stays_close_to_the_official_one_step_bicubic() -> None:
     from patchcxr.synthetic import render, sample_spec
-    from patchcxr.synthetic.sources import EXPOSURES, expose
+    from patchcxr.synthetic.exposure import EXPOSURES, expose
 
     r = np.random.default_rng(1)
     film = render(sample_spec(r, "covid19"), 2400, 2000)

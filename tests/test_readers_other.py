@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from patchcxr.data.labels import LabelRules
-from patchcxr.data.readers import SourceLayoutError, read_source
+from patchcxr.data.readers import read_source
+from patchcxr.data.records import SourceLayoutError
 from tests.helpers import write_dicom as _dicom
 
 

@@ -13,7 +13,9 @@ import pytest
 from PIL import Image
 
 from patchcxr.data.labels import LabelValue
-from patchcxr.synthetic.sources import COHEN_COLUMNS, CORONAHACK_COLUMNS, SCR_ORGANS
+from patchcxr.synthetic.cohen import COHEN_COLUMNS
+from patchcxr.synthetic.jsrt import SCR_ORGANS
+from patchcxr.synthetic.kermany import CORONAHACK_COLUMNS
 
 
 def truth(tree: Path, source: str) -> pd.DataFrame:

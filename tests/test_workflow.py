@@ -10,6 +10,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from patchcxr.io import read_tsv
+from patchcxr.models.state import load_state
 from tests.conftest import DUMMY_SECRETS, ROOT, TRACKED
 from tests.helpers import tree_digest
 from tests.workflow_runs import CI_CONFIG, copy_workflow, reproducible_digest, snakemake
@@ -37,88 +39,110 @@ def test_paper_config_without_jsrt_stops_early_with_registration_advice(tmp_path
     assert "Job stats" not in out
 
 
+# ----------------------------------------------------------------------------- the CI run, stage by stage
+# One shared run of the CI configuration (the session fixture ci_run); one test per stage.
+
+
 @pytest.mark.slow
-def test_ci_workflow_runs_and_matches_the_package(ci_run: Path, synthetic_tree: Path) -> None:
-    tmp_path = ci_run
+def test_synthetic_stage_writes_the_package_s_sources(ci_run: Path, synthetic_tree: Path) -> None:
     for source in ("jsrt", "scr", "montgomery", "shenzhen", "kermany", "cohen"):
         made = {
-            k: v for k, v in tree_digest(tmp_path / "results" / "synthetic" / source).items() if ".snakemake" not in k
+            k: v for k, v in tree_digest(ci_run / "results" / "synthetic" / source).items() if ".snakemake" not in k
         }
         assert made == tree_digest(synthetic_tree / source)
-        assert (tmp_path / "logs" / "synthetic" / f"{source}.log").read_text().strip()
-    # the data stage ran from the synthetic sources: manifest, quarantine, cohort, splits
-    import json
+        assert (ci_run / "logs" / "synthetic" / f"{source}.log").read_text().strip()
 
+
+@pytest.mark.slow
+def test_data_stage_makes_manifest_quarantine_and_disjoint_splits_in_shards(ci_run: Path) -> None:
     from patchcxr.data.splits import check_disjoint
-    from patchcxr.io import read_tsv
 
-    manifest = read_tsv(tmp_path / "results" / "data" / "manifest.tsv")
+    manifest = read_tsv(ci_run / "results" / "data" / "manifest.tsv")
     assert set(manifest["source"]) == {"jsrt", "montgomery", "shenzhen", "kermany", "cohen"}
-    quarantine = read_tsv(tmp_path / "results" / "data" / "quarantine.tsv")
+    quarantine = read_tsv(ci_run / "results" / "data" / "quarantine.tsv")
     assert quarantine["reason"].str.startswith("excluded view").sum() == 1  # the lateral film
     for name in ("classification", "segmentation"):
-        split = read_tsv(tmp_path / "results" / "splits" / f"{name}.tsv")
+        split = read_tsv(ci_run / "results" / "splits" / f"{name}.tsv")
         assert len(split) and set(split["split"]) <= {"train", "val", "test"}
         check_disjoint(split, manifest)
     # several harmonisation shards per source, never one job per image
-    shards = list((tmp_path / "results" / "data" / "shards" / "cohen").glob("*.tsv"))
+    shards = list((ci_run / "results" / "data" / "shards" / "cohen").glob("*.tsv"))
     assert 1 < len([s for s in shards if "quarantine" not in s.name]) < len(manifest[manifest["source"] == "cohen"])
-    # segmentation: every network evaluated, a mask and a QC row for every manifest image
-    summary = read_tsv(tmp_path / "results" / "segmentation" / "summary.tsv")
-    assert {f"{m}" for m in summary["model"]} == {"fcdensenet_tiny", "unet_tiny"}
+
+
+@pytest.mark.slow
+def test_segmentation_and_masks_stages_evaluate_every_network_and_mask_every_film(ci_run: Path) -> None:
+    summary = read_tsv(ci_run / "results" / "segmentation" / "summary.tsv")
+    assert set(summary["model"]) == {"fcdensenet_tiny", "unet_tiny"}
     assert set(summary["preprocessing"]) == {"equalised", "minmax"}
-    assert (tmp_path / "results" / "segmentation" / "figures" / "jaccard.png").stat().st_size > 1000
-    qc = read_tsv(tmp_path / "results" / "masks" / "qc.tsv")
-    assert sorted(qc["image_id"]) == sorted(manifest["image_id"])
-    assert all((tmp_path / p).is_file() for p in qc["mask_path"])
     assert (summary["n_seeds"].astype(int) == 1).all()  # segmentation.train.seeds: [407]
-    meta = (
-        tmp_path / "results" / "segmentation" / "unet_tiny" / "equalised" / "seed_407" / "metadata.json"
-    ).read_text()
+    assert (ci_run / "results" / "segmentation" / "figures" / "jaccard.png").stat().st_size > 1000
+    meta = (ci_run / "results" / "segmentation" / "unet_tiny" / "equalised" / "seed_407" / "metadata.json").read_text()
     assert '"manifest"' in meta and '"segmentation_split"' in meta
-    # biomarkers: features for the cohort, the tests table and the four figures
-    features = read_tsv(tmp_path / "results" / "biomarkers" / "features.tsv")
-    cohort = read_tsv(tmp_path / "results" / "data" / "cohort.tsv")
+    manifest = read_tsv(ci_run / "results" / "data" / "manifest.tsv")
+    qc = read_tsv(ci_run / "results" / "masks" / "qc.tsv")
+    assert sorted(qc["image_id"]) == sorted(manifest["image_id"])
+    assert all((ci_run / p).is_file() for p in qc["mask_path"])
+
+
+@pytest.mark.slow
+def test_biomarkers_stage_measures_the_cohort_tests_it_and_draws_four_figures(ci_run: Path) -> None:
+    features = read_tsv(ci_run / "results" / "biomarkers" / "features.tsv")
+    cohort = read_tsv(ci_run / "results" / "data" / "cohort.tsv")
     assert sorted(features["image_id"]) == sorted(cohort["image_id"])
-    tests = read_tsv(tmp_path / "results" / "biomarkers" / "tests.tsv")
+    tests = read_tsv(ci_run / "results" / "biomarkers" / "tests.tsv")
     assert {"kruskal-wallis", "anova", "mann-whitney", "welch-t"} <= set(tests["test"])
     for fig in ("features", "ctr_scatter", "histograms", "examples"):
-        assert (tmp_path / "results" / "biomarkers" / "figures" / f"{fig}.png").stat().st_size > 1000
-    # classification: both classifiers trained, evaluated and compared
+        assert (ci_run / "results" / "biomarkers" / "figures" / f"{fig}.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_classifier_and_evaluation_stages_train_predict_calibrate_and_compare(ci_run: Path) -> None:
+    split = read_tsv(ci_run / "results" / "splits" / "classification.tsv")
+    # the input settings, written once beside the cached inputs, are what each model file records
+    recorded = json.loads((ci_run / "results" / "classification" / "inputs.json").read_text())
     for model in ("local", "global"):
-        for seed in (2020,):  # one run per classification.train.seeds
-            run = tmp_path / "results" / "evaluation" / model / f"seed_{seed}"
-            metrics = read_tsv(run / "metrics.tsv")
-            assert {"precision", "recall", "f1", "specificity"} <= set(metrics["metric"])
-            predictions = read_tsv(run / "predictions.tsv")
-            split = read_tsv(tmp_path / "results" / "splits" / "classification.tsv")
-            assert sorted(predictions["image_id"]) == sorted(split.query("split == 'test'")["image_id"])
-            assert (run / "confusion.png").is_file() and (run / "reliability.png").is_file()
-            # calibration: the temperature from the validation films' votes, applied to the test films'
-            val = read_tsv(run / "predictions_val.tsv")
-            assert sorted(val["image_id"]) == sorted(split.query("split == 'val'")["image_id"])
-            calibration = read_tsv(run / "calibration.tsv", typed=True)
-            assert list(calibration["calibration"]) == ["uncalibrated", "temperature"]
-            assert (calibration["n"] == len(predictions)).all()
-            strata = read_tsv(run / "strata.tsv", typed=True)
-            by_source = strata[strata["stratum"] == "source"].set_index("group")["n"]
-            assert by_source.to_dict() == predictions["source"].value_counts().to_dict()
-            assert {"view", "sex", "age_band", "mask_source"} <= set(strata["stratum"])
-    comparison = read_tsv(tmp_path / "results" / "evaluation" / "global_vs_local.tsv", typed=True)
+        state = load_state(ci_run / "results" / "classification" / model / "seed_2020" / "model.pt")
+        assert json.loads(state["inputs"]) == recorded
+        run = ci_run / "results" / "evaluation" / model / "seed_2020"  # one run per classification.train.seeds
+        metrics = read_tsv(run / "metrics.tsv")
+        assert {"precision", "recall", "f1", "specificity"} <= set(metrics["metric"])
+        predictions = read_tsv(run / "predictions.tsv")
+        assert sorted(predictions["image_id"]) == sorted(split.query("split == 'test'")["image_id"])
+        assert (run / "confusion.png").is_file() and (run / "reliability.png").is_file()
+        # calibration: the temperature from the validation films' votes, applied to the test films'
+        val = read_tsv(run / "predictions_val.tsv")
+        assert sorted(val["image_id"]) == sorted(split.query("split == 'val'")["image_id"])
+        calibration = read_tsv(run / "calibration.tsv", typed=True)
+        assert list(calibration["calibration"]) == ["uncalibrated", "temperature"]
+        assert (calibration["n"] == len(predictions)).all()
+        strata = read_tsv(run / "strata.tsv", typed=True)
+        by_source = strata[strata["stratum"] == "source"].set_index("group")["n"]
+        assert by_source.to_dict() == predictions["source"].value_counts().to_dict()
+        assert {"view", "sex", "age_band", "mask_source"} <= set(strata["stratum"])
+    comparison = read_tsv(ci_run / "results" / "evaluation" / "global_vs_local.tsv", typed=True)
     assert sorted(set(comparison["seed"])) == [2020]
-    seeds = read_tsv(tmp_path / "results" / "evaluation" / "over_seeds.tsv", typed=True)
+    seeds = read_tsv(ci_run / "results" / "evaluation" / "over_seeds.tsv", typed=True)
     assert set(seeds["model"]) == {"local", "global"} and (seeds["n_seeds"] == 1).all()
-    saliency = read_tsv(tmp_path / "results" / "saliency" / "local" / "saliency.tsv")
+
+
+@pytest.mark.slow
+def test_saliency_maps_every_mapped_film_and_runs_the_randomisation_test(ci_run: Path) -> None:
+    saliency = read_tsv(ci_run / "results" / "saliency" / "local" / "saliency.tsv")
     for image_id in saliency["image_id"]:
-        assert (tmp_path / "results" / "saliency" / "local" / "maps" / f"{image_id}.png").is_file()
-    # the randomisation test: each mapped film against the head, then head and layer4, re-initialised
-    randomised = read_tsv(tmp_path / "results" / "saliency" / "local" / "randomisation.tsv")
+        assert (ci_run / "results" / "saliency" / "local" / "maps" / f"{image_id}.png").is_file()
+    # each mapped film against the head, then head and layer4, re-initialised
+    randomised = read_tsv(ci_run / "results" / "saliency" / "local" / "randomisation.tsv")
     assert sorted(randomised["image_id"]) == sorted(list(saliency["image_id"]) * 2)
     assert set(randomised["randomised"]) == {"fc", "fc+layer4"}
-    sanity = read_tsv(tmp_path / "results" / "saliency" / "local" / "sanity.tsv").set_index("check")
+    sanity = read_tsv(ci_run / "results" / "saliency" / "local" / "sanity.tsv").set_index("check")
     assert {"spearman, randomised fc", "empty maps, randomised fc+layer4", "lung mass"} <= set(sanity.index)
-    # the confound audit: a local probe of each view on the classifier's split, scored
-    audit = tmp_path / "results" / "audit"
+
+
+@pytest.mark.slow
+def test_audit_stage_probes_each_view_on_the_classifier_s_split(ci_run: Path) -> None:
+    audit = ci_run / "results" / "audit"
+    split = read_tsv(ci_run / "results" / "splits" / "classification.tsv")
     probes = read_tsv(audit / "probes.tsv", typed=True)
     assert list(probes["view"]) == ["lung", "outside", "mask"] and set(probes["mode"]) == {"local"}
     assert (probes["n"] == len(split.query("split == 'test'"))).all()
@@ -127,11 +151,14 @@ def test_ci_workflow_runs_and_matches_the_package(ci_run: Path, synthetic_tree: 
     outside = read_tsv(audit / "local" / "outside" / "inputs.tsv")  # patches drawn outside the lung
     assert all(p.endswith(".outside.png") for p in outside["lung_path"])
     counts = read_tsv(audit / "class_source.tsv", typed=True)
-    assert counts["n"].sum() == len(read_tsv(tmp_path / "results" / "classification" / "inputs.tsv"))
+    assert counts["n"].sum() == len(read_tsv(ci_run / "results" / "classification" / "inputs.tsv"))
     verdict = json.loads((audit / "verdict.json").read_text())
     assert set(verdict) >= {"confounded", "cramers_v", "views_reading_source", "main_source"}
-    # the paper target: every table and figure with its caption, metrics for DVC
-    paper = tmp_path / "results" / "paper"
+
+
+@pytest.mark.slow
+def test_paper_stage_makes_every_registered_table_and_figure_with_its_caption(ci_run: Path) -> None:
+    paper = ci_run / "results" / "paper"
     index = (paper / "README.md").read_text()
     made = sorted(p.name for p in paper.iterdir() if p.name != "README.md")
     assert len(made) == 25, made  # 14 tables (13, leave-one-source-out, is off), 10 figures, metrics.json
@@ -139,19 +166,24 @@ def test_ci_workflow_runs_and_matches_the_package(ci_run: Path, synthetic_tree: 
         if name != "metrics.json":
             assert f"## {name}" in index and (paper / name).stat().st_size > 100
     assert "Jaccard" in index.split("## table3_segmentation.tsv")[1].split("##")[0]
+    cohort = read_tsv(ci_run / "results" / "data" / "cohort.tsv")
     data = read_tsv(paper / "table1_data.tsv")
     assert int(data.set_index("source").loc["total", "total"]) == len(cohort)
     headline = json.loads((paper / "metrics.json").read_text())
+    verdict = json.loads((ci_run / "results" / "audit" / "verdict.json").read_text())
     assert set(headline["classification"]) == {"local", "global"} and headline["segmentation"]
     assert headline["audit"]["confounded"] == verdict["confounded"]
     probe_table = read_tsv(paper / "table9_source_probe.tsv")
     assert set(probe_table["reads_source"]) <= {"yes", "no"} and len(probe_table) == 3
-    # a second run has nothing to do
-    again = snakemake(tmp_path, "-n", "--cores", "2", *CI_CONFIG, TRACKED)
+
+
+@pytest.mark.slow
+def test_a_second_run_of_the_ci_workflow_has_nothing_to_do(ci_run: Path) -> None:
+    again = snakemake(ci_run, "-n", "--cores", "2", *CI_CONFIG, TRACKED)
     assert "Nothing to be done" in again.stdout + again.stderr
     # ... also when the overlay is given alone (config.yaml comes from the Snakefile):
     # params are compared key-order-independently
-    alone = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", ".test/config.yaml", TRACKED)
+    alone = snakemake(ci_run, "-n", "--cores", "2", "--configfile", ".test/config.yaml", TRACKED)
     assert "Nothing to be done" in alone.stdout + alone.stderr
 
 

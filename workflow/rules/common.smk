@@ -424,10 +424,12 @@ def final_targets():
 # ----------------------------------------------------------------------------- paper
 # Every table and figure of results/paper/ is one entry of the package's registry
 # (patchcxr.paper.registry: its file, caption, inputs, when it applies, its builder); the
-# plan says what this configuration asks of them, computed once here.
+# plan (patchcxr.paper.plan) says what this configuration asks of them, computed once here.
+from patchcxr.paper import metrics as paper_headline
 from patchcxr.paper import registry as paper_registry
+from patchcxr.paper.plan import PaperPlan
 
-PAPER_PLAN = paper_registry.PaperPlan.from_config(
+PAPER_PLAN = PaperPlan.from_config(
     config, audit=bool(audit_probes()), segmentation_preps=segmentation_preps()
 )
 
@@ -458,7 +460,7 @@ def paper_runs():
 
 
 def paper_metrics_inputs(wildcards=None):
-    return paper_registry.metrics_inputs(PAPER_PLAN)
+    return paper_headline.metrics_inputs(PAPER_PLAN)
 
 
 def paper_captions():
@@ -474,7 +476,7 @@ def paper_documents():
 def paper_targets():
     if not active_sources():
         return []
-    return paper_documents() + [f"results/paper/{paper_registry.METRICS_FILE}", "results/paper/README.md"]
+    return paper_documents() + [f"results/paper/{paper_headline.METRICS_FILE}", "results/paper/README.md"]
 
 
 def training_histories(wildcards=None):

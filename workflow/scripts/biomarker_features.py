@@ -2,7 +2,7 @@
 
 from typing import TYPE_CHECKING, Any
 
-from patchcxr.biomarkers import FeatureSettings, shard_features
+from patchcxr.biomarkers.features import FeatureSettings, shard_features
 from patchcxr.classification.settings import InputSettings
 from patchcxr.io import read_tsv, write_tsv
 from patchcxr.logs import setup_logging

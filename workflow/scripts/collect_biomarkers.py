@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from patchcxr.biomarkers import examples_per_class, histogram_density
+from patchcxr.biomarkers.summaries import examples_per_class, histogram_density
 from patchcxr.io import read_tsv, write_tsv
 from patchcxr.logs import setup_logging
 

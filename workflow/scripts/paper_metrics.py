@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING
 
 from patchcxr.io import atomic_write_text
 from patchcxr.logs import setup_logging
-from patchcxr.paper.registry import metrics_text
+from patchcxr.paper.metrics import metrics_text
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake

@@ -2,7 +2,7 @@
 
 from typing import TYPE_CHECKING
 
-from patchcxr.biomarkers import compare_classes
+from patchcxr.biomarkers.statistics import compare_classes
 from patchcxr.io import read_tsv, write_tsv
 from patchcxr.logs import setup_logging
 

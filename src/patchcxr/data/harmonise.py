@@ -2,7 +2,7 @@
 
 Three steps, each a workflow rule so that work is done per source and per shard:
 
-1. :func:`write_index` — a source's :class:`~patchcxr.data.readers.SourceIndex` as a TSV
+1. :func:`write_index` — a source's :class:`~patchcxr.data.records.SourceIndex` as a TSV
    (no pixels touched; fast).
 2. :func:`harmonise_shard` — decode a contiguous block of the index, store each image as
    PNG (8-bit ``L`` or 16-bit ``I;16``, the original bit depth kept) and each set of masks
@@ -33,7 +33,7 @@ from PIL import Image, ImageOps
 from patchcxr.data.cohorts import DUPLICATE
 from patchcxr.data.decode import MAX_PIXELS, DecodeError, decode, open_checked
 from patchcxr.data.labels import LABEL4, LABEL5, LabelValue, label4_of
-from patchcxr.data.readers import QuarantineRow, SourceIndex
+from patchcxr.data.records import QuarantineRow, SourceIndex
 from patchcxr.io import atomic_write_bytes, encode_png, read_tsv, write_tsv
 from patchcxr.shards import n_shards, shard_rows
 
