@@ -16,6 +16,7 @@ from patchcxr.stats import (
     percentile_interval,
     two_level_bootstrap,
     two_sample_interval,
+    with_intervals,
 )
 
 
@@ -26,6 +27,10 @@ def test_percentile_interval_is_vectorised_and_leaves_out_what_does_not_exist() 
     assert np.isnan(lo[1]) and np.isnan(hi[1])  # no finite draw: no interval
     assert lo[2] == pytest.approx(np.percentile(np.arange(100.0), 2.5))  # the infinite draw is left out
     assert interval_columns("accuracy") == ("accuracy_ci_low", "accuracy_ci_high")
+    assert with_intervals(("a", "b"), (0.5, 0.7), (0.4, 0.6), (0.6, 0.8)) == {
+        **{"a": 0.5, "a_ci_low": 0.4, "a_ci_high": 0.6},
+        **{"b": 0.7, "b_ci_low": 0.6, "b_ci_high": 0.8},
+    }
 
 
 def test_bootstrap_resamples_keep_each_patient_whole() -> None:

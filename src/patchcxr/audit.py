@@ -39,7 +39,7 @@ from patchcxr.classification.train import train_classifier
 from patchcxr.data.labels import LabelValue
 from patchcxr.io import atomic_write_text, read_png, read_tsv, write_png, write_tsv
 from patchcxr.models.state import DEFAULT_RUNTIME, Runtime
-from patchcxr.stats import bootstrap_interval, interval_columns
+from patchcxr.stats import bootstrap_interval, interval_columns, with_intervals
 from patchcxr.training import TrainingFiles
 
 log = logging.getLogger(__name__)
@@ -140,12 +140,7 @@ def probe_scores(predictions: pd.DataFrame, *, n_boot: int, seed: int) -> dict[s
         "n_patients": len(np.unique(groups)),
         "n_sources": n_sources,
         "chance": 1.0 / n_sources if n_sources else float("nan"),
-        "accuracy": acc,
-        "accuracy_ci_low": float(lo[0]),
-        "accuracy_ci_high": float(hi[0]),
-        "balanced_accuracy": bal,
-        "balanced_accuracy_ci_low": float(lo[1]),
-        "balanced_accuracy_ci_high": float(hi[1]),
+        **with_intervals(("accuracy", "balanced_accuracy"), (acc, bal), lo, hi),
     }
 
 

@@ -36,6 +36,21 @@ def interval_columns(figure: str) -> tuple[str, str]:
     return f"{figure}_ci_low", f"{figure}_ci_high"
 
 
+def with_intervals(
+    figures: Sequence[str],
+    values: Sequence[float],
+    low: Sequence[float] | np.ndarray,
+    high: Sequence[float] | np.ndarray,
+) -> dict[str, float]:
+    """Each figure with its interval, as a wide table's row writes them:
+    ``{figure: value, <figure>_ci_low: low, <figure>_ci_high: high}`` (:func:`interval_columns`)."""
+    row: dict[str, float] = {}
+    for figure, v, lo, hi in zip(figures, values, low, high, strict=True):
+        columns = interval_columns(figure)
+        row |= {figure: float(v), columns[0]: float(lo), columns[1]: float(hi)}
+    return row
+
+
 def group_members(groups: np.ndarray) -> list[np.ndarray]:
     """The image indices of each group (patient), computed once per bootstrap."""
     _, inverse = np.unique(groups, return_inverse=True)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from patchcxr.stats import bootstrap_interval, interval_columns
+from patchcxr.stats import bootstrap_interval, interval_columns, with_intervals
 
 #: columns of the calibration table (:func:`calibration_tables`)
 CALIBRATION_COLUMNS = [
@@ -123,9 +123,7 @@ def calibration_tables(
                 "temperature": t,
                 "n": len(y),
                 "n_patients": len(np.unique(groups)),
-                "ece": expected_calibration_error(probs, y, bins),
-                "ece_ci_low": float(lo[0]),
-                "ece_ci_high": float(hi[0]),
+                **with_intervals(("ece",), (expected_calibration_error(probs, y, bins),), lo, hi),
                 "nll": negative_log_likelihood(probs, y),
                 "brier": float(np.mean(((probs - onehot) ** 2).sum(axis=1))) if len(y) else np.nan,
                 "accuracy": float(np.mean(probs.argmax(axis=1) == y)) if len(y) else np.nan,

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from patchcxr.evaluation.metrics import accuracy_and_macro_f1
-from patchcxr.stats import bootstrap_interval, interval_columns
+from patchcxr.stats import bootstrap_interval, interval_columns, with_intervals
 
 #: the strata of :func:`strata_table`: columns of the predictions (``source``,
 #: ``mask_source``, ``age_group``) and of the manifest (``view``, ``sex``), and ``age_band``
@@ -95,13 +95,6 @@ def strata_table(
                     seed=seed,
                     width=2,
                 )
-                figures = {
-                    "accuracy": acc,
-                    "accuracy_ci_low": float(lo[0]),
-                    "accuracy_ci_high": float(hi[0]),
-                    "macro_f1": f1,
-                    "macro_f1_ci_low": float(lo[1]),
-                    "macro_f1_ci_high": float(hi[1]),
-                }
+                figures = with_intervals(("accuracy", "macro_f1"), (acc, f1), lo, hi)
             rows.append(row | figures)
     return pd.DataFrame(rows, columns=STRATA_COLUMNS)
