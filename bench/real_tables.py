@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from patchcxr.io import read_tsv
-from patchcxr.paper import initialisation_columns
+from patchcxr.paper.tables import initialisation_columns
 
 
 def interval(row: pd.Series) -> str:

@@ -144,7 +144,7 @@ def test_the_summary_scores_known_probe_predictions_and_the_paper_table_calls_th
 
     from patchcxr.audit import summarise, write_summary
     from patchcxr.figures import plot_audit
-    from patchcxr.paper import headline_metrics, source_probe_table
+    from patchcxr.paper.tables import headline_metrics, source_probe_table
 
     films = pd.DataFrame(
         {

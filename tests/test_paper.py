@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from patchcxr.paper import classification_table, data_table, headline_metrics, split_table, write_index
 from patchcxr.paper.metrics import metrics_inputs, metrics_text
 from patchcxr.paper.plan import PaperPlan
 from patchcxr.paper.registry import applicable, build_table, documents, entry, generic_names
+from patchcxr.paper.tables import classification_table, data_table, headline_metrics, split_table, write_index
 
 
 def test_data_and_split_tables_count_every_image_once() -> None:
@@ -47,7 +47,7 @@ def test_classification_table_and_headline_metrics() -> None:
     assert table.loc["normal", "recall"] == "0.800 [0.600, 0.950]" and table.loc["normal", "n"] == 10
     assert table.loc["normal", "seed"] == 2020
     from patchcxr.evaluation.comparisons import over_seeds
-    from patchcxr.paper import seeds_table
+    from patchcxr.paper.tables import seeds_table
 
     better = metrics.assign(value=metrics["value"] + 0.1)  # a second run, 0.1 better everywhere
     seeds = over_seeds({"local": {2020: metrics, 2021: better}})
@@ -120,7 +120,7 @@ def test_saliency_figure_and_training_curves_are_drawn_from_tables(tmp_path: Pat
 
 def test_table_1_flags_paediatric_films_and_table_8_restricts_the_test_to_adults() -> None:
     from patchcxr.evaluation.metrics import metrics_long
-    from patchcxr.paper import adult_only_table
+    from patchcxr.paper.tables import adult_only_table
 
     cohort = pd.DataFrame(
         {
@@ -155,7 +155,7 @@ def test_table_1_flags_paediatric_films_and_table_8_restricts_the_test_to_adults
 def test_calibration_and_strata_tables_write_intervals_and_nan_for_small_groups() -> None:
     from patchcxr.evaluation.calibration import CALIBRATION_COLUMNS
     from patchcxr.evaluation.strata import STRATA_COLUMNS
-    from patchcxr.paper import calibration_table, strata_paper_table
+    from patchcxr.paper.tables import calibration_table, strata_paper_table
 
     cal = pd.DataFrame(
         [

@@ -454,6 +454,11 @@ def paper_caption(name):
     return caption_text(paper_registry.entry(name).caption)
 
 
+def table_caption(wildcards):
+    """The caption param of a paper_tables job (its table from the {name} wildcard)."""
+    return paper_caption(wildcards.name)
+
+
 def paper_runs():
     """The (model, seed) of every classifier of the paper's tables (their inputs' order)."""
     return [[m, s] for m, s in PAPER_PLAN.runs]

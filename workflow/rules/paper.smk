@@ -22,7 +22,7 @@ rule paper_tables:
     params:
         # the (model, seed) of each classifier input, in the inputs' order
         runs=paper_runs(),
-        caption=lambda wc: paper_caption(wc.name),
+        caption=table_caption,
     conda:
         "../../envs/data.yaml"
     script:

@@ -3,7 +3,7 @@
 from typing import TYPE_CHECKING
 
 from patchcxr.logs import setup_logging
-from patchcxr.paper import write_index
+from patchcxr.paper.tables import write_index
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
