@@ -43,7 +43,7 @@ include: "workflow/rules/stages.smk"
 
 # ----------------------------------------------------------------------------- target
 # Defined here, not in an included file: Snakemake restores the default target after each
-# include, so an included `rule all` would be ignored (tooling.md §2).
+# include, so an included `rule all` would be ignored.
 rule all:
     input:
         final_targets(),

@@ -1,4 +1,4 @@
-"""A one-node SLURM cluster on localhost for the tests (tooling.md §3): Debian's slurmctld,
+"""A one-node SLURM cluster on localhost for the tests: Debian's slurmctld,
 slurmd and munge, started and stopped by .ci/slurm-cluster.sh."""
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def run_ci_workflow(workdir: Path, extra: tuple[str, ...] = ()) -> WorkflowRun:
         executor = "slurm"
     begin = time.monotonic()
     try:
-        # timeout -s KILL: a Snakemake waiting on a lost job ignores SIGTERM (tooling.md §3)
+        # timeout -s KILL: a Snakemake waiting on a lost job ignores SIGTERM
         proc = subprocess.run(
             ["timeout", "-s", "KILL", "1500", *command, *CI_CONFIG, *extra],
             cwd=workdir,

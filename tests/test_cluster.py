@@ -1,4 +1,4 @@
-"""The workflow on a real SLURM cluster (tooling.md §3): Debian's slurmctld, slurmd and
+"""The workflow on a real SLURM cluster: Debian's slurmctld, slurmd and
 munge started on localhost by .ci/slurm-cluster.sh, the CI configuration submitted through
 snakemake-executor-plugin-slurm (the session's second clean run, tests/slurm.py), outputs
 compared with the local run's."""

@@ -1,4 +1,4 @@
-"""DVC over the workflow (tooling.md §5): `dvc repro` through the stage targets, metrics and
+"""DVC over the workflow: `dvc repro` through the stage targets, metrics and
 plots, push to a remote, and a fresh clone that pulls the results and — after
 `snakemake --touch` — has nothing left to run."""
 

@@ -18,7 +18,7 @@ from patchcxr.models.state import DEFAULT_RUNTIME, Runtime
 from patchcxr.segmentation.data import split_rows
 from patchcxr.segmentation.metrics import structure_scores
 from patchcxr.segmentation.predict import back_project, load_segmenter, predict_batches
-from patchcxr.stats import cluster_mean_interval, two_level_bootstrap
+from patchcxr.stats import cluster_mean_interval, interval_columns, two_level_bootstrap
 
 #: the patient bootstrap of the summary's intervals
 _BOOT = {"n_boot": 2000, "seed": 0}
@@ -156,10 +156,10 @@ def summarise(scores: pd.DataFrame) -> pd.DataFrame:
             {
                 **dict(zip(keys, key, strict=True)),
                 **{
-                    f"{m}_{end}": v
+                    column: v
                     for m in ("jaccard", "dice")
-                    for end, v in zip(
-                        ("ci_low", "ci_high"),
+                    for column, v in zip(
+                        interval_columns(m),
                         cluster_mean_interval(part[m].to_numpy(float), part["patient_id"].to_numpy(), **_BOOT),
                         strict=True,
                     )
