@@ -312,3 +312,12 @@ def test_function_defaults_that_mirror_a_configuration_section_equal_it() -> Non
     params = inspect.signature(predict_shard).parameters
     for param, key in (("batch_size", "batch_size"), ("cleanup", "cleanup"), ("lung_range", "lung_fraction")):
         assert _plain(params[param].default) == predict[key], param
+    # the resample counts of the segmentation evaluation and the biomarkers' tests
+    from patchcxr.biomarkers.statistics import compare_classes, compare_groups
+    from patchcxr.segmentation.evaluate import evaluate_models, paired_tests, summarise
+
+    config = load_config()
+    for fn in (evaluate_models, summarise, paired_tests):
+        assert inspect.signature(fn).parameters["n_boot"].default == config["segmentation"]["bootstrap"], fn
+    for fn in (compare_classes, compare_groups):
+        assert inspect.signature(fn).parameters["n_boot"].default == config["biomarkers"]["bootstrap"], fn

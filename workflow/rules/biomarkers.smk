@@ -61,6 +61,7 @@ rule test_biomarkers:
         label=config["biomarkers"]["label"],
         reference=config["biomarkers"]["reference"],
         seed=config["biomarkers"]["seed"],
+        bootstrap=config["biomarkers"]["bootstrap"],
     conda:
         "../../envs/stats.yaml"
     script:

@@ -56,6 +56,7 @@ rule evaluate_segmentation:
     benchmark:
         "benchmarks/segmentation/evaluate.tsv"
     params:
+        bootstrap=config["segmentation"]["bootstrap"],
         tracking=canonical(config["tracking"]),
     threads: 2
     resources:

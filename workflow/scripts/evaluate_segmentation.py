@@ -19,6 +19,7 @@ def main(
     tracking: dict[str, Any],
     pipeline: str,
     outputs: dict[str, str],
+    n_boot: int,
     runtime: Runtime,
     log: str,
 ) -> None:
@@ -32,6 +33,7 @@ def main(
         summary_out=outputs["summary"],
         tests_out=outputs["tests"],
         runtime=runtime,
+        n_boot=n_boot,
     )
     settings = run_settings(tracking, pipeline, {"manifest": manifest, "segmentation_split": split})
     with mlflow_run(settings, "evaluate-segmentation", {"models": sorted(models)}) as run:
@@ -54,6 +56,7 @@ main(
     dict(snakemake.params.tracking),
     snakemake.input.get("pipeline", ""),
     {k: snakemake.output[k] for k in ("scores", "summary", "tests")},
+    int(snakemake.params.bootstrap),
     Runtime.of_job(snakemake.resources, snakemake.threads),
     snakemake.log[0],
 )

@@ -10,10 +10,10 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 
-def main(features: str, label: str, reference: str, seed: int, out: str, log: str) -> None:
+def main(features: str, label: str, reference: str, seed: int, n_boot: int, out: str, log: str) -> None:
     setup_logging(log)
     table = read_tsv(features, typed=True).fillna({"view": "", label: ""})
-    tests = compare_classes(table, label=label, seed=seed, reference=reference)
+    tests = compare_classes(table, label=label, seed=seed, reference=reference, n_boot=n_boot)
     write_tsv(out, tests)
 
 
@@ -22,6 +22,7 @@ main(
     snakemake.params.label,
     snakemake.params.reference,
     int(snakemake.params.seed),
+    int(snakemake.params.bootstrap),
     snakemake.output[0],
     snakemake.log[0],
 )

@@ -78,7 +78,7 @@ def _row(feature: str, scope: str, test: str, **kw: Any) -> dict[str, Any]:
     } | kw
 
 
-def _superiority(a: np.ndarray, b: np.ndarray, seed: int) -> tuple[float, float, float]:
+def _superiority(a: np.ndarray, b: np.ndarray, seed: int, n_boot: int) -> tuple[float, float, float]:
     """Probability of superiority P(A > B) + ½P(A = B) = U / (n_a n_b), from scipy's
     Mann–Whitney U, with a 95 % percentile interval from a bootstrap of the two groups'
     patients (:func:`patchcxr.stats.two_sample_interval`)."""
@@ -90,11 +90,11 @@ def _superiority(a: np.ndarray, b: np.ndarray, seed: int) -> tuple[float, float,
     value = float(stat(a, b))
     if len(a) < 3 or len(b) < 3:
         return value, np.nan, np.nan
-    return value, *two_sample_interval(a, b, stat, n_boot=999, seed=seed)
+    return value, *two_sample_interval(a, b, stat, n_boot=n_boot, seed=seed)
 
 
 def compare_groups(
-    values: Mapping[str, np.ndarray], feature: str, scope: str, seed: int = 0, *, min_n: int = 3
+    values: Mapping[str, np.ndarray], feature: str, scope: str, seed: int = 0, *, min_n: int = 3, n_boot: int = 999
 ) -> list[dict[str, Any]]:
     """Omnibus and pairwise tests of one feature across classes.
 
@@ -146,7 +146,7 @@ def compare_groups(
             x, y = groups[a], groups[b]
             if test == "mann-whitney":
                 res = stats.mannwhitneyu(x, y, alternative="two-sided")
-                effect, (value, lo, hi) = "P(a>b)", _superiority(x, y, seed)
+                effect, (value, lo, hi) = "P(a>b)", _superiority(x, y, seed, n_boot)
             else:
                 res = stats.ttest_ind(x, y, equal_var=False)
                 ci = res.confidence_interval(0.95)
@@ -222,6 +222,7 @@ def compare_classes(
     seed: int = 0,
     *,
     reference: str = "covid19",
+    n_boot: int = 999,
 ) -> pd.DataFrame:
     """Tests across classes on patients (each patient's images averaged first, so ``n_a``,
     ``n_b`` count patients and the bootstrap intervals resample patients): over all images,
@@ -240,5 +241,5 @@ def compare_classes(
         patients = per_patient(part, tested, label)
         for feature in tested:
             values = {str(k): g[feature].to_numpy(float) for k, g in patients.groupby(label)}
-            rows.extend(compare_groups(values, feature, scope, seed))
+            rows.extend(compare_groups(values, feature, scope, seed, n_boot=n_boot))
     return adjust_for_multiplicity(pd.DataFrame(rows, columns=TEST_COLUMNS), reference)

@@ -20,9 +20,6 @@ from patchcxr.segmentation.metrics import structure_scores
 from patchcxr.segmentation.predict import back_project, load_segmenter, predict_batches
 from patchcxr.stats import cluster_mean_interval, interval_columns, two_level_bootstrap
 
-#: the patient bootstrap of the summary's intervals
-_BOOT = {"n_boot": 2000, "seed": 0}
-
 SCORE_COLUMNS = [
     *("model", "preprocessing", "seed", "dataset", "image_id", "patient_id"),
     *("structure", "jaccard", "dice", "paper_scope"),
@@ -39,6 +36,7 @@ def evaluate_models(
     tests_out: Path | str,
     runtime: Runtime = DEFAULT_RUNTIME,
     batch_size: int = 8,
+    n_boot: int = 2000,
 ) -> pd.DataFrame:
     """Jaccard and Dice of every model on every held-out image with a mask.
 
@@ -85,8 +83,8 @@ def evaluate_models(
                         }
                     )
     scores = pd.DataFrame(rows, columns=SCORE_COLUMNS)
-    summary = summarise(scores)
-    tests = paired_tests(scores)
+    summary = summarise(scores, n_boot=n_boot)
+    tests = paired_tests(scores, n_boot=n_boot)
     for df, path in ((scores, scores_out), (summary, summary_out), (tests, tests_out)):
         write_tsv(path, df)
     return summary
@@ -114,7 +112,7 @@ def _with_scopes(scores: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def summarise(scores: pd.DataFrame) -> pd.DataFrame:
+def summarise(scores: pd.DataFrame, *, n_boot: int = 2000) -> pd.DataFrame:
     """Jaccard and Dice per model, preprocessing, data set, scope (``all``, and
     :data:`PAPER_SCOPE` where a data set has films in it) and structure, over the seeds:
 
@@ -160,7 +158,9 @@ def summarise(scores: pd.DataFrame) -> pd.DataFrame:
                     for m in ("jaccard", "dice")
                     for column, v in zip(
                         interval_columns(m),
-                        cluster_mean_interval(part[m].to_numpy(float), part["patient_id"].to_numpy(), **_BOOT),
+                        cluster_mean_interval(
+                            part[m].to_numpy(float), part["patient_id"].to_numpy(), n_boot=n_boot, seed=0
+                        ),
                         strict=True,
                     )
                 },
