@@ -314,10 +314,10 @@ def test_function_defaults_that_mirror_a_configuration_section_equal_it() -> Non
         assert _plain(params[param].default) == predict[key], param
     # the resample counts of the segmentation evaluation and the biomarkers' tests
     from patchcxr.biomarkers.statistics import compare_classes, compare_groups
-    from patchcxr.segmentation.evaluate import evaluate_models, paired_tests, summarise
+    from patchcxr.segmentation.evaluate import evaluate_models, summarise
 
     config = load_config()
-    for fn in (evaluate_models, summarise, paired_tests):
+    for fn in (evaluate_models, summarise):
         assert inspect.signature(fn).parameters["n_boot"].default == config["segmentation"]["bootstrap"], fn
     for fn in (compare_classes, compare_groups):
         assert inspect.signature(fn).parameters["n_boot"].default == config["biomarkers"]["bootstrap"], fn

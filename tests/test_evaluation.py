@@ -383,3 +383,30 @@ def test_the_external_table_sets_each_held_out_source_beside_its_internal_films(
     assert t.loc[("c", "external"), "note"] == "not held out: no other source holds covid19"
     whole = t.loc[("all sources", "internal")]
     assert whole["n"] == 30 and whole["n_patients"] == 9 and whole["macro_f1_ci_low"] == 0.6
+
+
+def test_a_temperature_that_runs_to_its_bound_is_not_applied_and_the_table_says_why() -> None:
+    from patchcxr.evaluation.calibration import calibration_tables, fit_temperature
+
+    # every validation film right: the likelihood rises without end as T falls, the fit
+    # stops at the bound 0.05, and applied it would make a test film's true-class
+    # probability of 0.3 about 1e-6
+    val = np.array([[0.6, 0.2, 0.1, 0.1], [0.1, 0.7, 0.1, 0.1], [0.2, 0.1, 0.6, 0.1], [0.1, 0.1, 0.2, 0.6]])
+    val_y = np.arange(4)
+    assert fit_temperature(val, val_y) == pytest.approx(0.05, rel=0.02)
+    test = np.array([[0.5, 0.3, 0.1, 0.1], [0.3, 0.5, 0.1, 0.1]])
+    test_y = np.array([1, 1])
+
+    def table(probs: np.ndarray, y: np.ndarray) -> pd.DataFrame:
+        cols = {f"prob_{n}": probs[:, k] for k, n in enumerate(NAMES)}
+        return pd.DataFrame({"true_index": y, "patient_id": [f"p{i}" for i in range(len(y))], **cols})
+
+    summary, _ = calibration_tables(table(val, val_y), table(test, test_y), NAMES, bins=10, n_boot=20, seed=0)
+    rows = summary.set_index("calibration")
+    assert rows.loc["temperature", "temperature"] == 1.0
+    assert rows.loc["temperature", "nll"] == pytest.approx(rows.loc["uncalibrated", "nll"])  # nothing applied
+    assert (
+        "not fitted: the fit ran to its bound T = 0.05 (4 of 4 validation films right"
+        in rows.loc["temperature", "note"]
+    )
+    assert rows.loc["uncalibrated", "note"] == ""

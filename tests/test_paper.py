@@ -159,12 +159,13 @@ def test_calibration_and_strata_tables_write_intervals_and_nan_for_small_groups(
 
     cal = pd.DataFrame(
         [
-            ["uncalibrated", 1.0, 40, 40, 0.2, 0.1, 0.3, 0.9, 0.5, 0.7],
-            ["temperature", 2.5, 40, 40, 0.05, 0.02, 0.1, 0.6, 0.4, 0.7],
+            ["uncalibrated", 1.0, 40, 40, 0.2, 0.1, 0.3, 0.9, 0.5, 0.7, ""],
+            ["temperature", 2.5, 40, 40, 0.05, 0.02, 0.1, 0.6, 0.4, 0.7, ""],
         ],
         columns=CALIBRATION_COLUMNS,
     )
     t = calibration_table({("local", 2020): cal})
+    assert list(t["note"]) == ["", ""]  # a temperature that was fitted
     assert list(t["ece"]) == ["0.200 [0.100, 0.300]", "0.050 [0.020, 0.100]"] and list(t["temperature"]) == [
         "1.000",
         "2.500",

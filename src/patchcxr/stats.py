@@ -8,8 +8,8 @@ package goes through here (evaluation, segmentation, biomarkers, audit, saliency
   vectorised over any number of statistics); :func:`bootstrap_interval` for a statistic of
   the resampled indices, :func:`cluster_mean_interval` for a mean over images resampling
   patients (vectorised), :func:`two_sample_interval` for a statistic of two independent
-  samples, :func:`two_level_bootstrap` for a difference between two conditions that counts
-  both the films and the training runs.
+  samples, :func:`run_level_difference` for a difference between two conditions' training
+  runs (Welch).
 * p-values: :func:`bootstrap_p` (two-sided, from bootstrap draws of a difference, with the
   +1 correction), :func:`cluster_permutation_p` (labels permuted between patients) and
   :func:`adjust_p` (one family: Holm, or Benjamini–Hochberg).
@@ -172,25 +172,23 @@ def two_sample_interval(
     return float(ci.confidence_interval.low), float(ci.confidence_interval.high)
 
 
-def two_level_bootstrap(a: np.ndarray, b: np.ndarray, *, n_boot: int, seed: int) -> tuple[float, float, float, float]:
-    """Difference of means ``a − b`` between two conditions with a 95 % interval and a
-    two-sided p-value from a two-level bootstrap that counts both sources of variance: the
-    rows (films, resampled in pairs: both conditions see the same films) and the columns
-    (training runs; each condition's runs resampled on their own: runs with the same seed
-    number are not paired). ``a``, ``b``: rows × runs. With one run per condition this is
-    the paired bootstrap of the rows. Returns (difference, low, high, p); p by
-    :func:`bootstrap_p` (never 0 with finitely many resamples)."""
-    rng = np.random.default_rng(seed)
-    n = a.shape[0]
-    observed = float(a.mean() - b.mean())
-    diffs = np.empty(n_boot)
-    for i in range(n_boot):
-        rows = rng.integers(0, n, n)
-        sa = rng.integers(0, a.shape[1], a.shape[1])
-        sb = rng.integers(0, b.shape[1], b.shape[1])
-        diffs[i] = a[np.ix_(rows, sa)].mean() - b[np.ix_(rows, sb)].mean()
-    lo, hi = percentile_interval(diffs)
-    return observed, float(lo), float(hi), bootstrap_p(diffs)
+def run_level_difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float, float]:
+    """Difference of means ``a − b`` between two conditions' training runs (``a``, ``b``:
+    one value per run, e.g. each run's mean Jaccard over the same films), with Welch's
+    95 % interval and two-sided p (unequal variances, Welch–Satterthwaite degrees of
+    freedom). The unit is the run: inference on whether another training run would keep the
+    difference, conditional on the films scored. NaN interval and p below two runs in either
+    condition, or when no run differs from another (no run-to-run variance to judge by).
+    Returns (difference, low, high, p)."""
+    from scipy import stats
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    difference = float(a.mean() - b.mean()) if len(a) and len(b) else float("nan")
+    if len(a) < 2 or len(b) < 2 or (np.ptp(a) == 0 and np.ptp(b) == 0):
+        return difference, float("nan"), float("nan"), float("nan")
+    result = stats.ttest_ind(a, b, equal_var=False)
+    ci = result.confidence_interval(LEVEL)
+    return difference, float(ci.low), float(ci.high), float(result.pvalue)
 
 
 def cluster_permutation_p(

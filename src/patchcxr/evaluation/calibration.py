@@ -5,6 +5,7 @@ and temperature scaling fitted on the validation films (Guo et al., ICML 2017)."
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -12,9 +13,22 @@ import pandas as pd
 
 from patchcxr.stats import bootstrap_interval, interval_columns, with_intervals
 
+log = logging.getLogger(__name__)
+
 #: columns of the calibration table (:func:`calibration_tables`)
 CALIBRATION_COLUMNS = [
-    *("calibration", "temperature", "n", "n_patients", "ece", *interval_columns("ece"), "nll", "brier", "accuracy"),
+    *(
+        "calibration",
+        "temperature",
+        "n",
+        "n_patients",
+        "ece",
+        *interval_columns("ece"),
+        "nll",
+        "brier",
+        "accuracy",
+        "note",
+    ),
 ]
 
 
@@ -35,8 +49,12 @@ def temper(probs: np.ndarray, temperature: float) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+#: the temperatures a fit may take; a fit that runs to either bound found no optimum
+TEMPERATURE_BOUNDS = (0.05, 20.0)
+
+
 def fit_temperature(probs: np.ndarray, y_true: np.ndarray) -> float:
-    """The temperature (in [0.05, 20]) that minimises the negative log-likelihood of the
+    """The temperature (in :data:`TEMPERATURE_BOUNDS`) that minimises the negative log-likelihood of the
     true classes under :func:`temper` (Guo et al., ICML 2017, applied to the soft vote's
     film probabilities): fitted on validation films, applied to the test films."""
     from scipy.optimize import minimize_scalar
@@ -46,8 +64,29 @@ def fit_temperature(probs: np.ndarray, y_true: np.ndarray) -> float:
 
     if not len(y_true):
         return 1.0
-    best = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    low, high = TEMPERATURE_BOUNDS
+    best = minimize_scalar(nll, bounds=(np.log(low), np.log(high)), method="bounded")
     return float(np.exp(best.x))
+
+
+def usable_temperature(probs: np.ndarray, y_true: np.ndarray) -> tuple[float, str]:
+    """The validation films' temperature (:func:`fit_temperature`) and ``""``, or 1 (no
+    scaling) and the reason when the fit found no optimum: no validation films, or a fit
+    that ran to a bound of :data:`TEMPERATURE_BOUNDS` — as it does when every validation
+    film's soft vote is right (the likelihood then rises without end as T falls, and T =
+    0.05 would turn a test film's true-class probability 0.3 into about 1e-6)."""
+    if not len(y_true):
+        return 1.0, "not fitted: no validation films; T = 1 kept"
+    t = fit_temperature(probs, y_true)
+    low, high = TEMPERATURE_BOUNDS
+    if t <= low * 1.01 or t >= high / 1.01:
+        right = int((probs.argmax(axis=1) == y_true).sum())
+        bound = low if t <= low * 1.01 else high
+        return 1.0, (
+            f"not fitted: the fit ran to its bound T = {bound:g} ({right} of {len(y_true)} validation films "
+            "right by the soft vote); T = 1 kept"
+        )
+    return t, ""
 
 
 def _confidence_bins(probs: np.ndarray, y_true: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -107,11 +146,13 @@ def calibration_tables(
     score and soft-vote accuracy (unchanged by the temperature); and the reliability
     diagram's bins. Returns (summary, reliability)."""
     columns = [f"prob_{n}" for n in names]
-    temperature = fit_temperature(validation[columns].to_numpy(float), validation["true_index"].to_numpy(int))
+    temperature, note = usable_temperature(validation[columns].to_numpy(float), validation["true_index"].to_numpy(int))
+    if note:
+        log.warning("temperature scaling %s", note)
     y = test["true_index"].to_numpy(int)
     groups = test["patient_id"].astype(str).to_numpy()
     summary, reliability = [], []
-    for label, t in (("uncalibrated", 1.0), ("temperature", temperature)):
+    for label, t, why in (("uncalibrated", 1.0, ""), ("temperature", temperature, note)):
         probs = temper(test[columns].to_numpy(float), t) if t != 1.0 else test[columns].to_numpy(float)
         lo, hi = bootstrap_interval(
             functools.partial(_ece_at, probs, y, bins), len(y), groups, n_boot=n_boot, seed=seed
@@ -127,6 +168,7 @@ def calibration_tables(
                 "nll": negative_log_likelihood(probs, y),
                 "brier": float(np.mean(((probs - onehot) ** 2).sum(axis=1))) if len(y) else np.nan,
                 "accuracy": float(np.mean(probs.argmax(axis=1) == y)) if len(y) else np.nan,
+                "note": why,
             }
         )
         reliability += [{"calibration": label, **r} for r in reliability_rows(probs, y, bins)]

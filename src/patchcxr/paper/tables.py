@@ -240,6 +240,7 @@ def calibration_table(calibration: Mapping[Run, pd.DataFrame]) -> pd.DataFrame:
                     "ece": _maybe_interval(r.ece, r.ece_ci_low, r.ece_ci_high),
                     "nll": f"{float(r.nll):.3f}",
                     "brier": f"{float(r.brier):.3f}",
+                    "note": note if isinstance(note := getattr(r, "note", ""), str) else "",
                 }
             )
     return pd.DataFrame(rows)
