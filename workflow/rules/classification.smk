@@ -136,7 +136,7 @@ rule predict_classifier:
     params:
         k=config["classification"]["inference"]["k"],
         mode=config["classification"]["inference"]["mode"],
-        # patch positions drawn from the run's seed
+        # patch positions drawn from the run's seed and each film's id (classification.patches.film_rng)
         seed=run_seed,
     threads: 2
     resources:

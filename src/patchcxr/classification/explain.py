@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from patchcxr.classification.data import as_unit, load_input, memory_format, to_network
+from patchcxr.classification.patches import film_rng
 from patchcxr.classification.predict import image_batch, load_classifier, patch_windows
 from patchcxr.classification.settings import ClassifierSettings
 from patchcxr.classification.shared_trunk import shared_gradcams, shared_predict, snapped_windows
@@ -163,9 +164,9 @@ def saliency_for_split(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)  # also when the test split has no such image
     out = []
-    for i, r in enumerate(rows.itertuples()):
+    for r in rows.itertuples():
         img, lung = load_input(r.input_path, r.lung_path)
-        rng = np.random.default_rng([seed, i])
+        rng = film_rng(seed, r.image_id)
         if mode == "shared_trunk":
             wins = patch_windows(lung, img.shape[-2:], settings, k, rng=rng)
             sal, probs = shared_saliency(model, img, wins, patch=settings.patch, target=names.index(target), device=dev)
@@ -297,7 +298,7 @@ def randomisation_test(
                 settings,
                 k=k,
                 target=names.index(target),
-                rng=np.random.default_rng([seed, i]),  # the same patches for every network
+                rng=film_rng(seed, r.image_id),  # the same patches for every network
                 device=dev,
                 batch=batch,
                 precision=runtime.precision,

@@ -18,7 +18,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from patchcxr.classification.data import as_unit, load_input, memory_format, to_network
-from patchcxr.classification.patches import extract, sample_centres, windows
+from patchcxr.classification.patches import extract, film_rng, sample_centres, windows
 from patchcxr.classification.settings import ClassifierSettings, settings_of_model_file
 from patchcxr.classification.shared_trunk import shared_predict
 from patchcxr.io import read_tsv
@@ -139,7 +139,7 @@ def predict_split(
             raise ValueError(
                 f"{r.input_path}: input of {img.shape[-1]}², the classifier was trained on {clf.inputs.size}²"
             )
-        rng = np.random.default_rng([seed, i])
+        rng = film_rng(seed, r.image_id)
         if mode == "shared_trunk" and settings.mode == "local":
             probs = shared_probs(model, img, lung, settings, k=k, rng=rng, device=dev)
         else:
