@@ -174,7 +174,9 @@ def test_paper_stage_makes_every_registered_table_and_figure_with_its_caption(ci
     assert set(headline["classification"]) == {"local", "global"} and headline["segmentation"]
     assert headline["audit"]["confounded"] == verdict["confounded"]
     probe_table = read_tsv(paper / "table9_source_probe.tsv")
-    assert set(probe_table["reads_source"]) <= {"yes", "no"} and len(probe_table) == 3
+    states = {"reads the source", "shown not to", "inconclusive", "one source"}
+    assert set(probe_table["state"]) <= states and len(probe_table) == 3
+    assert set(probe_table["verdict"]) <= {"confounded", "not confounded", "inconclusive"}
 
 
 @pytest.mark.slow

@@ -15,9 +15,22 @@ Kermany, TB Montgomery, viral/COVID-19 Cohen). The audit measures both halves of
   Accuracy and balanced accuracy on the test patients with patient-bootstrap intervals,
   against chance (one over the number of sources).
 
-The verdict (:func:`verdict`): the labels are *confounded with the source* when a probe
-reads the source (the lower end of its balanced-accuracy interval more than ``margin`` above
-chance) and class and source are associated (V ≥ ``association``).
+The verdict (:func:`verdict`) has three states, each with its reason:
+
+* **confounded**: some class is tied to its sources — it comes from one source (that
+  source's share of the class at least ``purity``: absent, or nearly, from every other
+  source), or the *source-only rule*, which gives each film its source's main class,
+  recalls the class and is right when it names it, both at least ``purity``
+  (:func:`class_source_table`) — and some probe reads the source (a patient-level
+  permutation test of its balanced accuracy, Holm across the probes, at ``alpha``);
+* **not confounded**: no class is tied to its sources, or every probe is shown not to read
+  the source (its balanced-accuracy upper bound below chance + ``equivalence``);
+* **inconclusive**: a class is tied, yet no probe reads the source at ``alpha`` and not every
+  probe is shown not to (too few test films to tell).
+
+Cramér's V of class and source is reported, not used: a class that comes wholly from one
+source among mixed ones can leave V low (0.29 in the review's example) while the source
+gives that class away.
 """
 
 from __future__ import annotations
@@ -39,7 +52,7 @@ from patchcxr.classification.train import train_classifier
 from patchcxr.data.labels import LabelValue
 from patchcxr.io import atomic_write_text, read_png, read_tsv, write_png, write_tsv
 from patchcxr.models.state import DEFAULT_RUNTIME, Runtime
-from patchcxr.stats import bootstrap_interval, interval_columns, with_intervals
+from patchcxr.stats import adjust_p, bootstrap_interval, cluster_permutation_p, interval_columns, with_intervals
 from patchcxr.training import TrainingFiles
 
 log = logging.getLogger(__name__)
@@ -52,16 +65,33 @@ PROBE_COLUMNS = [
     *("mode", "view", "n", "n_patients", "n_sources", "chance"),
     *("accuracy", *interval_columns("accuracy")),
     *("balanced_accuracy", *interval_columns("balanced_accuracy")),
+    # (balanced accuracy − chance) / (1 − chance): 0 at chance, 1 when every source is named
+    *("adjusted_balanced_accuracy", *interval_columns("adjusted_balanced_accuracy")),
+    "p_permutation",
 ]
+#: the states of a probe (:func:`probe_states`) and of the verdict (:func:`verdict`)
+READS, SHOWN_NOT, INCONCLUSIVE, ONE_SOURCE = "reads the source", "shown not to", "inconclusive", "one source"
+CONFOUNDED, NOT_CONFOUNDED = "confounded", "not confounded"
 
 
 def class_source_table(cohort: pd.DataFrame, labels: str = "label4") -> pd.DataFrame:
     """Films per class and source, with each cell's share of its class and, per class, its
-    main source and the share of the class that source holds (``main_share``)."""
+    main source, the share of the class that source holds (``main_share``), and the
+    *source-only rule* (each film given its source's main class): its recall of the class
+    (``source_recall``: the share of the class's films whose source's main class it is) and
+    its precision (``source_precision``: of the films it calls the class, the share that are)."""
     counts = cohort.groupby([labels, "source"]).size().rename("n").reset_index()
     counts = counts.rename(columns={labels: "class"})
     totals = counts.groupby("class")["n"].transform("sum")
     counts["share_of_class"] = counts["n"] / totals
+    # the source-only rule: each source's main class (ties: the first class by name)
+    source_main = counts.sort_values(["source", "n", "class"], ascending=[True, False, True]).drop_duplicates("source")
+    rule = dict(zip(source_main["source"], source_main["class"], strict=True))
+    named = counts.assign(named=counts["source"].map(rule))
+    hits = named[named["named"] == named["class"]].groupby("class")["n"].sum()
+    called = named.groupby("named")["n"].sum()
+    counts["source_recall"] = counts["class"].map(hits).fillna(0) / totals
+    counts["source_precision"] = counts["class"].map(hits).fillna(0) / counts["class"].map(called).replace(0, np.nan)
     main = counts.sort_values(["class", "n", "source"], ascending=[True, False, True]).drop_duplicates("class")
     counts = counts.merge(
         main[["class", "source", "share_of_class"]].rename(
@@ -119,28 +149,49 @@ def probe_view(
     return pd.DataFrame(rows, columns=[*INPUT_COLUMNS])
 
 
-def probe_scores(predictions: pd.DataFrame, *, n_boot: int, seed: int) -> dict[str, float]:
-    """Accuracy and balanced accuracy (mean recall over the sources present) of a probe's
-    test predictions, each with a 95 % interval resampling patients; chance is one over the
-    number of sources present."""
+def balanced_accuracy(true: np.ndarray, pred: np.ndarray) -> float:
+    """Mean recall over the classes present in ``true`` (NaN without films)."""
+    classes = np.unique(true)
+    return float(np.mean([np.mean(pred[true == c] == c) for c in classes])) if len(classes) else float("nan")
+
+
+def probe_scores(predictions: pd.DataFrame, *, n_boot: int, seed: int, n_perm: int = 999) -> dict[str, float]:
+    """Accuracy, balanced accuracy (mean recall over the sources present) and balanced
+    accuracy adjusted for chance of a probe's test predictions, each with a 95 % interval
+    resampling patients; chance is one over the number of sources present.
+
+    ``p_permutation``: one-sided p of "the probe names the source no better than chance",
+    from ``n_perm`` permutations of the true sources between patients (a patient keeps one
+    source for all its films; a patient whose films come from two sources, as two renditions
+    of one film can, counts as one unit per source), the predictions held fixed."""
     y = predictions["true"].astype(str).to_numpy()
     p = predictions["pred_hard"].astype(str).to_numpy()
     groups = predictions["patient_id"].astype(str).to_numpy()
+    n_sources = len(np.unique(y))
+    chance = 1.0 / n_sources if n_sources else float("nan")
 
     def scores(idx: np.ndarray) -> tuple[float, float]:
-        yt, pt = y[idx], p[idx]
-        recalls = [float(np.mean(pt[yt == s] == s)) for s in np.unique(yt)]
-        return float(np.mean(yt == pt)), float(np.mean(recalls))
+        return float(np.mean(y[idx] == p[idx])), balanced_accuracy(y[idx], p[idx])
 
     acc, bal = scores(np.arange(len(y)))
     lo, hi = bootstrap_interval(scores, len(y), groups, n_boot=n_boot, seed=seed, width=2)
-    n_sources = len(np.unique(y))
+    if n_sources >= 2:
+        units = np.char.add(np.char.add(groups.astype(str), "\x1f"), y.astype(str))
+        p_perm = cluster_permutation_p(lambda labels: balanced_accuracy(labels, p), y, units, n_perm=n_perm, seed=seed)
+    else:
+        p_perm = float("nan")
+
+    def adjust(x: float) -> float:
+        return (x - chance) / (1 - chance) if n_sources >= 2 else float("nan")
+
     return {
         "n": len(y),
         "n_patients": len(np.unique(groups)),
         "n_sources": n_sources,
-        "chance": 1.0 / n_sources if n_sources else float("nan"),
+        "chance": chance,
         **with_intervals(("accuracy", "balanced_accuracy"), (acc, bal), lo, hi),
+        **with_intervals(("adjusted_balanced_accuracy",), (adjust(bal),), (adjust(lo[1]),), (adjust(hi[1]),)),
+        "p_permutation": p_perm,
     }
 
 
@@ -229,12 +280,14 @@ def probe_source(
     )
 
 
-def probe_table(predictions: Mapping[tuple[str, str], pd.DataFrame], *, n_boot: int, seed: int) -> pd.DataFrame:
+def probe_table(
+    predictions: Mapping[tuple[str, str], pd.DataFrame], *, n_boot: int, seed: int, n_perm: int = 999
+) -> pd.DataFrame:
     """The probe table (:data:`PROBE_COLUMNS`): one row per (mode, view) of ``predictions``,
     scored by :func:`probe_scores`."""
     rows = []
     for (mode, view), pred in predictions.items():
-        scores = probe_scores(pred, n_boot=n_boot, seed=seed)
+        scores = probe_scores(pred, n_boot=n_boot, seed=seed, n_perm=n_perm)
         log.info(
             "source probe %s/%s: accuracy %.3f [%.3f, %.3f], balanced %.3f [%.3f, %.3f], chance %.3f "
             "(n %d, %d patients)",
@@ -250,38 +303,102 @@ def probe_table(predictions: Mapping[tuple[str, str], pd.DataFrame], *, n_boot: 
     return pd.DataFrame(rows, columns=PROBE_COLUMNS)
 
 
-def reads_source(probes: pd.DataFrame, margin: float) -> pd.Series:
-    """Which probes read the source: the lower end of the balanced-accuracy interval more
-    than ``margin`` above chance."""
-    return probes["balanced_accuracy_ci_low"].astype(float) > probes["chance"].astype(float) + margin
+def probe_states(probes: pd.DataFrame, *, alpha: float, equivalence: float) -> pd.DataFrame:
+    """Each probe's state with its reason (columns ``p_holm``, ``state``, ``reason``,
+    ``reads_source``): *reads the source* when its permutation p, Holm-adjusted across the
+    probes, is below ``alpha``; *shown not to* when the upper end of its balanced-accuracy
+    interval lies below chance + ``equivalence``; *inconclusive* otherwise; *one source*
+    when its films come from one source (nothing to tell apart)."""
+    out = probes.copy()
+    out["p_holm"] = adjust_p(out["p_permutation"].astype(float).tolist(), "holm")
+    states, reasons = [], []
+    for r in out.itertuples():
+        chance, high = float(r.chance), float(r.balanced_accuracy_ci_high)
+        if int(r.n_sources) < 2:
+            states.append(ONE_SOURCE)
+            reasons.append("the probe's films come from one source")
+        elif float(r.p_holm) < alpha:
+            states.append(READS)
+            reasons.append(f"permutation p {float(r.p_holm):.3g} (Holm over {len(out)} probes) < {alpha:g}")
+        elif high < chance + equivalence:
+            states.append(SHOWN_NOT)
+            reasons.append(f"balanced accuracy at most {high:.3f} < chance {chance:.3f} + {equivalence:g}")
+        else:
+            states.append(INCONCLUSIVE)
+            reasons.append(
+                f"permutation p {float(r.p_holm):.3g} (Holm) and balanced accuracy up to {high:.3f} "
+                f"(chance {chance:.3f} + {equivalence:g}) on {int(r.n)} films"
+            )
+    out["state"], out["reason"] = states, reasons
+    out["reads_source"] = (out["state"] == READS).astype(int)
+    return out
 
 
-def verdict(probes: pd.DataFrame, table: pd.DataFrame, *, margin: float, association: float) -> dict[str, Any]:
-    """Whether the class labels are confounded with the source (module docstring), with the
-    figures it rests on.
-
-    A probe *reads the source* when the lower end of its balanced-accuracy interval lies
-    more than ``margin`` above chance. The labels are ``confounded`` when some view's probe
-    reads the source and class and source are associated (Cramér's V ≥ ``association``);
-    ``input_carries_source`` says whether the lung view (the classifier's own input) is one
-    of them — a source read only outside the lung is a shortcut the lung mask removes.
-    """
+def verdict(
+    probes: pd.DataFrame, table: pd.DataFrame, *, alpha: float, equivalence: float, purity: float
+) -> dict[str, Any]:
+    """Whether the class labels are confounded with the source, in three states with the
+    reason (module docstring), and the figures it rests on. ``probes``: :func:`probe_states`'s
+    table; ``table``: :func:`class_source_table`'s."""
     v = cramers_v(table)
-    reading = probes[reads_source(probes, margin)]
+    classes = table.drop_duplicates("class")
+    one_source = classes["main_share"] >= purity
+    named = (classes["source_recall"] >= purity) & (classes["source_precision"].fillna(0) >= purity)
+    tied = classes[one_source | named]
+    tied_names = sorted(str(c) for c in tied["class"])
+    reading = probes[probes["state"] == READS]
     views = sorted(set(reading["view"]))
-    tied = bool(np.isfinite(v) and v >= association)
-    mains = table.drop_duplicates("class")[["class", "main_source", "main_share"]]
+    informative = probes[probes["state"] != ONE_SOURCE]
+    all_shown_not = len(informative) > 0 and bool((informative["state"] == SHOWN_NOT).all())
+
+    def ties() -> str:
+        return "; ".join(
+            f"{r['class']} from {r['main_source']} ({r['main_share']:.0%} of the class; source-only rule recall "
+            f"{r['source_recall']:.2f}, precision {r['source_precision']:.2f})"
+            for _, r in tied.iterrows()
+        )
+
+    if len(classes) < 2:
+        state, reason = NOT_CONFOUNDED, "one class: there is no class for the source to stand in for"
+        tied_names, tied = [], tied.iloc[0:0]
+    elif not tied_names:
+        state = NOT_CONFOUNDED
+        reason = (
+            f"no class is tied to its sources (no class has {purity:.0%} of its films from one source, "
+            f"and the source-only rule neither recalls nor names any class at {purity:g})"
+        )
+    elif views:
+        state = CONFOUNDED
+        reason = f"{ties()}; the source is read from {', '.join(views)} (permutation, Holm, < {alpha:g})"
+    elif all_shown_not:
+        state = NOT_CONFOUNDED
+        reason = f"{ties()}; every probe's balanced accuracy is shown below chance + {equivalence:g}"
+    else:
+        state = INCONCLUSIVE
+        open_views = sorted(set(informative[informative["state"] == INCONCLUSIVE]["view"]))
+        reason = (
+            f"{ties()}; no probe reads the source at {alpha:g}, and {', '.join(open_views)} cannot be shown "
+            f"below chance + {equivalence:g} on these test films"
+        )
+    total = float(table["n"].sum())
+    source_main = table.sort_values(["source", "n", "class"], ascending=[True, False, True]).drop_duplicates("source")
     return {
-        "confounded": bool(views) and tied,
+        "verdict": state,
+        "reason": reason,
+        "confounded": {CONFOUNDED: True, NOT_CONFOUNDED: False}.get(state),
+        "classes_tied_to_source": tied_names,
+        "class_tied_to_source": bool(tied_names),
         "views_reading_source": views,
         "input_carries_source": "lung" in views,
-        "class_tied_to_source": tied,
+        "source_only_accuracy": float(source_main["n"].sum() / total) if total else float("nan"),
+        "majority_accuracy": float(table.groupby("class")["n"].sum().max() / total) if total else float("nan"),
         "cramers_v": v,
-        "margin": margin,
-        "association": association,
+        "alpha": alpha,
+        "equivalence": equivalence,
+        "purity": purity,
         "main_source": {
             str(r["class"]): {"source": str(r["main_source"]), "share": float(r["main_share"])}
-            for _, r in mains.iterrows()
+            for _, r in classes.iterrows()
         },
     }
 
@@ -294,18 +411,22 @@ def summarise(
     labels: str,
     n_boot: int,
     seed: int,
-    margin: float,
-    association: float,
+    n_perm: int,
+    alpha: float,
+    equivalence: float,
+    purity: float,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """The audit's tables from its probes' predictions (``(mode, view)`` → predictions.tsv):
-    the class × source table of the classified films, the probe table (with
-    ``reads_source``, 1 or 0, at ``margin``) and the verdict."""
+    the class × source table of the classified films, the probe table (with each probe's
+    state and reason, :func:`probe_states`) and the verdict."""
     inputs = read_tsv(inputs_path)
     cohort = read_tsv(cohort_path)
     table = class_source_table(cohort[cohort["image_id"].isin(inputs["image_id"])], labels)
-    probes = probe_table({key: read_tsv(path) for key, path in predictions.items()}, n_boot=n_boot, seed=seed)
-    probes["reads_source"] = reads_source(probes, margin).astype(int)
-    return table, probes, verdict(probes, table, margin=margin, association=association)
+    scored = probe_table(
+        {key: read_tsv(path) for key, path in predictions.items()}, n_boot=n_boot, seed=seed, n_perm=n_perm
+    )
+    probes = probe_states(scored, alpha=alpha, equivalence=equivalence)
+    return table, probes, verdict(probes, table, alpha=alpha, equivalence=equivalence, purity=purity)
 
 
 def write_summary(
@@ -338,8 +459,10 @@ def audit(
     views: Sequence[str] = PROBE_VIEWS,
     k: int,
     n_boot: int,
-    margin: float,
-    association: float,
+    n_perm: int,
+    alpha: float,
+    equivalence: float,
+    purity: float,
     runtime: Runtime = DEFAULT_RUNTIME,
     weights: Mapping[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
@@ -373,6 +496,8 @@ def audit(
         labels=first.labels if first else "label4",
         n_boot=n_boot,
         seed=first.seed if first else 0,
-        margin=margin,
-        association=association,
+        n_perm=n_perm,
+        alpha=alpha,
+        equivalence=equivalence,
+        purity=purity,
     )

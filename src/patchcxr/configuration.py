@@ -23,6 +23,9 @@ MOVED_KEYS: dict[tuple[str, ...], str] = {
     ("classification", "train", "seed"): "classification.train.seeds (a list)",
     # the mask that makes the classifier's inputs is the classifier's setting
     ("segmentation", "mask_source"): "classification.mask_source",
+    # the audit's verdict: a permutation test and an equivalence margin, a purity gate
+    ("audit", "margin"): "audit.alpha (a permutation test decides 'reads the source') and audit.equivalence",
+    ("audit", "association"): "audit.purity (the source-only rule's recall and precision; Cramér's V is reported only)",
     # ImageNet weights come by one of four routes
     ("classification", "weights", "download"): "classification.weights.route (torchvision | file | registry | none)",
 }

@@ -62,8 +62,10 @@ rule summarise_audit:
         labels=config["classification"]["train"]["labels"],
         bootstrap=config["audit"]["bootstrap"],
         seed=train_seeds("classification")[0],
-        margin=config["audit"]["margin"],
-        association=config["audit"]["association"],
+        permutations=config["audit"]["permutations"],
+        alpha=config["audit"]["alpha"],
+        equivalence=config["audit"]["equivalence"],
+        purity=config["audit"]["purity"],
     conda:
         "../../envs/data.yaml"
     script:

@@ -26,8 +26,10 @@ def main(
         labels=str(settings["labels"]),
         n_boot=int(settings["bootstrap"]),
         seed=int(settings["seed"]),
-        margin=float(settings["margin"]),
-        association=float(settings["association"]),
+        n_perm=int(settings["permutations"]),
+        alpha=float(settings["alpha"]),
+        equivalence=float(settings["equivalence"]),
+        purity=float(settings["purity"]),
     )
     write_summary(table, probe_rows, result, out)
 
@@ -37,7 +39,7 @@ main(
     [(str(m), str(v)) for m, v in snakemake.params.probes],
     snakemake.input.inputs,
     snakemake.input.cohort,
-    {k: snakemake.params[k] for k in ("labels", "bootstrap", "seed", "margin", "association")},
+    {k: snakemake.params[k] for k in ("labels", "bootstrap", "seed", "permutations", "alpha", "equivalence", "purity")},
     {k: snakemake.output[k] for k in ("class_source", "probes", "verdict")},
     snakemake.log[0],
 )

@@ -29,12 +29,12 @@ CENTRES = ("joint", "independent")
 BORDERS = ("shift", "clip")
 
 
-
 def film_rng(seed: int, image_id: str) -> np.random.Generator:
     """The generator of one film's patches: seeded by the run's seed and the film's id, so a
     film gets the same patches wherever it stands in a table (the test split, a held-out
     source's split, a probe's view) and in every model of the same seed."""
     return np.random.default_rng([int(seed), zlib.crc32(str(image_id).encode())])
+
 
 def sample_centres(lung: np.ndarray, k: int, rng: np.random.Generator, mode: str = "joint") -> np.ndarray:
     """``k`` patch centres ``(row, col)`` for a boolean lung mask.

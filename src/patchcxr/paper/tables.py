@@ -185,9 +185,10 @@ def mask_source_counts(predictions: pd.DataFrame) -> str:
 
 
 def source_probe_table(probes: pd.DataFrame, verdict: Mapping[str, Any]) -> pd.DataFrame:
-    """Table 9: each source probe of the audit with its intervals, whether it reads the
-    source (``probes.tsv``'s ``reads_source``, :func:`patchcxr.audit.reads_source`), and the
-    verdict's Cramér's V and call, repeated on every row."""
+    """Table 9: each source probe of the audit with its intervals, its permutation test and
+    its state (reads the source, shown not to, inconclusive: ``probes.tsv``'s ``state``,
+    :func:`patchcxr.audit.probe_states`), and the verdict with the source-only rule's accuracy
+    and Cramér's V, repeated on every row."""
     v = verdict.get("cramers_v")
     rows = [
         {
@@ -201,13 +202,25 @@ def source_probe_table(probes: pd.DataFrame, verdict: Mapping[str, Any]) -> pd.D
             "balanced_accuracy": _interval(
                 r.balanced_accuracy, r.balanced_accuracy_ci_low, r.balanced_accuracy_ci_high
             ),
-            "reads_source": "yes" if int(r.reads_source) else "no",
+            "adjusted_balanced_accuracy": _maybe_interval(
+                r.adjusted_balanced_accuracy,
+                r.adjusted_balanced_accuracy_ci_low,
+                r.adjusted_balanced_accuracy_ci_high,
+            ),
+            "p_holm": "NaN" if not math.isfinite(float(r.p_holm)) else f"{float(r.p_holm):.3g}",
+            "state": str(r.state),
+            "source_only_accuracy": _number_text(verdict.get("source_only_accuracy")),
             "cramers_v": "NaN" if v is None else f"{float(v):.3f}",
-            "confounded": "yes" if verdict["confounded"] else "no",
+            "verdict": str(verdict["verdict"]),
         }
         for r in probes.itertuples()
     ]
     return pd.DataFrame(rows)
+
+
+def _number_text(x: object) -> str:
+    """A figure of three decimals, or ``NaN`` for a missing one."""
+    return "NaN" if x is None or not math.isfinite(float(str(x))) else f"{float(str(x)):.3f}"
 
 
 def _number(x: object) -> float:
@@ -318,7 +331,8 @@ def headline_metrics(
     if audit is not None:
         v = audit.get("cramers_v")
         out["audit"] = {
-            "confounded": bool(audit["confounded"]),
+            "verdict": str(audit["verdict"]),
+            "confounded": audit["confounded"],  # null when inconclusive
             "input_carries_source": bool(audit["input_carries_source"]),
             "cramers_v": None if v is None else round(float(v), 6),
         }
