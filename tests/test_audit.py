@@ -252,7 +252,7 @@ def test_the_purity_gate_catches_a_class_from_one_source_among_mixed_ones() -> N
     )  # fmt: skip
     v = verdict(probe_states(reading, alpha=0.05, equivalence=0.1), table, alpha=0.05, equivalence=0.1, purity=0.8)
     assert v["verdict"] == "confounded" and v["classes_tied_to_source"] == ["covid"]
-    assert "covid from cohen (100% of the class" in v["reason"]
+    assert "covid from cohen (100% of the class; the source-only rule never names it)" in v["reason"]
 
 
 def _probe_predictions(rng: np.random.Generator, n_per_source: int, sources: int, recall: float) -> pd.DataFrame:

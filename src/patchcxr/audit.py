@@ -351,10 +351,14 @@ def verdict(
     informative = probes[probes["state"] != ONE_SOURCE]
     all_shown_not = len(informative) > 0 and bool((informative["state"] == SHOWN_NOT).all())
 
+    def rule(r: pd.Series) -> str:
+        if not np.isfinite(float(r["source_precision"])):
+            return "the source-only rule never names it"
+        return f"source-only rule recall {r['source_recall']:.2f}, precision {r['source_precision']:.2f}"
+
     def ties() -> str:
         return "; ".join(
-            f"{r['class']} from {r['main_source']} ({r['main_share']:.0%} of the class; source-only rule recall "
-            f"{r['source_recall']:.2f}, precision {r['source_precision']:.2f})"
+            f"{r['class']} from {r['main_source']} ({r['main_share']:.0%} of the class; {rule(r)})"
             for _, r in tied.iterrows()
         )
 
