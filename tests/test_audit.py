@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from patchcxr.audit import audit, class_source_table, cramers_v
+from patchcxr.audit.verdict import audit, class_source_table, cramers_v
 from patchcxr.classification.data import build_inputs
 from patchcxr.classification.settings import ClassifierSettings, InputSettings
 from patchcxr.data.splits import classification_split
@@ -145,7 +145,7 @@ def test_the_summary_scores_known_probe_predictions_and_the_paper_table_calls_th
 
     from PIL import Image
 
-    from patchcxr.audit import summarise, write_summary
+    from patchcxr.audit.verdict import summarise, write_summary
     from patchcxr.figures import plot_audit
     from patchcxr.paper.tables import headline_metrics, source_probe_table
 
@@ -213,7 +213,7 @@ def test_the_summary_scores_known_probe_predictions_and_the_paper_table_calls_th
 
 
 def test_a_probe_of_one_source_trains_nothing_and_scores_at_chance(tmp_path: Path) -> None:
-    from patchcxr.audit import probe_table, run_probe
+    from patchcxr.audit.probes import probe_table, run_probe
 
     films = pd.DataFrame(
         {"image_id": [f"f{i}" for i in range(6)], "patient_id": [f"p{i}" for i in range(6)], "source": "shenzhen"}
@@ -237,7 +237,7 @@ def test_the_purity_gate_catches_a_class_from_one_source_among_mixed_ones() -> N
     # COVID-19 wholly from one source that also holds the other classes, which are mixed
     # over every source: Cramér's V is 0.22 (the old gate, V >= 0.5, never fired) and the
     # source-only rule misses it (that source's main class is normal); the purity gate ties it
-    from patchcxr.audit import probe_states, verdict
+    from patchcxr.audit.verdict import probe_states, verdict
 
     rows = [("covid", "cohen")] * 20
     for source in ("a", "b", "c", "cohen"):
@@ -270,7 +270,7 @@ def test_the_probe_test_detects_a_0_6_recall_probe_and_holds_its_level_on_a_null
     # the paper-sized test split (about 101 films, 4 sources): a probe naming each source at
     # 0.6 is detected >= 80 % of the time (the old bar, lower bound > chance + 0.2: 51 %); a
     # probe at chance (recall 0.25 of 4 sources) is called at most about 5 % of the time
-    from patchcxr.audit import probe_scores
+    from patchcxr.audit.probes import probe_scores
 
     rng = np.random.default_rng(0)
 
@@ -286,7 +286,7 @@ def test_the_probe_test_detects_a_0_6_recall_probe_and_holds_its_level_on_a_null
 
 
 def test_the_verdict_has_three_states_each_with_its_reason() -> None:
-    from patchcxr.audit import probe_states, verdict
+    from patchcxr.audit.verdict import probe_states, verdict
 
     cohort = pd.DataFrame({"label4": ["normal"] * 10 + ["tb"] * 10, "source": ["a"] * 10 + ["b"] * 10})
     table = class_source_table(cohort)

@@ -177,7 +177,7 @@ def test_the_schemas_enumerations_mirror_the_package() -> None:
         ("select", SELECT_METRICS),
     ):
         assert train[key]["enum"] == list(values), key
-    from patchcxr.audit import PROBE_VIEWS
+    from patchcxr.audit.probes import PROBE_VIEWS
 
     audit = props["audit"]["properties"]
     assert audit["views"]["items"]["enum"] == load_config()["audit"]["views"] == list(PROBE_VIEWS)

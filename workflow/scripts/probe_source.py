@@ -2,7 +2,7 @@
 
 from typing import TYPE_CHECKING, Any
 
-from patchcxr.audit import probe_source
+from patchcxr.audit.probes import probe_source
 from patchcxr.classification.settings import InputSettings, settings_from
 from patchcxr.logs import setup_logging
 from patchcxr.models.state import Runtime

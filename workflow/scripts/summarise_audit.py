@@ -2,7 +2,7 @@
 
 from typing import TYPE_CHECKING
 
-from patchcxr.audit import summarise, write_summary
+from patchcxr.audit.verdict import summarise, write_summary
 from patchcxr.logs import setup_logging
 
 if TYPE_CHECKING:

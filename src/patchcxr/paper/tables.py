@@ -187,7 +187,7 @@ def mask_source_counts(predictions: pd.DataFrame) -> str:
 def source_probe_table(probes: pd.DataFrame, verdict: Mapping[str, Any]) -> pd.DataFrame:
     """Table 9: each source probe of the audit with its intervals, its permutation test and
     its state (reads the source, shown not to, inconclusive: ``probes.tsv``'s ``state``,
-    :func:`patchcxr.audit.probe_states`), and the verdict with the source-only rule's accuracy
+    :func:`patchcxr.audit.verdict.probe_states`), and the verdict with the source-only rule's accuracy
     and Cramér's V, repeated on every row."""
     v = verdict.get("cramers_v")
     rows = [
