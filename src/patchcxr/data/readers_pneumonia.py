@@ -19,13 +19,13 @@ from patchcxr.data.records import (
     ImageRecord,
     SourceIndex,
     SourceLayoutError,
-    _age,
-    _files,
-    _keep_view,
-    _leaves_source,
-    _paediatric,
-    _sex,
+    age_years,
+    keeps_view,
+    leaves_source,
     outside,
+    paediatric_flag,
+    sex_code,
+    source_files,
 )
 
 # --------------------------------------------------------------------------- Kermany / CoronaHack
@@ -65,7 +65,7 @@ def read_kermany(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRul
     index = SourceIndex()
     images = [
         p
-        for p in _files(root, "*")
+        for p in source_files(root, "*")
         if p.suffix.lower() in (".jpeg", ".jpg", ".png") and p.parent.name.upper() in ("NORMAL", "PNEUMONIA")
     ]
     if not images:
@@ -98,7 +98,7 @@ def read_kermany(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRul
             )
         )
     # a CoronaHack CSV beside the tree: every row must have its image
-    for csv_path in _files(root, CORONAHACK_CSV):
+    for csv_path in source_files(root, CORONAHACK_CSV):
         for row in _coronahack_rows(csv_path):
             image_name = row.get("X_ray_image_name", "")
             if image_name and image_name not in by_name:
@@ -108,10 +108,10 @@ def read_kermany(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRul
 
 def read_coronahack(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules) -> SourceIndex:
     index = SourceIndex()
-    csvs = _files(root, CORONAHACK_CSV)
+    csvs = source_files(root, CORONAHACK_CSV)
     if not csvs:
         raise SourceLayoutError(f"{name}: no {CORONAHACK_CSV} under {root}")
-    files = {p.name: p for p in _files(root, "*") if p.suffix.lower() in IMAGE_SUFFIXES}
+    files = {p.name: p for p in source_files(root, "*") if p.suffix.lower() in IMAGE_SUFFIXES}
     for row in _coronahack_rows(csvs[0]):
         image_name = row.get("X_ray_image_name", "").strip()
         path = files.get(image_name)
@@ -151,7 +151,7 @@ def read_coronahack(name: str, root: Path, spec: Mapping[str, Any], rules: Label
 # --------------------------------------------------------------------------- Cohen
 def read_cohen(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules) -> SourceIndex:
     index = SourceIndex()
-    metas = _files(root, "metadata.csv")
+    metas = source_files(root, "metadata.csv")
     if not metas:
         raise SourceLayoutError(f"{name}: no metadata.csv under {root}")
     meta = metas[0]
@@ -168,7 +168,7 @@ def read_cohen(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules
         listed[path] = (row.get("patientid") or "").strip()
         escaped = outside(path, [real_root])
         if filename and escaped is not None:
-            index.skip(name, path, _leaves_source(escaped))
+            index.skip(name, path, leaves_source(escaped))
             continue
         modality = (row.get("modality") or "X-ray").strip()
         if modality.lower() not in ("x-ray", "xray", "cr", "dx"):
@@ -177,7 +177,7 @@ def read_cohen(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules
         if not filename or not path.is_file():
             index.skip(name, path, "metadata row whose image is missing")
             continue
-        age = _age(row.get("age", "")) if (row.get("age") or "").strip() else None
+        age = age_years(row.get("age", "")) if (row.get("age") or "").strip() else None
         rec = ImageRecord(
             name,
             "cohen",
@@ -185,13 +185,13 @@ def read_cohen(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules
             path,
             patient_id=f"cohen:{(row.get('patientid') or path.stem).strip()}",
             view=(row.get("view") or "").strip(),
-            sex=_sex(row.get("sex", "")),
+            sex=sex_code(row.get("sex", "")),
             age=age,
-            paediatric=_paediatric(age, rules),
+            paediatric=paediatric_flag(age, rules),
             finding_raw=(row.get("finding") or "").strip(),
             license=(row.get("license") or "").strip(),
         )
-        if not _keep_view(index, rec, rules):
+        if not keeps_view(index, rec, rules):
             continue
         rec.label5, reason = rules.classify(rec.finding_raw)
         if reason:

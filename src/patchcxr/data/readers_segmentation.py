@@ -16,10 +16,10 @@ from patchcxr.data.records import (
     ImageRecord,
     SourceIndex,
     SourceLayoutError,
-    _age,
-    _files,
-    _paediatric,
-    _sex,
+    age_years,
+    paediatric_flag,
+    sex_code,
+    source_files,
 )
 
 # --------------------------------------------------------------------------- JSRT / SCR
@@ -32,7 +32,7 @@ def _scr_masks(scr_root: Path | None) -> dict[str, dict[str, Path]]:
     if scr_root is None:
         return out
     for organ, role in SCR_ORGANS.items():
-        for gif in _files(scr_root, f"*/{organ}/*.gif"):
+        for gif in source_files(scr_root, f"*/{organ}/*.gif"):
             out.setdefault(gif.stem.upper(), {})[role] = gif
     return out
 
@@ -49,7 +49,7 @@ def read_jsrt(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules)
     index = SourceIndex()
     masks = _scr_masks(Path(spec["masks"]) if spec.get("masks") else None)
     pattern = re.compile(r"(JPC[LN]N\d{3})\.IMG(\.png)?$", re.IGNORECASE)
-    files = [p for p in _files(root, "*") if pattern.search(p.name)]
+    files = [p for p in source_files(root, "*") if pattern.search(p.name)]
     if not files:
         raise SourceLayoutError(f"{name}: no JPCNN###.IMG / JPCLN###.IMG files under {root}")
     for path in files:
@@ -95,11 +95,11 @@ def _clinical(path: Path) -> tuple[str, float | None, str]:
     sex, age, rest = "", None, []
     for ln in lines:
         if ln.lower().startswith("patient's sex"):
-            sex = _sex(ln.split(":", 1)[1])
+            sex = sex_code(ln.split(":", 1)[1])
         elif ln.lower().startswith("patient's age"):
-            age = _age(ln.split(":", 1)[1])
+            age = age_years(ln.split(":", 1)[1])
         elif m := re.fullmatch(r"(male|female)\s*,?\s*(\d+)\s*yrs?.*", ln, re.IGNORECASE):
-            sex, age = _sex(m.group(1)), float(m.group(2))
+            sex, age = sex_code(m.group(1)), float(m.group(2))
         else:
             rest.append(ln)
     return sex, age, " ".join(rest)
@@ -116,11 +116,11 @@ def read_nlm(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules, 
     # images are the matching files outside any *mask* folder (masks share the image names)
     images = [
         p
-        for p in _files(root, "*")
+        for p in source_files(root, "*")
         if pattern.search(p.name) and not any("mask" in part.lower() for part in p.relative_to(root).parts)
     ]
     if not images:
-        mask_files = [p for p in _files(root, "*") if pattern.search(p.name)]
+        mask_files = [p for p in source_files(root, "*") if pattern.search(p.name)]
         if mask_files:
             raise SourceLayoutError(
                 f"{name}: {root} holds {len(mask_files)} {prefix}_####_[01] mask files but no images (files of those "
@@ -133,7 +133,7 @@ def read_nlm(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules, 
     required = bool(spec.get("masks_required", prefix == "MCUCXR"))
     found: dict[str, dict[str, Path]] = {}
     for base in _mask_dirs(root, spec):
-        for p in _files(base, "*.png") + _files(base, "*.gif"):
+        for p in source_files(base, "*.png") + source_files(base, "*.gif"):
             m = re.fullmatch(rf"({prefix}_\d{{4}}_[01])(_mask)?", p.stem, re.IGNORECASE)
             if not m:
                 continue
@@ -167,7 +167,7 @@ def read_nlm(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules, 
             patient_id=f"{spec['format']}:{prefix}_{number}",
             sex=sex,
             age=age,
-            paediatric=_paediatric(age, rules),
+            paediatric=paediatric_flag(age, rules),
             finding_raw=reading or label,
             label5=label,
             license="NLM terms (do not share outside the research group)",

@@ -16,13 +16,13 @@ from patchcxr.data.records import (
     ImageRecord,
     SourceIndex,
     SourceLayoutError,
-    _age,
-    _files,
-    _keep_view,
-    _leaves_source,
-    _paediatric,
-    _sex,
+    age_years,
+    keeps_view,
+    leaves_source,
     outside,
+    paediatric_flag,
+    sex_code,
+    source_files,
 )
 
 
@@ -38,7 +38,7 @@ def read_csv_source(name: str, root: Path, spec: Mapping[str, Any], rules: Label
             path = table.parent / listed
             escaped = outside(path, [real_root])
             if listed and escaped is not None:
-                index.skip(name, path, _leaves_source(escaped))
+                index.skip(name, path, leaves_source(escaped))
                 continue
             path = path.resolve()
             if not listed or not path.is_file():
@@ -50,7 +50,7 @@ def read_csv_source(name: str, root: Path, spec: Mapping[str, Any], rules: Label
                 if reason:
                     index.skip(name, path, reason)
                     continue
-            age = _age(row["age"]) if (row.get("age") or "").strip() else None
+            age = age_years(row["age"]) if (row.get("age") or "").strip() else None
             rec = ImageRecord(
                 name,
                 "csv",
@@ -58,14 +58,14 @@ def read_csv_source(name: str, root: Path, spec: Mapping[str, Any], rules: Label
                 path,
                 patient_id=f"{name}:{(row.get('patient_id') or path.stem).strip()}",
                 view=(row.get("view") or "PA").strip(),
-                sex=_sex(row.get("sex", "")),
+                sex=sex_code(row.get("sex", "")),
                 age=age,
-                paediatric=_paediatric(age, rules),
+                paediatric=paediatric_flag(age, rules),
                 finding_raw=label,
                 label5=label,
                 license=spec.get("license", ""),
             )
-            if _keep_view(index, rec, rules):
+            if keeps_view(index, rec, rules):
                 index.records.append(rec)
     return index
 
@@ -78,7 +78,7 @@ def read_dicom_folder(name: str, root: Path, spec: Mapping[str, Any], rules: Lab
     if (root / "labels.csv").is_file():
         with open(root / "labels.csv", newline="") as fh:
             labels = {r["file"]: r["label"] for r in csv.DictReader(fh)}
-    files = [p for p in _files(root, "*") if p.suffix.lower() in (".dcm", ".dicom", "")]
+    files = [p for p in source_files(root, "*") if p.suffix.lower() in (".dcm", ".dicom", "")]
     for path in files:
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
@@ -90,7 +90,7 @@ def read_dicom_folder(name: str, root: Path, spec: Mapping[str, Any], rules: Lab
         if reason:
             index.skip(name, path, reason)
             continue
-        age = _age(str(getattr(ds, "PatientAge", ""))) if getattr(ds, "PatientAge", "") else None
+        age = age_years(str(getattr(ds, "PatientAge", ""))) if getattr(ds, "PatientAge", "") else None
         rec = ImageRecord(
             name,
             "dicom",
@@ -98,14 +98,14 @@ def read_dicom_folder(name: str, root: Path, spec: Mapping[str, Any], rules: Lab
             path,
             patient_id=f"{name}:{getattr(ds, 'PatientID', path.stem)}",
             view=str(getattr(ds, "ViewPosition", "") or "PA"),
-            sex=_sex(str(getattr(ds, "PatientSex", ""))),
+            sex=sex_code(str(getattr(ds, "PatientSex", ""))),
             age=age,
-            paediatric=_paediatric(age, rules),
+            paediatric=paediatric_flag(age, rules),
             finding_raw=str(raw),
             label5=label,
             license=spec.get("license", ""),
         )
-        if _keep_view(index, rec, rules):
+        if keeps_view(index, rec, rules):
             index.records.append(rec)
     if not files:
         raise SourceLayoutError(f"{name}: no DICOM files under {root}")

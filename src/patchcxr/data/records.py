@@ -72,7 +72,7 @@ def outside(path: Path, roots: Sequence[Path]) -> Path | None:
     return None if any(real == root or root in real.parents for root in roots) else real
 
 
-def _leaves_source(escaped: Path) -> str:
+def leaves_source(escaped: Path) -> str:
     """The quarantine reason of a metadata path that leads out of its source folder."""
     return f"metadata path leads outside the source folder (to {escaped}): not opened"
 
@@ -81,26 +81,26 @@ class SourceLayoutError(FileNotFoundError):
     """The source folder does not hold the layout its format expects."""
 
 
-def _files(root: Path, pattern: str) -> list[Path]:
+def source_files(root: Path, pattern: str) -> list[Path]:
     return sorted(p for p in root.rglob(pattern) if p.is_file() and not p.name.startswith("."))
 
 
-def _age(text: str) -> float | None:
+def age_years(text: str) -> float | None:
     m = re.search(r"(\d+(?:\.\d+)?)", str(text))
     return float(m.group(1)) if m else None
 
 
-def _sex(text: str) -> str:
+def sex_code(text: str) -> str:
     t = str(text).strip().upper()
     return {"MALE": "M", "FEMALE": "F", "M": "M", "F": "F", "O": "O"}.get(t, "")
 
 
-def _keep_view(index: SourceIndex, rec: ImageRecord, rules: LabelRules) -> bool:
+def keeps_view(index: SourceIndex, rec: ImageRecord, rules: LabelRules) -> bool:
     if rules.view_excluded(rec.view):
         index.skip(rec.source, rec.source_path, f"excluded view {rec.view!r} (labels.exclude_views)")
         return False
     return True
 
 
-def _paediatric(age: float | None, rules: LabelRules) -> bool:
+def paediatric_flag(age: float | None, rules: LabelRules) -> bool:
     return age is not None and age < rules.paediatric_age
