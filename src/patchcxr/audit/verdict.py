@@ -148,7 +148,9 @@ def verdict(
             f"below chance + {equivalence:g} on these test films"
         )
     total = float(table["n"].sum())
-    source_main = table.sort_values(["source", "n", "class"], ascending=[True, False, True]).drop_duplicates("source")
+    per_class = table.groupby("class")["n"].sum()
+    # the source-only rule's hits, from the recall class_source_table gave each class
+    rule_hits = float((classes.set_index("class")["source_recall"] * per_class).sum())
     return {
         "verdict": state,
         "reason": reason,
@@ -157,8 +159,8 @@ def verdict(
         "class_tied_to_source": bool(tied_names),
         "views_reading_source": views,
         "input_carries_source": "lung" in views,
-        "source_only_accuracy": float(source_main["n"].sum() / total) if total else float("nan"),
-        "majority_accuracy": float(table.groupby("class")["n"].sum().max() / total) if total else float("nan"),
+        "source_only_accuracy": rule_hits / total if total else float("nan"),
+        "majority_accuracy": float(per_class.max() / total) if total else float("nan"),
         "cramers_v": v,
         "alpha": alpha,
         "equivalence": equivalence,
