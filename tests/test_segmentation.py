@@ -23,7 +23,7 @@ from patchcxr.models.segmentation import FCDenseNet, UNet, count_parameters, fc_
 from patchcxr.models.state import Runtime, load_state
 from patchcxr.preprocess import PreprocessSettings
 from patchcxr.segmentation.data import BG_OR_HEART
-from patchcxr.segmentation.evaluate import evaluate_models
+from patchcxr.segmentation.evaluate import SCORE_COLUMNS, evaluate_models
 from patchcxr.segmentation.predict import back_project, clean_up, predict_shard, qc_row
 from patchcxr.segmentation.train import SegmentationTrainSettings, partial_cross_entropy, train_segmentation
 from patchcxr.training import TrainingFiles
@@ -133,7 +133,9 @@ def seg_data(synthetic_manifest: Any, tmp_path_factory: pytest.TempPathFactory) 
     """The synthetic manifest and a segmentation split: JSRT and Montgomery train/val/test."""
     manifest, _, out = synthetic_manifest
     masked = manifest[manifest["has_lung_mask"] == "1"]
-    split = segmentation_split(masked, {"jsrt": "split", "montgomery": "split", "shenzhen": "test"}, 0.8, 0.4, seed=3)
+    split = segmentation_split(
+        masked, {"jsrt": "split", "montgomery": "split", "shenzhen": "test"}, 0.8, 0.4, seed=3, classified="ignore"
+    )
     path = tmp_path_factory.mktemp("seg") / "segmentation.tsv"
     split.to_csv(path, sep="\t", index=False)
     return out / "manifest.tsv", path
@@ -158,7 +160,9 @@ def seg_data_larger(tmp_path_factory: pytest.TempPathFactory, test_config: dict[
         generate_source(source, params, root / source, root / "gt" / source)
     sources = {s: {"format": s, "path": str(root / s)} for s in ("montgomery", "shenzhen")}
     manifest, _ = run_data_stage(sources, test_config["labels"], root / "data")
-    split = segmentation_split(manifest, {"montgomery": "split", "shenzhen": "test"}, 0.8, 0.2, seed=5)
+    split = segmentation_split(
+        manifest, {"montgomery": "split", "shenzhen": "test"}, 0.8, 0.2, seed=5, classified="ignore"
+    )
     split.to_csv(root / "segmentation.tsv", sep="\t", index=False)
     return root / "data" / "manifest.tsv", root / "segmentation.tsv"
 
@@ -501,3 +505,41 @@ def test_the_preprocessing_test_counts_the_variance_between_training_runs() -> N
     one = paired_tests(pd.DataFrame([r for r in rows if r["seed"] == 0])).set_index("scope").loc["all"]
     assert one["p_value"] < 1e-6 and one["n_seeds_a"] == 1
     assert np.isnan(one["p_runs"]) and np.isnan(one["ci_low"]) and "none below two runs" in one["test"]
+
+
+def test_dice_by_class_finds_a_class_with_worse_masks_and_says_when_it_cannot() -> None:
+    from patchcxr.segmentation.evaluate import dice_by_class
+
+    rng = np.random.default_rng(0)
+    films = [(f"{c}/{i}", f"p{c}{i}", c) for c, n in (("normal", 20), ("tb", 20), ("covid19", 4)) for i in range(n)]
+    split = pd.DataFrame(films, columns=["image_id", "patient_id", "label4"])
+    split = pd.concat([split, pd.DataFrame([("viral/0", "pv", "viral")], columns=split.columns)])  # no tracing
+
+    def scores(shift: float) -> pd.DataFrame:
+        mean = {"normal": 0.95, "tb": 0.95 - shift, "covid19": 0.9}
+        rows = [
+            ("unet", "equalised", 407, "x", image, patient, "both lungs", 0.0, mean[c] + rng.normal(0, 0.02))
+            for image, patient, c in films
+        ]
+        other = [("unet", "minmax", 407, "x", image, patient, "both lungs", 0.0, 0.1) for image, patient, _ in films]
+        return pd.DataFrame(rows + other, columns=SCORE_COLUMNS[:-1])
+
+    kwargs = {
+        "labels": "label4",
+        "model": "unet",
+        "preprocessing": "equalised",
+        "mask_seed": 407,
+        "n_boot": 200,
+        "n_perm": 199,
+        "seed": 1,
+        "min_patients": 10,
+    }
+    worse = dice_by_class(scores(0.1), split, **kwargs).set_index("group")
+    assert worse.loc["normal", "dice_mean"] == pytest.approx(0.95, abs=0.02)  # the other preprocessing is ignored
+    assert worse.loc["tb", "dice_ci_high"] < worse.loc["normal", "dice_ci_low"]
+    assert worse.loc["all", "p_permutation"] == pytest.approx(1 / 200)  # no permutation beats the real classes
+    assert np.isnan(worse.loc["covid19", "dice_mean"]) and "min_patients" in worse.loc["covid19", "note"]
+    assert worse.loc["viral", "n_classified"] == 1 and worse.loc["viral", "note"] == "no traced film"
+    assert worse.loc["all", "n"] == 40  # the classes with figures
+    same = dice_by_class(scores(0.0), split, **kwargs).set_index("group")
+    assert same.loc["all", "p_permutation"] > 0.05

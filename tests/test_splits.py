@@ -83,7 +83,7 @@ def test_segmentation_split_reproduces_the_paper_sizes() -> None:
             "patient_id": [f"jsrt:J{i:03d}" for i in range(247)],
         }
     )
-    s = segmentation_split(jsrt, {"jsrt": "split"}, 0.8, 0.1, seed=407)
+    s = segmentation_split(jsrt, {"jsrt": "split"}, 0.8, 0.1, seed=407, classified="ignore")
     counts = s["split"].value_counts().to_dict()
     assert counts == {"train": 197 - 19, "val": 19, "test": 50}  # Table I: 197 train, 50 test
 
@@ -95,13 +95,17 @@ def test_renditions_of_one_patient_share_the_split() -> None:
         for src in ("mc", "mc512")
         for i in ids
     ]
-    s = segmentation_split(pd.DataFrame(rows), {"mc": "split", "mc512": "split"}, 0.8, 0.1, seed=5)
+    s = segmentation_split(pd.DataFrame(rows), {"mc": "split", "mc512": "split"}, 0.8, 0.1, seed=5, classified="ignore")
     assert s.groupby("patient_id")["split"].nunique().max() == 1
-    held = segmentation_split(pd.DataFrame(rows), {"mc": "split", "mc512": "test"}, 0.8, 0.1, seed=5)
+    held = segmentation_split(
+        pd.DataFrame(rows), {"mc": "split", "mc512": "test"}, 0.8, 0.1, seed=5, classified="ignore"
+    )
     assert (held["split"] == "test").all()  # a held-out rendition holds its patients out everywhere
 
 
-def test_the_classification_role_keeps_each_patients_classification_split() -> None:
+def _shenzhen_and_jsrt() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """40 classified Shenzhen patients (half traced) and 10 traced JSRT patients the
+    classifier does not see: the classification split, the masked films, the cohort."""
     cohort = pd.DataFrame(
         {
             "image_id": [f"sz/{i}" for i in range(40)],
@@ -112,17 +116,30 @@ def test_the_classification_role_keeps_each_patients_classification_split() -> N
     cls = classification_split(cohort, {"train": 0.7, "val": 0.1, "test": 0.2}, seed=1)
     masked = cohort.iloc[::2].assign(source="sz")  # half the films have a lung mask
     jsrt = pd.DataFrame({"image_id": [f"j/{i}" for i in range(10)], "patient_id": [f"jsrt:{i}" for i in range(10)]})
-    masked = pd.concat([masked, jsrt.assign(source="jsrt")], ignore_index=True)
-    seg = segmentation_split(masked, {"sz": "classification", "jsrt": "split"}, 0.8, 0.1, seed=1, classification=cls)
+    return cls, pd.concat([masked, jsrt.assign(source="jsrt")], ignore_index=True), cohort
+
+
+def test_classified_patients_train_no_segmenter_unless_told() -> None:
+    cls, masked, _ = _shenzhen_and_jsrt()
+    roles = {"sz": "split", "jsrt": "split"}
+    seg = segmentation_split(masked, roles, 0.8, 0.1, seed=1, classification=cls, classified="held_out")
+    sz = seg[seg["source"] == "sz"]
+    assert len(sz) == 20 and (sz["split"] == "test").all()  # every classified film: segmenter test
+    assert seg.loc[seg["source"] == "jsrt", "split"].value_counts().to_dict() == {"train": 8, "test": 2}
+    # follow: each classified patient keeps its classification split
+    seg = segmentation_split(masked, roles, 0.8, 0.1, seed=1, classification=cls, classified="follow")
     by_patient = dict(zip(cls["patient_id"], cls["split"], strict=True))
     sz = seg[seg["source"] == "sz"]
-    assert len(sz) == 20 and (sz["split"] == sz["patient_id"].map(by_patient)).all()
-    assert set(sz["split"]) == {"train", "val", "test"}
-    assert seg.loc[seg["source"] == "jsrt", "split"].value_counts().to_dict() == {"train": 8, "test": 2}
+    assert (sz["split"] == sz["patient_id"].map(by_patient)).all() and set(sz["split"]) == {"train", "val", "test"}
+    # ignore: the source's role (the paper's design): classified films train the segmenter
+    seg = segmentation_split(masked, roles, 0.8, 0.1, seed=1, classified="ignore")
+    assert seg.loc[seg["source"] == "sz", "split"].value_counts().to_dict() == {"train": 15, "test": 4, "val": 1}
     with pytest.raises(ValueError, match="needs the classification split"):
-        segmentation_split(masked, {"sz": "classification"}, 0.8, 0.1, seed=1)
-    with pytest.raises(ValueError, match=r"not in the classification split.*jsrt:"):
-        segmentation_split(masked, {"jsrt": "classification"}, 0.8, 0.1, seed=1, classification=cls)
+        segmentation_split(masked, roles, 0.8, 0.1, seed=1)
+    with pytest.raises(ValueError, match="classified: follow"):
+        segmentation_split(masked, {"sz": "classification"}, 0.8, 0.1, seed=1, classification=cls)
+    with pytest.raises(ValueError, match="no film to train on"):
+        segmentation_split(masked[masked["source"] == "sz"], {"sz": "split"}, 0.8, 0.1, seed=1, classification=cls)
 
 
 def test_check_disjoint_catches_patient_and_hash_leaks() -> None:

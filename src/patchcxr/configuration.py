@@ -26,6 +26,9 @@ MOVED_KEYS: dict[tuple[str, ...], str] = {
     # the audit's verdict: a permutation test and an equivalence margin, a purity gate
     ("audit", "margin"): "audit.alpha (a permutation test decides 'reads the source') and audit.equivalence",
     ("audit", "association"): "audit.purity (the source-only rule's recall and precision; Cramér's V is reported only)",
+    # one minimum n for every inferential figure
+    ("classification", "inference", "strata_min_patients"): "statistics.min_patients",
+    ("audit", "permutations"): "statistics.permutations",
     # ImageNet weights come by one of four routes
     ("classification", "weights", "download"): "classification.weights.route (torchvision | file | registry | none)",
 }

@@ -62,7 +62,7 @@ rule summarise_audit:
         labels=config["classification"]["train"]["labels"],
         bootstrap=config["audit"]["bootstrap"],
         seed=train_seeds("classification")[0],
-        permutations=config["audit"]["permutations"],
+        permutations=config["statistics"]["permutations"],
         alpha=config["audit"]["alpha"],
         equivalence=config["audit"]["equivalence"],
         purity=config["audit"]["purity"],

@@ -288,7 +288,12 @@ def data_targets():
 def segmentation_targets():
     if not active_sources():
         return []
-    return ["results/segmentation/summary.tsv", "results/segmentation/figures/jaccard.png"]
+    return [
+        "results/segmentation/summary.tsv",
+        "results/segmentation/figures/jaccard.png",
+        # the lung Dice of the classified films by class (splits.segmentation.classified)
+        "results/segmentation/classified_dice.tsv",
+    ]
 
 
 def masks_targets():

@@ -87,6 +87,33 @@ rule plot_segmentation:
         "../scripts/plot_segmentation.py"
 
 
+rule classified_dice:
+    localrule: True
+    input:
+        scores="results/segmentation/scores.tsv",
+        split="results/splits/classification.tsv",
+    output:
+        "results/segmentation/classified_dice.tsv",
+    log:
+        "logs/segmentation/classified_dice.log",
+    benchmark:
+        "benchmarks/segmentation/classified_dice.tsv"
+    params:
+        # the network whose masks the classifier reads (mask_model_path)
+        model=config["segmentation"]["mask_model"],
+        preprocessing="equalised",
+        mask_seed=train_seeds("segmentation")[0],
+        labels=config["classification"]["train"]["labels"],
+        bootstrap=config["segmentation"]["bootstrap"],
+        permutations=config["statistics"]["permutations"],
+        min_patients=config["statistics"]["min_patients"],
+        seed=config["splits"]["seed"],
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/classified_dice.py"
+
+
 rule predict_masks:
     wildcard_constraints:
         shard=r"\d+",

@@ -183,7 +183,17 @@ def leave_one_source_out(
 
 
 #: segmentation roles of a source (config ``splits.segmentation.sources``)
-SEGMENTATION_ROLES = ("split", "train", "test", "classification")
+SEGMENTATION_ROLES = ("split", "train", "test")
+
+#: what the segmentation split does with a patient the classifier sees (config
+#: ``splits.segmentation.classified``): ``held_out``: segmenter test, whatever its source's
+#: role (no classified film is masked by a network trained on its own tracing, and its Dice
+#: is measured); ``follow``: the patient keeps its classification split (classifier test
+#: films are segmenter test films; its training films keep near-tracing masks); ``ignore``:
+#: the source's role decides (the paper's design: a classified film may be masked by a
+#: network that learnt its tracing, a mask-quality difference tied to the sources with
+#: tracings, hence to their classes)
+CLASSIFIED_POLICIES = ("held_out", "follow", "ignore")
 
 
 def segmentation_split(
@@ -194,6 +204,7 @@ def segmentation_split(
     *,
     seed: int,
     classification: pd.DataFrame | None = None,
+    classified: str = "held_out",
 ) -> pd.DataFrame:
     """Train/val/test for segmentation, per source.
 
@@ -201,42 +212,37 @@ def segmentation_split(
         masked: manifest rows of images with lung masks (``image_id``, ``source``,
             ``patient_id``).
         roles: source → ``"split"`` (train/val/test), ``"test"`` (held out entirely, e.g.
-            Montgomery for the paper's cross-database evaluation), ``"train"``
-            (train/val only) or ``"classification"``: each patient keeps its
-            classification split, so the films the classifier is tested on are the
-            segmenter's held-out films too and no classifier test film gets a mask from
-            a network that was trained on its own annotation.
+            Montgomery for the paper's cross-database evaluation) or ``"train"``
+            (train/val only).
         train_fraction: share of patients for training (paper: ``floor(0.8·247) = 197``).
         val_fraction: share of the training patients kept for model selection.
         seed: the split seed (the official code shuffled with 407).
-        classification: the classification split (``patient_id``, ``split``); needed by
-            the ``"classification"`` role.
+        classification: the classification split (``patient_id``, ``split``): its
+            patients are the classified ones of ``classified``.
+        classified: :data:`CLASSIFIED_POLICIES`; a classified patient is one of
+            ``classification`` (any of its splits). ``held_out`` and ``follow`` act before
+            the sources' roles; ``ignore`` leaves every patient to its source's role.
     """
     for source, role in roles.items():
         if role not in SEGMENTATION_ROLES:
-            raise ValueError(f"segmentation role of {source!r} must be one of {SEGMENTATION_ROLES}, got {role!r}")
+            hint = " (now splits.segmentation.classified: follow)" if role == "classification" else ""
+            raise ValueError(f"segmentation role of {source!r} must be one of {SEGMENTATION_ROLES}, got {role!r}{hint}")
+    if classified not in CLASSIFIED_POLICIES:
+        raise ValueError(f"splits.segmentation.classified must be one of {CLASSIFIED_POLICIES}, got {classified!r}")
     part = masked[masked["source"].isin(list(roles))]
-    follow: dict[str, str] = {}
-    if "classification" in roles.values():
-        if classification is None:
-            raise ValueError("the segmentation role 'classification' needs the classification split")
-        follow = dict(zip(classification["patient_id"], classification["split"], strict=True))
     # roles act on patients, not files: two renditions of one patient (Montgomery JPEG and
-    # 512² PNG) land in the split the first of them got; held-out sources go first
+    # 512² PNG) land in the split the first of them got; classified patients go first, then
+    # held-out sources
     split_of: dict[str, str] = {}
-    rank = {"classification": 0, "test": 1, "train": 2, "split": 3}
+    if classified != "ignore":
+        if classification is None:
+            raise ValueError(f"splits.segmentation.classified: {classified} needs the classification split")
+        follow = dict(zip(classification["patient_id"], classification["split"], strict=True))
+        mine = set(part["patient_id"]) & set(follow)
+        split_of |= {p: "test" if classified == "held_out" else follow[p] for p in sorted(mine)}
+    rank = {"test": 1, "train": 2, "split": 3}
     for source, role in sorted(roles.items(), key=lambda kv: (rank[kv[1]], kv[0])):
         patients = sorted(set(part.loc[part["source"] == source, "patient_id"]) - set(split_of))
-        if role == "classification":
-            outside = [p for p in patients if p not in follow]
-            if outside:
-                raise ValueError(
-                    f"segmentation role of {source!r} is 'classification' but {len(outside)} of its masked "
-                    f"patients are not in the classification split (not in the cohort), e.g. {outside[:3]}; "
-                    "add the source to data.cohort_sources or give it another role"
-                )
-            split_of |= {p: follow[p] for p in patients}
-            continue
         free = [patients[i] for i in _rng(seed, source).permutation(len(patients))]
         if role == "test":
             split_of |= dict.fromkeys(free, "test")
@@ -246,6 +252,12 @@ def segmentation_split(
         for i, p in enumerate(free):
             split_of[p] = "val" if i < n_val else "train" if i < n_train else "test"
     out = part.assign(split=part["patient_id"].map(split_of))[["image_id", "source", "patient_id", "split"]]
+    if classified != "ignore" and len(out) and not out["split"].isin(["train", "val"]).any():
+        raise ValueError(
+            f"the segmentation split leaves no film to train on: all {len(out)} masked films are held out "
+            f"(splits.segmentation.classified: {classified} and the sources' roles {dict(roles)}); "
+            "add tracings of films the classifier does not see"
+        )
     return out.sort_values("image_id", kind="stable").reset_index(drop=True)
 
 
@@ -280,6 +292,7 @@ def write_splits(
         seg_cfg["val_fraction"],
         seed=seed,
         classification=cls,
+        classified=seg_cfg["classified"],
     )
     check_disjoint(cls, manifest)
     check_disjoint(seg, manifest)

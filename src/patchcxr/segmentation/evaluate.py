@@ -18,7 +18,7 @@ from patchcxr.models.state import DEFAULT_RUNTIME, Runtime
 from patchcxr.segmentation.data import split_rows
 from patchcxr.segmentation.metrics import structure_scores
 from patchcxr.segmentation.predict import back_project, load_segmenter, predict_batches
-from patchcxr.stats import cluster_mean_interval, interval_columns, run_level_difference
+from patchcxr.stats import cluster_mean_interval, cluster_permutation_p, interval_columns, run_level_difference
 
 SCORE_COLUMNS = [
     *("model", "preprocessing", "seed", "dataset", "image_id", "patient_id"),
@@ -241,3 +241,101 @@ def paired_tests(scores: pd.DataFrame, structure: str = "both lungs") -> pd.Data
                 }
             )
     return pd.DataFrame(out, columns=TEST_COLUMNS)
+
+
+#: columns of :func:`dice_by_class`
+CLASSIFIED_DICE_COLUMNS = [
+    *("group", "n_classified", "n", "n_patients"),
+    *("dice_mean", *interval_columns("dice"), "p_permutation", "note"),
+]
+
+
+def dice_by_class(
+    scores: pd.DataFrame,
+    classified: pd.DataFrame,
+    *,
+    labels: str,
+    model: str,
+    preprocessing: str,
+    mask_seed: int,
+    n_boot: int,
+    n_perm: int,
+    seed: int,
+    min_patients: int,
+) -> pd.DataFrame:
+    """Lung Dice (both lungs) of the mask network's masks on the films the classifier sees,
+    by class: whether the masks the classifier reads are equally good in every class (a
+    class-correlated difference in mask quality is a shortcut).
+
+    ``scores``: :data:`SCORE_COLUMNS` rows; those of ``model``/``preprocessing``/``mask_seed``
+    (the network that makes the masks). ``classified``: the
+    classification split (``image_id``, ``patient_id``, ``labels``). One row per class:
+    ``n_classified`` films, ``n`` of them with a tracing scored (held-out films only: with
+    ``splits.segmentation.classified: held_out`` every traced classified film), their
+    patients, the mean Dice and its patient-bootstrap interval; a class of fewer than
+    ``min_patients`` scored patients gets its counts and NaN with the reason. Last row
+    ``all``: the films of every class, with ``p_permutation``, the patient-level
+    permutation p of "Dice does not depend on the class" (statistic: the between-class
+    variance of the mean Dice, over the classes with figures)."""
+    mine = scores[
+        (scores["model"] == model)
+        & (scores["preprocessing"] == preprocessing)
+        & (scores["seed"].astype(int) == mask_seed)
+        & (scores["structure"] == "both lungs")
+    ]
+    per_image = mine.groupby("image_id", as_index=False).agg(dice=("dice", "mean"))
+    films = classified[["image_id", "patient_id", labels]].rename(columns={labels: "group"})
+    scored = films.merge(per_image, on="image_id")
+    rows, kept = [], []
+    for group, part in films.groupby("group", sort=True):
+        have = scored[scored["group"] == group]
+        n_patients = int(have["patient_id"].nunique())
+        row: dict[str, object] = {
+            "group": str(group),
+            "n_classified": len(part),
+            "n": len(have),
+            "n_patients": n_patients,
+            "p_permutation": float("nan"),
+        }
+        if n_patients < min_patients:
+            what = "no traced film" if not len(have) else f"{n_patients} scored patients < statistics.min_patients"
+            rows.append(row | {"dice_mean": float("nan"), "note": what})
+            continue
+        lo, hi = cluster_mean_interval(
+            have["dice"].to_numpy(float), have["patient_id"].to_numpy(), n_boot=n_boot, seed=seed
+        )
+        rows.append(row | {"dice_mean": float(have["dice"].mean()), "dice_ci_low": lo, "dice_ci_high": hi, "note": ""})
+        kept.append(str(group))
+    pool = scored[scored["group"].astype(str).isin(kept)]
+    p = float("nan")
+    note = "fewer than two classes with figures"
+    if len(kept) >= 2:
+        dice = pool["dice"].to_numpy(float)
+
+        def spread(groups: np.ndarray) -> float:
+            return float(np.var([dice[groups == g].mean() for g in np.unique(groups)]))
+
+        # a patient whose films sit in two classes (none in a patient-grouped cohort) is one
+        # unit per class, so the permutation keeps one class per unit
+        units = pool["patient_id"].astype(str).to_numpy() + "\x1f" + pool["group"].astype(str).to_numpy()
+        p = cluster_permutation_p(spread, pool["group"].astype(str).to_numpy(), units, n_perm=n_perm, seed=seed)
+        note = f"permutation of the classes between patients, {len(kept)} classes"
+    lo, hi = (
+        cluster_mean_interval(pool["dice"].to_numpy(float), pool["patient_id"].to_numpy(), n_boot=n_boot, seed=seed)
+        if len(kept)
+        else (float("nan"), float("nan"))
+    )
+    rows.append(
+        {
+            "group": "all",
+            "n_classified": len(films),
+            "n": len(pool),
+            "n_patients": int(pool["patient_id"].nunique()),
+            "dice_mean": float(pool["dice"].mean()) if len(pool) else float("nan"),
+            "dice_ci_low": lo,
+            "dice_ci_high": hi,
+            "p_permutation": p,
+            "note": note,
+        }
+    )
+    return pd.DataFrame(rows, columns=CLASSIFIED_DICE_COLUMNS)
