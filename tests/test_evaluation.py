@@ -76,14 +76,21 @@ def test_strata_by_source_view_sex_and_age_with_patient_intervals() -> None:
         sex=["M", "F"] * 12,
         age=["25"] * 6 + ["45"] * 6 + ["70"] * 6 + [""] * 6,
     )
-    assert t.loc[("source", "a"), "accuracy"] == 1.0 and t.loc[("source", "a"), "macro_f1"] == 1.0
+    assert t.loc[("source", "a"), "accuracy"] == 1.0 and np.isnan(t.loc[("source", "a"), "macro_f1"])  # 2 of 4 classes
     b = t.loc[("source", "b")]
     assert b["accuracy"] == 0.5 and b["n"] == 12 and b["n_patients"] == 12 and b["classes"] == "tb"
-    assert b["macro_f1"] == pytest.approx(2 * 6 / (12 + 6))  # TB only: F1 of TB, 2TP / (2TP + FP + FN)
-    assert b["accuracy_ci_low"] < 0.5 < b["accuracy_ci_high"] and t.loc[("source", "a"), "accuracy_ci_low"] == 1.0
+    # TB only: macro-F1 would be the F1 of TB, 2·acc/(1+acc), another scale: not given
+    assert np.isnan(b["macro_f1"]) and "macro-F1 only over all 4 classes: 1 present" in b["note"]
+    assert b["balanced_accuracy"] == 0.5 and b["recall_tb"] == 0.5 and np.isnan(b["recall_normal"])
+    assert b["no_skill_accuracy"] == 1.0  # answering TB for every film would score 1
+    a = t.loc[("source", "a")]
+    assert a["no_skill_accuracy"] == 0.5 and a["recall_normal"] == a["recall_tb"] == 1.0
+    assert b["accuracy_ci_low"] < 0.5 < b["accuracy_ci_high"] and a["accuracy_ci_low"] == 1.0
     assert t.loc[("view", "PA"), "n"] == 12 and t.loc[("view", "unknown"), "n"] == 4
     # four patients without a view are too few to say anything (min_patients 5): n, no figures
-    assert np.isnan(t.loc[("view", "unknown"), "accuracy"]) and np.isnan(t.loc[("view", "unknown"), "macro_f1_ci_high"])
+    unknown = t.loc[("view", "unknown")]
+    assert np.isnan(unknown["accuracy"]) and np.isnan(unknown["balanced_accuracy_ci_high"])
+    assert unknown["note"] == "4 patients < statistics.min_patients (5): no figures"
     assert t.loc[("sex", "M"), "n"] == t.loc[("sex", "F"), "n"] == 12
     bands = t.loc["age_band"]["n"].to_dict()
     assert bands == {"adult <40": 6, "adult 40-59": 6, "adult 60+": 6, "adult, age unknown": 6}
@@ -117,7 +124,8 @@ def test_model_comparison() -> None:
 
 
 def test_a_perfect_classifier_on_a_two_class_source_scores_one() -> None:
-    # a Montgomery-like source holds normal and TB only: its macro-F1 averages over those two
+    # a Montgomery-like source holds normal and TB only: its balanced accuracy averages the
+    # recalls of those two (macro-F1 is given only for the full class set)
     pred = pd.DataFrame(
         {
             "source": ["m"] * 4,
@@ -126,7 +134,8 @@ def test_a_perfect_classifier_on_a_two_class_source_scores_one() -> None:
             "pred_hard_index": [0, 0, 2, 2],
         }
     )
-    assert _strata(pred).loc[("source", "m"), "macro_f1"] == 1.0
+    row = _strata(pred).loc[("source", "m")]
+    assert row["balanced_accuracy"] == 1.0 and np.isnan(row["macro_f1"])
     t = per_class_table(np.array([0, 0, 2, 2]), np.array([0, 0, 2, 1]), NAMES).set_index("class")
     assert np.isnan(t.loc["viral_covid19", "recall"]) and np.isnan(t.loc["viral_covid19", "f1"])
     assert np.isnan(t.loc["viral_covid19", "precision"])  # never predicted, never true
@@ -347,13 +356,23 @@ def test_temperature_scaling_recovers_a_known_overconfidence() -> None:
     assert set(reliability["calibration"]) == {"uncalibrated", "temperature"} and len(reliability) == 20
 
 
-def test_the_external_table_sets_each_held_out_source_beside_its_internal_films() -> None:
-    from patchcxr.evaluation.external import external_table
-    from patchcxr.evaluation.strata import STRATA_COLUMNS
+def _predictions(source: list[str], true: list[int], pred: list[int], patients: list[str]) -> pd.DataFrame:
+    """Test predictions of a 4-class model (one-hot probabilities)."""
+    probs = {f"prob_{n}": [float(p == k) for p in pred] for k, n in enumerate(NAMES)}
+    return pd.DataFrame(
+        {
+            "image_id": [f"{s}/{p}/{i}" for i, (s, p) in enumerate(zip(source, patients, strict=True))],
+            "patient_id": patients,
+            "source": source,
+            "true_index": true,
+            "pred_hard_index": pred,
+            **probs,
+        }
+    )
 
-    def strata(source: str, n: int, acc: float) -> pd.DataFrame:
-        row = dict.fromkeys(STRATA_COLUMNS[5:], acc) | {"stratum": "source", "group": source, "n": n, "n_patients": n}
-        return pd.DataFrame([row | {"classes": "normal,tb"}], columns=STRATA_COLUMNS)
+
+def test_the_external_table_scores_both_models_on_the_same_films_beside_no_skill_and_a_matched_control() -> None:
+    from patchcxr.evaluation.external import external_table
 
     plan = pd.DataFrame(
         [
@@ -362,27 +381,44 @@ def test_the_external_table_sets_each_held_out_source_beside_its_internal_films(
             {"source": "c", "held_out": 0, "reason": "no other source holds covid19"},
         ]
     )
-    metrics = pd.DataFrame(
+    # source a: 40 films, 10 normal (0) and 30 TB (2), one per patient; the external model
+    # calls everything normal (no skill: 0.25 = the normal share); internal test split: 12
+    # of a's films (3 normal, 9 TB), all right internally; other sources' test films: 20
+    # normal and 20 TB at 0.8 internally
+    a_true = [0] * 10 + [2] * 30
+    a_pat = [f"a{i}" for i in range(40)]
+    outer = _predictions(["a"] * 40, a_true, [0] * 40, a_pat)
+    shared = outer.iloc[[0, 1, 2, *range(10, 19)]]
+    c_true = [0] * 20 + [2] * 20
+    c_pred = [0] * 16 + [2] * 4 + [2] * 16 + [0] * 4
+    inner = pd.concat(
         [
-            {"class": "accuracy", "metric": "recall", "value": 0.8, "ci_low": 0.7, "ci_high": 0.9, "support": 30},
-            {"class": "macro", "metric": "f1", "value": 0.75, "ci_low": 0.6, "ci_high": 0.85, "support": 30},
-        ]
+            shared.assign(pred_hard_index=shared["true_index"]),
+            _predictions(["c"] * 40, c_true, c_pred, [f"c{i}" for i in range(40)]),
+        ],
+        ignore_index=True,
     )
-    # the internal predictions' patients: 9, one of them with films from sources a and c
-    # (a full-size and a 512² rendition), so the sources' patient counts (6 + 4) overcount
-    patients = [f"p{i}" for i in range(6)] + ["p0", "p6", "p7", "p8"]
-    predictions = pd.DataFrame({"patient_id": patients, "source": ["a"] * 6 + ["c"] * 4})
-    internal = {"global": (metrics, pd.concat([strata("a", 6, 0.9), strata("c", 4, 1.0)]), predictions)}
-    external = {("a", "global"): strata("a", 40, 0.6), ("b", "global"): strata("b", 25, 0.5)}
-    t = external_table(plan, external, internal).set_index(["source", "scheme"])
-    assert t.loc[("a", "external"), "n"] == 40 and t.loc[("a", "external"), "accuracy"] == 0.6
-    assert t.loc[("a", "internal"), "n"] == 6 and t.loc[("a", "internal"), "accuracy"] == 0.9
+    b_outer = _predictions(["b"] * 12, [0] * 12, [0] * 12, [f"b{i}" for i in range(12)])
+    t = external_table(
+        plan, {("a", "global"): outer, ("b", "global"): b_outer}, {"global": inner}, n_boot=200, seed=0, min_patients=5
+    ).set_index(["source", "scheme"])
+    ext = t.loc[("a", "external")]
+    assert ext["n"] == 40 and ext["accuracy"] == 0.25 and ext["no_skill_accuracy"] == 0.75
+    assert ext["balanced_accuracy"] == 0.5 and ext["recall_normal"] == 1.0 and ext["recall_tb"] == 0.0
+    both = t.loc[("a", "external, shared films")]
+    assert both["n"] == t.loc[("a", "internal, shared films"), "n"] == 12
+    assert t.loc[("a", "internal, shared films"), "accuracy"] == 1.0 and both["accuracy"] == 0.25
+    assert both["difference"] == -0.75 and both["difference_ci_high"] < 0  # the same films: paired
+    control = t.loc[("a", "internal, class-matched control")]
+    assert control["n"] == 12 and control["accuracy"] == pytest.approx(0.8, abs=0.03)
+    assert control["accuracy_ci_low"] < 0.8 < control["accuracy_ci_high"] and "draws without" in control["note"]
     # b sent no film to the internal test split: said so, no figures
-    assert t.loc[("b", "internal"), "n"] == 0 and "no film" in t.loc[("b", "internal"), "note"]
-    assert np.isnan(t.loc[("b", "internal"), "accuracy"])
+    assert (
+        t.loc[("b", "internal, shared films"), "n"] == 0 and "no film" in t.loc[("b", "internal, shared films"), "note"]
+    )
     assert t.loc[("c", "external"), "note"] == "not held out: no other source holds covid19"
     whole = t.loc[("all sources", "internal")]
-    assert whole["n"] == 30 and whole["n_patients"] == 9 and whole["macro_f1_ci_low"] == 0.6
+    assert whole["n"] == 52 and whole["n_patients"] == 52
 
 
 def test_a_temperature_that_runs_to_its_bound_is_not_applied_and_the_table_says_why() -> None:

@@ -154,7 +154,7 @@ def test_table_1_flags_paediatric_films_and_table_8_restricts_the_test_to_adults
 
 def test_calibration_and_strata_tables_write_intervals_and_nan_for_small_groups() -> None:
     from patchcxr.evaluation.calibration import CALIBRATION_COLUMNS
-    from patchcxr.evaluation.strata import STRATA_COLUMNS
+    from patchcxr.evaluation.strata import strata_columns
     from patchcxr.paper.tables import calibration_table, strata_paper_table
 
     cal = pd.DataFrame(
@@ -170,13 +170,16 @@ def test_calibration_and_strata_tables_write_intervals_and_nan_for_small_groups(
         "1.000",
         "2.500",
     ]
-    big = ["source", "a", 30, 30, "normal,tb", 0.9, 0.8, 1.0, 0.85, 0.7, 0.95]
-    small = ["sex", "F", 3, 3, "tb", np.nan, np.nan, np.nan, np.nan, np.nan, np.nan]
-    strata = pd.DataFrame([big, small], columns=STRATA_COLUMNS)
+    columns = strata_columns(["normal", "tb"])
+    big = ["source", "a", 30, 30, "normal,tb", 0.5, 0.9, 0.8, 1.0, 0.9, 0.8, 1.0, 0.85, 0.7, 0.95, 0.9, 0.9, ""]
+    small = ["sex", "F", 3, 3, "tb", 1.0, *[np.nan] * 11, "3 patients < statistics.min_patients (10): no figures"]
+    strata = pd.DataFrame([big, small], columns=columns)
     s = strata_paper_table({("local", 2020): strata, ("local", 2021): strata.iloc[:1], ("global", 2020): strata})
     assert len(s) == 4 and set(s["seed"]) == {2020}  # the first seed of each model
     rows = s[s["model"] == "local"].set_index("group")
     assert rows.loc["a", "accuracy"] == "0.900 [0.800, 1.000]" and rows.loc["F", "macro_f1"] == "NaN"
+    assert rows.loc["a", "recall"] == "normal 0.90, tb 0.90" and rows.loc["a", "no_skill_accuracy"] == "0.500"
+    assert rows.loc["F", "note"].startswith("3 patients")
 
 
 # --------------------------------------------------------------------------- the registry

@@ -388,16 +388,14 @@ def external_held_out(wildcards=None):
 
 
 def external_results(wildcards):
-    """summarise_external's inputs: each held-out source's metrics and strata of each
-    external model, and the internal test split's (and its predictions) of the first seed's
+    """summarise_external's inputs: each external model's test predictions (and its metrics,
+    so that its evaluation runs), and the internal test predictions of the first seed's
     classifiers."""
     runs = [(s, m) for s in external_held_out() for m in config["external"]["models"]]
     first = train_seeds("classification")[0]
     return {
         "metrics": [f"results/external/{s}/{m}/metrics.tsv" for s, m in runs],
-        "strata": [f"results/external/{s}/{m}/strata.tsv" for s, m in runs],
-        "internal_metrics": [f"results/evaluation/{m}/seed_{first}/metrics.tsv" for m in config["external"]["models"]],
-        "internal_strata": [f"results/evaluation/{m}/seed_{first}/strata.tsv" for m in config["external"]["models"]],
+        "predictions": [f"results/external/{s}/{m}/predictions.tsv" for s, m in runs],
         "internal_predictions": [
             f"results/evaluation/{m}/seed_{first}/predictions.tsv" for m in config["external"]["models"]
         ],

@@ -108,6 +108,8 @@ rule summarise_external:
     params:
         models=config["external"]["models"],
         seed=train_seeds("classification")[0],
+        n_boot=config["classification"]["inference"]["bootstrap"],
+        min_patients=config["statistics"]["min_patients"],
     conda:
         "../../envs/data.yaml"
     script:

@@ -31,6 +31,9 @@ main(
     snakemake.input.scores,
     snakemake.input.split,
     snakemake.output[0],
-    dict(snakemake.params.items()),
+    {
+        k: getattr(snakemake.params, k)
+        for k in ("labels", "model", "preprocessing", "mask_seed", "bootstrap", "permutations", "min_patients", "seed")
+    },
     snakemake.log[0],
 )

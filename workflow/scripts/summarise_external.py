@@ -1,4 +1,4 @@
-"""Rule summarise_external: each held-out source's figures beside the internal test split's."""
+"""Rule summarise_external: each held-out source's figures beside the internal model's on the same films."""
 
 from typing import TYPE_CHECKING
 
@@ -10,28 +10,23 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 
-def main(inputs: dict[str, list[str]], plan: str, models: list[str], out: str, log: str) -> None:
+def main(
+    inputs: dict[str, list[str]], plan: str, models: list[str], figures: dict[str, int], out: str, log: str
+) -> None:
     setup_logging(log)
     table = read_tsv(plan, typed=True)
     held = [str(s) for s in table.loc[table["held_out"] == 1, "source"]]
     runs = [(s, m) for s in held for m in models]
-    external = {run: read_tsv(p, typed=True) for run, p in zip(runs, inputs["strata"], strict=True)}
-    internal = {
-        m: (read_tsv(metrics, typed=True), read_tsv(strata, typed=True), read_tsv(predictions))
-        for m, metrics, strata, predictions in zip(
-            models, inputs["internal_metrics"], inputs["internal_strata"], inputs["internal_predictions"], strict=True
-        )
-    }
-    write_tsv(out, external_table(table, external, internal))
+    external = {run: read_tsv(p, typed=True) for run, p in zip(runs, inputs["predictions"], strict=True)}
+    internal = {m: read_tsv(p, typed=True) for m, p in zip(models, inputs["internal_predictions"], strict=True)}
+    write_tsv(out, external_table(table, external, internal, **figures))
 
 
 main(
-    {
-        k: [str(p) for p in snakemake.input[k]]
-        for k in ("strata", "internal_metrics", "internal_strata", "internal_predictions")
-    },
+    {k: [str(p) for p in snakemake.input[k]] for k in ("predictions", "internal_predictions")},
     snakemake.input.plan,
     [str(m) for m in snakemake.params.models],
+    {k: int(getattr(snakemake.params, k)) for k in ("n_boot", "seed", "min_patients")},
     snakemake.output[0],
     snakemake.log[0],
 )

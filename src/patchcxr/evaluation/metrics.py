@@ -15,7 +15,13 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support, roc_auc_score
 
-from patchcxr.stats import bootstrap_resamples, percentile_interval
+from patchcxr.stats import (
+    bootstrap_interval,
+    bootstrap_resamples,
+    interval_columns,
+    percentile_interval,
+    with_intervals,
+)
 
 
 def per_class_table(
@@ -98,6 +104,83 @@ def accuracy_and_macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int
     present = true > 0
     f1 = 2 * tp[present] / (true[present] + pred[present])
     return float(np.mean(y_true == y_pred)), float(np.mean(f1))
+
+
+def balanced_accuracy_and_macro_f1(
+    y_true: np.ndarray, y_pred: np.ndarray, n_classes: int
+) -> tuple[float, float, float]:
+    """Accuracy, balanced accuracy (mean recall over the classes present) and macro-F1 over
+    the classes present (:func:`accuracy_and_macro_f1`)."""
+    if not len(y_true):
+        return float("nan"), float("nan"), float("nan")
+    true = np.bincount(y_true, minlength=n_classes)
+    hits = np.bincount(y_true[y_true == y_pred], minlength=n_classes)
+    present = true > 0
+    acc, f1 = accuracy_and_macro_f1(y_true, y_pred, n_classes)
+    return acc, float(np.mean(hits[present] / true[present])), f1
+
+
+def group_columns(names: Sequence[str]) -> list[str]:
+    """Columns of :func:`group_figures` for the classes ``names``."""
+    return [
+        *("n", "n_patients", "classes", "no_skill_accuracy"),
+        *("accuracy", *interval_columns("accuracy")),
+        *("balanced_accuracy", *interval_columns("balanced_accuracy")),
+        *("macro_f1", *interval_columns("macro_f1")),
+        *(f"recall_{c}" for c in names),
+        "note",
+    ]
+
+
+def group_figures(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    patients: np.ndarray,
+    names: Sequence[str],
+    *,
+    n_boot: int,
+    seed: int,
+    min_patients: int,
+) -> dict[str, object]:
+    """The figures of one group of test films (a stratum's group, a held-out source),
+    comparable across groups whose class mixes differ (:func:`group_columns`):
+
+    * ``no_skill_accuracy``: the share of the group's commonest class, what answering that
+      class for every film would score (a one-class group: 1 for the right constant);
+    * accuracy and balanced accuracy (chance: one over the classes present), each with a
+      95 % interval resampling the group's patients;
+    * macro-F1 only when every class of ``names`` is present (on fewer classes it is a
+      different scale: 2·acc/(1+acc) on one class), else NaN with the reason;
+    * ``recall_<class>``: each present class's recall (NaN when absent).
+
+    Fewer than ``min_patients`` patients: the counts and NaN, with the reason."""
+    y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)
+    patients = np.asarray(patients).astype(str)
+    n_classes = len(names)
+    counts = np.bincount(y_true, minlength=n_classes)
+    n_patients = len(np.unique(patients))
+    row: dict[str, object] = {
+        "n": len(y_true),
+        "n_patients": n_patients,
+        "classes": ",".join(names[c] for c in np.flatnonzero(counts)),
+        "no_skill_accuracy": float(counts.max() / counts.sum()) if counts.sum() else float("nan"),
+        "note": "",
+    }
+    if n_patients < min_patients:
+        return row | {"note": f"{n_patients} patients < statistics.min_patients ({min_patients}): no figures"}
+
+    def figures(idx: np.ndarray) -> tuple[float, float, float]:
+        return balanced_accuracy_and_macro_f1(y_true[idx], y_pred[idx], n_classes)
+
+    values = figures(np.arange(len(y_true)))
+    lo, hi = bootstrap_interval(figures, len(y_true), patients, n_boot=n_boot, seed=seed, width=3)
+    row |= with_intervals(("accuracy", "balanced_accuracy", "macro_f1"), values, lo, hi)
+    if (counts > 0).sum() < n_classes:
+        row |= dict.fromkeys(("macro_f1", *interval_columns("macro_f1")), float("nan"))
+        row["note"] = f"macro-F1 only over all {n_classes} classes: {int((counts > 0).sum())} present"
+    for c, name in enumerate(names):
+        row[f"recall_{name}"] = float(np.mean(y_pred[y_true == c] == c)) if counts[c] else float("nan")
+    return row
 
 
 def bootstrap_intervals(

@@ -260,18 +260,34 @@ def calibration_table(calibration: Mapping[Run, pd.DataFrame]) -> pd.DataFrame:
 
 
 def figures_table(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """``keys`` columns of a strata-like table (strata, external summary) with accuracy and
-    macro-F1 written ``value [low, high]`` (``NaN`` where too few films)."""
+    """``keys`` columns of a strata-like table (strata, external summary) with its no-skill
+    accuracy, accuracy, balanced accuracy and macro-F1 written ``value [low, high]`` (``NaN``
+    where too few patients or, for macro-F1, not every class), the per-class recalls in one
+    cell, and its note."""
     out = table[keys].copy()
-    for figure in ("accuracy", "macro_f1"):
+    out["no_skill_accuracy"] = [_number_text(_number(v)) for v in table["no_skill_accuracy"]]
+    for figure in ("accuracy", "balanced_accuracy", "macro_f1"):
         out[figure] = [_maybe_interval(*v) for v in table[[figure, *interval_columns(figure)]].to_numpy()]
+    recalls = [c for c in table.columns if c.startswith("recall_")]
+    out["recall"] = [
+        ", ".join(
+            f"{c.removeprefix('recall_')} {_number(v):.2f}"
+            for c, v in zip(recalls, row, strict=True)
+            if math.isfinite(_number(v))
+        )
+        for row in table[recalls].to_numpy()
+    ]
+    out["note"] = table["note"].fillna("").astype(str) if "note" in table else ""
     return out
 
 
 def external_table(held_out: pd.DataFrame) -> pd.DataFrame:
-    """Table 13: the leave-one-source-out summary (:func:`figures_table`) with its notes."""
-    keys = ["source", "model", "scheme", "n", "n_patients"]
-    return figures_table(held_out, keys).assign(note=held_out["note"].fillna(""))
+    """Table 13: the leave-one-source-out summary (:func:`figures_table`) with the external
+    minus internal accuracy on the same films."""
+    out = figures_table(held_out, ["source", "model", "scheme", "n", "n_patients"])
+    diff = [_maybe_interval(*v) for v in held_out[["difference", *interval_columns("difference")]].to_numpy()]
+    out.insert(len(out.columns) - 1, "difference", [d if d != "NaN" else "" for d in diff])
+    return out
 
 
 def saliency_sanity_table(checks: pd.DataFrame) -> pd.DataFrame:
