@@ -21,7 +21,7 @@ from patchcxr.audit.verdict import audit, class_source_table, cramers_v
 from patchcxr.classification.data import build_inputs
 from patchcxr.classification.settings import ClassifierSettings, InputSettings
 from patchcxr.data.splits import classification_split
-from patchcxr.io import read_png, write_tsv
+from patchcxr.io import read_png, read_tsv, write_tsv
 from patchcxr.models.state import Runtime
 from patchcxr.synthetic.exposure import ARTEFACTS, plant_artefact
 
@@ -73,7 +73,7 @@ def _cohort(root: Path, test_config: dict[str, Any], planted: bool) -> None:
 
 
 def _audit(
-    root: Path, test_config: dict[str, Any], planted: bool, views: tuple[str, ...] = ("outside", "lung")
+    root: Path, test_config: dict[str, Any], planted: bool, views: tuple[str, ...] = ("outside", "lung"), folds: int = 1
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     _cohort(root, test_config, planted)
     _, probes, v = audit(
@@ -86,6 +86,7 @@ def _audit(
         out_dir=root / "audit",
         views=views,
         k=1,
+        folds=folds,
         n_boot=200,
         **VERDICT,
         runtime=Runtime(device="cpu"),
@@ -117,10 +118,14 @@ def test_cramers_v_is_one_for_a_class_given_by_its_source_and_zero_when_independ
 @pytest.mark.slow
 def test_the_audit_flags_a_planted_source_artefact(tmp_path: Path, test_config: dict[str, Any]) -> None:
     # the outside view alone (the lung view reads the source only through the disease tied to it)
-    probes, v = _audit(tmp_path, test_config, planted=True, views=("outside",))
+    # three folds over the whole cohort: every film scored once, by a probe that never saw it
+    probes, v = _audit(tmp_path, test_config, planted=True, views=("outside",), folds=3)
     outside = probes.set_index("view").loc["outside"]
     # the marker is outside the lung: the probe of the film outside the lung reads it
-    assert outside["balanced_accuracy"] >= 0.95 and outside["n"] >= 12, probes
+    assert outside["balanced_accuracy"] >= 0.95 and outside["n"] == 48, probes
+    pred = read_tsv(tmp_path / "audit" / "global" / "outside" / "predictions.tsv")
+    assert sorted(pred["image_id"]) == sorted(read_tsv(tmp_path / "inputs.tsv")["image_id"])
+    assert set(pred["fold"]) == {"0", "1", "2"} and pred.groupby("patient_id")["fold"].nunique().max() == 1
     assert v["verdict"] == "confounded" and v["confounded"] and "outside" in v["views_reading_source"], v
     assert v["classes_tied_to_source"] == ["normal", "tb"] and "read from outside" in v["reason"]
     assert v["cramers_v"] == pytest.approx(1.0) and v["main_source"]["tb"] == {"source": "shenzhen", "share": 1.0}
@@ -226,6 +231,7 @@ def test_a_probe_of_one_source_trains_nothing_and_scores_at_chance(tmp_path: Pat
         input_settings=INPUTS,
         out_dir=tmp_path / "probe",
         k=1,
+        folds=1,
         runtime=Runtime(device="cpu"),
     )
     assert list(pred["image_id"]) == ["f3", "f4", "f5"] and not (tmp_path / "probe" / "model.pt").exists()

@@ -446,3 +446,26 @@ def test_a_temperature_that_runs_to_its_bound_is_not_applied_and_the_table_says_
         in rows.loc["temperature", "note"]
     )
     assert rows.loc["uncalibrated", "note"] == ""
+
+
+def test_the_source_only_baseline_learns_each_sources_main_class_on_training_films_only() -> None:
+    from patchcxr.evaluation.baselines import rule_text, source_only_predictions
+    from patchcxr.paper.tables import source_only_rows
+
+    # source a: normals (train) and 4 TB test films; source b: TB; source c only in test
+    rows = [("a", "normal", "train")] * 10 + [("a", "tb", "train")] * 2 + [("b", "tb", "train")] * 8
+    rows += [("a", "normal", "test")] * 4 + [("a", "tb", "test")] * 4 + [("b", "tb", "test")] * 4
+    rows += [("c", "tb", "test")] * 2
+    cohort = pd.DataFrame(rows, columns=["source", "label4", "split"]).assign(
+        image_id=[f"f{i}" for i in range(len(rows))], patient_id=[f"p{i}" for i in range(len(rows))]
+    )
+    pred, rule = source_only_predictions(cohort[["image_id", "split"]], cohort, "label4", NAMES)
+    # the test films never teach the rule: a's test films are half TB, its training films mostly normal
+    # c, unseen in training, gets the training films' main class (10 normal, 10 TB: a tie, by name)
+    assert rule == {"a": "normal", "b": "tb", "*": "normal"}
+    assert len(pred) == 14 and (pred.loc[pred["source"] == "c", "pred_hard"] == "normal").all()
+    assert float((pred["true_index"] == pred["pred_hard_index"]).mean()) == pytest.approx(8 / 14)
+    assert rule_text(rule) == "a → normal; b → tb; other → normal"
+    m = metrics_long(pred["true_index"].to_numpy(), pred["pred_hard_index"].to_numpy(), NAMES, n_boot=50)
+    table = source_only_rows(m.assign(rule=rule_text(rule))).set_index("class")
+    assert table.loc["tb", "recall"].startswith("0.400") and "a → normal" in table.loc["tb", "initialisation"]

@@ -177,3 +177,22 @@ def test_leave_one_source_out_holds_out_each_source_the_others_cover() -> None:
     assert a.groupby("patient_id")["split"].nunique().max() == 1
     alone, none = leave_one_source_out(c[c["source"] == "a"], FRACTIONS, 7, labels="label5")
     assert alone.iloc[0]["reason"] == "the only source of the cohort" and none == {}
+
+
+def test_grouped_folds_keep_patients_whole_and_deal_every_source_to_every_fold() -> None:
+    from patchcxr.data.splits import grouped_folds
+
+    films = pd.DataFrame(
+        {
+            "image_id": [f"{s}/{i}/{j}" for s, n in (("a", 30), ("b", 7)) for i in range(n) for j in range(2)],
+            "patient_id": [f"{s}{i}" for s, n in (("a", 30), ("b", 7)) for i in range(n) for _ in range(2)],
+            "source": [s for s, n in (("a", 30), ("b", 7)) for _ in range(n) for _ in range(2)],
+        }
+    )
+    folds = grouped_folds(films, 5, by="source", seed=3).merge(films[["image_id", "source"]], on="image_id")
+    assert folds.groupby("patient_id")["fold"].nunique().max() == 1  # a patient's films: one fold
+    per = folds.drop_duplicates("patient_id").groupby(["source", "fold"]).size().unstack(fill_value=0)
+    assert (per.loc["a"] == 6).all() and sorted(per.loc["b"]) == [1, 1, 1, 2, 2]  # dealt in turn
+    assert grouped_folds(films, 5, by="source", seed=3).equals(grouped_folds(films, 5, by="source", seed=3))
+    with pytest.raises(ValueError, match="k >= 2"):
+        grouped_folds(films, 1, by="source", seed=3)

@@ -30,6 +30,7 @@ rule probe_source:
         # the classifier's initialisation: route, file and sha256 (weights_inputs)
         weights=classifier_weights(),
         k=config["audit"]["k"],
+        folds=config["audit"]["folds"],
         # the probe writes here (its resume state under resume/)
         out_dir="results/audit/{mode}/{view}",
     threads: 2

@@ -148,6 +148,28 @@ rule predict_classifier:
         "../scripts/predict_classifier.py"
 
 
+rule source_only_baseline:
+    localrule: True
+    input:
+        split="results/splits/classification.tsv",
+        cohort="results/data/cohort.tsv",
+    output:
+        predictions="results/evaluation/source_only/predictions.tsv",
+        metrics="results/evaluation/source_only/metrics.tsv",
+    log:
+        "logs/evaluation/source_only.log",
+    benchmark:
+        "benchmarks/evaluation/source_only.tsv"
+    params:
+        labels=config["classification"]["train"]["labels"],
+        n_boot=config["classification"]["inference"]["bootstrap"],
+        seed=train_seeds("classification")[0],
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/source_only_baseline.py"
+
+
 rule evaluate_classifier:
     wildcard_constraints:
         model="local|global",

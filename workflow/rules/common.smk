@@ -333,6 +333,7 @@ def evaluation_targets():
         + classifier_results("confusion.png")
         + classifier_results("reliability.png")
         + ["results/evaluation/global_vs_local.tsv", "results/evaluation/over_seeds.tsv"]
+        + ["results/evaluation/source_only/metrics.tsv"]
         + saliency
     )
 

@@ -18,6 +18,7 @@ def main(
     train: dict[str, Any],
     input_settings: InputSettings,
     k: int,
+    folds: int,
     weights: dict[str, Any],
     out_dir: str,
     runtime: Runtime,
@@ -34,6 +35,7 @@ def main(
         input_settings=input_settings,
         out_dir=out_dir,
         k=k,
+        folds=folds,
         runtime=runtime,
         weights=weights,
     )
@@ -46,6 +48,7 @@ main(
     dict(snakemake.params.train),
     InputSettings.read(snakemake.input.input_settings),
     int(snakemake.params.k),
+    int(snakemake.params.folds),
     dict(snakemake.params.weights),
     str(snakemake.params.out_dir),
     Runtime.of_job(snakemake.resources, snakemake.threads),

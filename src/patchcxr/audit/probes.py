@@ -5,6 +5,7 @@ intervals, and a patient-level permutation test."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
@@ -19,6 +20,7 @@ from patchcxr.classification.predict import predict_split
 from patchcxr.classification.settings import ClassifierSettings, InputSettings
 from patchcxr.classification.train import train_classifier
 from patchcxr.data.labels import LabelValue
+from patchcxr.data.splits import grouped_folds
 from patchcxr.io import read_png, read_tsv, write_png, write_tsv
 from patchcxr.models.state import DEFAULT_RUNTIME, Runtime
 from patchcxr.stats import bootstrap_interval, cluster_permutation_p, interval_columns, with_intervals
@@ -121,44 +123,38 @@ def probe_scores(predictions: pd.DataFrame, *, n_boot: int, seed: int, n_perm: i
     }
 
 
-def run_probe(
-    *,
-    inputs: pd.DataFrame,
-    split_path: Path | str,
+def fold_splits(inputs: pd.DataFrame, folds: int, *, seed: int) -> list[pd.DataFrame]:
+    """The ``folds`` splits of a k-fold probe over every film of ``inputs``, grouped by
+    patient and stratified by source (:func:`~patchcxr.data.splits.grouped_folds`): split
+    ``f`` tests fold ``f``, selects its epoch on fold ``f + 1`` and trains on the rest, so
+    every film is a test film once, predicted by a probe that never saw its patient."""
+    assignment = grouped_folds(inputs, folds, by="source", seed=seed)
+    fold = assignment["fold"].to_numpy(int)
+    return [
+        assignment[["image_id", "patient_id"]].assign(
+            split=np.where(fold == f, "test", np.where(fold == (f + 1) % folds, "val", "train"))
+        )
+        for f in range(folds)
+    ]
+
+
+def _train_and_predict(
+    table: Path,
+    split_path: Path,
     settings: ClassifierSettings,
     input_settings: InputSettings,
-    out_dir: Path | str,
+    out_dir: Path,
+    *,
     k: int,
-    runtime: Runtime = DEFAULT_RUNTIME,
-    weights: Mapping[str, Any] | None = None,
+    runtime: Runtime,
+    weights: Mapping[str, Any] | None,
 ) -> pd.DataFrame:
-    """Train the classifier of ``settings`` (from ``weights``, the classifier's
-    initialisation: ``classification.weights``) to predict the source from ``inputs`` (one
-    view's table) on the training patients and predict the test patients (K-patch vote).
-    Writes the model, its metadata and history, the view's input table and
-    ``predictions.tsv`` under ``out_dir``; returns the predictions. Inputs from one source
-    train nothing: each test film gets its one source (a probe at chance, 1.0)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    table = out_dir / "inputs.tsv"
-    write_tsv(table, inputs)
-    sources = tuple(sorted(inputs["source"].astype(str).unique()))
-    if len(sources) < 2:
-        # one source: there is nothing to tell apart and no network to train; every test
-        # film is "predicted" its one source, so the probe scores at chance (1.0)
-        log.info("source probe %s: the inputs come from one source (%s), nothing to probe", out_dir, sources)
-        split = read_tsv(split_path)
-        test = inputs.merge(split[split["split"] == "test"][["image_id"]], on="image_id").sort_values("image_id")
-        pred = pd.DataFrame(
-            {"image_id": test["image_id"], "patient_id": test["patient_id"], "source": test["source"]}
-        ).assign(true=test["source"].to_numpy(), pred_hard=test["source"].to_numpy())
-        write_tsv(out_dir / "predictions.tsv", pred)
-        return pred
-    probe = replace(settings, labels="source", targets=sources)
+    """One probe network: trained on ``split_path``'s train films (epoch chosen on its val
+    films), its test films predicted by a K-patch vote; files under ``out_dir``."""
     train_classifier(
         inputs_path=str(table),
         split_path=str(split_path),
-        settings=probe,
+        settings=settings,
         input_settings=input_settings,
         files=TrainingFiles(
             model=out_dir / "model.pt",
@@ -169,7 +165,66 @@ def run_probe(
         runtime=runtime,
         weights=weights,
     )
-    pred = predict_split(out_dir / "model.pt", table, split_path, k=k, runtime=runtime, seed=settings.seed)
+    return predict_split(out_dir / "model.pt", table, split_path, k=k, runtime=runtime, seed=settings.seed)
+
+
+def run_probe(
+    *,
+    inputs: pd.DataFrame,
+    split_path: Path | str,
+    settings: ClassifierSettings,
+    input_settings: InputSettings,
+    out_dir: Path | str,
+    k: int,
+    folds: int,
+    runtime: Runtime = DEFAULT_RUNTIME,
+    weights: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Train the classifier of ``settings`` (from ``weights``, the classifier's
+    initialisation: ``classification.weights``) to predict the source from ``inputs`` (one
+    view's table) and predict held-out patients (K-patch vote).
+
+    ``folds`` ≥ 2 (``audit.folds``): a probe per fold of every classified film
+    (:func:`fold_splits`, files under ``out_dir/fold_<f>/``), every film predicted once by
+    a probe that never saw its patient: the whole cohort scored. ``folds`` 1: one probe
+    trained on the classification split's training patients and scored on its test
+    patients. Writes the view's input table and ``predictions.tsv`` (with its ``fold``;
+    -1 for the classification split) under ``out_dir``; returns the predictions. Inputs
+    from one source train nothing: each film gets its one source (a probe at chance, 1.0)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = out_dir / "inputs.tsv"
+    write_tsv(table, inputs)
+    sources = tuple(sorted(inputs["source"].astype(str).unique()))
+    if len(sources) < 2:
+        # one source: there is nothing to tell apart and no network to train; every scored
+        # film is "predicted" its one source, so the probe scores at chance (1.0)
+        log.info("source probe %s: the inputs come from one source (%s), nothing to probe", out_dir, sources)
+        if folds >= 2:
+            scored = inputs.sort_values("image_id")
+        else:
+            split = read_tsv(split_path)
+            scored = inputs.merge(split[split["split"] == "test"][["image_id"]], on="image_id").sort_values("image_id")
+        pred = pd.DataFrame(
+            {"image_id": scored["image_id"], "patient_id": scored["patient_id"], "source": scored["source"]}
+        ).assign(true=scored["source"].to_numpy(), pred_hard=scored["source"].to_numpy(), fold=-1 if folds < 2 else 0)
+        write_tsv(out_dir / "predictions.tsv", pred)
+        return pred
+    probe = replace(settings, labels="source", targets=sources)
+    train = functools.partial(
+        _train_and_predict, table, settings=probe, input_settings=input_settings, k=k, runtime=runtime, weights=weights
+    )
+    if folds < 2:
+        pred = train(Path(split_path), out_dir=out_dir).assign(fold=-1)
+    else:
+        parts = []
+        for f, split in enumerate(fold_splits(inputs, folds, seed=settings.seed)):
+            fold_dir = out_dir / f"fold_{f}"
+            fold_dir.mkdir(parents=True, exist_ok=True)
+            write_tsv(fold_dir / "split.tsv", split)
+            parts.append(train(fold_dir / "split.tsv", out_dir=fold_dir).assign(fold=f))
+            log.info("source probe %s: fold %d of %d predicted (%d films)", out_dir, f + 1, folds, len(parts[-1]))
+        pred = pd.concat(parts, ignore_index=True).sort_values("image_id", kind="stable").reset_index(drop=True)
     write_tsv(out_dir / "predictions.tsv", pred)
     return pred
 
@@ -184,12 +239,14 @@ def probe_source(
     input_settings: InputSettings,
     out_dir: Path | str,
     k: int,
+    folds: int,
     runtime: Runtime = DEFAULT_RUNTIME,
     weights: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """One probe of the audit (one workflow job): the ``view`` of every classifier input
     (:func:`probe_view`, images under ``out_dir/view/``) and the classifier of ``settings``
-    trained on it to predict the source (:func:`run_probe`). Returns the test predictions."""
+    trained on it to predict the source (:func:`run_probe`, ``folds`` of every film or the
+    classification split). Returns the scored films' predictions."""
     out_dir = Path(out_dir)
     view_dir = out_dir / "view"
     view_dir.mkdir(parents=True, exist_ok=True)
@@ -201,6 +258,7 @@ def probe_source(
         input_settings=input_settings,
         out_dir=out_dir,
         k=k,
+        folds=folds,
         runtime=runtime,
         weights=weights,
     )

@@ -227,6 +227,7 @@ def audit(
     out_dir: Path | str,
     views: Sequence[str] = PROBE_VIEWS,
     k: int,
+    folds: int,
     n_boot: int,
     n_perm: int,
     alpha: float,
@@ -253,6 +254,7 @@ def audit(
                 input_settings=input_settings,
                 out_dir=where,
                 k=k,
+                folds=folds,
                 runtime=runtime,
                 weights=weights,
             )

@@ -182,6 +182,28 @@ def leave_one_source_out(
     return pd.DataFrame(plan, columns=EXTERNAL_PLAN_COLUMNS), splits
 
 
+def grouped_folds(table: pd.DataFrame, k: int, *, by: str, seed: int) -> pd.DataFrame:
+    """``k`` folds of the films of ``table`` (``image_id``, ``patient_id``, ``by``), grouped
+    by patient and stratified by ``by``: within each value of ``by`` (a patient's first),
+    the patients are shuffled (seeded) and dealt to the folds in turn, so each fold holds
+    about 1/k of every stratum and a patient's films share one fold. Returns
+    ``image_id, patient_id, fold`` (0 … k−1). Each fold needs a patient of every stratum
+    that has k patients or more; a stratum of fewer leaves some folds without it."""
+    if k < 2:
+        raise ValueError(f"grouped folds need k >= 2, got {k}")
+    first = table.sort_values("image_id").drop_duplicates("patient_id").set_index("patient_id")[by].astype(str)
+    fold_of: dict[str, int] = {}
+    offset = 0
+    for value in sorted(first.unique()):
+        patients = sorted(first.index[first == value])
+        order = [patients[i] for i in _rng(seed, f"fold:{value}").permutation(len(patients))]
+        # the deal starts where the last stratum stopped, so small strata fill different folds
+        fold_of |= {p: (offset + i) % k for i, p in enumerate(order)}
+        offset = (offset + len(order)) % k
+    out = table[["image_id", "patient_id"]].assign(fold=table["patient_id"].map(fold_of).astype(int))
+    return out.sort_values("image_id", kind="stable").reset_index(drop=True)
+
+
 #: segmentation roles of a source (config ``splits.segmentation.sources``)
 SEGMENTATION_ROLES = ("split", "train", "test")
 

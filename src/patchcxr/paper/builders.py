@@ -17,6 +17,7 @@ from patchcxr.paper.tables import (
     classification_table,
     initialisation_columns,
     mask_source_counts,
+    source_only_rows,
     source_probe_table,
 )
 
@@ -51,7 +52,8 @@ def build_classification(inputs: Inputs, runs: Sequence[Run]) -> pd.DataFrame:
     metadata = zip(runs, inputs["metadata"], strict=True)
     init = {run: initialisation_columns(json.loads(Path(path).read_text())) for run, path in metadata}
     masks = {run: mask_source_counts(df) for run, df in read_by_run(inputs, "predictions", runs).items()}
-    return classification_table(read_by_run(inputs, "metrics", runs), init, masks)
+    table = classification_table(read_by_run(inputs, "metrics", runs), init, masks)
+    return pd.concat([table, source_only_rows(read_one(inputs, "source_only"))], ignore_index=True)
 
 
 def build_adult_only(inputs: Inputs, runs: Sequence[Run]) -> pd.DataFrame:

@@ -61,6 +61,7 @@ OVER_SEEDS = "results/evaluation/over_seeds.tsv"
 GLOBAL_VS_LOCAL = "results/evaluation/global_vs_local.tsv"
 EXTERNAL_SUMMARY = "results/external/summary.tsv"
 SALIENCY_SANITY = "results/saliency/local/sanity.tsv"
+SOURCE_ONLY_METRICS = "results/evaluation/source_only/metrics.tsv"
 
 
 def audit_file(name: str) -> str:
@@ -84,6 +85,8 @@ def classifier_inputs(plan: PaperPlan) -> dict[str, list[str]]:
         "metrics": evaluation_files(plan, "metrics.tsv"),
         "metadata": [f"results/classification/{m}/seed_{s}/metadata.json" for m, s in plan.runs],
         "predictions": evaluation_files(plan, "predictions.tsv"),
+        # the source-only baseline, beside the classifiers
+        "source_only": [SOURCE_ONLY_METRICS],
     }
 
 

@@ -160,6 +160,14 @@ def classification_table(
     return pd.DataFrame(rows)
 
 
+def source_only_rows(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Table 5's rows of the source-only baseline (:mod:`patchcxr.evaluation.baselines`):
+    its metrics as a classifier's, its rule where a network's initialisation stands."""
+    rows = classification_table({("source_only", ""): metrics.drop(columns="rule")})
+    rule = str(metrics["rule"].iloc[0]) if len(metrics) else ""
+    return rows.assign(initialisation=f"the film's source alone ({rule}), learnt on the training films")
+
+
 def seeds_table(over_seeds: pd.DataFrame) -> pd.DataFrame:
     """Per model and class: each metric as ``mean ± sd`` over the training seeds (the
     evaluation's ``over_seeds.tsv``), with the number of seeds and the seeds."""
