@@ -311,3 +311,29 @@ def test_the_verdict_has_three_states_each_with_its_reason() -> None:
     assert "every probe's balanced accuracy is shown below chance + 0.1" in shown_not["reason"]
     assert (open_["verdict"], open_["confounded"]) == ("inconclusive", None)
     assert "lung cannot be shown below chance + 0.1" in open_["reason"] and "normal from a" in open_["reason"]
+
+
+def _within(rate_b: float, seed: int, n: int = 30) -> pd.DataFrame:
+    """Test predictions of a 4-class model: normal films from sources a and b (n each),
+    recalled at 0.8 in a and ``rate_b`` in b (misses called TB); TB films from c only."""
+    from patchcxr.audit.within import within_class_table
+    from patchcxr.data.labels import LABEL4
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for source, rate in (("a", 0.8), ("b", rate_b)):
+        rows += [(f"{source}{i}", "normal", source, "normal" if rng.uniform() < rate else "tb") for i in range(n)]
+    rows += [(f"c{i}", "tb", "c", "tb") for i in range(10)]
+    pred = pd.DataFrame(rows, columns=["patient_id", "true", "source", "pred_hard"])
+    return within_class_table(pred, LABEL4, model="local", n_perm=199, seed=seed, min_patients=10)
+
+
+def test_the_within_class_test_finds_a_source_that_changes_the_call_and_holds_its_level() -> None:
+    t = _within(0.2, seed=0).set_index(["class", "source"])
+    assert ("tb", "c") not in t.index  # a class from one source: nothing to compare
+    assert t.loc[("normal", "a"), "n"] == 30 and 0.6 < t.loc[("normal", "a"), "recall"] <= 1.0
+    assert t.loc[("normal", "b"), "predicted_tb"] == pytest.approx(1 - t.loc[("normal", "b"), "recall"])
+    assert t.loc[("normal", "all"), "p_holm"] < 0.01 and t.loc[("all classes", "all"), "p_permutation"] < 0.01
+    # the same recall in both sources: the test rejects at about its level (30 nulls)
+    nulls = [_within(0.8, seed=s).set_index("class").loc["all classes", "p_permutation"] for s in range(30)]
+    assert np.mean(np.array(nulls) < 0.05) <= 0.15 and np.mean(nulls) > 0.3

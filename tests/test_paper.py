@@ -221,7 +221,7 @@ def test_the_demo_plan_makes_todays_documents_in_the_index_order() -> None:
     tables = ["table1_data", "table2_splits", "table3_segmentation", "table4_biomarker_tests"]
     tables += ["table4_biomarker_primary", "table5_classification", "table7_seeds", "table8_adult_only"]
     tables += ["table6_global_vs_local", "table9_source_probe", "table10_class_source", "table11_calibration"]
-    tables += ["table12_strata", "table14_saliency_sanity"]
+    tables += ["table12_strata", "table14_saliency_sanity", "table15_within_class", "table16_mask_dice"]
     figures = ["fig1_segmentation_jaccard", "fig2_segmentation_examples", "fig3_biomarkers"]
     figures += ["fig4_cardiothoracic_ratio", "fig5_lung_histograms", "fig6_confusion_local", "fig6_confusion_global"]
     figures += ["fig7_saliency", "fig9_confound_audit", "fig8_training_curves"]
@@ -243,13 +243,13 @@ def test_the_plan_decides_which_tables_and_figures_apply() -> None:
     assert everything - only_global == {
         *("table6_global_vs_local", "table14_saliency_sanity", "fig6_confusion_local", "fig7_saliency")
     }
-    audit = {"table9_source_probe", "table10_class_source", "fig9_confound_audit"}
-    assert everything - names(plan(audit=False)) == audit  # audit off: no tables 9 and 10
+    audit = {"table9_source_probe", "table10_class_source", "table15_within_class", "fig9_confound_audit"}
+    assert everything - names(plan(audit=False)) == audit  # audit off: no tables 9, 10 and 15
     assert names(plan(external=True)) - everything == {"table13_external"}
     none = names(plan(models=(), runs=()))
     assert {n for n in none if n.startswith("table")} == {
         *("table1_data", "table2_splits", "table3_segmentation", "table4_biomarker_tests", "table4_biomarker_primary"),
-        *("table9_source_probe", "table10_class_source"),
+        *("table9_source_probe", "table10_class_source", "table16_mask_dice"),
     }
     assert applicable(plan(), "table") == [e for e in applicable(plan()) if e.kind == "table"]
 

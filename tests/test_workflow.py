@@ -161,7 +161,7 @@ def test_paper_stage_makes_every_registered_table_and_figure_with_its_caption(ci
     paper = ci_run / "results" / "paper"
     index = (paper / "README.md").read_text()
     made = sorted(p.name for p in paper.iterdir() if p.name != "README.md")
-    assert len(made) == 25, made  # 14 tables (13, leave-one-source-out, is off), 10 figures, metrics.json
+    assert len(made) == 27, made  # 16 tables (13, leave-one-source-out, is off), 10 figures, metrics.json
     for name in made:
         if name != "metrics.json":
             assert f"## {name}" in index and (paper / name).stat().st_size > 100

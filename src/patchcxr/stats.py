@@ -198,19 +198,34 @@ def cluster_permutation_p(
     *,
     n_perm: int,
     seed: int,
+    strata: np.ndarray | None = None,
 ) -> float:
     """One-sided permutation p-value of "``statistic(labels)`` is no larger than chance",
     permuting the labels between groups (patients): each patient keeps one label for all
     its images (labels must be constant within a group), and the patients' labels are
-    shuffled. ``(1 + #{permuted ≥ observed}) / (1 + n_perm)``."""
+    shuffled — within each stratum of ``strata`` when given (constant within a group too:
+    e.g. the class, for "the source does not matter given the class").
+    ``(1 + #{permuted ≥ observed}) / (1 + n_perm)``."""
     labels = np.asarray(labels)
     _, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
     per_group = labels[first]
     if not np.array_equal(per_group[inverse], labels):
         raise ValueError("a patient's images carry different labels: a patient-level permutation needs one label each")
+    blocks = [np.arange(len(per_group))]
+    if strata is not None:
+        strata = np.asarray(strata)
+        per_stratum = strata[first]
+        if not np.array_equal(per_stratum[inverse], strata):
+            raise ValueError("a patient's images lie in different strata: a stratified permutation needs one each")
+        blocks = [np.flatnonzero(per_stratum == s) for s in np.unique(per_stratum)]
     observed = statistic(labels)
     rng = np.random.default_rng(seed)
-    hits = sum(statistic(rng.permutation(per_group)[inverse]) >= observed for _ in range(n_perm))
+    hits = 0
+    for _ in range(n_perm):
+        shuffled = per_group.copy()
+        for block in blocks:
+            shuffled[block] = per_group[rng.permutation(block)]
+        hits += statistic(shuffled[inverse]) >= observed
     return (1 + int(hits)) / (1 + n_perm)
 
 

@@ -73,6 +73,33 @@ rule summarise_audit:
         "../scripts/summarise_audit.py"
 
 
+rule within_class:
+    localrule: True
+    input:
+        # the first seed's test predictions of each audited classifier (audit.models)
+        predictions=expand(
+            "results/evaluation/{model}/seed_{seed}/predictions.tsv",
+            model=config["audit"]["models"],
+            seed=train_seeds("classification")[0],
+        ),
+    output:
+        "results/audit/within_class.tsv",
+    log:
+        "logs/audit/within_class.log",
+    benchmark:
+        "benchmarks/audit/within_class.tsv"
+    params:
+        models=config["audit"]["models"],
+        labels=config["classification"]["train"]["labels"],
+        permutations=config["statistics"]["permutations"],
+        min_patients=config["statistics"]["min_patients"],
+        seed=train_seeds("classification")[0],
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/within_class.py"
+
+
 rule plot_audit:
     localrule: True
     input:

@@ -374,7 +374,7 @@ def audit_files():
 def audit_targets():
     if not active_sources() or not audit_probes():
         return []
-    return ["results/audit/verdict.json", "results/audit/figure.png"]
+    return ["results/audit/verdict.json", "results/audit/figure.png", "results/audit/within_class.tsv"]
 
 
 # ----------------------------------------------------------------------------- external

@@ -127,7 +127,10 @@ def fold_splits(inputs: pd.DataFrame, folds: int, *, seed: int) -> list[pd.DataF
     """The ``folds`` splits of a k-fold probe over every film of ``inputs``, grouped by
     patient and stratified by source (:func:`~patchcxr.data.splits.grouped_folds`): split
     ``f`` tests fold ``f``, selects its epoch on fold ``f + 1`` and trains on the rest, so
-    every film is a test film once, predicted by a probe that never saw its patient."""
+    every film is a test film once, predicted by a probe that never saw its patient. Needs
+    ``folds`` >= 3 (with 2 nothing would be left to train on)."""
+    if folds < 3:
+        raise ValueError(f"a k-fold probe needs 3 folds or more (test, val, train), got {folds}")
     assignment = grouped_folds(inputs, folds, by="source", seed=seed)
     fold = assignment["fold"].to_numpy(int)
     return [

@@ -62,6 +62,7 @@ GLOBAL_VS_LOCAL = "results/evaluation/global_vs_local.tsv"
 EXTERNAL_SUMMARY = "results/external/summary.tsv"
 SALIENCY_SANITY = "results/saliency/local/sanity.tsv"
 SOURCE_ONLY_METRICS = "results/evaluation/source_only/metrics.tsv"
+CLASSIFIED_DICE = "results/segmentation/classified_dice.tsv"
 
 
 def audit_file(name: str) -> str:

@@ -37,6 +37,7 @@ from patchcxr.paper.builders import (
 )
 from patchcxr.paper.plan import (
     BIOMARKER_TESTS,
+    CLASSIFIED_DICE,
     COHORT,
     EXTERNAL_SUMMARY,
     GLOBAL_VS_LOCAL,
@@ -265,6 +266,26 @@ REGISTRY: tuple[Entry, ...] = (
         inputs=files(sanity=SALIENCY_SANITY),
         applies=has_local,
         build=lambda inputs, runs: saliency_sanity_table(read_one(inputs, "sanity")),
+    ),
+    Entry(
+        name="table15_within_class",
+        kind="table",
+        caption="paper_within_class.rst",
+        about=(
+            "each class found in two or more sources: the audited classifiers' recall and predicted classes "
+            "per source, with a permutation test of 'the call is independent of the source given the class'"
+        ),
+        inputs=files(within=audit_file("within_class.tsv")),
+        applies=lambda plan: plan.audit and bool(plan.models),
+        build=as_is("within"),
+    ),
+    Entry(
+        name="table16_mask_dice",
+        kind="table",
+        caption="paper_mask_dice.rst",
+        about="the mask network's lung Dice on the classified films, by class, with a permutation test",
+        inputs=files(dice=CLASSIFIED_DICE),
+        build=as_is("dice"),
     ),
     Entry(
         name="fig1_segmentation_jaccard",
