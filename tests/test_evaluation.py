@@ -344,7 +344,7 @@ def test_temperature_scaling_recovers_a_known_overconfidence() -> None:
         return pd.DataFrame({"true_index": y, "patient_id": [f"p{i // 2}" for i in range(len(y))], **cols})
 
     summary, reliability = calibration_tables(
-        table(val_p, val_y), table(test_p, test_y), NAMES, bins=10, n_boot=50, seed=0
+        table(val_p, val_y), table(test_p, test_y), NAMES, bins=10, n_boot=50, seed=0, min_patients=10
     )
     before, after = (
         summary.set_index("calibration").loc["uncalibrated"],
@@ -352,6 +352,11 @@ def test_temperature_scaling_recovers_a_known_overconfidence() -> None:
     )
     assert before["ece"] > 0.1 and after["ece"] < 0.05 and after["ece_ci_high"] < before["ece_ci_low"]
     assert after["nll"] < before["nll"] and after["accuracy"] == before["accuracy"]
+    # NLL and Brier lead, with paired differences: the scaling helps on the same resamples
+    assert after["nll_difference_ci_high"] < 0 and after["brier_difference_ci_high"] < 0
+    assert np.isnan(before["nll_difference"])
+    # the scaled model is calibrated: its ECE sits in the band of a calibrated model; the raw one does not
+    assert after["ece"] <= after["ece_null_high"] and before["ece"] > before["ece_null_high"]
     assert after["n"] == 1000 and after["n_patients"] == 500 and before["temperature"] == 1.0
     assert set(reliability["calibration"]) == {"uncalibrated", "temperature"} and len(reliability) == 20
 
@@ -437,7 +442,9 @@ def test_a_temperature_that_runs_to_its_bound_is_not_applied_and_the_table_says_
         cols = {f"prob_{n}": probs[:, k] for k, n in enumerate(NAMES)}
         return pd.DataFrame({"true_index": y, "patient_id": [f"p{i}" for i in range(len(y))], **cols})
 
-    summary, _ = calibration_tables(table(val, val_y), table(test, test_y), NAMES, bins=10, n_boot=20, seed=0)
+    summary, _ = calibration_tables(
+        table(val, val_y), table(test, test_y), NAMES, bins=10, n_boot=20, seed=0, min_patients=1
+    )
     rows = summary.set_index("calibration")
     assert rows.loc["temperature", "temperature"] == 1.0
     assert rows.loc["temperature", "nll"] == pytest.approx(rows.loc["uncalibrated", "nll"])  # nothing applied
@@ -469,3 +476,79 @@ def test_the_source_only_baseline_learns_each_sources_main_class_on_training_fil
     m = metrics_long(pred["true_index"].to_numpy(), pred["pred_hard_index"].to_numpy(), NAMES, n_boot=50)
     table = source_only_rows(m.assign(rule=rule_text(rule))).set_index("class")
     assert table.loc["tb", "recall"].startswith("0.400") and "a → normal" in table.loc["tb", "initialisation"]
+
+
+def _films(probs: np.ndarray, y: np.ndarray, prefix: str) -> pd.DataFrame:
+    """Films with their soft-vote probabilities, one patient each."""
+    cols = {f"prob_{n}": probs[:, k] for k, n in enumerate(NAMES)}
+    return pd.DataFrame({"true_index": y, "patient_id": [f"{prefix}{i}" for i in range(len(y))], **cols})
+
+
+def _calibrated(rng: np.random.Generator, n: int, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior probabilities of ``n`` films under the class ``prior`` and true classes
+    drawn from them (a perfectly calibrated model)."""
+    likelihood = np.exp(rng.normal(0, 1.5, (n, len(prior))))
+    posterior = likelihood * prior / (likelihood * prior).sum(axis=1, keepdims=True)
+    return posterior, np.array([rng.choice(len(prior), p=row) for row in posterior])
+
+
+def test_ece_of_a_calibrated_model_on_few_films_lies_in_its_null_band_and_small_n_gets_no_figures() -> None:
+    from patchcxr.evaluation.calibration import calibration_tables, ece_null_band, expected_calibration_error
+
+    rng = np.random.default_rng(1)
+    prior = np.full(4, 0.25)
+    eces, inside = [], []
+    for _ in range(200):
+        probs, y = _calibrated(rng, 17, prior)
+        ece = expected_calibration_error(probs, y, 10)
+        eces.append(ece)
+        inside.append(ece <= ece_null_band(probs, 10, n_draws=200, seed=0)[1])
+    # the review's figure: about 0.2 at n = 17 for a perfectly calibrated model
+    assert 0.15 < np.mean(eces) < 0.3 and np.mean(inside) >= 0.9
+    probs, y = _calibrated(rng, 30, prior)
+    films = _films(probs, y, "p").assign(patient_id=[f"p{i // 3}" for i in range(30)])
+    summary, reliability = calibration_tables(films, films, NAMES, bins=10, n_boot=20, seed=0, min_patients=11)
+    assert summary["ece"].isna().all() and summary["nll"].isna().all()
+    assert summary["note"].str.startswith("10 patients < statistics.min_patients (11)").all()
+    assert len(reliability) == 20  # the diagram's bins still drawn
+
+
+def test_the_training_prior_restores_what_class_balanced_training_removed() -> None:
+    from patchcxr.evaluation.calibration import calibration_tables, prior_corrected, training_prior
+
+    # a cohort 70 % normal; the model, trained on class-balanced draws, reports the posterior
+    # under equal classes; restoring the prior gives back the true posterior exactly
+    rng = np.random.default_rng(2)
+    prior = np.array([0.7, 0.1, 0.1, 0.1])
+    posterior, y = _calibrated(rng, 4000, prior)
+    balanced = posterior / prior / (posterior / prior).sum(axis=1, keepdims=True)
+    assert np.allclose(prior_corrected(balanced, prior), posterior)
+    val, test = _films(balanced[:2000], y[:2000], "v"), _films(balanced[2000:], y[2000:], "t")
+
+    summary, _ = calibration_tables(val, test, NAMES, bins=10, n_boot=50, seed=0, min_patients=10, prior=list(prior))
+    rows = summary.set_index("calibration")
+    # a temperature alone cannot move the classes' balance; the prior can
+    assert rows.loc["prior + temperature", "nll"] < rows.loc["temperature", "nll"] - 0.05
+    assert rows.loc["prior + temperature", "temperature"] == pytest.approx(1.0, abs=0.1)
+    assert rows.loc["prior + temperature", "nll_difference_ci_high"] < 0
+    assert "training prior (normal 0.70" in rows.loc["prior + temperature", "note"]
+    split = pd.DataFrame(
+        {"split": ["train"] * 10 + ["test"], "label4": ["normal"] * 7 + ["tb", "bacterial", "viral_covid19", "tb"]}
+    )
+    assert training_prior(split, "label4", NAMES) == pytest.approx([0.7, 0.1, 0.1, 0.1])
+    assert training_prior(split.iloc[:7], "label4", NAMES) is None  # a class without training films
+
+
+def test_no_auc_below_the_minimum_patients_and_no_macro_over_fewer_classes() -> None:
+    from patchcxr.evaluation.metrics import auc_long
+
+    # 40 films: 30 normal (30 patients), 10 TB from 3 patients; perfect scores
+    y = np.array([0] * 30 + [2] * 10)
+    scores = np.eye(4)[y] * 0.9 + 0.025
+    groups = np.array([f"n{i}" for i in range(30)] + [f"t{i % 3}" for i in range(10)])
+    table = auc_long(y, scores, NAMES, groups=groups, n_boot=50, min_patients=5).set_index("class")
+    assert np.isnan(table.loc["tb", "value"]) and table.loc["tb", "note"].startswith("3 positive and 30 negative")
+    assert np.isnan(table.loc["normal", "value"])  # its negatives are the 3 TB patients
+    assert np.isnan(table.loc["macro", "value"]) and "no macro AUC" in table.loc["macro", "note"]
+    enough = auc_long(y, scores, NAMES, groups=groups, n_boot=50, min_patients=3).set_index("class")
+    assert enough.loc["tb", "value"] == 1.0 and enough.loc["macro", "value"] == 1.0 and enough.loc["tb", "note"] == ""

@@ -157,19 +157,70 @@ def test_calibration_and_strata_tables_write_intervals_and_nan_for_small_groups(
     from patchcxr.evaluation.strata import strata_columns
     from patchcxr.paper.tables import calibration_table, strata_paper_table
 
+    nan = float("nan")
     cal = pd.DataFrame(
         [
-            ["uncalibrated", 1.0, 40, 40, 0.2, 0.1, 0.3, 0.9, 0.5, 0.7, ""],
-            ["temperature", 2.5, 40, 40, 0.05, 0.02, 0.1, 0.6, 0.4, 0.7, ""],
+            [
+                "uncalibrated",
+                1.0,
+                40,
+                40,
+                0.9,
+                0.8,
+                1.0,
+                nan,
+                nan,
+                nan,
+                0.5,
+                0.4,
+                0.6,
+                nan,
+                nan,
+                nan,
+                0.2,
+                0.1,
+                0.3,
+                0.08,
+                0.15,
+                0.7,
+                "",
+            ],
+            [
+                "temperature",
+                2.5,
+                40,
+                40,
+                0.6,
+                0.5,
+                0.7,
+                -0.3,
+                -0.4,
+                -0.2,
+                0.4,
+                0.3,
+                0.5,
+                -0.1,
+                -0.2,
+                -0.05,
+                0.05,
+                0.02,
+                0.1,
+                0.08,
+                0.15,
+                0.7,
+                "T fitted on the validation films",
+            ],
         ],
         columns=CALIBRATION_COLUMNS,
     )
     t = calibration_table({("local", 2020): cal})
-    assert list(t["note"]) == ["", ""]  # a temperature that was fitted
+    assert list(t["note"]) == ["", "T fitted on the validation films"]
     assert list(t["ece"]) == ["0.200 [0.100, 0.300]", "0.050 [0.020, 0.100]"] and list(t["temperature"]) == [
         "1.000",
         "2.500",
     ]
+    assert list(t["nll_difference"]) == ["NaN", "-0.300 [-0.400, -0.200]"]
+    assert t["ece_if_calibrated"].iloc[0] == "0.080 (95th percentile 0.150)"
     columns = strata_columns(["normal", "tb"])
     big = ["source", "a", 30, 30, "normal,tb", 0.5, 0.9, 0.8, 1.0, 0.9, 0.8, 1.0, 0.85, 0.7, 0.95, 0.9, 0.9, ""]
     small = ["sex", "F", 3, 3, "tb", 1.0, *[np.nan] * 11, "3 patients < statistics.min_patients (10): no figures"]

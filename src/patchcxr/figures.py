@@ -237,12 +237,15 @@ def plot_saliency(table_path: Path | str, out: Path | str, per_row: int = 5) -> 
 
 def plot_reliability(table_path: Path | str, out: Path | str) -> None:
     """Reliability diagram of the soft vote (``reliability.tsv``): accuracy against mean
-    confidence per confidence bin, as it comes and temperature-scaled, the diagonal being
-    perfect calibration; the legend gives each curve's ECE (from the same bins) and films."""
+    confidence per confidence bin, as it comes, temperature-scaled and prior-corrected then
+    temperature-scaled, the diagonal being perfect calibration; the legend gives each
+    curve's ECE (from the same bins) and films."""
     df = read_tsv(table_path, typed=True)
     fig, ax = plt.subplots(figsize=(4.6, 4.4))
     ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="perfectly calibrated")
-    for (label, part), colour in zip(df.groupby("calibration", sort=False), ("tab:red", "tab:blue"), strict=False):
+    for (label, part), colour in zip(
+        df.groupby("calibration", sort=False), ("tab:red", "tab:blue", "tab:green"), strict=False
+    ):
         filled = part[part["n"] > 0]
         n = int(filled["n"].sum())
         ece = float((filled["n"] * (filled["confidence"] - filled["accuracy"]).abs()).sum() / n) if n else float("nan")

@@ -196,7 +196,7 @@ rule evaluate_classifier:
         vote=config["classification"]["inference"]["vote"],
         bootstrap=config["classification"]["inference"]["bootstrap"],
         seed=run_seed,
-        strata_min_patients=config["statistics"]["min_patients"],
+        min_patients=config["statistics"]["min_patients"],
         calibration_bins=config["classification"]["inference"]["calibration_bins"],
         tracking=canonical(config["tracking"]),
     conda:

@@ -1,8 +1,9 @@
 """Rule evaluate_classifier: metrics with bootstrap intervals, confusion, per-source view."""
 
+import json
 from typing import TYPE_CHECKING, Any
 
-from patchcxr.evaluation.calibration import calibration_tables
+from patchcxr.evaluation.calibration import calibration_tables, training_prior
 from patchcxr.evaluation.metrics import confusion_long, metrics_long
 from patchcxr.evaluation.strata import strata_table
 from patchcxr.io import read_tsv, write_tsv
@@ -27,7 +28,8 @@ def main(
     log: str,
 ) -> None:
     setup_logging(log)
-    names = list(load_state(inputs["model"])["classes"])
+    state = load_state(inputs["model"])
+    names = list(state["classes"])
     pred = read_tsv(inputs["predictions"], typed=True)
     y, p = pred["true_index"].to_numpy(), pred[f"pred_{vote}_index"].to_numpy()
     adult = (pred["age_group"] == "adult").to_numpy()
@@ -36,10 +38,19 @@ def main(
     groups = pred["patient_id"].to_numpy()
     tables = {
         # intervals resample patients, the unit of the split
-        "metrics": metrics_long(y, p, names, groups=groups, n_boot=n_boot, seed=seed, scores=scores).assign(vote=vote),
+        "metrics": metrics_long(
+            y, p, names, groups=groups, n_boot=n_boot, seed=seed, scores=scores, min_patients=min_patients
+        ).assign(vote=vote),
         # the sensitivity analysis without children's films (the paper's sheet holds some)
         "metrics_adult": metrics_long(
-            y[adult], p[adult], names, groups=groups[adult], n_boot=n_boot, seed=seed, scores=scores[adult]
+            y[adult],
+            p[adult],
+            names,
+            groups=groups[adult],
+            n_boot=n_boot,
+            seed=seed,
+            scores=scores[adult],
+            min_patients=min_patients,
         ).assign(vote=vote),
         "confusion": confusion_long(y, p, names),
         # by source, view, age group and band, sex and mask source (predicted, ground truth
@@ -49,8 +60,17 @@ def main(
         ),
     }
     # the soft vote's probabilities as they come and temperature-scaled on the validation films
+    # and moved to the training films' class prior first (the classifier trains on
+    # class-balanced draws: its probabilities assume equal classes)
     tables["calibration"], tables["reliability"] = calibration_tables(
-        read_tsv(inputs["predictions_val"], typed=True), pred, names, bins=calibration_bins, n_boot=n_boot, seed=seed
+        read_tsv(inputs["predictions_val"], typed=True),
+        pred,
+        names,
+        bins=calibration_bins,
+        n_boot=n_boot,
+        seed=seed,
+        min_patients=min_patients,
+        prior=training_prior(read_tsv(inputs["split"]), json.loads(state["settings"])["labels"], names),
     )
     for key, df in tables.items():
         write_tsv(outputs[key], df)
@@ -71,7 +91,7 @@ main(
     snakemake.params.vote,
     int(snakemake.params.bootstrap),
     int(snakemake.params.seed),
-    int(snakemake.params.strata_min_patients),
+    int(snakemake.params.min_patients),
     int(snakemake.params.calibration_bins),
     dict(snakemake.params.tracking),
     dict(snakemake.output.items()),

@@ -212,7 +212,7 @@ def bootstrap_intervals(
 
 
 #: the columns of :func:`metrics_long` (one row per class and metric)
-LONG_COLUMNS = ["class", "metric", "value", "ci_low", "ci_high", "support"]
+LONG_COLUMNS = ["class", "metric", "value", "ci_low", "ci_high", "support", "note"]
 
 
 def metrics_long(
@@ -224,21 +224,23 @@ def metrics_long(
     n_boot: int = 1000,
     seed: int = 0,
     scores: np.ndarray | None = None,
+    min_patients: int = 1,
 ) -> pd.DataFrame:
-    """Every metric as ``class, metric, value, ci_low, ci_high, support`` (long format,
-    TSV-ready), intervals by :func:`bootstrap_intervals` over ``groups``; no rows when
-    there are no images (an empty subset). With ``scores`` (images × classes) also the
-    ``auc`` of each class and their macro mean (:func:`auc_by_class`), its interval from
-    the same patient resampling."""
+    """Every metric as ``class, metric, value, ci_low, ci_high, support, note`` (long
+    format, TSV-ready), intervals by :func:`bootstrap_intervals` over ``groups``; no rows
+    when there are no images (an empty subset). With ``scores`` (images × classes) also the
+    ``auc`` of each class and their macro mean (:func:`auc_long`: none below
+    ``min_patients``), its interval from the same patient resampling."""
     if len(y_true) == 0:
         return pd.DataFrame(columns=LONG_COLUMNS)
     table = per_class_table(y_true, y_pred, names)
     long = table.melt(id_vars=["class", "support"], var_name="metric", value_name="value").dropna(subset=["value"])
     ci = bootstrap_intervals(y_true, y_pred, names, groups=groups, n_boot=n_boot, seed=seed)
-    out = long.merge(ci, on=["class", "metric"], how="left")[LONG_COLUMNS]
+    out = long.merge(ci, on=["class", "metric"], how="left").assign(note="")[LONG_COLUMNS]
     if scores is None:
         return out
-    return pd.concat([out, auc_long(y_true, scores, names, groups=groups, n_boot=n_boot, seed=seed)], ignore_index=True)
+    auc = auc_long(y_true, scores, names, groups=groups, n_boot=n_boot, seed=seed, min_patients=min_patients)
+    return pd.concat([out, auc], ignore_index=True)
 
 
 def auc_long(
@@ -249,31 +251,40 @@ def auc_long(
     groups: np.ndarray | None = None,
     n_boot: int = 1000,
     seed: int = 0,
+    min_patients: int = 1,
 ) -> pd.DataFrame:
     """:func:`auc_by_class` as ``metrics_long`` rows (metric ``auc``) with 95 % percentile
     intervals from a bootstrap over ``groups`` (patients; images when ``None``). A
     resample in which a class lacks positives or negatives gives that class NaN, left out
-    of its percentiles."""
+    of its percentiles. A class present in the films whose positives or negatives come from
+    fewer than ``min_patients`` patients gets NaN with the reason, and so does the macro
+    AUC (a mean over fewer classes is another figure)."""
+    groups_ = np.asarray(groups).astype(str) if groups is not None else np.arange(len(y_true)).astype(str)
     value = auc_by_class(y_true, scores, names)
     draws = [
         auc_by_class(y_true[idx], scores[idx], names)
         for idx in bootstrap_resamples(len(y_true), groups, n_boot=n_boot, seed=seed)
     ]
     support = {name: int((y_true == k).sum()) for k, name in enumerate(names)} | {"macro": len(y_true)}
+    short: dict[str, str] = {}
+    for k, name in enumerate(names):
+        positive = y_true == k
+        n_pos, n_neg = len(np.unique(groups_[positive])), len(np.unique(groups_[~positive]))
+        if positive.any() and min(n_pos, n_neg) < min_patients:
+            short[name] = (
+                f"{n_pos} positive and {n_neg} negative patients: fewer than statistics.min_patients ({min_patients})"
+            )
+    if short:
+        short["macro"] = f"no AUC for {', '.join(short)}: no macro AUC"
     rows = []
     for name, v in value.items():
-        if not np.isfinite(v):
+        if not np.isfinite(v) and name not in short:
             continue
         lo, hi = percentile_interval([b[name] for b in draws])
+        figures = (float("nan"),) * 3 if name in short else (v, float(lo), float(hi))
         rows.append(
-            {
-                "class": name,
-                "metric": "auc",
-                "value": v,
-                "ci_low": float(lo),
-                "ci_high": float(hi),
-                "support": support[name],
-            }
+            {"class": name, "metric": "auc", "support": support[name], "note": short.get(name, "")}
+            | dict(zip(("value", "ci_low", "ci_high"), figures, strict=True))
         )
     return pd.DataFrame(rows, columns=LONG_COLUMNS)
 

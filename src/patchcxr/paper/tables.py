@@ -155,7 +155,7 @@ def classification_table(
                 "n": int(part["support"].iloc[0]),
             }
             for r in part.itertuples():
-                row[r.metric] = _interval(r.value, r.ci_low, r.ci_high)
+                row[r.metric] = _maybe_interval(r.value, r.ci_low, r.ci_high)
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -245,25 +245,30 @@ def _maybe_interval(value: object, low: object, high: object) -> str:
 
 
 def calibration_table(calibration: Mapping[Run, pd.DataFrame]) -> pd.DataFrame:
-    """Table 11: per classifier, seed and calibration (as it comes, temperature-scaled) the
-    temperature, the test films, ECE ``value [low, high]``, NLL and Brier score."""
+    """Table 11: per classifier, seed and calibration (as it comes, temperature-scaled,
+    prior-corrected and temperature-scaled) the temperature, the test films, NLL and Brier
+    score ``value [low, high]`` with their paired differences from the uncalibrated
+    probabilities, ECE with the band of a perfectly calibrated model (mean, 95th percentile)."""
     rows = []
     for (model, seed), df in calibration.items():
         for r in df.itertuples():
-            rows.append(
-                {
-                    "model": model,
-                    "seed": seed,
-                    "calibration": r.calibration,
-                    "temperature": f"{float(r.temperature):.3f}",
-                    "n": int(r.n),
-                    "n_patients": int(r.n_patients),
-                    "ece": _maybe_interval(r.ece, r.ece_ci_low, r.ece_ci_high),
-                    "nll": f"{float(r.nll):.3f}",
-                    "brier": f"{float(r.brier):.3f}",
-                    "note": note if isinstance(note := getattr(r, "note", ""), str) else "",
-                }
+            row = {
+                "model": model,
+                "seed": seed,
+                "calibration": r.calibration,
+                "temperature": f"{float(r.temperature):.3f}",
+                "n": int(r.n),
+                "n_patients": int(r.n_patients),
+            }
+            for figure in ("nll", "nll_difference", "brier", "brier_difference", "ece"):
+                row[figure] = _maybe_interval(*(getattr(r, c) for c in (figure, *interval_columns(figure))))
+            row["ece_if_calibrated"] = (
+                f"{_number(r.ece_null_mean):.3f} (95th percentile {_number(r.ece_null_high):.3f})"
+                if math.isfinite(_number(r.ece_null_mean))
+                else "NaN"
             )
+            row["note"] = note if isinstance(note := getattr(r, "note", ""), str) else ""
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
