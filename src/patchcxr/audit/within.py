@@ -11,6 +11,7 @@ the classes' statistics, sources shuffled within each class)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -93,7 +94,7 @@ def within_class_table(
         predicted = part["pred_hard"].to_numpy()
         summary["chi2"] = _chi2(part["source"].to_numpy(), predicted)
         summary["p_permutation"] = cluster_permutation_p(
-            lambda s, predicted=predicted: _chi2(s, predicted),
+            partial(_chi2, predicted=predicted),
             part["source"].to_numpy(),
             part["patient_id"].to_numpy() + "\x1f" + part["source"].to_numpy(),
             n_perm=n_perm,

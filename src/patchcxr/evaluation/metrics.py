@@ -162,7 +162,7 @@ def group_figures(
     row: dict[str, object] = {
         "n": len(y_true),
         "n_patients": n_patients,
-        "classes": ",".join(names[c] for c in np.flatnonzero(counts)),
+        "classes": ",".join(names[int(c)] for c in np.flatnonzero(counts)),
         "no_skill_accuracy": float(counts.max() / counts.sum()) if counts.sum() else float("nan"),
         "note": "",
     }

@@ -111,8 +111,9 @@ def segmentation_table(summary: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-Run = tuple[str, int]
-"""A trained classifier: its model name (local, global) and training seed."""
+Run = tuple[str, int | str]
+"""A classifier: its model name (local, global) and training seed ('' for a rule that learns
+no weights, the source-only baseline)."""
 
 
 def initialisation_columns(metadata: Mapping[str, Any]) -> dict[str, str]:
@@ -312,7 +313,7 @@ def saliency_sanity_table(checks: pd.DataFrame) -> pd.DataFrame:
 
 def strata_paper_table(strata: Mapping[Run, pd.DataFrame]) -> pd.DataFrame:
     """Table 12: every stratum of each classifier's first seed (:func:`figures_table`)."""
-    first: dict[str, tuple[int, pd.DataFrame]] = {}
+    first: dict[str, tuple[int | str, pd.DataFrame]] = {}
     for (model, seed), df in strata.items():
         first.setdefault(model, (seed, df))
     parts = [
