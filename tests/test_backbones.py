@@ -40,9 +40,11 @@ def test_each_backbone_declares_what_the_package_reaches_for(name: str) -> None:
     assert sum(p.numel() for p in net.parameters()) == spec.parameters_4
     head = net.get_submodule(spec.head_layer)
     assert isinstance(head, torch.nn.Linear) and (head.in_features, head.out_features) == (spec.feature_width, 4)
-    net.get_submodule(spec.gradcam_layer)  # the Grad-CAM layer and the last stage exist
-    for layer in spec.last_stage:
-        net.get_submodule(layer)
+    net.get_submodule(spec.gradcam_layer)  # the Grad-CAM layer exists
+    # every parameter is in the head or exactly one stage (the cascade reaches the first layer)
+    owners = [spec.head_layer] + [m for stage in spec.stages for m in stage]
+    for name_, _ in net.named_parameters():
+        assert sum(name_.startswith(o + ".") for o in owners) == 1, name_
     with torch.inference_mode():
         fmap = features(net.eval(), torch.zeros(1, 3, 64, 64))
     assert fmap.shape == (1, spec.feature_width, 64 // spec.stride, 64 // spec.stride)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -195,7 +196,7 @@ def test_lung_mass_is_the_share_of_the_map_inside_the_lung() -> None:
 
 
 def test_randomised_copies_reinitialise_only_the_named_layers(model: torch.nn.Module) -> None:
-    from patchcxr.classification.explain import randomised_copy
+    from patchcxr.classification.sanity import randomised_copy
 
     copy = randomised_copy(model, ("fc", "layer4"), seed=5)
     before, after = model.state_dict(), copy.state_dict()
@@ -208,76 +209,220 @@ def test_randomised_copies_reinitialise_only_the_named_layers(model: torch.nn.Mo
     assert all(torch.equal(before[k], v) for k, v in randomised_copy(model, (), seed=5).state_dict().items())
 
 
-def test_grad_cam_decorrelates_when_the_network_is_randomised(model: torch.nn.Module) -> None:
-    from patchcxr.classification.explain import image_saliency, randomised_copy, rank_correlation
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_the_cascade_reaches_the_first_layer_and_the_independent_steps_one_stage_each(name: str) -> None:
+    from patchcxr.classification.sanity import randomisation_steps, randomised_copy
+
+    net = network(name, 3).eval()
+    with torch.no_grad():  # as if trained: no weight (batch-norm scales included) at its initial value
+        for p in net.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    spec = BACKBONES[name]
+    steps = randomisation_steps(net)
+    cascade = [s for s in steps if s.variant == "cascade"]
+    independent = [s for s in steps if s.variant == "independent"]
+    assert [s.depth for s in cascade] == list(range(1, len(spec.stages) + 2))
+    assert cascade[0].layers == (spec.head_layer,) and len(independent) == len(spec.stages)
+    before = net.state_dict()
+    # the deepest step re-initialises every weight of the network
+    deepest = randomised_copy(net, cascade[-1].layers, seed=3).state_dict()
+    weights = [k for k in before if k.endswith("weight")]
+    assert all(not torch.equal(before[k], deepest[k]) for k in weights)
+    # the first stage alone: the stem changes, the head and the last stage do not
+    first = randomised_copy(net, independent[-1].layers, seed=3).state_dict()
+    changed = {k for k in before if not torch.equal(before[k], first[k])}
+    assert changed and all(k.startswith(tuple(m + "." for m in spec.stages[-1])) for k in changed)
+
+
+def test_grad_cam_decorrelates_down_the_cascade_and_an_emptied_map_is_not_a_correlation(
+    model: torch.nn.Module,
+) -> None:
+    from patchcxr.classification.explain import image_saliency_maps
+    from patchcxr.classification.sanity import randomisation_steps, randomised_copy, rank_correlation
     from patchcxr.classification.settings import ClassifierSettings
 
     lung = ring_lung(128)
     img = torch.rand(1, 128, 128) * torch.from_numpy(lung)
 
-    def saliency(net: torch.nn.Module) -> np.ndarray:
-        rng = np.random.default_rng(0)
+    def saliency(net: torch.nn.Module) -> dict[str, np.ndarray]:
         s = ClassifierSettings(patch=32)
-        return image_saliency(net, img, lung, s, k=12, target=3, rng=rng, device=torch.device("cpu"), batch=6)[0]
+        return image_saliency_maps(
+            net,
+            img,
+            lung,
+            s,
+            k=12,
+            target=3,
+            rng=np.random.default_rng(0),
+            device=torch.device("cpu"),
+            batch=6,
+            rectify=("relu", "abs"),
+        )[0]
 
     reference = saliency(model)
     # the negative control: the same weights and patches give the same map
-    assert rank_correlation(reference, saliency(randomised_copy(model, (), seed=1)), lung) == pytest.approx(1.0)
-    for layers in (("fc",), ("fc", "layer4")):
-        r = rank_correlation(reference, saliency(randomised_copy(model, layers, seed=1)), lung)
-        assert r < 0.9, (layers, r)
-    assert rank_correlation(reference, -reference, lung) == pytest.approx(-1.0)
-    # a randomised map the ReLU emptied shares no ranking; a constant reference has none
-    assert rank_correlation(reference, np.zeros_like(reference), lung) == 0.0
-    assert np.isnan(rank_correlation(np.ones_like(reference), reference, lung))
+    same = saliency(randomised_copy(model, (), seed=1))["relu"]
+    assert rank_correlation(reference["relu"], same, lung) == pytest.approx(1.0)
+    for step in randomisation_steps(model):
+        maps = saliency(randomised_copy(model, step.layers, seed=1))
+        for kind in ("relu", "abs"):
+            r = rank_correlation(reference[kind], maps[kind], lung)
+            assert np.isnan(r) or r < 0.9, (step, kind, r)
+    assert rank_correlation(reference["relu"], -reference["relu"], lung) == pytest.approx(-1.0)
+    # a head whose target weights are all negative: Grad-CAM's ReLU empties every patch map
+    # (its Spearman NaN, counted apart), the absolute pre-ReLU map keeps its ranking
+    against = randomised_copy(model, (), seed=1)
+    with torch.no_grad():
+        against.fc.weight[3] = -against.fc.weight[3].abs() - 1e-3
+    emptied = saliency(against)
+    assert np.ptp(emptied["relu"][lung]) == 0 and np.isnan(rank_correlation(reference["relu"], emptied["relu"], lung))
+    assert np.ptp(emptied["abs"][lung]) > 0 and np.isfinite(rank_correlation(reference["abs"], emptied["abs"], lung))
 
 
-def test_the_saliency_checks_resample_patients() -> None:
+def test_the_peak_region_drops_thinly_covered_edge_pixels_and_chance_is_the_box_share() -> None:
+    from patchcxr.saliency import coverage, peak, peak_region, pointing_chance
+
+    lung = np.zeros((20, 20), bool)
+    lung[2:18, 2:18] = True
+    wins = np.array([[2, 2, 12, 12]] + [[6, 6, 16, 16]] * 5)  # one window reaches the corner
+    covered = coverage(wins, lung.shape)
+    assert covered[9, 9] == 6 and covered[2, 2] == 1 and covered[0, 0] == 0
+    region = peak_region(lung, covered, 0.5)
+    assert not region[2, 2] and region[9, 9] and not region[0, 0]
+    assert (covered[region] >= 0.5 * np.median(covered[lung & (covered > 0)])).all()
+    assert peak_region(lung, covered, 0.0).sum() == (lung & (covered > 0)).sum()
+    sal = np.zeros((20, 20))
+    sal[2, 2], sal[9, 9] = 5.0, 1.0
+    assert peak(sal, region) == (9, 9) and peak(sal, lung) == (2, 2)
+    # a box over a quarter of the region: a uniform peak hits it a quarter of the time
+    square = np.zeros((20, 20), bool)
+    square[4:12, 4:12] = True
+    assert pointing_chance(square, np.array([[4, 4, 8, 8]])) == pytest.approx(0.25)
+    assert np.isnan(pointing_chance(np.zeros((20, 20), bool), np.array([[4, 4, 8, 8]])))
+
+
+def test_without_a_coverage_floor_a_signal_free_map_peaks_on_thinly_covered_pixels() -> None:
+    """The issue's simulation: patch maps of pure noise, lung-centred windows; the arg-max
+    lands on pixels fewer windows cover than the lung's median unless the floor is set."""
+    from patchcxr.classification.patches import sample_centres, windows
+    from patchcxr.saliency import aggregate, coverage, peak, peak_region
+
+    lung = ring_lung(128)
+    rng = np.random.default_rng(0)
+    without, with_floor, median = [], [], []
+    for _ in range(40):
+        wins = windows(sample_centres(lung, 40, rng), lung.shape, 32, "clip")
+        cams = torch.rand(len(wins), 32, 32)
+        sal = aggregate(cams, torch.ones(len(wins)), wins, lung.shape)
+        covered = coverage(wins, lung.shape)
+        median.append(np.median(covered[lung & (covered > 0)]))
+        without.append(covered[peak(sal, lung & (covered > 0))])
+        with_floor.append(covered[peak(sal, peak_region(lung, covered, 0.5))])
+    assert np.median(without) < np.median(median) / 2
+    assert all(w >= 0.5 * m for w, m in zip(with_floor, median, strict=True))
+
+
+def test_permuted_labels_keep_each_part_s_class_counts_and_leave_the_test_films() -> None:
     import pandas as pd
 
-    from patchcxr.classification.explain import saliency_sanity
+    from patchcxr.classification.sanity import permuted_labels
 
-    randomisation = pd.DataFrame(
+    ids = [f"f{i}" for i in range(40)]
+    films = pd.DataFrame({"image_id": ids, "label4": ["a"] * 20 + ["b"] * 20})
+    part = ["train"] * 30 + ["val"] * 5 + ["test"] * 5
+    split = pd.DataFrame({"image_id": ids[::-1], "split": part[::-1]})
+    out = permuted_labels(films, split, "label4", seed=1)
+    by = dict(zip(split["image_id"], split["split"], strict=True))
+    for which in ("train", "val", "test"):
+        keep = films["image_id"].map(by) == which
+        assert sorted(out.loc[keep, "label4"]) == sorted(films.loc[keep, "label4"])
+    test = films["image_id"].map(by) == "test"
+    assert out.loc[test, "label4"].tolist() == films.loc[test, "label4"].tolist()
+    assert (out["label4"] != films["label4"]).sum() >= 5  # labels moved
+    assert out.equals(permuted_labels(films, split, "label4", seed=1))
+
+
+def _randomisation_rows() -> pd.DataFrame:
+    import pandas as pd
+
+    rows = []
+    for variant, block, depth, rho, empty in (
+        ("cascade", "fc", 1, [0.2, 0.4, 0.6], [0, 0, 0]),
+        ("cascade", "layer4", 2, [np.nan, 0.1, 0.3], [1, 0, 0]),
+    ):
+        for i, image in enumerate("abc"):
+            rows.append(
+                {
+                    "image_id": image,
+                    "patient_id": "",
+                    "variant": variant,
+                    "block": block,
+                    "depth": depth,
+                    "map": "relu",
+                    "spearman": rho[i],
+                    "empty": empty[i],
+                    "peak_row": 1 if image != "b" else 9,
+                    "peak_col": 1,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_the_saliency_checks_resample_patients_and_keep_emptied_maps_apart() -> None:
+    import pandas as pd
+
+    from patchcxr.classification.sanity import saliency_sanity
+
+    saliency = pd.DataFrame(
         {
-            "image_id": ["a", "b", "c", "a", "b", "c"],
-            "randomised": ["fc"] * 3 + ["fc+layer4"] * 3,
-            "spearman": [0.2, 0.4, 0.6, 0.0, 0.1, 0.2],
-            "empty": [0, 0, 0, 1, 0, 0],
+            "image_id": ["a", "b", "c"],
+            "peak_row": [5, 1, 9],
+            "peak_col": [5, 1, 9],
+            "lesion_boxes": ["4,4,8,8", "0,0,3,3", ""],
+            "pointing_hit": ["1", "1", ""],
+            "pointing_chance": [0.25, 0.5, np.nan],
+            "lung_mass": [0.5, 0.7, 0.6],
+            "lung_mass_even": [0.4, 0.4, 0.4],
         }
     )
-    saliency = pd.DataFrame({"image_id": ["a", "b", "c"], "pointing_hit": ["1", "0", ""], "lung_mass": [0.5, 0.7, 0.6]})
-    t = saliency_sanity(randomisation, saliency, {"a": "p1", "b": "p1", "c": "p2"}, n_boot=200, seed=0).set_index(
-        "check"
-    )
+    patients = {"a": "p1", "b": "p1", "c": "p2"}
+    t = saliency_sanity(_randomisation_rows(), saliency, patients, n_boot=200, seed=0, min_patients=1)
+    t = t.set_index(["check", "block"])
+    fc, l4 = t.loc[("spearman, cascade", "fc")], t.loc[("spearman, cascade", "layer4")]
+    assert fc["value"] == pytest.approx(0.4) and fc["n_patients"] == 2 and fc["n_empty"] == 0
+    # the emptied map is out of the mean (0.2, not 0.133) and counted apart
+    assert l4["value"] == pytest.approx(0.2) and l4["n"] == 2 and l4["n_empty"] == 1
+    assert 0.3 - 1e-9 <= fc["ci_low"] <= fc["ci_high"] <= 0.6 + 1e-9  # p1's pair (0.3) or p2's film (0.6)
+    games = t.xs("", level="block")
     assert (
-        t.loc["spearman, randomised fc", "value"] == pytest.approx(0.4)
-        and t.loc["spearman, randomised fc", "n_patients"] == 2
+        games.loc["pointing game, trained model", "value"] == 1.0
+        and games.loc["pointing game, trained model", "n"] == 2
     )
-    assert t.loc["spearman, randomised fc+layer4", "value"] == pytest.approx(0.1)
-    assert t.loc["empty maps, randomised fc+layer4", "value"] == pytest.approx(1 / 3)
-    assert t.loc["pointing game hit rate", "n"] == 2 and t.loc["pointing game hit rate", "value"] == 0.5
-    assert t.loc["lung mass", "value"] == pytest.approx(0.6)
-    # two patients: every resample holds p1's pair (mean 0.3) or p2's film (0.6) or both
-    assert (
-        0.3 - 1e-9
-        <= t.loc["spearman, randomised fc", "ci_low"]
-        <= t.loc["spearman, randomised fc", "ci_high"]
-        <= 0.6 + 1e-9
-    )
+    assert games.loc["pointing game, uniform in lung", "value"] == pytest.approx(0.375)
+    assert games.loc["pointing game, trained minus uniform", "value"] == pytest.approx(0.625)
+    # the deepest cascade step's peaks: a (1,1) misses 4..8, b (9,1) misses 0..3
+    randomised = t.loc[("pointing game, randomised model", "layer4")]
+    assert randomised["value"] == 0.0 and randomised["n"] == 2
+    assert t.loc[("pointing game, trained minus randomised", "layer4"), "value"] == 1.0
+    assert games.loc["lung mass, trained minus evenly spread", "value"] == pytest.approx(0.2)
+    # below the minimum number of patients: no figure, the reason instead
+    short = saliency_sanity(_randomisation_rows(), saliency, patients, n_boot=20, seed=0, min_patients=3)
+    assert short["value"].isna().all() and short["note"].str.contains("statistics.min_patients").all()
 
 
 def test_the_saliency_checks_of_no_film_are_nan_not_an_error() -> None:
     import pandas as pd
 
-    from patchcxr.classification.explain import RANDOMISATION_COLUMNS, SALIENCY_COLUMNS, saliency_sanity
+    from patchcxr.classification.explain import SALIENCY_COLUMNS
+    from patchcxr.classification.sanity import RANDOMISATION_COLUMNS, saliency_sanity
 
     # no test film of the target class, or none with lesion boxes (real data): counts 0, NaN
     empty = saliency_sanity(
-        pd.DataFrame(columns=RANDOMISATION_COLUMNS), pd.DataFrame(columns=SALIENCY_COLUMNS), {}, n_boot=20, seed=0
+        pd.DataFrame(columns=RANDOMISATION_COLUMNS),
+        pd.DataFrame(columns=SALIENCY_COLUMNS),
+        {},
+        n_boot=20,
+        seed=0,
+        min_patients=1,
     )
-    assert list(empty["check"]) == ["pointing game hit rate", "lung mass"] and (empty["n"] == 0).all()
-    assert empty["value"].isna().all() and empty["ci_low"].isna().all()
-    films = pd.DataFrame({"image_id": ["a"], "pointing_hit": [""], "lung_mass": [0.4]})
-    t = saliency_sanity(pd.DataFrame(columns=RANDOMISATION_COLUMNS), films, {"a": "p"}, n_boot=20, seed=0)
-    assert t.set_index("check").loc["pointing game hit rate", "n"] == 0
-    assert t.set_index("check").loc["lung mass", "value"] == pytest.approx(0.4)
+    assert (empty["n"] == 0).all() and empty["value"].isna().all() and empty["ci_low"].isna().all()

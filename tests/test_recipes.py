@@ -206,8 +206,9 @@ def test_a_frozen_trunk_with_frozen_statistics_leaves_the_trunk_as_it_started(
 
 
 def test_a_mobilenet_classifier_trains_predicts_and_explains(tmp_path: Path, planted: tuple[Path, Path]) -> None:
-    from patchcxr.classification.explain import randomisation_test, saliency_for_split
+    from patchcxr.classification.explain import saliency_for_split
     from patchcxr.classification.predict import load_classifier, predict_split
+    from patchcxr.classification.sanity import randomisation_test
 
     s = ClassifierSettings(backbone="mobilenet_v2", patch=64, batch_size=4, epochs=1, k_val=2, patience=None)
     md = train_classifier(
@@ -255,4 +256,7 @@ def test_a_mobilenet_classifier_trains_predicts_and_explains(tmp_path: Path, pla
     assert len(shared) == 1
     spec = BACKBONES["mobilenet_v2"]
     cascade = randomisation_test(tmp_path / "m.pt", planted[0], planted[1], target="normal", max_images=1, k=4)
-    assert list(cascade["randomised"]) == [spec.head_layer, "+".join((spec.head_layer, *spec.last_stage))]
+    relu = cascade[cascade["map"] == "relu"]
+    # the head, then down to the stem (7 stages), then each stage alone
+    assert list(relu["block"]) == [spec.head_layer, *["+".join(s) for s in spec.stages] * 2]
+    assert set(cascade["map"]) == {"relu", "abs"} and list(relu["depth"])[:2] == [1, 2]

@@ -130,15 +130,22 @@ def test_classifier_and_evaluation_stages_train_predict_calibrate_and_compare(ci
 
 @pytest.mark.slow
 def test_saliency_maps_every_mapped_film_and_runs_the_randomisation_test(ci_run: Path) -> None:
-    saliency = read_tsv(ci_run / "results" / "saliency" / "local" / "saliency.tsv")
+    saliency = read_tsv(ci_run / "results" / "saliency" / "local" / "saliency.tsv", typed=True)
     for image_id in saliency["image_id"]:
         assert (ci_run / "results" / "saliency" / "local" / "maps" / f"{image_id}.png").is_file()
-    # each mapped film against the head, then head and layer4, re-initialised
+    assert saliency["lung_mass_even"].between(0, 1).all()
+    # each mapped film against the cascade (head down to the stem), each stage alone and the
+    # label-permuted classifier, on the method's and the absolute map
     randomised = read_tsv(ci_run / "results" / "saliency" / "local" / "randomisation.tsv")
-    assert sorted(randomised["image_id"]) == sorted(list(saliency["image_id"]) * 2)
-    assert set(randomised["randomised"]) == {"fc", "fc+layer4"}
-    sanity = read_tsv(ci_run / "results" / "saliency" / "local" / "sanity.tsv").set_index("check")
-    assert {"spearman, randomised fc", "empty maps, randomised fc+layer4", "lung mass"} <= set(sanity.index)
+    assert set(randomised["variant"]) == {"cascade", "independent", "label-permuted"}
+    assert {"fc", "layer4", "conv1+bn1"} <= set(randomised["block"]) and set(randomised["map"]) == {"relu", "abs"}
+    per_film = randomised.groupby("image_id").size()
+    assert sorted(per_film.index) == sorted(saliency["image_id"]) and (per_film == 2 * (6 + 5 + 1)).all()
+    assert (ci_run / "results" / "saliency" / "local" / "label_permuted" / "model.pt").is_file()
+    sanity = read_tsv(ci_run / "results" / "saliency" / "local" / "sanity.tsv", typed=True)
+    assert {"spearman, cascade", "spearman, label-permuted", "lung mass, evenly spread"} <= set(sanity["check"])
+    # two films of one or two patients: below statistics.min_patients, no figure, the reason
+    assert sanity["value"].isna().all() and sanity["note"].str.contains("min_patients").all()
 
 
 @pytest.mark.slow

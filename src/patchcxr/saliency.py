@@ -57,21 +57,38 @@ def _grad(act: torch.Tensor) -> torch.Tensor:
     return act.grad.detach()
 
 
-def _cams(act: torch.Tensor, grad: torch.Tensor, size: int) -> torch.Tensor:
+#: how a patch's weighted activation sum becomes a map before upsampling: ``relu`` (Grad-CAM,
+#: the method), ``abs`` (its absolute value: the pre-ReLU map's magnitude, never emptied,
+#: the variant Adebayo et al. also rank)
+RECTIFICATIONS = ("relu", "abs")
+
+
+def _cams(act: torch.Tensor, grad: torch.Tensor, size: int, rectify: str = "relu") -> torch.Tensor:
+    if rectify not in RECTIFICATIONS:
+        raise ValueError(f"rectify {rectify!r}: one of {RECTIFICATIONS}")
     weights = grad.mean(dim=(2, 3), keepdim=True)
-    cam = F.relu((weights * act).sum(dim=1, keepdim=True))
+    raw = (weights * act).sum(dim=1, keepdim=True)
+    cam = F.relu(raw) if rectify == "relu" else raw.abs()
     cam = F.interpolate(cam, size=(size, size), mode="bilinear", align_corners=False)[:, 0]
     return minmax_normalise(cam)
 
 
-def _head_gradcams(
-    model: nn.Module, patches: torch.Tensor, target: int, precision: str = "fp32"
-) -> tuple[torch.Tensor, torch.Tensor]:
+def head_gradcam_maps(
+    model: nn.Module,
+    patches: torch.Tensor,
+    target: int,
+    *,
+    precision: str = "fp32",
+    rectify: Sequence[str] = ("relu",),
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Grad-CAM at the backbone's last feature map: ``∂y_c/∂A`` depends only on the head
     (average pool, linear layer), so the trunk runs without autograd (no graph, no
     parameter gradients) and only the head is differentiated — the cost of a forward pass.
     Under ``precision``'s autocast only the trunk runs in half precision: its activations
-    are cast back to fp32 for the head and its gradient."""
+    are cast back to fp32 for the head and its gradient. One map set per ``rectify``
+    (:data:`RECTIFICATIONS`) from the same pass, and the probabilities of ``target``."""
+    if model.training:
+        raise ValueError("Grad-CAM needs the model in eval mode (batch norm must not mix patches)")
     with torch.inference_mode(), autocast(patches.device, precision):
         act = features(model, patches)
     act = act.float()
@@ -80,7 +97,14 @@ def _head_gradcams(
         logits = head(model, a)
         (grad,) = torch.autograd.grad(logits[:, target].sum(), a)
     probs = torch.softmax(logits.detach(), dim=1)[:, target]
-    return _cams(a.detach(), grad, patches.shape[-1]), probs
+    return {r: _cams(a.detach(), grad, patches.shape[-1], r) for r in rectify}, probs
+
+
+def _head_gradcams(
+    model: nn.Module, patches: torch.Tensor, target: int, precision: str = "fp32"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    maps, probs = head_gradcam_maps(model, patches, target, precision=precision)
+    return maps["relu"], probs
 
 
 def patch_gradcams(
@@ -147,8 +171,51 @@ def aggregate(cams: torch.Tensor, probs: torch.Tensor, wins: np.ndarray, shape: 
     return (num / (den + 1e-7)).numpy()
 
 
+def coverage(wins: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """How many of the windows (``top, left, bottom, right``) cover each pixel of the canvas:
+    :func:`aggregate`'s denominator."""
+    den = np.zeros(tuple(shape[:2]), dtype=np.int32)
+    for top, left, bottom, right in wins.tolist():
+        den[top:bottom, left:right] += 1
+    return den
+
+
+def peak_region(lung: np.ndarray, covered: np.ndarray, floor: float) -> np.ndarray:
+    """The pixels where a map's peak is looked for: lung pixels covered by at least
+    ``floor`` times the median coverage of the covered lung pixels. A pixel at the lung's
+    edge sits in few windows, so its average rests on few patches and peaks there by chance
+    more often; ``floor`` 0 keeps the whole lung."""
+    inside = lung & (covered > 0)
+    if not inside.any():
+        return lung.copy()
+    return inside & (covered >= floor * float(np.median(covered[inside])))
+
+
+def in_boxes(shape: Sequence[int], boxes: np.ndarray) -> np.ndarray:
+    """The pixels inside any of the boxes (``top, left, bottom, right``, end-exclusive)."""
+    out = np.zeros(tuple(shape[:2]), dtype=bool)
+    for t, left, b, r in boxes.tolist():
+        out[t:b, left:r] = True
+    return out
+
+
+def peak(saliency: np.ndarray, region: np.ndarray) -> tuple[int, int]:
+    """The map's maximum within ``region`` (row, column)."""
+    inside = np.where(region, saliency, -np.inf)
+    y, x = np.unravel_index(int(np.argmax(inside)), inside.shape)
+    return int(y), int(x)
+
+
 def pointing_hit(saliency: np.ndarray, boxes: np.ndarray) -> bool:
     """The pointing game: does the map's maximum fall inside one of the boxes
     (``top, left, bottom, right``, end-exclusive)?"""
     y, x = np.unravel_index(int(np.argmax(saliency)), saliency.shape)
     return bool(any(t <= y < b and left <= x < r for t, left, b, r in boxes.tolist()))
+
+
+def pointing_chance(region: np.ndarray, boxes: np.ndarray) -> float:
+    """The pointing game's hit probability of a peak drawn uniformly from ``region`` (the
+    pixels the peak is looked for in): the share of them inside a box (NaN for an empty
+    region)."""
+    n = int(region.sum())
+    return float((region & in_boxes(region.shape, boxes)).sum()) / n if n else float("nan")

@@ -272,8 +272,41 @@ rule compare_classifiers:
         "../scripts/compare_classifiers.py"
 
 
+rule train_label_permuted:
+    input:
+        unpack(weights_inputs),
+        inputs="results/classification/inputs.tsv",
+        input_settings=INPUT_SETTINGS,
+        split="results/splits/classification.tsv",
+    output:
+        model=f"{LABEL_PERMUTED}/model.pt",
+        metadata=f"{LABEL_PERMUTED}/metadata.json",
+        history=f"{LABEL_PERMUTED}/history.tsv",
+        # the classifier inputs with the training and validation labels permuted
+        inputs=f"{LABEL_PERMUTED}/inputs.tsv",
+    log:
+        "logs/saliency/train_label_permuted.log",
+    benchmark:
+        "benchmarks/saliency/train_label_permuted.tsv"
+    params:
+        # the first seed's local settings, for saliency.label_permutation_epochs epochs
+        train=train_settings("classification", train_seeds("classification")[0], "local"),
+        epochs=config["saliency"]["label_permutation_epochs"],
+        weights=classifier_weights(),
+        resume_dir=f"{LABEL_PERMUTED}/resume",
+    threads: 2
+    resources:
+        device="auto",
+        precision="fp32",
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/train_label_permuted.py"
+
+
 rule compute_saliency:
     input:
+        unpack(label_permuted_input),
         # the local classifier of the first of classification.train.seeds
         model=f"results/classification/local/seed_{train_seeds('classification')[0]}/model.pt",
         inputs="results/classification/inputs.tsv",
@@ -294,6 +327,7 @@ rule compute_saliency:
         mode=config["classification"]["inference"]["mode"],
         seed=train_seeds("classification")[0],
         bootstrap=config["classification"]["inference"]["bootstrap"],
+        min_patients=config["statistics"]["min_patients"],
     threads: 2
     resources:
         device="auto",

@@ -491,3 +491,14 @@ def paper_targets():
 def training_histories(wildcards=None):
     """The training histories of the first seed of each network (figure 8's panels)."""
     return {name: path for name, [path] in paper_registry.entry("fig8_training_curves").inputs(PAPER_PLAN).items()}
+
+
+LABEL_PERMUTED = "results/saliency/local/label_permuted"
+
+
+def label_permuted_input(wildcards=None):
+    """The label-permuted classifier of the saliency test (none when
+    saliency.label_permutation_epochs is 0)."""
+    if not (config["saliency"]["label_permutation_epochs"] and config["saliency"]["sanity_images"]):
+        return {}
+    return {"permuted": f"{LABEL_PERMUTED}/model.pt"}

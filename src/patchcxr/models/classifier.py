@@ -41,7 +41,9 @@ class Backbone:
         stride: input pixels per feature cell of that map.
         head_layer: the final linear layer (sized to the classes; absent from an ImageNet
             trunk-only file).
-        last_stage: the modules the randomisation test re-initialises after the head.
+        stages: the trunk's parameterised stages, last first: the randomisation cascade
+            re-initialises the head, then these one after the other down to the first
+            convolution (every trunk parameter is in one stage).
         mean, std: input normalisation (per RGB channel; grey is replicated to 3 channels).
         torchvision_weights: torchvision's ImageNet weight enum (the download route).
         parameters_4: trainable parameters with a 4-class head (documentation, tested).
@@ -53,7 +55,7 @@ class Backbone:
     feature_width: int
     stride: int
     head_layer: str
-    last_stage: tuple[str, ...]
+    stages: tuple[tuple[str, ...], ...]
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     torchvision_weights: str
@@ -70,7 +72,7 @@ BACKBONES: dict[str, Backbone] = {
             feature_width=512,
             stride=32,
             head_layer="fc",
-            last_stage=("layer4",),
+            stages=(("layer4",), ("layer3",), ("layer2",), ("layer1",), ("conv1", "bn1")),
             mean=IMAGENET_MEAN,
             std=IMAGENET_STD,
             torchvision_weights="ResNet18_Weights.IMAGENET1K_V1",
@@ -83,8 +85,17 @@ BACKBONES: dict[str, Backbone] = {
             feature_width=1280,
             stride=32,
             head_layer="classifier.1",
-            # the last inverted-residual block and the 1x1 convolution to 1280 channels
-            last_stage=("features.17", "features.18"),
+            # by resolution and width: the last inverted residual and the 1x1 convolution to
+            # 1280 channels, then the blocks of 160, 96, 64, 32, 24 channels, then the stem
+            stages=(
+                ("features.17", "features.18"),
+                ("features.14", "features.15", "features.16"),
+                ("features.11", "features.12", "features.13"),
+                ("features.7", "features.8", "features.9", "features.10"),
+                ("features.4", "features.5", "features.6"),
+                ("features.2", "features.3"),
+                ("features.0", "features.1"),
+            ),
             mean=IMAGENET_MEAN,
             std=IMAGENET_STD,
             torchvision_weights="MobileNet_V2_Weights.IMAGENET1K_V1",

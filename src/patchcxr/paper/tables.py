@@ -305,9 +305,12 @@ def external_table(held_out: pd.DataFrame) -> pd.DataFrame:
 
 
 def saliency_sanity_table(checks: pd.DataFrame) -> pd.DataFrame:
-    """Table 14: each saliency check with its films, patients and ``value [low, high]``."""
-    table = checks[["check", "n", "n_patients"]].copy()
+    """Table 14: each saliency check (:mod:`patchcxr.classification.sanity`) with the block
+    it randomised, its map, films, patients, emptied maps apart, ``value [low, high]`` (NaN
+    below the minimum number of patients) and the reason."""
+    table = checks[["check", "block", "map", "n", "n_patients", "n_empty"]].copy()
     table["value"] = [_maybe_interval(*v) for v in checks[["value", "ci_low", "ci_high"]].to_numpy()]
+    table["note"] = checks["note"].fillna("").astype(str)
     return table
 
 
