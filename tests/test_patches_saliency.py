@@ -404,6 +404,11 @@ def test_the_saliency_checks_resample_patients_and_keep_emptied_maps_apart() -> 
     randomised = t.loc[("pointing game, randomised model", "layer4")]
     assert randomised["value"] == 0.0 and randomised["n"] == 2
     assert t.loc[("pointing game, trained minus randomised", "layer4"), "value"] == 1.0
+    # an emptied randomised map has no peak: it scores its film's chance (b: 0.5)
+    emptied = _randomisation_rows()
+    emptied.loc[(emptied["depth"] == 2) & (emptied["image_id"] == "b"), ["peak_row", "peak_col"]] = -1
+    e = saliency_sanity(emptied, saliency, patients, n_boot=20, seed=0, min_patients=1).set_index(["check", "block"])
+    assert e.loc[("pointing game, randomised model", "layer4"), "value"] == pytest.approx(0.25)
     assert games.loc["lung mass, trained minus evenly spread", "value"] == pytest.approx(0.2)
     # below the minimum number of patients: no figure, the reason instead
     short = saliency_sanity(_randomisation_rows(), saliency, patients, n_boot=20, seed=0, min_patients=3)

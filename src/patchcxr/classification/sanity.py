@@ -251,15 +251,19 @@ def _check(
     return row | {"value": float(np.mean(values)), "ci_low": float(lo[0]), "ci_high": float(hi[0])}
 
 
-def _hits(peaks: pd.DataFrame, boxes: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Whether each row's peak (``peak_row``, ``peak_col``; -1 for none) falls in its film's
-    boxes; NaN for a film without boxes or a map without a peak."""
+def _hits(peaks: pd.DataFrame, boxes: Mapping[str, np.ndarray], chance: Mapping[str, float]) -> np.ndarray:
+    """Whether each row's peak (``peak_row``, ``peak_col``) falls in its film's boxes; a map
+    without a peak (-1: emptied by the ReLU, its arg-max arbitrary) scores the film's
+    uniform-in-lung chance, the expected hit of an arbitrary pixel; NaN for a film without
+    boxes."""
     out = []
     for r in peaks.itertuples():
         b = boxes.get(str(r.image_id), np.zeros((0, 4), int))
         y, x = int(r.peak_row), int(r.peak_col)
-        if not len(b) or y < 0:
+        if not len(b):
             out.append(np.nan)
+        elif y < 0:
+            out.append(float(chance.get(str(r.image_id), np.nan)))
         else:
             out.append(float(any(t <= y < bt and lf <= x < rt for t, lf, bt, rt in b.tolist())))
     return np.array(out, float)
@@ -278,7 +282,8 @@ def saliency_sanity(
     interval from a bootstrap over patients: the rank correlation of the trained map with
     each randomised one (emptied maps counted apart), the pointing game of the trained model
     beside a uniform-in-lung peak and the fully randomised model (and the paired
-    differences), the lung mass beside an evenly spread map. ``patients``: image → patient."""
+    differences; an emptied randomised map scores the chance), the lung mass beside an
+    evenly spread map. ``patients``: image → patient."""
     check = functools.partial(_check, patients=patients, n_boot=n_boot, seed=seed, min_patients=min_patients)
     rows = []
     for (variant, block, kind), part in randomisation.groupby(["variant", "block", "map"], sort=False):
@@ -294,15 +299,16 @@ def saliency_sanity(
         )
     ids = saliency["image_id"].astype(str).tolist()
     boxes = {i: boxes_of(b) for i, b in zip(ids, saliency["lesion_boxes"], strict=True)}
-    trained = _hits(saliency, boxes)
     chance = pd.to_numeric(saliency["pointing_chance"], errors="coerce").to_numpy(float)
+    chance_of = dict(zip(ids, chance, strict=True))
+    trained = _hits(saliency, boxes, chance_of)
     rows.append(check("pointing game, trained model", trained, ids, kind="relu"))
     rows.append(check("pointing game, uniform in lung", chance, ids))
     rows.append(check("pointing game, trained minus uniform", trained - chance, ids, kind="relu"))
     deepest = randomisation[(randomisation["variant"] == "cascade") & (randomisation["map"] == "relu")]
     if len(deepest):
         deepest = deepest[deepest["depth"] == deepest["depth"].max()]
-        randomised = _hits(deepest, boxes)
+        randomised = _hits(deepest, boxes, chance_of)
         r_ids = deepest["image_id"].astype(str).tolist()
         block = str(deepest["block"].iloc[0])
         by_id = dict(zip(ids, trained, strict=True))
