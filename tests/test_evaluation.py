@@ -414,13 +414,18 @@ def test_the_external_table_scores_both_models_on_the_same_films_beside_no_skill
     assert both["n"] == t.loc[("a", "internal, shared films"), "n"] == 12
     assert t.loc[("a", "internal, shared films"), "accuracy"] == 1.0 and both["accuracy"] == 0.25
     assert both["difference"] == -0.75 and both["difference_ci_high"] < 0  # the same films: paired
+    # the control has the external group's size and class mix: 40 films, 10 normal, 30 TB
+    # (more TB than the pool's 20: drawn with replacement)
     control = t.loc[("a", "internal, class-matched control")]
-    assert control["n"] == 12 and control["accuracy"] == pytest.approx(0.8, abs=0.03)
-    assert control["accuracy_ci_low"] < 0.8 < control["accuracy_ci_high"] and "draws without" in control["note"]
-    # b sent no film to the internal test split: said so, no figures
+    assert control["n"] == 40 and control["accuracy"] == pytest.approx(0.8, abs=0.03)
+    assert control["accuracy_ci_low"] < 0.8 < control["accuracy_ci_high"] and "draws with " in control["note"]
+    # b sent no film to the internal test split: said so, no figures; its control still drawn
     assert (
         t.loc[("b", "internal, shared films"), "n"] == 0 and "no film" in t.loc[("b", "internal, shared films"), "note"]
     )
+    b_control = t.loc[("b", "internal, class-matched control")]
+    assert b_control["n"] == 12 and b_control["accuracy"] == pytest.approx(0.8, abs=0.05)
+    assert "draws without" in b_control["note"]
     assert t.loc[("c", "external"), "note"] == "not held out: no other source holds covid19"
     whole = t.loc[("all sources", "internal")]
     assert whole["n"] == 52 and whole["n_patients"] == 52

@@ -104,5 +104,6 @@ def test_report_renders_every_figure_in_chromium(ci_run: Path, browser) -> None:
     assert sorted(shown) == sorted(figures)
     for path, [(width, height)] in shown.items():
         assert width > 200 and height > 100, (path, width, height)
-    tables = {f"results/paper/table{i}" for i in (*range(1, 13), 14)}  # 13: leave-one-source-out, off
+    # 13: leave-one-source-out, off; 15: within class (the audit is on), 16: mask Dice by class
+    tables = {f"results/paper/table{i}" for i in (*range(1, 13), 14, 15, 16)}
     assert tables == {p.split("_")[0] for p in listed if p.endswith(".tsv")}

@@ -125,7 +125,9 @@ def test_classifier_and_evaluation_stages_train_predict_calibrate_and_compare(ci
     comparison = read_tsv(ci_run / "results" / "evaluation" / "global_vs_local.tsv", typed=True)
     assert sorted(set(comparison["seed"])) == [2020]
     seeds = read_tsv(ci_run / "results" / "evaluation" / "over_seeds.tsv", typed=True)
-    assert set(seeds["model"]) == {"local", "global"} and (seeds["n_seeds"] == 1).all()
+    assert set(seeds["model"]) == {"local", "global"}
+    # one seed: a figure with a value has one run, one that is NaN (below the minimum n) none
+    assert (seeds["n_seeds"] == seeds["mean"].notna().astype(int)).all()
 
 
 @pytest.mark.slow
@@ -149,12 +151,13 @@ def test_saliency_maps_every_mapped_film_and_runs_the_randomisation_test(ci_run:
 
 
 @pytest.mark.slow
-def test_audit_stage_probes_each_view_on_the_classifier_s_split(ci_run: Path) -> None:
+def test_audit_stage_probes_each_view_over_every_classified_film(ci_run: Path) -> None:
     audit = ci_run / "results" / "audit"
     split = read_tsv(ci_run / "results" / "splits" / "classification.tsv")
     probes = read_tsv(audit / "probes.tsv", typed=True)
     assert list(probes["view"]) == ["lung", "outside", "mask"] and set(probes["mode"]) == {"local"}
-    assert (probes["n"] == len(split.query("split == 'test'"))).all()
+    # audit.folds 3: every classified film scored once, by a probe that never saw its patient
+    assert (probes["n"] == len(split)).all()
     assert ((probes["chance"] - 1 / probes["n_sources"]).abs() < 1e-6).all()
     assert (probes["balanced_accuracy_ci_low"] <= probes["balanced_accuracy"]).all()
     outside = read_tsv(audit / "local" / "outside" / "inputs.tsv")  # patches drawn outside the lung

@@ -98,7 +98,9 @@ def external_table(
       source's films of the internal test split, the same films, with the external minus
       internal accuracy and its patient-bootstrap interval (``difference``);
     * ``internal, class-matched control``: the internal model on the other sources'
-      internal test films drawn to the source's class counts (:func:`_matched_control`).
+      internal test films drawn to the class counts of the external group (the whole
+      source; its internal test films where no external model ran), also when the source
+      has no internal test film (:func:`_matched_control`).
 
     Every group carries its no-skill accuracy, balanced accuracy and per-class recall; a
     source not held out gets one row saying why. Last, each model's internal test split as
@@ -126,24 +128,27 @@ def external_table(
         for model, inner in internal.items():
             key = {"source": source, "model": model}
             outer = external.get((source, model))
-            if outer is not None:
-                rows.append(key | {"scheme": SCHEMES[0]} | figures(outer[outer["source"].astype(str) == source]))
+            whole = outer[outer["source"].astype(str) == source] if outer is not None else None
+            if whole is not None:
+                rows.append(key | {"scheme": SCHEMES[0]} | figures(whole))
             mine = inner[inner["source"].astype(str) == source].sort_values("image_id")
             if not len(mine):
                 rows.append(
                     key | {"scheme": SCHEMES[2], "n": 0, "note": "no film of the source in the internal test split"}
                 )
-                continue
-            if outer is not None:
-                shared = outer.set_index("image_id").loc[mine["image_id"]].reset_index()
-                diff = _paired_difference(shared, mine.reset_index(drop=True), n_boot=n_boot, seed=seed)
-                row = key | {"scheme": SCHEMES[1]} | figures(shared)
-                if row["n_patients"] >= min_patients:  # type: ignore[operator]
-                    row |= dict(zip(("difference", *interval_columns("difference")), diff, strict=True))
-                rows.append(row)
-            rows.append(key | {"scheme": SCHEMES[2]} | figures(mine))
+            else:
+                if outer is not None:
+                    shared = outer.set_index("image_id").loc[mine["image_id"]].reset_index()
+                    diff = _paired_difference(shared, mine.reset_index(drop=True), n_boot=n_boot, seed=seed)
+                    row = key | {"scheme": SCHEMES[1]} | figures(shared)
+                    if row["n_patients"] >= min_patients:  # type: ignore[operator]
+                        row |= dict(zip(("difference", *interval_columns("difference")), diff, strict=True))
+                    rows.append(row)
+                rows.append(key | {"scheme": SCHEMES[2]} | figures(mine))
+            # the external group's size and class mix (the whole source), drawn internally
+            target = whole if whole is not None and len(whole) else mine
             pool = inner[inner["source"].astype(str) != source]
-            rows.append(key | {"scheme": SCHEMES[3]} | _matched_control(mine, pool, n_draws=n_boot, seed=seed))
+            rows.append(key | {"scheme": SCHEMES[3]} | _matched_control(target, pool, n_draws=n_boot, seed=seed))
     for model, inner in internal.items():
         rows.append({"source": "all sources", "model": model, "scheme": "internal"} | figures(inner))
     return pd.DataFrame(rows, columns=columns)
