@@ -8,8 +8,10 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import os
 import struct
 import zlib
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,9 +20,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from patchcxr.data.harmonise import build_manifest, harmonise_shard, write_index
+from patchcxr.data.harmonise import build_manifest, display_path, harmonise_shard, write_index
+from patchcxr.data.intake import DISPOSITIONS, path_key
 from patchcxr.data.labels import LabelRules
-from patchcxr.data.readers import read_source
+from patchcxr.data.readers import account_source, read_source
+from patchcxr.data.records import printable
 from patchcxr.io import atomic_write_bytes, read_tsv, write_png
 from patchcxr.shards import n_shards
 from tests.conftest import ROOT, SHARED_SAMPLE
@@ -38,10 +42,14 @@ def run_data_stage(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Manifest and quarantine of ``sources`` (specs with resolved ``path``/``masks``)."""
     rules = LabelRules.from_config(labels)
-    rows, quarantine = [], []
+    rows, quarantine, files, conflicts = [], [], {}, []
     for name, spec in sources.items():
         idx, q = out / "index" / f"{name}.tsv", out / "index" / f"{name}.q.tsv"
-        write_index(read_source(name, spec, rules), idx, q)
+        files[name] = out / "index" / f"{name}.files.tsv"
+        conflicts.append(out / "index" / f"{name}.conflicts.tsv")
+        index = read_source(name, spec, rules)
+        table = account_source(name, spec, index, lambda p: display_path(Path(p)))
+        write_index(index, idx, q, files=table, files_path=files[name], conflicts_path=conflicts[-1])
         quarantine.append(q)
         n = len(read_tsv(idx))
         for shard in range(n_shards(n, shard_size) if n else 0):
@@ -54,13 +62,44 @@ def run_data_stage(
                 quarantine_path=sq,
                 images_dir=out / "images" / name / str(shard),
                 masks_dir=out / "masks" / name / str(shard),
+                mask_foreground=int(spec.get("mask_foreground", 255)),
+                mask_rendition=bool(spec.get("masks_path")),
             )
             rows.append(r)
             quarantine.append(sq)
     build_manifest(
-        rows, quarantine, out / "manifest.tsv", out / "quarantine.tsv", source_order=list(sources), strict=strict
+        rows,
+        quarantine,
+        out / "manifest.tsv",
+        out / "quarantine.tsv",
+        source_order=list(sources),
+        strict=strict,
+        files=files,
+        conflicts_paths=conflicts,
+        conflicts_out=out / "conflicts.tsv",
+        intake_out=out / "intake.tsv",
     )
     return read_tsv(out / "manifest.tsv"), read_tsv(out / "quarantine.tsv")
+
+
+def assert_accounted(specs: dict[str, dict[str, Any]], out: Path) -> None:
+    """The intake invariant: every entry under each source folder is listed once in its
+    file table, with one disposition, and every source balances in ``intake.tsv``."""
+    intake = pd.read_csv(out / "intake.tsv", sep="\t")
+    assert (intake["balanced"] == 1).all(), intake.to_string()
+    for name, spec in specs.items():
+        table = pd.read_csv(out / "index" / f"{name}.files.tsv", sep="\t", dtype=str, keep_default_na=False)
+        listed = Counter(path_key(f) for f in table["file"])
+        assert all(n == 1 for n in listed.values()), [f for f, n in listed.items() if n > 1]
+        on_disk = set()
+        for folder, dirs, files in os.walk(spec["path"]):
+            for entry in files + [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
+                on_disk.add(path_key(printable(os.path.join(folder, entry))))
+        assert on_disk == set(listed), on_disk ^ set(listed)
+        assert set(table["disposition"]) <= set(DISPOSITIONS)
+        row = intake.set_index("source").loc[name]
+        assert row["files"] == len(table)
+        assert row["in_manifest"] + row["quarantined"] + row["ignored"] == len(table)
 
 
 def synthetic_sources(tree: Path) -> dict[str, dict[str, Any]]:

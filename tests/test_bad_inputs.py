@@ -31,7 +31,7 @@ from PIL import Image
 from patchcxr.data.download import ChecksumError, UnsafeArchiveError, fetch_source
 from patchcxr.data.harmonise import StrictModeError, build_manifest, pixel_sha256
 from tests.conftest import SHARED_SAMPLE, load_config
-from tests.helpers import bomb_png, run_data_stage, sample_sources, synthetic_sources, write_dicom
+from tests.helpers import assert_accounted, bomb_png, run_data_stage, sample_sources, synthetic_sources, write_dicom
 
 #: manifest columns that depend on where the copy lies, not on the data
 PLACE = ["source_path", "image_path", "mask_path"]
@@ -160,6 +160,7 @@ class Expect:
     check: Callable[[pd.DataFrame], None] | None = None  # more checks on the damaged manifest
     error: tuple[type[Exception], str] | None = None  # a download case: the error and its text
     fetch: Callable[[], None] | None = None  # a download case: the download that must fail
+    conflict: str = ""  # a substring of a new conflicts.tsv row (kind and detail)
 
 
 # --------------------------------------------------------------------------- the cases
@@ -519,6 +520,250 @@ def dicom_compressed(c: Copy) -> Expect:
     return Expect("video.dcm", "DICOM transfer syntax MPEG2 Main Profile", check=check)
 
 
+# ------------------------------------------------------------------ intake (issue 29)
+#: Cohen metadata columns the reader uses (an edit of another column changes no row)
+COHEN_USED = ("filename", "folder", "finding", "patientid", "view", "sex", "age", "modality", "license")
+
+
+def _rewrite_cohen_metadata(c: Copy, encoding: str, edit: Callable[[list[dict[str, str]]], None] | None = None) -> None:
+    meta = next(c.root.rglob("metadata.csv"))
+    fields, rows = _read_csv(meta)
+    if edit is not None:
+        edit(rows)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    meta.write_bytes(text.getvalue().encode(encoding))
+
+
+def _unused_column(rows: list[dict[str, str]]) -> str:
+    return next(k for k in rows[0] if k not in COHEN_USED)
+
+
+def metadata_utf16(c: Copy) -> Expect:
+    _rewrite_cohen_metadata(c, "utf-16")  # with its byte-order mark, as Excel writes it
+    return Expect()
+
+
+def metadata_cp1252(c: Copy) -> Expect:
+    def accent(rows: list[dict[str, str]]) -> None:
+        column = _unused_column(rows)
+        for r in rows:
+            r[column] = "Besançon, naïve"
+
+    _rewrite_cohen_metadata(c, "cp1252", accent)
+    return Expect()
+
+
+def metadata_long_cell(c: Copy) -> Expect:
+    def long(rows: list[dict[str, str]]) -> None:
+        rows[0][_unused_column(rows)] = "x" * 200_000  # over csv's default field limit of 128 KiB
+
+    _rewrite_cohen_metadata(c, "utf-8", long)
+    return Expect()
+
+
+def metadata_row_link_loop(c: Copy) -> Expect:
+    f = c.images("cohen")[3]
+    loop = f.with_name("loop.png")
+    os.symlink(loop.name, loop)  # a link to itself
+    _cohen_row(c, f, filename=loop.name)
+    return Expect(loop.name, "a link loop: not opened", {c.image_id("cohen", f)})
+
+
+def _cohen_value(c: Copy, column: str, value: str, check: Callable[[pd.Series], None]) -> Expect:
+    f = c.images("cohen")[4]
+    _cohen_row(c, f, **{column: value})
+    image_id = c.image_id("cohen", f)
+
+    def checked(manifest: pd.DataFrame) -> None:
+        check(manifest.set_index("image_id").loc[image_id])
+
+    return Expect(changed={image_id}, check=checked)
+
+
+def age_not_in_years(c: Copy) -> Expect:
+    def check(row: pd.Series) -> None:
+        assert row["age"] == "" and "is not an age in years" in row["intake_note"], row.to_dict()
+
+    return _cohen_value(c, "age", "19650312", check)
+
+
+def blank_patient_id(c: Copy) -> Expect:
+    f = c.images("cohen")[4]
+
+    def check(row: pd.Series) -> None:
+        assert row["patient_id"] == f"cohen:{f.stem}" and "blank patient id" in row["intake_note"], row.to_dict()
+
+    return _cohen_value(c, "patientid", "  ", check)
+
+
+def tab_in_patient_id(c: Copy) -> Expect:
+    def check(row: pd.Series) -> None:
+        assert row["patient_id"] == "cohen:P 7 x" and "control characters" in row["intake_note"], row.to_dict()
+
+    return _cohen_value(c, "patientid", "P\t7\nx", check)
+
+
+def kermany_other_label_folder(c: Copy) -> Expect:
+    f = c.images("kermany")[0]
+    other = f.parent.parent / "COVID" / f.name
+    other.parent.mkdir()
+    shutil.copy2(f, other)
+    return Expect(f.name, "label folder 'COVID' is not NORMAL or PNEUMONIA")
+
+
+def kermany_folder_with_a_space(c: Copy) -> Expect:
+    f = c.images("kermany")[0]
+    spaced = f.parent.parent / f"{f.parent.name} " / f.name
+    spaced.parent.mkdir()
+    f.rename(spaced)
+    return Expect(f.name, "by case or white space", {c.image_id("kermany", f)})
+
+
+def fifo_in_a_source(c: Copy) -> Expect:
+    f = c.images("kermany")[0]
+    os.mkfifo(f.with_name("pipe.jpeg"))
+    return Expect("pipe.jpeg", "a FIFO (named pipe), not a regular file")
+
+
+def undecodable_file_name(c: Copy) -> Expect:
+    f = c.images("kermany")[0]
+    shutil.copy2(f, f.parent / os.fsdecode(b"IM-0999-\xff.jpeg"))
+    return Expect("IM-0999-\\xff.jpeg", "file name is not valid UTF-8")
+
+
+def animated_png(c: Copy) -> Expect:
+    f = c.images("nlm", mode="L")[0]
+    im = Image.open(f)
+    im.save(f, format="PNG", save_all=True, append_images=[Image.eval(im, lambda v: 255 - v)])
+    return Expect(f.name, "2 frames (an animated or multi-page PNG)", {c.image_id("nlm", f)})
+
+
+def animated_gif(c: Copy) -> Expect:
+    f = c.images("cohen")[5]
+    gif = f.with_suffix(".gif")
+    im = Image.open(f).convert("L")
+    im.save(gif, format="GIF", save_all=True, append_images=[Image.eval(im, lambda v: 255 - v)])
+    f.unlink()
+    _cohen_row(c, f, filename=gif.name)
+    return Expect(gif.name, "2 frames (an animated or multi-page GIF)", {c.image_id("cohen", f)})
+
+
+def _refused_format(c: Copy, data: bytes, said: str) -> Expect:
+    f = c.images("nlm")[1]
+    f.write_bytes(data)
+    return Expect(f.name, f"its first bytes are those of {said}", {c.image_id("nlm", f)})
+
+
+def postscript_as_png(c: Copy) -> Expect:
+    return _refused_format(c, b"%!PS-Adobe-3.0\n%%BoundingBox: 0 0 64 64\nshowpage\n", "PostScript")
+
+
+def psd_as_png(c: Copy) -> Expect:
+    return _refused_format(c, b"8BPS\x00\x01" + bytes(64), "Photoshop (PSD)")
+
+
+def jpeg2000_as_png(c: Copy) -> Expect:
+    return _refused_format(c, b"\x00\x00\x00\x0cjP  \r\n\x87\n" + bytes(64), "JPEG 2000")
+
+
+def blank_film(c: Copy) -> Expect:
+    f = c.images("nlm", mode="L")[0]
+    Image.new("L", Image.open(f).size, 0).save(f, format="PNG")
+    return Expect(f.name, "blank or near-constant film", {c.image_id("nlm", f)})
+
+
+def small_alpha_flattened(c: Copy) -> Expect:
+    f = c.images("nlm", mode="L")[1]
+    rgba = Image.open(f).convert("RGBA")
+    alpha = np.full(rgba.size[::-1], 255, np.uint8)
+    alpha[:2, :20] = 0  # a few pixels of a corner, as the Cohen film's cosmetic alpha
+    rgba.putalpha(Image.fromarray(alpha))
+    rgba.save(f, format="PNG")
+    image_id = c.image_id("nlm", f)
+
+    def check(manifest: pd.DataFrame) -> None:
+        row = manifest.set_index("image_id").loc[image_id]
+        assert "alpha channel: 40 pixels" in row["intake_note"] and "flattened over black" in row["intake_note"]
+        assert not np.asarray(Image.open(row["image_path"]))[:2, :20].any()
+
+    return Expect(changed={image_id}, check=check)
+
+
+def _mask_refused(c: Copy, rewrite: Callable[[np.ndarray], np.ndarray], reason: str) -> Expect:
+    f = c.images("nlm")[0]
+    spec = c.specs[c.role("nlm")]
+    base = Path(spec.get("masks_path") or spec["path"])
+    masks = sorted(p for p in base.rglob(f"{f.stem}*") if p != f and "mask" in str(p.relative_to(base)).lower())
+    assert masks, f
+    values = np.asarray(Image.open(masks[0]).convert("L"))
+    Image.fromarray(rewrite(values)).save(masks[0], format="PNG" if masks[0].suffix.lower() == ".png" else "GIF")
+    image_id = c.image_id("nlm", f)
+
+    def check(manifest: pd.DataFrame) -> None:  # the film stays, without masks
+        row = manifest.set_index("image_id").loc[image_id]
+        assert row["has_lung_mask"] == "0" and row["mask_path"] == ""
+
+    return Expect(masks[0].name, f"mask refused (the film stays, without masks): {reason}", {image_id}, check)
+
+
+def mask_of_zeros_and_ones(c: Copy) -> Expect:
+    return _mask_refused(c, lambda v: (v >= 128).astype(np.uint8), "mask values {0, 1}")
+
+
+def mask_all_foreground(c: Copy) -> Expect:
+    return _mask_refused(c, lambda v: np.full_like(v, 255), "mask covers every pixel")
+
+
+def mask_empty(c: Copy) -> Expect:
+    return _mask_refused(c, np.zeros_like, "mask is empty")
+
+
+def scr_one_lung(c: Copy) -> Expect:
+    f = c.images("jsrt")[0]
+    case = f.name.split(".")[0].upper()
+    spec = c.specs[c.role("jsrt")]
+    left = next(
+        p for p in Path(spec["masks"]).rglob("*.gif") if p.parent.name == "left lung" and p.stem.upper() == case
+    )
+    Image.new("L", Image.open(left).size, 0).save(left, format="GIF")
+    image_id = c.image_id("jsrt", f)
+
+    def check(manifest: pd.DataFrame) -> None:  # a one-lung map is no ground truth: no mask at all
+        row = manifest.set_index("image_id").loc[image_id]
+        assert row["has_lung_mask"] == "0" and row["has_heart_mask"] == "0"
+
+    return Expect(left.name, "mask is empty", {image_id}, check)
+
+
+def csv_label_against_folder(c: Copy) -> Expect:
+    meta = next(c.root.rglob("Chest_xray_Corona_Metadata.csv"), None)
+    if meta is None:
+        pytest.skip("no CoronaHack CSV beside this Kermany tree")
+    fields, rows = _read_csv(meta)
+    names = {p.name for p in c.images("kermany") if p.parent.name == "NORMAL"}
+    hit = next((r for r in rows if r["X_ray_image_name"] in names), None)
+    if hit is None:
+        pytest.skip("no CSV row for a NORMAL film of this tree")
+    hit["Label"] = "Pnemonia"
+    _write_csv(meta, fields, rows)
+    return Expect(conflict="CSV label against folder: Chest_xray_Corona_Metadata.csv line")
+
+
+def same_pixels_other_label(c: Copy) -> Expect:
+    f = next(p for p in c.images("nlm") if p.stem.endswith("_0"))
+    target = c.images("nlm2")[0]
+    copy = target.with_name("CHNCXR_9998_1" + f.suffix)  # the same film, labelled TB
+    shutil.copy2(f, copy)
+    return Expect(
+        copy.name,
+        f"duplicate image: same pixels (sha256) as {c.image_id('nlm', f)}",
+        conflict="same pixels, different labels",
+    )
+
+
 #: case → (its function, the roles of the sources its run reads)
 CASES: dict[str, tuple[Callable[[Copy], Expect], list[str]]] = {
     "truncated image": (truncated, ["nlm"]),
@@ -550,6 +795,30 @@ CASES: dict[str, tuple[Callable[[Copy], Expect], list[str]]] = {
     "unreadable file permission": (unreadable_file, ["nlm"]),
     "newline in a file name": (newline_in_name, ["cohen"]),
     "compressed DICOM transfer syntaxes": (dicom_compressed, ["nlm"]),
+    "metadata in UTF-16": (metadata_utf16, ["cohen"]),
+    "metadata in cp1252": (metadata_cp1252, ["cohen"]),
+    "metadata cell over 128 KiB": (metadata_long_cell, ["cohen"]),
+    "metadata row naming a link loop": (metadata_row_link_loop, ["cohen"]),
+    "age that is a date": (age_not_in_years, ["cohen"]),
+    "blank patient id": (blank_patient_id, ["cohen"]),
+    "tab and newline in a patient id": (tab_in_patient_id, ["cohen"]),
+    "Kermany label folder COVID": (kermany_other_label_folder, ["kermany"]),
+    "Kermany label folder with a trailing space": (kermany_folder_with_a_space, ["kermany"]),
+    "FIFO in a source": (fifo_in_a_source, ["kermany"]),
+    "file name that is not UTF-8": (undecodable_file_name, ["kermany"]),
+    "animated PNG": (animated_png, ["nlm"]),
+    "animated GIF": (animated_gif, ["cohen"]),
+    "PostScript renamed .png": (postscript_as_png, ["nlm"]),
+    "PSD renamed .png": (psd_as_png, ["nlm"]),
+    "JPEG 2000 renamed .png": (jpeg2000_as_png, ["nlm"]),
+    "blank film": (blank_film, ["nlm"]),
+    "small alpha flattened": (small_alpha_flattened, ["nlm"]),
+    "mask of 0 and 1": (mask_of_zeros_and_ones, ["nlm"]),
+    "mask all foreground": (mask_all_foreground, ["nlm"]),
+    "mask empty": (mask_empty, ["nlm"]),
+    "SCR with one lung empty": (scr_one_lung, ["jsrt"]),
+    "CSV label against the folder": (csv_label_against_folder, ["kermany"]),
+    "same pixels under another label": (same_pixels_other_label, ["nlm", "nlm2"]),
 }
 
 
@@ -599,6 +868,11 @@ def test_bad_input_matrix(
         return
 
     manifest, quarantine = copy.run(tmp / "out")
+    assert_accounted(copy.specs, tmp / "out")
+    if expect.conflict:
+        conflicts = pd.read_csv(tmp / "out" / "conflicts.tsv", sep="\t", dtype=str).fillna("")
+        said = (conflicts["kind"] + ": " + conflicts["detail"]).tolist()
+        assert any(expect.conflict in c for c in said), said
     # exactly the expected new quarantine rows (the undamaged run's own rows aside)
     new = _rows(quarantine) - (_rows(ref_quarantine) if copy.specs.keys() == set(sources) else Counter())
     if expect.file is None:

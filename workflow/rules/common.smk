@@ -126,16 +126,18 @@ def manifest_inputs(wildcards):
     """Every shard's rows and every quarantine, once the shard plan exists (checkpoint:
     the number of shards depends on how many images each source holds)."""
     plan = checkpoints.plan_shards.get().output[0]
-    rows, quarantine = [], []
+    rows, quarantine, files, conflicts = [], [], [], []
     with open(plan) as fh:
         next(fh)
         for line in fh:
             name, _, shards = line.rstrip("\n").split("\t")
             quarantine.append(f"results/data/index/{name}.quarantine.tsv")
+            files.append(f"results/data/index/{name}.files.tsv")
+            conflicts.append(f"results/data/index/{name}.conflicts.tsv")
             for shard in range(int(shards)):
                 rows.append(f"results/data/shards/{name}/{shard}.tsv")
                 quarantine.append(f"results/data/shards/{name}/{shard}.quarantine.tsv")
-    return {"rows": rows, "quarantine": quarantine}
+    return {"rows": rows, "quarantine": quarantine, "files": files, "conflicts": conflicts}
 
 
 def cohort_inputs(wildcards):
@@ -278,6 +280,8 @@ def data_targets():
     return [
         "results/data/manifest.tsv",
         "results/data/quarantine.tsv",
+        "results/data/intake.tsv",
+        "results/data/conflicts.tsv",
         "results/data/cohort.tsv",
         "results/splits/classification.tsv",
         "results/splits/segmentation.tsv",

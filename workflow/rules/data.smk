@@ -1,5 +1,6 @@
-# Data: index each source, plan the shards (checkpoint), harmonise shard by shard, join
-# everything into the manifest, select the cohort (patchcxr.data; issue 3).
+# Data: index each source (every file accounted for), plan the shards (checkpoint),
+# harmonise shard by shard, join everything into the manifest with the intake accounting and
+# the conflicts, select the cohort (patchcxr.data; issues 3 and 29).
 
 
 rule index_source:
@@ -9,6 +10,8 @@ rule index_source:
     output:
         index="results/data/index/{source}.tsv",
         quarantine="results/data/index/{source}.quarantine.tsv",
+        files="results/data/index/{source}.files.tsv",
+        conflicts="results/data/index/{source}.conflicts.tsv",
     log:
         "logs/data/index_{source}.log",
     benchmark:
@@ -57,7 +60,9 @@ rule harmonise_shard:
         "benchmarks/data/harmonise_{source}_{shard}.tsv"
     params:
         shard_size=config["data"]["shard_size"],
-        max_pixels=config["data"]["max_pixels"],
+        intake={k: config["data"][k] for k in ("max_pixels", "intake")},
+        mask_foreground=lambda w: config["sources"][w.source].get("mask_foreground", 255),
+        mask_rendition=lambda w: bool(config["sources"][w.source].get("masks_path")),
     conda:
         "../../envs/data.yaml"
     script:
@@ -71,6 +76,8 @@ checkpoint build_manifest:
     output:
         manifest="results/data/manifest.tsv",
         quarantine="results/data/quarantine.tsv",
+        intake="results/data/intake.tsv",
+        conflicts="results/data/conflicts.tsv",
     log:
         "logs/data/build_manifest.log",
     benchmark:

@@ -1,8 +1,8 @@
-"""Rule harmonise_shard: decode and store one block of a source's images and masks."""
+"""Rule harmonise_shard: decode, check and store one block of a source's images and masks."""
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from patchcxr.data.harmonise import harmonise_shard
+from patchcxr.data.harmonise import IntakeRules, harmonise_shard
 from patchcxr.logs import setup_logging
 
 if TYPE_CHECKING:
@@ -13,7 +13,9 @@ def main(
     index: str,
     shard: int,
     shard_size: int,
-    max_pixels: int,
+    data: dict[str, Any],
+    mask_foreground: int,
+    mask_rendition: bool,
     outputs: dict[str, str],
     log: str,
 ) -> None:
@@ -26,7 +28,9 @@ def main(
         quarantine_path=outputs["quarantine"],
         images_dir=outputs["images"],
         masks_dir=outputs["masks"],
-        max_pixels=max_pixels,
+        rules=IntakeRules.from_config(data),
+        mask_foreground=mask_foreground,
+        mask_rendition=mask_rendition,
     )
 
 
@@ -34,7 +38,9 @@ main(
     snakemake.input.index,
     int(snakemake.wildcards.shard),
     int(snakemake.params.shard_size),
-    int(snakemake.params.max_pixels),
+    dict(snakemake.params.intake),
+    int(snakemake.params.mask_foreground),
+    bool(snakemake.params.mask_rendition),
     {k: snakemake.output[k] for k in ("rows", "quarantine", "images", "masks")},
     snakemake.log[0],
 )

@@ -1,26 +1,43 @@
-"""Checkpoint index_source: list a source's images and metadata (no decoding)."""
+"""Rule index_source: list a source's images and metadata (no decoding), and account for
+every file under its folder."""
 
+import logging
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from patchcxr.data.harmonise import write_index
+from patchcxr.data.harmonise import display_path, write_index
 from patchcxr.data.labels import LabelRules
-from patchcxr.data.readers import read_source
+from patchcxr.data.readers import account_source, read_source
+from patchcxr.data.records import SourceLayoutError
 from patchcxr.logs import setup_logging
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 
-def main(name: str, spec: dict[str, Any], labels: dict[str, Any], index: str, quarantine: str, log: str) -> None:
+def main(name: str, spec: dict[str, Any], labels: dict[str, Any], outputs: dict[str, str], log: str) -> None:
     setup_logging(log)
-    write_index(read_source(name, spec, LabelRules.from_config(labels)), index, quarantine)
+    try:
+        index = read_source(name, spec, LabelRules.from_config(labels))
+    except SourceLayoutError as err:  # the folder or its metadata: one line, not a traceback
+        logging.getLogger("patchcxr.data").error("%s", err)
+        sys.exit(f"index_source: {err}")
+    files = account_source(name, spec, index, lambda p: display_path(Path(p)))
+    write_index(
+        index,
+        outputs["index"],
+        outputs["quarantine"],
+        files=files,
+        files_path=outputs["files"],
+        conflicts_path=outputs["conflicts"],
+    )
 
 
 main(
     snakemake.wildcards.source,
     dict(snakemake.params.spec),
     dict(snakemake.params.labels),
-    snakemake.output.index,
-    snakemake.output.quarantine,
+    {k: snakemake.output[k] for k in ("index", "quarantine", "files", "conflicts")},
     snakemake.log[0],
 )

@@ -9,10 +9,16 @@ Every failure raises :class:`DecodeError` with a short reason (truncated, corrup
 image, too large, …) that ends up in ``quarantine.tsv``: whatever a file contains, decoding
 it either succeeds or names the file's problem, and never stops the other files.
 
-Safety: the pixel count is checked from the header before any pixel is decoded
-(``max_pixels``, config ``data.max_pixels``), so a decompression bomb costs no memory; EXIF
-orientation is applied (and reported in :attr:`Decoded.orientation`); an alpha channel that
-makes pixels transparent is refused (what a viewer shows is not what is stored); DICOM
+Safety: a file is decoded only when its first bytes are those of an allowed format
+(:data:`ALLOWED`: PNG, JPEG, GIF, TIFF, BMP, DICOM; the JSRT raw by its name and size), and
+Pillow is told to use that format's reader alone, so no decoder that can call an external
+program (PostScript through Ghostscript) is ever reached; a file of several frames (an
+animated PNG or GIF, a multi-page TIFF, a multi-frame DICOM) is refused; the pixel count is
+checked from the header before any pixel is decoded (``max_pixels``, config
+``data.max_pixels``), so a decompression bomb costs no memory; EXIF orientation is applied
+(and reported in :attr:`Decoded.orientation`); an alpha channel that makes a small share of
+the pixels transparent (``max_transparent``) is flattened over black and noted, a larger
+share refused (what a viewer shows is not what is stored); DICOM
 pixel data in the compressed transfer syntaxes hospitals send (JPEG Lossless, JPEG-LS,
 JPEG 2000, RLE) is decoded through pydicom's GDCM plugin.
 """
@@ -51,12 +57,15 @@ class Decoded:
         mode: the container's colour mode (``L``, ``P``, ``RGB``, ``RGBA``, ``I;16``,
             ``raw12``, ``MONOCHROME1``, …), recorded for provenance.
         orientation: the EXIF orientation that was applied (1: none or no EXIF).
+        note: what decoding changed that a reader of the manifest should know (an alpha
+            channel flattened), or ``""``.
     """
 
     pixels: np.ndarray
     bit_depth: int
     mode: str
     orientation: int = 1
+    note: str = ""
 
 
 def read_jsrt_raw(path: Path | str) -> Decoded:
@@ -82,22 +91,32 @@ def _significant_bits(pixels: np.ndarray) -> int:
 
 
 def open_checked(path: Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """A Pillow image, fully decoded, after its header's pixel count was checked against
+    """A Pillow image of an allowed format (:func:`sniff`, read by that format's reader
+    alone), of one frame, fully decoded, after its header's pixel count was checked against
     ``max_pixels`` (before any pixel is decoded: a bomb costs no memory).
 
     Raises:
-        DecodeError: too large, not an image, corrupt or truncated, or any decoder error.
+        DecodeError: not an allowed format, several frames, too large, corrupt or
+            truncated, or any decoder error.
     """
+    kind = sniff(path)
+    if kind not in PILLOW_FORMATS:
+        raise DecodeError(_not_allowed(kind))
     limit = Image.MAX_IMAGE_PIXELS
     image: Image.Image | None = None
     try:
         # Image.open reads the header only: the size is checked here, naming it, before a
         # pixel is decoded (Pillow's own check, off for this step, would not name it)
         Image.MAX_IMAGE_PIXELS = None
-        image = Image.open(path)
+        image = Image.open(path, formats=[PILLOW_FORMATS[kind]])
         width, height = image.size
         if width * height > max_pixels:
             raise DecodeError(_too_large(width, height, max_pixels))
+        frames = int(getattr(image, "n_frames", 1) or 1)
+        if frames > 1:
+            raise DecodeError(
+                f"{frames} frames (an animated or multi-page {kind}): one radiograph per file is accepted"
+            )
         # Pillow's check at our limit while decoding: frames and tiles a decoder meets
         # later (GIF frames larger than the screen) are refused too
         Image.MAX_IMAGE_PIXELS = max_pixels
@@ -128,22 +147,59 @@ def _reason(err: Exception, path: Path, max_pixels: int) -> DecodeError:
     return DecodeError(f"decoder error: {type(err).__name__}: {err}")  # any other failure is the file's
 
 
-#: the first bytes of the image formats Pillow reads
+#: the first bytes of the image formats the pipeline reads (:data:`ALLOWED`)
 SIGNATURES = {
     b"\x89PNG\r\n\x1a\n": "PNG",
     b"\xff\xd8\xff": "JPEG",
-    b"GIF8": "GIF",
+    b"GIF87a": "GIF",
+    b"GIF89a": "GIF",
     b"II*\x00": "TIFF",
     b"MM\x00*": "TIFF",
     b"BM": "BMP",
 }
+#: the first bytes of formats that are refused, to name them in the reason
+REFUSED_SIGNATURES = {
+    b"%!PS": "PostScript",
+    b"\xc5\xd0\xd3\xc6": "EPS",
+    b"%PDF": "PDF",
+    b"8BPS": "Photoshop (PSD)",
+    b"\x00\x00\x00\x0cjP  ": "JPEG 2000",
+    b"\xff\x4f\xff\x51": "JPEG 2000 codestream",
+    b"RIFF": "RIFF (WebP?)",
+    b"\x00\x00\x01\x00": "Windows icon",
+    b"PK\x03\x04": "ZIP archive",
+    b"\x1f\x8b": "gzip archive",
+    b"<": "XML, SVG or HTML",
+}
+#: Pillow's reader of each allowed format, the only one it may use
+PILLOW_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "GIF": "GIF", "TIFF": "TIFF", "BMP": "BMP"}
+#: every format a film may come in: Pillow's, DICOM (``DICM`` at byte 128) and the JSRT raw
+ALLOWED = (*PILLOW_FORMATS, "DICOM", "JSRT raw")
+
+
+def sniff(path: Path) -> str:
+    """The format ``path``'s first bytes say: an :data:`ALLOWED` name, a refused format's
+    name (PostScript, PDF, …), or ``""`` when they say nothing known."""
+    with open(path, "rb") as fh:
+        head = fh.read(132)
+    if head[128:132] == b"DICM":
+        return "DICOM"
+    for table in (SIGNATURES, REFUSED_SIGNATURES):
+        kind = next((kind for magic, kind in table.items() if head.startswith(magic)), "")
+        if kind:
+            return kind
+    return ""
+
+
+def _not_allowed(kind: str) -> str:
+    said = f"its first bytes are those of {kind}" if kind else "its first bytes match no image format"
+    return f"not an image file of an allowed format: {said} (allowed: {', '.join(ALLOWED)}); not decoded"
 
 
 def _signature(path: Path) -> str:
-    """The image format whose signature ``path`` starts with, or ``""``."""
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-    return next((kind for magic, kind in SIGNATURES.items() if head.startswith(magic)), "")
+    """The allowed Pillow format whose signature ``path`` starts with, or ``""``."""
+    kind = sniff(path)
+    return kind if kind in PILLOW_FORMATS else ""
 
 
 def _too_large(width: int, height: int, max_pixels: int) -> str:
@@ -161,9 +217,15 @@ def _transparent_pixels(image: Image.Image) -> int:
     return 0
 
 
-def read_pil(path: Path | str, max_pixels: int = MAX_PIXELS) -> Decoded:
+#: default share of transparent pixels flattened over black (config
+#: ``data.max_transparent``); above it the film is refused
+MAX_TRANSPARENT = 0.01
+
+
+def read_pil(path: Path | str, max_pixels: int = MAX_PIXELS, max_transparent: float = MAX_TRANSPARENT) -> Decoded:
     """PNG, JPEG, GIF, BMP or TIFF through Pillow (:func:`open_checked`), EXIF orientation
-    applied, to one channel."""
+    applied, to one channel; an alpha channel that hides at most ``max_transparent`` of the
+    pixels is flattened over black (and noted), more is refused."""
     path = Path(path)
     if path.stat().st_size == 0:
         raise DecodeError("empty file (0 bytes)")
@@ -179,12 +241,19 @@ def read_pil(path: Path | str, max_pixels: int = MAX_PIXELS) -> Decoded:
         if orientation != 1:
             image = ImageOps.exif_transpose(image)
         hidden = _transparent_pixels(image)
+        note = ""
         if hidden:
-            share = 100 * hidden / (image.size[0] * image.size[1])
-            raise DecodeError(
-                f"alpha channel makes {hidden} pixels ({share:.1f} %) transparent: "
-                "what a viewer shows is not the stored image"
-            )
+            share = hidden / (image.size[0] * image.size[1])
+            if share > max_transparent:
+                raise DecodeError(
+                    f"alpha channel makes {hidden} pixels ({100 * share:.1f} %) transparent, over the "
+                    f"{100 * max_transparent:g} % flattened (data.max_transparent): what a viewer shows is not the "
+                    "stored image"
+                )
+            note = f"alpha channel: {hidden} pixels ({100 * share:.2f} %) transparent, flattened over black"
+            rgba = image.convert("RGBA")
+            flat = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+            image = Image.alpha_composite(flat, rgba).convert("RGB")
         if image.mode in ("P", "PA"):
             # palette images (JSRT PNG conversions, NLM Shenzhen) must be decoded through
             # the palette: raw indices can be inverted (index 0 = white)
@@ -213,7 +282,7 @@ def read_pil(path: Path | str, max_pixels: int = MAX_PIXELS) -> Decoded:
         image.close()
     if pixels.ndim != 2 or min(pixels.shape) < 16:
         raise DecodeError(f"not a 2-D radiograph (shape {pixels.shape})")
-    return Decoded(np.ascontiguousarray(pixels), _significant_bits(pixels), mode, orientation)
+    return Decoded(np.ascontiguousarray(pixels), _significant_bits(pixels), mode, orientation, note)
 
 
 def read_dicom(path: Path | str, max_pixels: int = MAX_PIXELS) -> Decoded:
@@ -235,6 +304,16 @@ def read_dicom(path: Path | str, max_pixels: int = MAX_PIXELS) -> Decoded:
     rows, cols = int(getattr(ds, "Rows", 0) or 0), int(getattr(ds, "Columns", 0) or 0)
     if rows * cols > max_pixels:
         raise DecodeError(_too_large(cols, rows, max_pixels))
+    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
+    samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise DecodeError(
+            f"DICOM photometric interpretation {photometric} with {samples} sample(s) per pixel: "
+            "a radiograph has one (MONOCHROME1 or MONOCHROME2)"
+        )
+    if frames > 1:
+        raise DecodeError(f"multi-frame DICOM ({frames} frames): one radiograph per file is accepted")
     try:
         arr = ds.pixel_array
     except Exception as err:
@@ -249,25 +328,31 @@ def read_dicom(path: Path | str, max_pixels: int = MAX_PIXELS) -> Decoded:
     if arr.dtype.kind == "i":  # signed storage: shift into the unsigned range
         arr = arr.astype(np.int32) - int(arr.min())
     arr = np.clip(arr, 0, (1 << bits) - 1)
-    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
     if photometric == "MONOCHROME1":
         arr = (1 << bits) - 1 - arr
-    elif photometric != "MONOCHROME2":
-        raise DecodeError(f"unsupported DICOM photometric interpretation {photometric}")
     dtype = np.uint8 if bits <= 8 else np.uint16
     return Decoded(np.ascontiguousarray(arr.astype(dtype)), bits, photometric)
 
 
-def decode(path: Path | str, fmt: str | None = None, *, max_pixels: int = MAX_PIXELS) -> Decoded:
-    """Decode ``path``, choosing the reader by format and suffix.
+def decode(
+    path: Path | str,
+    fmt: str | None = None,
+    *,
+    max_pixels: int = MAX_PIXELS,
+    max_transparent: float = MAX_TRANSPARENT,
+) -> Decoded:
+    """Decode ``path``, choosing the reader by the file's first bytes (an ``.IMG`` file is
+    the JSRT raw, checked by its size; a ``dicom`` source's files are read as DICOM).
 
     Args:
         path: the image file.
-        fmt: the source format; ``"jsrt"`` reads ``.IMG`` files as raw JSRT.
+        fmt: the source format.
         max_pixels: refuse images with more pixels (checked before decoding).
+        max_transparent: the share of transparent pixels flattened (more is refused).
 
     Raises:
-        DecodeError: the file is missing, empty, truncated, corrupt or not an image.
+        DecodeError: the file is missing, empty, not of an allowed format, truncated,
+            corrupt, or of several frames.
     """
     path = Path(path)
     if not path.is_file():
@@ -277,6 +362,9 @@ def decode(path: Path | str, fmt: str | None = None, *, max_pixels: int = MAX_PI
     suffix = path.suffix.lower()
     if suffix == ".img":
         return read_jsrt_raw(path)
-    if suffix in DICOM_SUFFIXES or fmt == "dicom":
+    if path.stat().st_size == 0:
+        raise DecodeError("empty file (0 bytes)")
+    kind = sniff(path)
+    if kind == "DICOM" or ((suffix in DICOM_SUFFIXES or fmt == "dicom") and kind not in PILLOW_FORMATS):
         return read_dicom(path, max_pixels)
-    return read_pil(path, max_pixels)
+    return read_pil(path, max_pixels, max_transparent)

@@ -39,11 +39,34 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+from patchcxr.data.intake import file_table, walk_source
 from patchcxr.data.labels import LabelRules
 from patchcxr.data.readers_pneumonia import read_cohen, read_coronahack, read_kermany
 from patchcxr.data.readers_segmentation import read_jsrt, read_montgomery, read_scr, read_shenzhen
 from patchcxr.data.readers_user import read_csv_source, read_dicom_folder
-from patchcxr.data.records import SourceIndex, SourceLayoutError, outside, printable
+from patchcxr.data.records import (
+    LINK_LOOP,
+    SourceIndex,
+    SourceLayoutError,
+    name_problem,
+    outside,
+    validate_record,
+)
+
+#: what each format reads, for the rule that ignores every other file of its folder
+LAYOUTS = {
+    "jsrt": "JPC[LN]N###.IMG or .IMG.png films",
+    "scr": "<organ>/<id>.gif masks",
+    "montgomery": "MCUCXR_####_[01] films, their masks and ClinicalReadings/*.txt",
+    "shenzhen": "CHNCXR_####_[01] films, their masks and ClinicalReadings/*.txt",
+    "kermany": "<split>/NORMAL|PNEUMONIA/*.jpeg films and a CoronaHack CSV",
+    "coronahack": "Chest_xray_Corona_Metadata.csv and the films it lists",
+    "cohen": "metadata.csv and the films it lists",
+    "csv": "the CSV and the films it lists",
+    "dicom": "*.dcm, *.dicom or suffix-less DICOM files and labels.csv",
+}
 
 Reader = Callable[[str, Path, Mapping[str, Any], LabelRules], SourceIndex]
 READERS: dict[str, Reader] = {
@@ -76,6 +99,8 @@ def read_source(name: str, spec: Mapping[str, Any], rules: LabelRules) -> Source
     mask_roots = roots + [Path(spec[k]).resolve() for k in ("masks_path", "masks") if spec.get(k)]
     _confine(index, name, roots, mask_roots)
     _unique_stems(index, name)
+    for rec in index.records:
+        validate_record(rec)
     return index
 
 
@@ -86,12 +111,16 @@ def _confine(index: SourceIndex, name: str, roots: Sequence[Path], mask_roots: S
     kept = []
     for rec in index.records:
         files = [rec.source_path, *rec.masks.values()]
-        if any(printable(str(f)) != str(f) for f in files):
-            index.skip(name, rec.source_path, "file name holds control characters (a newline?): rename the file")
+        problem = next((p for f in files if (p := name_problem(str(f)))), "")
+        if problem:
+            index.skip(name, rec.source_path, problem)
             continue
         escaped = outside(rec.source_path, roots)
         if escaped is None:
             escaped = next((e for m in rec.masks.values() if (e := outside(m, mask_roots)) is not None), None)
+        if escaped == LINK_LOOP:
+            index.skip(name, rec.source_path, "a link loop: not opened")
+            continue
         if escaped is not None:
             index.skip(name, rec.source_path, f"path leads outside the source folder (to {escaped}): not opened")
             continue
@@ -110,3 +139,12 @@ def _unique_stems(index: SourceIndex, name: str) -> None:
         seen.add(rec.stem)
         kept.append(rec)
     index.records = kept
+
+
+def account_source(
+    name: str, spec: Mapping[str, Any], index: SourceIndex, display: Callable[[Path], str]
+) -> pd.DataFrame:
+    """Every entry under the source's folder with its disposition
+    (:func:`patchcxr.data.intake.file_table`); an entry that is not a regular file becomes
+    a quarantine row of ``index`` here."""
+    return file_table(index, name, walk_source(Path(spec["path"])), layout=LAYOUTS[spec["format"]], display=display)

@@ -7,12 +7,12 @@ dispatches to them."""
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from patchcxr.data.intake import each_row, one_metadata_file, read_table
 from patchcxr.data.labels import LabelRules
 from patchcxr.data.records import (
     IMAGE_SUFFIXES,
@@ -47,9 +47,7 @@ def _kermany_identity(stem: str) -> tuple[str, str] | None:
     return f"kermany:{'NORMAL2-' if m.group('n2') else ''}IM-{int(m.group('im')):04d}", "normal"
 
 
-def _coronahack_rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        return list(csv.DictReader(fh))
+CORONAHACK_COLUMNS = ("X_ray_image_name", "Label")
 
 
 def _coronahack_label(row: Mapping[str, str], rules: LabelRules) -> tuple[str, str | None]:
@@ -61,19 +59,31 @@ def _coronahack_label(row: Mapping[str, str], rules: LabelRules) -> tuple[str, s
     return rules.classify((row.get("Label_1_Virus_category") or "").strip() or "Pnemonia")
 
 
+def _label_folder(path: Path, root: Path) -> str:
+    """The name of the folder that holds ``path`` (its label folder in Kermany's layout)."""
+    return path.parent.name if path.parent != root else ""
+
+
 def read_kermany(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules) -> SourceIndex:
     index = SourceIndex()
-    images = [
-        p
-        for p in source_files(root, "*")
-        if p.suffix.lower() in (".jpeg", ".jpg", ".png") and p.parent.name.upper() in ("NORMAL", "PNEUMONIA")
-    ]
+    films = [p for p in source_files(root, "*") if p.suffix.lower() in (".jpeg", ".jpg", ".png")]
+    images = [p for p in films if _label_folder(p, root) in ("NORMAL", "PNEUMONIA")]
     if not images:
         raise SourceLayoutError(f"{name}: no chest_xray/<split>/NORMAL|PNEUMONIA/ images under {root}")
-    by_name = {p.name: p for p in images}
+    for path in films:
+        folder = _label_folder(path, root)
+        if folder in ("NORMAL", "PNEUMONIA"):
+            continue
+        hint = (
+            f" (it differs from {folder.strip().upper()} by case or white space)"
+            if folder.strip().upper() in ("NORMAL", "PNEUMONIA")
+            else ""
+        )
+        index.skip(name, path, f"label folder {folder!r} is not NORMAL or PNEUMONIA{hint}: label unknown")
+    by_name = {p.name: p for p in films}
     for path in images:
         ident = _kermany_identity(path.stem)
-        if ident is None and path.parent.name.upper() == "NORMAL":
+        if ident is None and path.parent.name == "NORMAL":
             # a file of the NORMAL folder with a non-Kermany name (CoronaHack added a few
             # adult films): the folder is the label, the file its own patient
             ident = (f"kermany:{path.stem}", "normal")
@@ -81,7 +91,7 @@ def read_kermany(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRul
             index.skip(name, path, "unknown label: file name is not a Kermany name (IM-…, person…_bacteria|virus_…)")
             continue
         patient, label = ident
-        if (path.parent.name.upper() == "NORMAL") != (label == "normal"):
+        if (path.parent.name == "NORMAL") != (label == "normal"):
             index.skip(name, path, f"label conflict: file name says {label}, folder says {path.parent.name}")
             continue
         index.records.append(
@@ -97,32 +107,62 @@ def read_kermany(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRul
                 license="CC BY 4.0",
             )
         )
-    # a CoronaHack CSV beside the tree: every row must have its image
+    # a CoronaHack CSV beside the tree: every row must have its image, and its label must
+    # agree with the film's folder (the folder decides)
+    folder_of = {r.source_path.name: r.source_path.parent.name for r in index.records}
     for csv_path in source_files(root, CORONAHACK_CSV):
-        for row in _coronahack_rows(csv_path):
-            image_name = row.get("X_ray_image_name", "")
-            if image_name and image_name not in by_name:
+        table = read_table(csv_path, CORONAHACK_COLUMNS, name)
+        index.metadata[str(csv_path)] = table.note
+
+        def cross_check(line: int, row: Mapping[str, str], csv_path: Path = csv_path) -> str | None:
+            image_name = (row.get("X_ray_image_name") or "").strip()
+            if image_name not in by_name:
                 index.skip(name, f"{csv_path}:{image_name}", "metadata row whose image is missing")
+                return None
+            said = (row.get("Label") or "").strip()
+            folder = folder_of.get(image_name)
+            if folder is None:
+                return "a CoronaHack row of a film the tree quarantined"
+            if folder and (said.lower() == "normal") != (folder == "NORMAL"):
+                index.conflict(
+                    name,
+                    "CSV label against folder",
+                    by_name[image_name],
+                    detail=f"{CORONAHACK_CSV} line {line} says {said!r}, the folder says {folder}",
+                    rule="the folder decides (Kermany's layout is the label)",
+                )
+            return "a CoronaHack row cross-checks a film of the tree (the folder is the label)"
+
+        each_row(index, name, table, cross_check)
     return index
 
 
 def read_coronahack(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules) -> SourceIndex:
     index = SourceIndex()
-    csvs = source_files(root, CORONAHACK_CSV)
-    if not csvs:
-        raise SourceLayoutError(f"{name}: no {CORONAHACK_CSV} under {root}")
+    meta = one_metadata_file(source_files(root, CORONAHACK_CSV), CORONAHACK_CSV, name, root)
+    table = read_table(meta, CORONAHACK_COLUMNS, name)
+    index.metadata[str(meta)] = table.note
     files = {p.name: p for p in source_files(root, "*") if p.suffix.lower() in IMAGE_SUFFIXES}
-    for row in _coronahack_rows(csvs[0]):
-        image_name = row.get("X_ray_image_name", "").strip()
+
+    def row_of(line: int, row: Mapping[str, str]) -> str | None:
+        image_name = (row.get("X_ray_image_name") or "").strip()
         path = files.get(image_name)
         if path is None:
-            index.skip(name, f"{csvs[0]}:{image_name}", "metadata row whose image is missing")
-            continue
+            index.skip(name, f"{meta}:{image_name}", "metadata row whose image is missing")
+            return None
         label, reason = _coronahack_label(row, rules)
         if reason:
             index.skip(name, path, reason)
-            continue
+            return None
         ident = _kermany_identity(path.stem)
+        if ident is not None and (ident[1] == "normal") != (label == "normal"):
+            index.conflict(
+                name,
+                "CSV label against file name",
+                path,
+                detail=f"{CORONAHACK_CSV} line {line} says {label}, the Kermany file name says {ident[1]}",
+                rule="the CSV decides (CoronaHack's layout is the CSV)",
+            )
         patient = ident[0] if ident else f"coronahack:{path.stem}"
         index.records.append(
             ImageRecord(
@@ -145,45 +185,52 @@ def read_coronahack(name: str, root: Path, spec: Mapping[str, Any], rules: Label
                 license="CC BY 4.0",
             )
         )
+        return None
+
+    each_row(index, name, table, row_of)
     return index
 
 
 # --------------------------------------------------------------------------- Cohen
+COHEN_COLUMNS = ("filename", "finding")
+
+
 def read_cohen(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules) -> SourceIndex:
     index = SourceIndex()
-    metas = source_files(root, "metadata.csv")
-    if not metas:
-        raise SourceLayoutError(f"{name}: no metadata.csv under {root}")
-    meta = metas[0]
+    meta = one_metadata_file(source_files(root, "metadata.csv"), "metadata.csv", name, root)
+    table = read_table(meta, COHEN_COLUMNS, name)
+    index.metadata[str(meta)] = table.note
     real_root = root.resolve()
-    with open(meta, newline="", encoding="utf-8-sig") as fh:
-        rows = list(csv.DictReader(fh))
     listed: dict[Path, str] = {}
-    for row in rows:
+
+    def row_of(line: int, row: Mapping[str, str]) -> str | None:
         filename = (row.get("filename") or "").strip()
         path = meta.parent / (row.get("folder") or "images").strip() / filename
-        if filename and path in listed:
-            index.skip(name, path, f"metadata row repeats an image already listed for patient {listed[path]}")
-            continue
+        if not filename:
+            index.skip(name, f"{meta}:{line}", "metadata row without a file name")
+            return None
+        if path in listed:
+            index.skip(name, path, f"metadata row {line} repeats an image already listed for patient {listed[path]}")
+            return None
         listed[path] = (row.get("patientid") or "").strip()
         escaped = outside(path, [real_root])
-        if filename and escaped is not None:
+        if escaped is not None:
             index.skip(name, path, leaves_source(escaped))
-            continue
+            return None
         modality = (row.get("modality") or "X-ray").strip()
         if modality.lower() not in ("x-ray", "xray", "cr", "dx"):
             index.skip(name, path, f"excluded modality {modality!r}")
-            continue
-        if not filename or not path.is_file():
-            index.skip(name, path, "metadata row whose image is missing")
-            continue
+            return None
+        if not path.is_file():
+            index.skip(name, path, f"metadata row whose image is missing (line {line})")
+            return None
         age = age_years(row.get("age", "")) if (row.get("age") or "").strip() else None
         rec = ImageRecord(
             name,
             "cohen",
             path.stem,
             path,
-            patient_id=f"cohen:{(row.get('patientid') or path.stem).strip()}",
+            patient_id=f"cohen:{(row.get('patientid') or '').strip()}",
             view=(row.get("view") or "").strip(),
             sex=sex_code(row.get("sex", "")),
             age=age,
@@ -192,10 +239,13 @@ def read_cohen(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules
             license=(row.get("license") or "").strip(),
         )
         if not keeps_view(index, rec, rules):
-            continue
+            return None
         rec.label5, reason = rules.classify(rec.finding_raw)
         if reason:
             index.skip(name, path, reason)
-            continue
+            return None
         index.records.append(rec)
+        return None
+
+    each_row(index, name, table, row_of)
     return index

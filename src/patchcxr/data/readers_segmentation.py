@@ -81,9 +81,17 @@ def read_jsrt(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules)
 
 def read_scr(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules) -> SourceIndex:
     """SCR holds masks only; its images are the JSRT films (see ``jsrt`` option ``masks``)."""
-    if not _scr_masks(root):
+    masks = _scr_masks(root)
+    if not masks:
         raise SourceLayoutError(f"{name}: no SCR masks (<organ>/<id>.gif) under {root}")
-    return SourceIndex()
+    index = SourceIndex()
+    for files in masks.values():
+        for gif in files.values():
+            index.served[str(gif)] = "an SCR mask: read (and accounted) through the jsrt source's masks option"
+    for gif in source_files(root, "*.gif"):
+        if str(gif) not in index.served:
+            index.ignored[str(gif)] = f"an SCR mask of an organ not segmented ({gif.parent.name})"
+    return index
 
 
 # --------------------------------------------------------------------------- NLM
@@ -145,10 +153,25 @@ def read_nlm(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules, 
                 found.setdefault(case, {}).setdefault("right", p)
             elif m.group(2) or parent in ("mask", "masks"):
                 found.setdefault(case, {}).setdefault("lungs", p)
+    cases = {_must_match(pattern, p.name).group(1).upper() for p in images}
+    for case, files in found.items():
+        if case not in cases:
+            for f in files.values():
+                index.ignored[str(f)] = f"a mask of {case}, a film the source does not hold"
     for path in images:
         m = _must_match(pattern, path.name)
         case, number, flag = m.group(1).upper(), m.group(2), m.group(3)
-        sex, age, reading = _clinical(path.parent.parent / "ClinicalReadings" / f"{case}.txt")
+        reading_file = path.parent.parent / "ClinicalReadings" / f"{case}.txt"
+        try:
+            sex, age, reading = _clinical(reading_file)
+        except OSError as err:
+            index.skip(
+                name, reading_file, f"clinical reading cannot be read ({err.strerror}): the film has no sex or age"
+            )
+            sex, age, reading = "", None, ""
+        else:
+            if reading_file.is_file():
+                index.metadata[str(reading_file)] = f"clinical reading of {case}"
         label = "tb" if flag == "1" else "normal"  # the NLM suffix is the class
         masks = found.get(case, {})
         if "left" in masks and "right" in masks:

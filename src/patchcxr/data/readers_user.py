@@ -6,11 +6,12 @@ dispatches to them."""
 
 from __future__ import annotations
 
-import csv
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from patchcxr.data.intake import each_row, read_table
 from patchcxr.data.labels import LABEL5, LabelRules
 from patchcxr.data.records import (
     ImageRecord,
@@ -25,49 +26,67 @@ from patchcxr.data.records import (
     source_files,
 )
 
+#: the modalities of a chest radiograph (computed and digital radiography)
+RADIOGRAPH_MODALITIES = ("CR", "DX")
+
 
 def read_csv_source(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules) -> SourceIndex:
     index = SourceIndex()
-    table = root / spec.get("csv", "images.csv")
-    if not table.is_file():
-        raise SourceLayoutError(f"{name}: CSV {table} not found")
+    path_of_table = root / spec.get("csv", "images.csv")
+    if not path_of_table.is_file():
+        raise SourceLayoutError(f"{name}: CSV {path_of_table} not found")
+    table = read_table(path_of_table, ("path", "label"), name)
+    index.metadata[str(path_of_table)] = table.note
     real_root = root.resolve()
-    with open(table, newline="", encoding="utf-8-sig") as fh:
-        for n, row in enumerate(csv.DictReader(fh), start=2):
-            listed = (row.get("path") or "").strip()
-            path = table.parent / listed
-            escaped = outside(path, [real_root])
-            if listed and escaped is not None:
-                index.skip(name, path, leaves_source(escaped))
-                continue
-            path = path.resolve()
-            if not listed or not path.is_file():
-                index.skip(name, f"{table}:{n}", "metadata row whose image is missing")
-                continue
-            label = (row.get("label") or "").strip().lower()
-            if label not in LABEL5:
-                label, reason = rules.classify(label)
-                if reason:
-                    index.skip(name, path, reason)
-                    continue
-            age = age_years(row["age"]) if (row.get("age") or "").strip() else None
-            rec = ImageRecord(
-                name,
-                "csv",
-                path.stem,
-                path,
-                patient_id=f"{name}:{(row.get('patient_id') or path.stem).strip()}",
-                view=(row.get("view") or "PA").strip(),
-                sex=sex_code(row.get("sex", "")),
-                age=age,
-                paediatric=paediatric_flag(age, rules),
-                finding_raw=label,
-                label5=label,
-                license=spec.get("license", ""),
-            )
-            if keeps_view(index, rec, rules):
-                index.records.append(rec)
+
+    def row_of(line: int, row: Mapping[str, str]) -> str | None:
+        listed = (row.get("path") or "").strip()
+        if not listed:
+            index.skip(name, f"{path_of_table}:{line}", "metadata row without a path")
+            return None
+        path = Path(os.path.normpath(path_of_table.parent / listed))
+        escaped = outside(path, [real_root])
+        if escaped is not None:
+            index.skip(name, path, leaves_source(escaped))
+            return None
+        if not path.is_file():
+            index.skip(name, f"{path_of_table}:{line}", "metadata row whose image is missing")
+            return None
+        label = (row.get("label") or "").strip().lower()
+        if label not in LABEL5:
+            label, reason = rules.classify(label)
+            if reason:
+                index.skip(name, path, reason)
+                return None
+        age = age_years(row["age"]) if (row.get("age") or "").strip() else None
+        rec = ImageRecord(
+            name,
+            "csv",
+            path.stem,
+            path,
+            patient_id=f"{name}:{(row.get('patient_id') or '').strip()}",
+            view=(row.get("view") or "PA").strip(),
+            sex=sex_code(row.get("sex", "")),
+            age=age,
+            paediatric=paediatric_flag(age, rules),
+            finding_raw=label,
+            label5=label,
+            license=spec.get("license", ""),
+        )
+        if keeps_view(index, rec, rules):
+            index.records.append(rec)
+        return None
+
+    each_row(index, name, table, row_of)
     return index
+
+
+def _dicom_problem(ds: Any) -> str:
+    """Why a DICOM header does not describe one chest radiograph frame, or ``""``."""
+    modality = str(getattr(ds, "Modality", "") or "").strip().upper()
+    if modality and modality not in RADIOGRAPH_MODALITIES:
+        return f"DICOM modality {modality}: not a radiograph ({', '.join(RADIOGRAPH_MODALITIES)} accepted)"
+    return ""
 
 
 def read_dicom_folder(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules) -> SourceIndex:
@@ -76,14 +95,26 @@ def read_dicom_folder(name: str, root: Path, spec: Mapping[str, Any], rules: Lab
     index = SourceIndex()
     labels: dict[str, str] = {}
     if (root / "labels.csv").is_file():
-        with open(root / "labels.csv", newline="") as fh:
-            labels = {r["file"]: r["label"] for r in csv.DictReader(fh)}
+        table = read_table(root / "labels.csv", ("file", "label"), name)
+        index.metadata[str(root / "labels.csv")] = table.note
+
+        def label_row(line: int, row: Mapping[str, str]) -> str | None:
+            labels[(row.get("file") or "").strip()] = (row.get("label") or "").strip()
+            return "a labels.csv row labels a DICOM file of the folder"
+
+        each_row(index, name, table, label_row)
     files = [p for p in source_files(root, "*") if p.suffix.lower() in (".dcm", ".dicom", "")]
+    if not files:
+        raise SourceLayoutError(f"{name}: no DICOM files under {root}")
     for path in files:
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
         except Exception as err:
             index.skip(name, path, f"unreadable DICOM header: {type(err).__name__}")
+            continue
+        problem = _dicom_problem(ds)
+        if problem:
+            index.skip(name, path, problem)
             continue
         raw = labels.get(path.name, spec.get("label", ""))
         label, reason = (raw, None) if raw in LABEL5 else rules.classify(str(raw))
@@ -96,7 +127,7 @@ def read_dicom_folder(name: str, root: Path, spec: Mapping[str, Any], rules: Lab
             "dicom",
             path.stem,
             path,
-            patient_id=f"{name}:{getattr(ds, 'PatientID', path.stem)}",
+            patient_id=f"{name}:{getattr(ds, 'PatientID', '') or ''!s}",
             view=str(getattr(ds, "ViewPosition", "") or "PA"),
             sex=sex_code(str(getattr(ds, "PatientSex", ""))),
             age=age,
@@ -105,8 +136,8 @@ def read_dicom_folder(name: str, root: Path, spec: Mapping[str, Any], rules: Lab
             label5=label,
             license=spec.get("license", ""),
         )
+        if not str(getattr(ds, "Modality", "") or "").strip():
+            rec.notes.append("DICOM without a Modality tag: taken as a radiograph")
         if keeps_view(index, rec, rules):
             index.records.append(rec)
-    if not files:
-        raise SourceLayoutError(f"{name}: no DICOM files under {root}")
     return index
