@@ -20,8 +20,8 @@ def main(name: str, spec: dict[str, Any], labels: dict[str, Any], outputs: dict[
     setup_logging(log)
     try:
         index = read_source(name, spec, LabelRules.from_config(labels))
-    except SourceLayoutError as err:  # the folder or its metadata: one line, not a traceback
-        logging.getLogger("patchcxr.data").error("%s", err)
+    except SourceLayoutError as err:  # the folder or its metadata: the cause in the log, one line on exit
+        logging.getLogger("patchcxr.data").exception("%s", err)
         sys.exit(f"index_source: {err}")
     files = account_source(name, spec, index, lambda p: display_path(Path(p)))
     write_index(
