@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from patchcxr.data.decode import DecodeError, decode
-from patchcxr.data.intake import each_row, read_table, walk_source
+from patchcxr.data.intake import each_row, path_key, read_table, walk_source
 from patchcxr.data.labels import LabelRules
 from patchcxr.data.readers import read_source
 from patchcxr.data.records import ImageRecord, SourceIndex, SourceLayoutError
@@ -219,8 +219,9 @@ def test_a_random_mix_of_good_and_bad_files_is_fully_accounted_for(
     specs = {k: v for k, v in synthetic_sources(tree).items() if k in ("kermany", "montgomery")}
     films = sorted(p for name in specs for p in (tree / name).rglob("*") if p.suffix in (".jpeg", ".png"))
     films = [p for p in films if "mask" not in str(p).lower()]
-    chosen = rng.choice(len(films), size=len(films) // 3, replace=False)
-    damaged = {films[i]: str(rng.choice(DAMAGES)) for i in sorted(chosen)}
+    chosen = rng.choice(len(films), size=max(len(DAMAGES), len(films) // 3), replace=False)
+    kinds = rng.permutation(np.resize(np.array(DAMAGES), len(chosen)))  # every kind at least once
+    damaged = {films[i]: str(k) for i, k in zip(chosen, kinds, strict=True)}
     for path, kind in damaged.items():
         _damage(path, kind, rng)
     manifest, quarantine = run_data_stage(specs, test_config["labels"], tmp_path / "out")
@@ -228,9 +229,60 @@ def test_a_random_mix_of_good_and_bad_files_is_fully_accounted_for(
     # every film damaged in place is out of the manifest and named in the quarantine; the
     # others (the controls) are in the manifest
     in_place = {p for p, k in damaged.items() if k in ("truncate", "empty", "text", "postscript", "blank", "animated")}
-    kept = {Path(p).resolve() for p in manifest["source_path"]}
-    named = {Path(f).resolve() for f in quarantine["file"] if ":" not in Path(f).name}
-    assert not {p.resolve() for p in in_place} & kept
-    assert {p.resolve() for p in in_place} <= named
-    controls = {p.resolve() for p in films} - {p.resolve() for p in in_place}
+    kept = {path_key(p) for p in manifest["source_path"]}
+    named = {path_key(f) for f in quarantine["file"]}
+    assert not {path_key(p) for p in in_place} & kept
+    assert {path_key(p) for p in in_place} <= named
+    controls = {path_key(p) for p in films} - {path_key(p) for p in in_place}
     assert controls <= kept
+    loops = [p for p in (tree / "montgomery").rglob("loop*")] + [p for p in (tree / "kermany").rglob("loop*")]
+    assert {path_key(p) for p in loops} <= named  # a link loop is a quarantine row, not an exception
+
+
+def test_a_row_whose_record_is_dropped_later_counts_as_quarantined(tmp_path: Path, rules: LabelRules) -> None:
+    (tmp_path / "data").mkdir()
+    Image.new("L", (32, 32), 10).save(tmp_path / "data" / "a.png")
+    (tmp_path / "data" / "b").mkdir()
+    Image.new("L", (32, 32), 20).save(tmp_path / "data" / "b" / "a.png")  # the same stem again
+    (tmp_path / "images.csv").write_text("path,label\ndata/a.png,normal\ndata/b/a.png,normal\n")
+    index = read_source("mine", {"format": "csv", "path": str(tmp_path)}, rules)
+    counts = index.rows[str(tmp_path / "images.csv")]
+    assert (len(index.records), counts.recorded, counts.quarantined) == (1, 1, 1)
+
+
+def test_a_labels_row_naming_no_dicom_file_is_quarantined_not_silently_defaulted(tmp_path: Path) -> None:
+    root = tmp_path / "dicom"
+    root.mkdir()
+    _dicom(root / "a.dcm")
+    (root / "labels.csv").write_text("file,label\na.dcm,tb\nA.DCM ,normal\n")
+    _, quarantine = _run(root, tmp_path / "out")
+    assert quarantine["reason"].tolist() == ["labels.csv row names no DICOM file of the folder ('A.DCM')"]
+
+
+def test_a_12_bit_film_stored_in_16_bits_is_not_blank_and_a_flat_one_is() -> None:
+    from patchcxr.data.harmonise import blank_reason
+
+    film = np.linspace(1000, 3500, 256 * 256).reshape(256, 256).astype(np.uint16)
+    assert blank_reason(film, 0.05) == ""  # 2,500 of 4,095 levels, not of 65,535
+    assert blank_reason(np.full((256, 256), 3000, np.uint16), 0.05).startswith("blank or near-constant film")
+    assert blank_reason(np.zeros((64, 64), np.uint8), 0.05).startswith("blank or near-constant film")
+
+
+def test_odd_clinical_readings_and_a_broken_cross_check_csv_stop_nothing(
+    synthetic_tree: Path, test_config: dict[str, Any], tmp_path: Path
+) -> None:
+    tree = tmp_path / "tree"
+    for name in ("kermany", "montgomery"):
+        shutil.copytree(synthetic_tree / name, tree / name)
+    reading = next((tree / "montgomery").rglob("ClinicalReadings/*.txt"))
+    reading.write_text("Patient's Sex M\nPatient's Age 047Y\nnormal\n")  # no colons
+    csv_path = next((tree / "kermany").rglob("Chest_xray_Corona_Metadata.csv"))
+    csv_path.write_text("")  # empty: no header
+    specs = {k: v for k, v in synthetic_sources(tree).items() if k in ("kermany", "montgomery")}
+    manifest, quarantine = run_data_stage(specs, test_config["labels"], tmp_path / "out")
+    assert_accounted(specs, tmp_path / "out")
+    row = manifest.set_index("image_id").loc[f"montgomery/{reading.stem}"]
+    assert (row["sex"], row["age"]) == ("M", "47")
+    reasons = dict(zip(quarantine["file"].map(lambda f: Path(f).name), quarantine["reason"], strict=True))
+    assert reasons[csv_path.name].startswith("CoronaHack CSV not used for the cross-check: kermany: metadata file")
+    assert (manifest["source"] == "kermany").sum() > 0

@@ -375,12 +375,13 @@ def label_map(
     return out
 
 
-def blank_reason(pixels: np.ndarray, bit_depth: int, min_contrast: float) -> str:
+def blank_reason(pixels: np.ndarray, min_contrast: float) -> str:
     """Why a film is blank or near-constant, or ``""``: the central 99 % of its pixel values
-    spans less than ``min_contrast`` of its full scale."""
+    spans less than ``min_contrast`` of its scale, the scale being the bits its largest value
+    needs (at least 8: a 12-bit film stored in 16 bits is measured on 12)."""
     sample = pixels[:: max(1, pixels.shape[0] // 256), :: max(1, pixels.shape[1] // 256)]
     low, high = np.percentile(sample, [0.5, 99.5])
-    full = (1 << bit_depth) - 1
+    full = (1 << max(8, int(pixels.max()).bit_length())) - 1
     if high - low < min_contrast * full:
         return (
             f"blank or near-constant film: 99 % of its pixels lie within {high - low:g} of {full} levels "
@@ -421,7 +422,7 @@ def harmonise_shard(
             img = decode(
                 row.source_path, row.format, max_pixels=rules.max_pixels, max_transparent=rules.max_transparent
             )
-            blank = blank_reason(img.pixels, img.bit_depth, rules.min_contrast)
+            blank = blank_reason(img.pixels, rules.min_contrast)
             if blank:
                 raise DecodeError(blank)
         except DecodeError as err:
@@ -639,7 +640,8 @@ def build_manifest(
     validate_manifest(df)
     if files is not None and intake_out is not None:
         tables = {s: read_tsv(p).reindex(columns=FILE_COLUMNS).fillna("") for s, p in files.items()}
-        intake = intake_summary(tables, df, q)
+        intake = intake_summary(tables, df)
+        write_tsv(intake_out, intake)
         for r in intake.itertuples(index=False):
             log.info(
                 "%s: %d files = %d in the manifest (%d images, %d masks, %d metadata) + %d quarantined + %d ignored; "
@@ -649,8 +651,7 @@ def build_manifest(
             )  # fmt: skip
         unbalanced = intake.loc[intake["balanced"] != 1, "source"].tolist()
         if unbalanced:
-            raise RuntimeError(f"intake accounting does not balance for {unbalanced}: see the intake table")
-        write_tsv(intake_out, intake)
+            raise RuntimeError(f"intake accounting does not balance for {unbalanced}: see {intake_out}")
     if conflicts_out is not None:
         table = pd.concat([*conflicts, pd.DataFrame(found, columns=CONFLICT_COLUMNS)], ignore_index=True)
         table = table.reindex(columns=CONFLICT_COLUMNS).fillna("")

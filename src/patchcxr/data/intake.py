@@ -234,6 +234,8 @@ def each_row(
             rule = None
         if len(index.records) > n_rec:
             counts.recorded += 1
+            for rec in index.records[n_rec:]:
+                rec.row = str(table.path)
         elif len(index.quarantine) > n_q:
             counts.quarantined += 1
         else:
@@ -243,8 +245,10 @@ def each_row(
 
 # --------------------------------------------------------------------------- accounting
 def path_key(path: Path | str) -> str:
-    """One spelling of a path for matching (absolute, normalised, links not resolved)."""
-    return os.path.normpath(os.path.abspath(str(path)))
+    """One spelling of a path for matching: as the tables write it (control characters and
+    bytes that are not UTF-8 escaped, :func:`~patchcxr.data.records.printable`), absolute,
+    normalised, links not resolved."""
+    return os.path.normpath(os.path.abspath(printable(str(path))))
 
 
 def file_table(
@@ -262,6 +266,11 @@ def file_table(
     served = {path_key(k): rule for k, rule in index.served.items()}
     left = {path_key(k): rule for k, rule in index.ignored.items()}
     rows: list[dict[str, object]] = []
+    # a film reached through a link to a folder inside the source: the walk does not follow
+    # the link, the reader did (and confined it to the source); it is listed as found
+    walked = {path_key(e.path) for e in entries}
+    reached = [r.source_path for r in index.records if path_key(r.source_path) not in walked]
+    entries = [*entries, *(Entry(p) for p in dict.fromkeys(reached))]
     for e in entries:
         key = path_key(e.path)
         row: dict[str, object] = {"file": printable(display(e.path))}
@@ -298,21 +307,24 @@ def file_table(
     return pd.DataFrame(rows, columns=FILE_COLUMNS).astype(object).fillna("")
 
 
-def intake_summary(files: Mapping[str, pd.DataFrame], manifest: pd.DataFrame, quarantine: pd.DataFrame) -> pd.DataFrame:
+def intake_summary(files: Mapping[str, pd.DataFrame], manifest: pd.DataFrame) -> pd.DataFrame:
     """Per source: the files found and where each ended, after harmonisation.
 
-    A film indexed as ``image`` is in the manifest when a manifest row names it, else
-    quarantined (it failed decoding, or duplicates another); a mask is in the manifest
-    with its film unless a quarantine row names it (refused), and quarantined with its film;
-    metadata tables count as in the manifest (their rows are counted apart). ``balanced``
-    checks what the construction does not guarantee: every manifest row of the source names
-    one film found under its folder (films in the manifest = the source's manifest rows),
-    and files = in manifest + quarantined + ignored.
+    A film indexed as ``image`` is in the manifest when a manifest row of its source names
+    it, else quarantined (it failed decoding, or duplicates another); a mask is in the
+    manifest when its film's row has a mask (a refused set leaves the film without masks:
+    every mask of the set is then quarantined, the row naming the one that failed); a mask
+    served to another source (SCR's, read through ``jsrt``) counts as in the manifest;
+    metadata tables count as in the manifest (their rows are counted apart). Quarantine rows
+    that name a film kept in the manifest (a missing mask) are notes: the film counts once,
+    as in the manifest. ``balanced`` checks what the dispositions do not guarantee: every
+    manifest row of the source names one film found under its folder.
     """
-    films = {path_key(p) for p in manifest["source_path"]} if len(manifest) else set()
-    refused = {path_key(f) for f in quarantine["file"]} if len(quarantine) else set()
     out = []
     for source, table in files.items():
+        rows = manifest[manifest["source"] == source] if len(manifest) else manifest
+        films = {path_key(p) for p in rows["source_path"]} if len(rows) else set()
+        masked = {path_key(p) for p, m in zip(rows["source_path"], rows["mask_path"], strict=True) if m}
         keys = [path_key(f) for f in table["file"]]
         disp = table["disposition"].tolist()
         images = [k for k, d in zip(keys, disp, strict=True) if d == "image"]
@@ -323,12 +335,11 @@ def intake_summary(files: Mapping[str, pd.DataFrame], manifest: pd.DataFrame, qu
         ]
         img_in = sum(k in films for k in images)
         # a mask served to another source (SCR) is counted where it is read
-        mask_in = sum(k not in refused and (not film or film in films) for k, film in masks)
+        mask_in = sum(not film or film in masked for _, film in masks)
         metadata = disp.count("metadata")
         quarantined = disp.count("quarantined") + (len(images) - img_in) + (len(masks) - mask_in)
         ignored = disp.count("ignored")
         in_total = img_in + mask_in + metadata
-        rows_of_source = int((manifest["source"] == source).sum()) if len(manifest) else 0
         meta = table[table["disposition"] == "metadata"]
         num = {c: int(pd.to_numeric(meta[c], errors="coerce").fillna(0).sum()) for c in FILE_COLUMNS[3:]}
         out.append(
@@ -342,7 +353,7 @@ def intake_summary(files: Mapping[str, pd.DataFrame], manifest: pd.DataFrame, qu
                 "masks": mask_in,
                 "metadata": metadata,
                 **num,
-                "balanced": int(img_in == rows_of_source and len(table) == in_total + quarantined + ignored),
+                "balanced": int(img_in == len(rows)),
             }
         )
     return pd.DataFrame(out, columns=INTAKE_COLUMNS)

@@ -113,16 +113,16 @@ def _confine(index: SourceIndex, name: str, roots: Sequence[Path], mask_roots: S
         files = [rec.source_path, *rec.masks.values()]
         problem = next((p for f in files if (p := name_problem(str(f)))), "")
         if problem:
-            index.skip(name, rec.source_path, problem)
+            index.drop(name, rec, problem)
             continue
         escaped = outside(rec.source_path, roots)
         if escaped is None:
             escaped = next((e for m in rec.masks.values() if (e := outside(m, mask_roots)) is not None), None)
         if escaped == LINK_LOOP:
-            index.skip(name, rec.source_path, "a link loop: not opened")
+            index.drop(name, rec, "a link loop: not opened")
             continue
         if escaped is not None:
-            index.skip(name, rec.source_path, f"path leads outside the source folder (to {escaped}): not opened")
+            index.drop(name, rec, f"path leads outside the source folder (to {escaped}): not opened")
             continue
         kept.append(rec)
     index.records = kept
@@ -134,7 +134,7 @@ def _unique_stems(index: SourceIndex, name: str) -> None:
     kept = []
     for rec in index.records:
         if rec.stem in seen:
-            index.skip(name, rec.source_path, f"duplicate image name {rec.stem!r} within the source")
+            index.drop(name, rec, f"duplicate image name {rec.stem!r} within the source")
             continue
         seen.add(rec.stem)
         kept.append(rec)

@@ -103,9 +103,9 @@ def _clinical(path: Path) -> tuple[str, float | None, str]:
     sex, age, rest = "", None, []
     for ln in lines:
         if ln.lower().startswith("patient's sex"):
-            sex = sex_code(ln.split(":", 1)[1])
+            sex = sex_code(ln.partition(":")[2] or ln[len("patient's sex") :])
         elif ln.lower().startswith("patient's age"):
-            age = age_years(ln.split(":", 1)[1])
+            age = age_years(ln.partition(":")[2] or ln[len("patient's age") :])
         elif m := re.fullmatch(r"(male|female)\s*,?\s*(\d+)\s*yrs?.*", ln, re.IGNORECASE):
             sex, age = sex_code(m.group(1)), float(m.group(2))
         else:
@@ -178,6 +178,10 @@ def read_nlm(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules, 
             masks = {"left": masks["left"], "right": masks["right"]}
         elif ("left" in masks) != ("right" in masks):
             index.skip(name, path, "missing mask: only one of leftMask/rightMask exists")
+            for lone in masks.values():
+                index.ignored[str(lone)] = (
+                    f"a lone lung mask of {case}: both lungs are needed (the film stays without masks)"
+                )
             masks = {}
         elif not masks and required:
             # the image stays usable (for classification); its absent mask is reported

@@ -94,18 +94,23 @@ def read_dicom_folder(name: str, root: Path, spec: Mapping[str, Any], rules: Lab
 
     index = SourceIndex()
     labels: dict[str, str] = {}
+    files = [p for p in source_files(root, "*") if p.suffix.lower() in (".dcm", ".dicom", "")]
+    if not files:
+        raise SourceLayoutError(f"{name}: no DICOM files under {root}")
+    names = {p.name for p in files}
     if (root / "labels.csv").is_file():
         table = read_table(root / "labels.csv", ("file", "label"), name)
         index.metadata[str(root / "labels.csv")] = table.note
 
         def label_row(line: int, row: Mapping[str, str]) -> str | None:
-            labels[(row.get("file") or "").strip()] = (row.get("label") or "").strip()
+            file = (row.get("file") or "").strip()
+            if file not in names:
+                index.skip(name, f"{table.path}:{line}", f"labels.csv row names no DICOM file of the folder ({file!r})")
+                return None
+            labels[file] = (row.get("label") or "").strip()
             return "a labels.csv row labels a DICOM file of the folder"
 
         each_row(index, name, table, label_row)
-    files = [p for p in source_files(root, "*") if p.suffix.lower() in (".dcm", ".dicom", "")]
-    if not files:
-        raise SourceLayoutError(f"{name}: no DICOM files under {root}")
     for path in files:
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True)

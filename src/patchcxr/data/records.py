@@ -41,6 +41,7 @@ class ImageRecord:
     license: str = ""
     masks: dict[str, Path] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    row: str = ""  # the metadata table whose row made the record ("" when none did)
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,14 @@ class SourceIndex:
     def skip(self, source: str, file: Path | str, reason: str) -> None:
         self.quarantine.append(QuarantineRow(printable(str(file)), source, reason))
 
+    def drop(self, source: str, rec: ImageRecord, reason: str) -> None:
+        """Quarantine a record already made; its metadata row, if any, counts as quarantined."""
+        self.skip(source, rec.source_path, reason)
+        counts = self.rows.get(rec.row)
+        if counts is not None:
+            counts.recorded -= 1
+            counts.quarantined += 1
+
     def conflict(self, source: str, kind: str, file: Path | str, *, detail: str, rule: str) -> None:
         self.conflicts.append(Conflict(source, kind, printable(str(file)), detail, rule))
 
@@ -138,8 +147,18 @@ class SourceLayoutError(FileNotFoundError):
     """The source folder does not hold the layout its format expects."""
 
 
+def _regular(path: Path) -> bool:
+    """``path`` is (or links to) a regular file; a link loop or an entry that cannot be
+    examined is not (the intake walk quarantines it with its reason)."""
+    try:
+        return path.is_file()
+    except (OSError, RuntimeError):
+        return False
+
+
 def source_files(root: Path, pattern: str) -> list[Path]:
-    return sorted(p for p in root.rglob(pattern) if p.is_file() and not p.name.startswith("."))
+    """The regular files under ``root`` matching ``pattern``, hidden files left out."""
+    return sorted(p for p in root.rglob(pattern) if not p.name.startswith(".") and _regular(p))
 
 
 def age_years(text: str) -> float | None:
