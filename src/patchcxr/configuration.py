@@ -6,6 +6,7 @@ planned; each is unit-tested here without Snakemake (tests/test_config.py)."""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from typing import Any
 
@@ -107,3 +108,50 @@ def check(config: Mapping[str, Any]) -> None:
     errors = cross_key_errors(config)
     if errors:
         raise ConfigError("\n".join(errors))
+
+
+#: the most schema errors one message lists (the first usually explains the rest)
+MAX_SCHEMA_ERRORS = 5
+
+
+def _key_path(path: Any) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def schema_errors(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
+    """One line per way ``config`` breaks ``schema``: the key path, the problem, and the
+    nearest valid key or the allowed values; never the schema or the configuration
+    themselves (at most :data:`MAX_SCHEMA_ERRORS` lines, the rest counted)."""
+    from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+
+    lines: list[str] = []
+    for err in sorted(Draft202012Validator(schema).iter_errors(config), key=lambda e: [str(p) for p in e.path]):
+        where = _key_path(err.absolute_path)
+        if err.validator == "additionalProperties" and isinstance(err.instance, Mapping):
+            allowed = sorted(err.schema.get("properties", {}))
+            for key in sorted(set(err.instance) - set(allowed)):
+                here = f"{where}.{key}" if err.absolute_path else str(key)
+                near = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+                hint = f"did you mean {near[0]!r}?" if near else f"allowed: {', '.join(allowed)}"
+                lines.append(f"{here}: unknown key; {hint}")
+        elif err.validator == "enum":
+            choices = ", ".join(repr(v) for v in err.validator_value)
+            lines.append(f"{where}: {_short(err.instance)} is not one of {choices}")
+        elif err.validator in ("anyOf", "oneOf", "allOf"):
+            described = err.schema.get("description", "")
+            lines.append(
+                f"{where}: {_short(err.instance)} matches none of the allowed forms"
+                + (f" ({described})" if described else "")
+            )
+        else:
+            message = err.message if len(err.message) <= 160 else err.message[:159] + "…"
+            lines.append(f"{where}: {message}")
+    lines = list(dict.fromkeys(lines))
+    if len(lines) > MAX_SCHEMA_ERRORS:
+        lines = [*lines[:MAX_SCHEMA_ERRORS], f"… and {len(lines) - MAX_SCHEMA_ERRORS} more"]
+    return lines

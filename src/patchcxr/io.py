@@ -25,8 +25,24 @@ from PIL import Image
 FLOAT_FORMAT = "%.6g"
 
 
+def umask() -> int:
+    """The process's file-creation mask, read without changing it (Linux reports it in
+    ``/proc/self/status``; elsewhere it is set and restored at once)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically, creating parent folders.
+    """Write ``data`` to ``path`` atomically, creating parent folders. The file gets the
+    mode a plain ``open`` would give it (``0o666`` less the umask: readable by the group and
+    others under the usual 0022), not the owner-only mode of a temporary file.
 
     Raises:
         OSError: from the write (e.g. disk full); the temporary file is removed and any
@@ -36,6 +52,7 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

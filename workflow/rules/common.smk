@@ -10,7 +10,7 @@ from snakemake.utils import validate
 
 from patchcxr.data.download import REGISTRATION, registration_message
 from patchcxr.classification.settings import recipe_settings
-from patchcxr.configuration import ConfigError, check as check_config, enabled_sources, moved_keys
+from patchcxr.configuration import ConfigError, check as check_config, enabled_sources, moved_keys, schema_errors
 from patchcxr.models.weights import weights_file_name
 from patchcxr.shards import n_shards
 from patchcxr.synthetic import SOURCES as SYNTHETIC_SOURCES
@@ -21,7 +21,14 @@ from patchcxr.synthetic import SOURCES as SYNTHETIC_SOURCES
 # other (patchcxr.configuration, unit-tested there). All before any job is scheduled.
 if _moved := moved_keys(config):
     raise WorkflowError("\n".join(_moved))
-validate(config, schema="../schemas/config.schema.yaml")
+try:
+    validate(config, schema="../schemas/config.schema.yaml")
+except WorkflowError as _err:
+    # one line per problem, the key path and the nearest valid key: not the schema and the
+    # configuration that Snakemake's message prints (1,500 lines)
+    with open(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml") as _fh:
+        _lines = schema_errors(config, yaml.safe_load(_fh))
+    raise WorkflowError("invalid configuration:\n" + "\n".join(_lines or str(_err).splitlines()[:3])) from None
 try:
     check_config(config)
 except ConfigError as _err:
@@ -76,17 +83,31 @@ def _made_by_workflow(path):
     return path in {f"results/synthetic/{s}" for s in config["synthetic"]["sources"]}
 
 
-def check_registration(name):
-    """A configured `path` must exist (the message names the path as given and resolved);
-    JSRT and SCR, which cannot be downloaded, need a local copy: without a `path` and
-    without one in resources/raw/<name>, stop with where to register and where to put the
-    files (checked when the DAG is built, so `--lint` still works)."""
-    spec = config["sources"][name]
-    path = spec.get("path")
+def check_path(name):
+    """A configured `path` must be a folder (the message names the path as given and
+    resolved), or one the workflow makes (synthetic sources)."""
+    path = config["sources"][name].get("path")
     if path and not (Path(path).is_dir() or _made_by_workflow(path)):
         where = Path(path).resolve()
         state = "is not a folder" if where.exists() else "does not exist"
         raise WorkflowError(f"sources.{name}.path is {path!r}, which {state} (resolved: {where}): check the path")
+
+
+# every enabled source's folder is checked when the workflow loads, whatever results/ holds:
+# a finished run must not hide a path that no longer exists (the data stage's params carry
+# the resolved path, so a changed path reruns it)
+for _name in enabled_sources(config):
+    check_path(_name)
+
+
+def check_registration(name):
+    """A configured `path` must exist (:func:`check_path`); JSRT and SCR, which cannot be
+    downloaded, need a local copy: without a `path` and without one in resources/raw/<name>,
+    stop with where to register and where to put the files (checked when the DAG is built,
+    so `--lint` still works)."""
+    spec = config["sources"][name]
+    path = spec.get("path")
+    check_path(name)
     if spec["format"] in REGISTRATION and not path and not Path(source_root(name)).is_dir():
         raise WorkflowError(registration_message(spec["format"], name))
 

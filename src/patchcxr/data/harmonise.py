@@ -144,7 +144,9 @@ def display_path(path: Path | str) -> str:
 
 
 def write_quarantine(rows: Iterable[QuarantineRow], path: Path | str) -> None:
-    df = pd.DataFrame([asdict(r) for r in rows], columns=QUARANTINE_COLUMNS)
+    """Quarantine rows as a table, each file spelt as the manifest spells paths (relative to
+    the working directory where it lies below it)."""
+    df = pd.DataFrame([asdict(r) | {"file": display_path(r.file)} for r in rows], columns=QUARANTINE_COLUMNS)
     write_tsv(path, df)
 
 
