@@ -717,6 +717,22 @@ def mask_all_foreground(c: Copy) -> Expect:
     return _mask_refused(c, lambda v: np.full_like(v, 255), "mask covers every pixel")
 
 
+def mask_animated(c: Copy) -> Expect:
+    def two_frames(v: np.ndarray) -> np.ndarray:
+        return v  # rewritten below as a two-frame GIF under the mask's own name
+
+    expect = _mask_refused(c, two_frames, "unreadable mask: 2 frames (an animated or multi-page GIF)")
+    f = c.images("nlm")[0]
+    spec = c.specs[c.role("nlm")]
+    base = Path(spec.get("masks_path") or spec["path"])
+    mask = sorted(p for p in base.rglob(f"{f.stem}*") if p != f and "mask" in str(p.relative_to(base)).lower())[0]
+    im = Image.open(mask).convert("L")
+    with io.BytesIO() as buf:
+        im.save(buf, format="GIF", save_all=True, append_images=[Image.eval(im, lambda v: 255 - v)])
+        mask.write_bytes(buf.getvalue())
+    return expect
+
+
 def mask_empty(c: Copy) -> Expect:
     return _mask_refused(c, np.zeros_like, "mask is empty")
 
@@ -816,6 +832,7 @@ CASES: dict[str, tuple[Callable[[Copy], Expect], list[str]]] = {
     "mask of 0 and 1": (mask_of_zeros_and_ones, ["nlm"]),
     "mask all foreground": (mask_all_foreground, ["nlm"]),
     "mask empty": (mask_empty, ["nlm"]),
+    "animated GIF mask": (mask_animated, ["nlm"]),
     "SCR with one lung empty": (scr_one_lung, ["jsrt"]),
     "CSV label against the folder": (csv_label_against_folder, ["kermany"]),
     "same pixels under another label": (same_pixels_other_label, ["nlm", "nlm2"]),

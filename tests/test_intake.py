@@ -286,3 +286,17 @@ def test_odd_clinical_readings_and_a_broken_cross_check_csv_stop_nothing(
     reasons = dict(zip(quarantine["file"].map(lambda f: Path(f).name), quarantine["reason"], strict=True))
     assert reasons[csv_path.name].startswith("CoronaHack CSV not used for the cross-check: kermany: metadata file")
     assert (manifest["source"] == "kermany").sum() > 0
+
+
+def test_two_sources_writing_one_patient_namespace_are_a_conflict_row() -> None:
+    from patchcxr.data.harmonise import _namespace_conflicts
+
+    df = pd.DataFrame(
+        {
+            "source": ["kermany", "kermany", "coronahack", "cohen"],
+            "patient_id": ["kermany:person1", "kermany:person2", "kermany:person1", "cohen:7"],
+        }
+    )
+    (row,) = _namespace_conflicts(df)
+    assert row["source"] == "coronahack,kermany" and row["kind"] == "shared patient namespace"
+    assert "1 id(s) occur in more than one of them" in row["detail"]
