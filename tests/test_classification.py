@@ -340,3 +340,12 @@ def test_a_film_gets_the_same_patches_wherever_it_stands_in_a_table() -> None:
     other = sample_centres(lung, 8, film_rng(2020, "shenzhen/CHNCXR_0002_0"))
     again = sample_centres(lung, 8, film_rng(2021, "shenzhen/CHNCXR_0001_0"))
     assert np.array_equal(a, b) and not np.array_equal(a, other) and not np.array_equal(a, again)
+
+
+def test_the_epoch_line_says_how_long_the_rest_should_take() -> None:
+    from patchcxr.training import eta
+
+    assert eta([10.0, 12.0], 3) == "33 s"
+    assert eta([50.0, 70.0], 2) == "2 min 00 s"
+    assert eta([4000.0], 1) == "1 h 06 min"
+    assert eta([10.0], 0) == "0 s" and eta([], 5) == "0 s"

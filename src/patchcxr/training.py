@@ -10,7 +10,8 @@ What it guarantees:
   identical.
 * **Model selection on validation only.** The best epoch by ``select_metric`` (higher is
   better) is kept; optional patience stops early.
-* **Progress** in the log, one line per epoch, and per-epoch metrics to the tracker.
+* **Progress** in the log, one line per epoch (loss, validation score, seconds, ETA), and
+  per-epoch metrics to the tracker.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -53,6 +54,19 @@ def seed_everything(seed: int) -> None:
     """Seed torch (CPU and CUDA) and numpy's global generator."""
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
+
+
+def eta(spent: Sequence[float], remaining: int) -> str:
+    """The time the ``remaining`` epochs should take at the mean pace of those ``spent``
+    (``"0 s"`` when none remain; the patience rule may end a run sooner)."""
+    if remaining <= 0 or not spent:
+        return "0 s"
+    seconds = round(sum(spent) / len(spent) * remaining)
+    return (
+        f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+        if seconds >= 3600
+        else (f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s")
+    )
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -168,6 +182,7 @@ class Trainer:
         scaler = grad_scaler(device, self.precision)
         start = self._restore(result)
         result.epochs_run = start
+        spent: list[float] = []  # seconds of the epochs this process ran
         for epoch in range(start + 1, self.epochs + 1):
             t0 = time.perf_counter()
             seed_everything(epoch_seed(self.seed, epoch))
@@ -210,8 +225,9 @@ class Trainer:
                 result.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.model.state_dict().items()})
             if self.tracker is not None:
                 self.tracker.log_metrics({k: float(v) for k, v in row.items() if k != "epoch"}, step=epoch)
+            spent.append(row["seconds"])
             log.info(
-                "epoch %d/%d: loss %.4f, %s %.4f (best %.4f at %d), %.1f s",
+                "epoch %d/%d: loss %.4f, %s %.4f (best %.4f at %d), %.1f s, ETA %s",
                 epoch,
                 self.epochs,
                 row["train_loss"],
@@ -220,6 +236,7 @@ class Trainer:
                 result.best_score,
                 result.best_epoch,
                 row["seconds"],
+                eta(spent, self.epochs - epoch),
             )
             self._save(epoch, result)
             fault_point(f"epoch:{epoch}", self.resume_path)
