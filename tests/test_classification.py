@@ -125,6 +125,7 @@ def test_training_saves_a_model_that_votes(tmp_path: Path, inputs: tuple[Path, P
     )
     assert md["epochs_run"] == 2 and md["config"]["classifier"]["mode"] == mode
     assert not (tmp_path / "resume" / "state.pt").exists()
+    assert (tmp_path / "progress.png").is_file()  # the run's progress plot beside its history
     from patchcxr.models.classifier import network
     from patchcxr.models.state import load_state
 
@@ -349,3 +350,17 @@ def test_the_epoch_line_says_how_long_the_rest_should_take() -> None:
     assert eta([50.0, 70.0], 2) == "2 min 00 s"
     assert eta([4000.0], 1) == "1 h 06 min"
     assert eta([10.0], 0) == "0 s" and eta([], 5) == "0 s"
+
+
+def test_the_progress_plot_shows_the_losses_and_marks_the_kept_epoch(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from patchcxr.figures import plot_progress
+
+    history = pd.DataFrame(
+        {"epoch": [1, 2, 3], "train_loss": [1.0, 0.7, 0.5], "val_loss": [0.9, 0.6, 0.8], "seconds": [5, 5, 5]}
+    )
+    history.to_csv(tmp_path / "history.tsv", sep="\t", index=False)
+    plot_progress(tmp_path / "history.tsv", tmp_path / "progress.png", select_metric="val_loss", title="run")
+    image = Image.open(tmp_path / "progress.png")
+    assert image.format == "PNG" and image.size[0] > 1000

@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from patchcxr.data.labels import DISPLAY_ORDER, LabelValue
 from patchcxr.io import atomic_write_bytes, encode_png, read_tsv
@@ -327,6 +328,31 @@ def plot_training_curves(histories: dict[str, Path | str], out: Path | str) -> N
         if ax.lines:
             ax.legend(fontsize=6)
         ax.grid(alpha=0.3)
+    _save(fig, out)
+
+
+def plot_progress(history_path: Path | str, out: Path | str, *, select_metric: str, title: str) -> None:
+    """One training run's progress beside its ``history.tsv``: the training loss (and the
+    validation loss where recorded) and the validation score that picks the kept epoch,
+    per epoch, the kept epoch marked."""
+    h = read_tsv(history_path, typed=True)
+    fig, (loss_ax, score_ax) = plt.subplots(1, 2, figsize=(9, 3.4))
+    loss_ax.plot(h["epoch"], h["train_loss"], marker="o", ms=3, lw=1.2, label="training loss")
+    if "val_loss" in h.columns:
+        loss_ax.plot(h["epoch"], h["val_loss"], marker="o", ms=3, lw=1.2, label="validation loss")
+    loss_ax.set(xlabel="epoch", ylabel="loss (the training objective)", title="loss")
+    loss_ax.legend(fontsize=7)
+    if select_metric in h.columns:
+        scores = h[select_metric]
+        best = int(scores.idxmin() if select_metric.endswith("loss") else scores.idxmax())
+        score_ax.plot(h["epoch"], scores, marker="o", ms=3, lw=1.2, color="C2")
+        score_ax.axvline(h["epoch"][best], color="grey", ls=":", lw=1, label=f"kept: epoch {int(h['epoch'][best])}")
+        score_ax.legend(fontsize=7)
+    score_ax.set(xlabel="epoch", ylabel=select_metric, title=f"{select_metric} (picks the kept epoch)")
+    for ax in (loss_ax, score_ax):
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle(f"{title}: {len(h)} epochs", fontsize=9)
     _save(fig, out)
 
 

@@ -56,6 +56,11 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
+def progress_path(history: Path | str) -> Path:
+    """Where a run's progress plot lies: ``progress.png`` beside its ``history.tsv``."""
+    return Path(history).with_name("progress.png")
+
+
 def eta(spent: Sequence[float], remaining: int) -> str:
     """The time the ``remaining`` epochs should take at the mean pace of those ``spent``
     (``"0 s"`` when none remain; the patience rule may end a run sooner)."""
@@ -344,18 +349,26 @@ class TrainingRun:
                 precision=precision,
                 **(metadata or {}),
             )
-            self._save(result, model_file, written, tracker)
+            self._save(result, model_file, written, tracker, select_metric)
         log.info("%s: best epoch %d, %s %.4f", self.name, result.best_epoch, select_metric, result.best_score)
         return written
 
     def _save(
-        self, result: TrainResult, model_file: Mapping[str, Any], metadata: Mapping[str, Any], tracker: Any
+        self,
+        result: TrainResult,
+        model_file: Mapping[str, Any],
+        metadata: Mapping[str, Any],
+        tracker: Any,
+        select_metric: str,
     ) -> None:
         from patchcxr.tracking import write_metadata
 
         files = self.files
+        from patchcxr.figures import plot_progress
+
         atomic_write_bytes(files.model, state_to_bytes({**model_file, "state_dict": result.best_state}))
         write_tsv(files.history, pd.DataFrame(result.history))
+        plot_progress(files.history, progress_path(files.history), select_metric=select_metric, title=self.name)
         write_metadata(files.metadata, metadata)
         if tracker is not None:
             for path in (files.model, files.metadata, files.history):
