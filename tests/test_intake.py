@@ -300,3 +300,32 @@ def test_two_sources_writing_one_patient_namespace_are_a_conflict_row() -> None:
     (row,) = _namespace_conflicts(df)
     assert row["source"] == "coronahack,kermany" and row["kind"] == "shared patient namespace"
     assert "1 id(s) occur in more than one of them" in row["detail"]
+
+
+def test_an_unreadable_folder_and_an_unreadable_table_are_named_not_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Root reads everything, so the permission errors are injected where the OS raises them."""
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "film.png").write_bytes(b"x")
+    (tmp_path / "metadata.csv").write_text("filename,finding\n")
+    scandir, read_bytes = os.scandir, Path.read_bytes
+
+    def locked_scandir(path: Any = ".") -> Any:
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    def locked_read(self: Path) -> bytes:
+        if self.name == "metadata.csv":
+            raise PermissionError(13, "Permission denied", str(self))
+        return read_bytes(self)
+
+    monkeypatch.setattr(os, "scandir", locked_scandir)
+    monkeypatch.setattr(Path, "read_bytes", locked_read)
+    found = {e.path.name: e.problem for e in walk_source(tmp_path)}
+    assert found["locked"] == "folder cannot be read (Permission denied): its files are not indexed"
+    with pytest.raises(
+        SourceLayoutError, match=r"^cohen: metadata file .*metadata.csv cannot be read \(Permission denied\)$"
+    ):
+        read_table(tmp_path / "metadata.csv", ("filename",), "cohen")
