@@ -47,7 +47,7 @@ def run_data_stage(
         files[name] = out / "index" / f"{name}.files.tsv"
         conflicts.append(out / "index" / f"{name}.conflicts.tsv")
         index = read_source(name, spec, rules)
-        table = account_source(name, spec, index, lambda p: display_path(Path(p)))
+        table = account_source(name, spec, index, display_path)
         write_index(index, idx, q, files=table, files_path=files[name], conflicts_path=conflicts[-1])
         quarantine.append(q)
         n = len(read_tsv(idx))

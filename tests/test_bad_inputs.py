@@ -692,14 +692,15 @@ def small_alpha_flattened(c: Copy) -> Expect:
     return Expect(changed={image_id}, check=check)
 
 
-def _mask_refused(c: Copy, rewrite: Callable[[np.ndarray], np.ndarray], reason: str) -> Expect:
+def _mask_refused(c: Copy, write: Callable[[Path, np.ndarray], None], reason: str) -> Expect:
+    """Damage the first lung mask of the first NLM film: ``write(mask, values)`` replaces
+    the file; the film must stay, without masks, and the mask be named with ``reason``."""
     f = c.images("nlm")[0]
     spec = c.specs[c.role("nlm")]
     base = Path(spec.get("masks_path") or spec["path"])
     masks = sorted(p for p in base.rglob(f"{f.stem}*") if p != f and "mask" in str(p.relative_to(base)).lower())
     assert masks, f
-    values = np.asarray(Image.open(masks[0]).convert("L"))
-    Image.fromarray(rewrite(values)).save(masks[0], format="PNG" if masks[0].suffix.lower() == ".png" else "GIF")
+    write(masks[0], np.asarray(Image.open(masks[0]).convert("L")))
     image_id = c.image_id("nlm", f)
 
     def check(manifest: pd.DataFrame) -> None:  # the film stays, without masks
@@ -709,32 +710,35 @@ def _mask_refused(c: Copy, rewrite: Callable[[np.ndarray], np.ndarray], reason: 
     return Expect(masks[0].name, f"mask refused (the film stays, without masks): {reason}", {image_id}, check)
 
 
+def _values_as(rewrite: Callable[[np.ndarray], np.ndarray]) -> Callable[[Path, np.ndarray], None]:
+    """A mask writer that stores ``rewrite(values)`` in the mask's own format."""
+
+    def write(mask: Path, values: np.ndarray) -> None:
+        Image.fromarray(rewrite(values)).save(mask, format="PNG" if mask.suffix.lower() == ".png" else "GIF")
+
+    return write
+
+
 def mask_of_zeros_and_ones(c: Copy) -> Expect:
-    return _mask_refused(c, lambda v: (v >= 128).astype(np.uint8), "mask values {0, 1}")
+    return _mask_refused(c, _values_as(lambda v: (v >= 128).astype(np.uint8)), "mask values {0, 1}")
 
 
 def mask_all_foreground(c: Copy) -> Expect:
-    return _mask_refused(c, lambda v: np.full_like(v, 255), "mask covers every pixel")
+    return _mask_refused(c, _values_as(lambda v: np.full_like(v, 255)), "mask covers every pixel")
 
 
 def mask_animated(c: Copy) -> Expect:
-    def two_frames(v: np.ndarray) -> np.ndarray:
-        return v  # rewritten below as a two-frame GIF under the mask's own name
+    def two_frames(mask: Path, values: np.ndarray) -> None:  # a two-frame GIF under the mask's own name
+        im = Image.fromarray(values)
+        with io.BytesIO() as buf:
+            im.save(buf, format="GIF", save_all=True, append_images=[Image.eval(im, lambda v: 255 - v)])
+            mask.write_bytes(buf.getvalue())
 
-    expect = _mask_refused(c, two_frames, "unreadable mask: 2 frames (an animated or multi-page GIF)")
-    f = c.images("nlm")[0]
-    spec = c.specs[c.role("nlm")]
-    base = Path(spec.get("masks_path") or spec["path"])
-    mask = sorted(p for p in base.rglob(f"{f.stem}*") if p != f and "mask" in str(p.relative_to(base)).lower())[0]
-    im = Image.open(mask).convert("L")
-    with io.BytesIO() as buf:
-        im.save(buf, format="GIF", save_all=True, append_images=[Image.eval(im, lambda v: 255 - v)])
-        mask.write_bytes(buf.getvalue())
-    return expect
+    return _mask_refused(c, two_frames, "unreadable mask: 2 frames (an animated or multi-page GIF)")
 
 
 def mask_empty(c: Copy) -> Expect:
-    return _mask_refused(c, np.zeros_like, "mask is empty")
+    return _mask_refused(c, _values_as(np.zeros_like), "mask is empty")
 
 
 def scr_one_lung(c: Copy) -> Expect:

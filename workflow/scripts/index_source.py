@@ -3,7 +3,6 @@ every file under its folder."""
 
 import logging
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from patchcxr.data.harmonise import display_path, write_index
@@ -23,7 +22,7 @@ def main(name: str, spec: dict[str, Any], labels: dict[str, Any], outputs: dict[
     except SourceLayoutError as err:  # the folder or its metadata: the cause in the log, one line on exit
         logging.getLogger("patchcxr.data").exception("%s", err)
         sys.exit(f"index_source: {err}")
-    files = account_source(name, spec, index, lambda p: display_path(Path(p)))
+    files = account_source(name, spec, index, display_path)
     write_index(
         index,
         outputs["index"],

@@ -127,18 +127,16 @@ def open_checked(path: Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
     except Exception as err:
         if image is not None:
             image.close()
-        raise (err if isinstance(err, DecodeError) else _reason(err, path, max_pixels)) from None
+        raise (err if isinstance(err, DecodeError) else _reason(err, kind, max_pixels)) from None
     finally:
         Image.MAX_IMAGE_PIXELS = limit
 
 
-def _reason(err: Exception, path: Path, max_pixels: int) -> DecodeError:
-    """The quarantine reason of a Pillow failure to open or decode ``path``."""
-    if isinstance(err, UnidentifiedImageError):
-        kind = _signature(path)
-        if kind:  # an image format's signature, yet no reader accepts it: a damaged header
-            return DecodeError(f"corrupt or truncated image: a {kind} file whose header does not read")
-        return DecodeError("not an image file (unidentified format)")
+def _reason(err: Exception, kind: str, max_pixels: int) -> DecodeError:
+    """The quarantine reason of a Pillow failure to open or decode a file whose first bytes
+    say ``kind`` (an allowed format: :func:`open_checked` refuses the others first)."""
+    if isinstance(err, UnidentifiedImageError):  # the signature, yet the header does not read
+        return DecodeError(f"corrupt or truncated image: a {kind} file whose header does not read")
     if isinstance(err, Image.DecompressionBombWarning | Image.DecompressionBombError):
         return DecodeError(f"image too large: {err} (data.max_pixels is {max_pixels})")
     if isinstance(err, OSError | SyntaxError | ValueError):
@@ -194,12 +192,6 @@ def sniff(path: Path) -> str:
 def _not_allowed(kind: str) -> str:
     said = f"its first bytes are those of {kind}" if kind else "its first bytes match no image format"
     return f"not an image file of an allowed format: {said} (allowed: {', '.join(ALLOWED)}); not decoded"
-
-
-def _signature(path: Path) -> str:
-    """The allowed Pillow format whose signature ``path`` starts with, or ``""``."""
-    kind = sniff(path)
-    return kind if kind in PILLOW_FORMATS else ""
 
 
 def _too_large(width: int, height: int, max_pixels: int) -> str:

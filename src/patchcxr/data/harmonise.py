@@ -194,7 +194,7 @@ def write_index(
         log.info(
             "%s: %d rows: %d recorded, %d quarantined, %d ignored %s",
             path,
-            counts.recorded + counts.quarantined + counts.ignored,
+            counts.total,
             counts.recorded,
             counts.quarantined,
             counts.ignored,
@@ -255,8 +255,9 @@ def _read_mask(
     as to its image); values background 0 and ``foreground`` (a 0/1 mask read as 0/255
     would vanish at the threshold), at most ``rules.mask_intermediate`` of the pixels in
     between (the interpolated edges of a resized rendition; thresholded at half the
-    foreground); neither empty nor covering every pixel; the film's aspect ratio
-    (nearest-neighbour resize to ``shape``).
+    foreground); neither empty nor covering every pixel; the film's aspect ratio unless the
+    masks are declared another rendition's (``rendition``: a source's ``masks_path``, whose
+    films may have been squashed to a square); nearest-neighbour resize to ``shape``.
 
     Raises:
         MaskError: naming the mask file and the reason.
@@ -292,16 +293,14 @@ def _read_mask(
             f"mask is not binary: {100 * between:.1f} % of its pixels lie between 0 and {foreground} "
             f"(over {100 * rules.mask_intermediate:g} %, data.intake.mask_intermediate)",
         )
-    binary = values >= foreground / 2
-    if binary.all():
-        raise MaskError(path, "mask covers every pixel of the film")
+    binary = values >= foreground / 2  # not all: the value 0 was found above
     height, width = binary.shape
-    ratio, film = width / height, shape[1] / shape[0]
-    if abs(ratio / film - 1) > rules.max_aspect_difference and not rendition:
+    aspect = abs((width / height) / (shape[1] / shape[0]) - 1)
+    if aspect > rules.max_aspect_difference and not rendition:
         raise MaskError(
             path,
             f"mask is {width} × {height}, its film {shape[1]} × {shape[0]}: another geometry (aspect ratios differ "
-            f"by {100 * abs(ratio / film - 1):.1f} %)",
+            f"by {100 * aspect:.1f} %)",
         )
     if binary.shape != shape:
         resized = Image.fromarray(binary.astype(np.uint8) * 255).resize((shape[1], shape[0]), Image.Resampling.NEAREST)
@@ -539,7 +538,7 @@ def _namespace_conflicts(df: pd.DataFrame) -> list[dict[str, str]]:
 
 def _label_conflicts(df: pd.DataFrame, dup: pd.Series) -> list[dict[str, str]]:
     """The same pixels under different labels: the first in configuration order is kept."""
-    first = df.loc[~dup].drop_duplicates("sha256").set_index("sha256")
+    first = df.loc[~dup].set_index("sha256")
     out = []
     for row in df.loc[dup].itertuples(index=False):
         kept = first.loc[row.sha256]
@@ -622,7 +621,6 @@ def build_manifest(
     df, rejected = _checked_rows(df, row_check)
     q = pd.concat([q, rejected], ignore_index=True)
     dup = df["sha256"].duplicated(keep="first")
-    conflicts = [read_tsv(p) for p in conflicts_paths]
     found = _label_conflicts(df, dup) + _namespace_conflicts(df.loc[~dup])
     if dup.any():
         first = df.drop_duplicates("sha256").set_index("sha256")["image_id"]
@@ -655,11 +653,12 @@ def build_manifest(
         if unbalanced:
             raise RuntimeError(f"intake accounting does not balance for {unbalanced}: see {intake_out}")
     if conflicts_out is not None:
-        table = pd.concat([*conflicts, pd.DataFrame(found, columns=CONFLICT_COLUMNS)], ignore_index=True)
-        table = table.reindex(columns=CONFLICT_COLUMNS).fillna("")
-        for c in table.itertuples(index=False):
-            log.warning("conflict (%s): %s %s; %s", c.kind, c.file, c.detail, c.rule)
-        write_tsv(conflicts_out, table)
+        for c in found:  # each source's own were logged when it was indexed
+            log.warning("conflict (%s): %s %s; %s", c["kind"], c["file"], c["detail"], c["rule"])
+        table = pd.concat(
+            [*(read_tsv(p) for p in conflicts_paths), pd.DataFrame(found, columns=CONFLICT_COLUMNS)], ignore_index=True
+        )
+        write_tsv(conflicts_out, table.reindex(columns=CONFLICT_COLUMNS).fillna(""))
     write_tsv(manifest_path, df)
     write_tsv(quarantine_out, q)
     log.info("manifest: %d images from %d sources; %d quarantined", len(df), df["source"].nunique(), len(q))

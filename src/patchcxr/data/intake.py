@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import errno
 import io
 import os
 import stat
@@ -75,8 +76,6 @@ def _kind(mode: int) -> str:
         return "a socket"
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
         return "a device file"
-    if stat.S_ISDIR(mode):
-        return "a folder"
     return "not a regular file"
 
 
@@ -105,17 +104,12 @@ def walk_source(root: Path) -> list[Entry]:
         for name in files:
             path = base / name
             try:
-                mode = os.lstat(path).st_mode
-                if stat.S_ISLNK(mode):
-                    mode = os.stat(path).st_mode  # where the link leads
-            except RuntimeError:
-                out.append(Entry(path, "a link loop: not opened"))
-                continue
+                mode = os.stat(path).st_mode  # a link's: where it leads
             except OSError as err:
-                if err.errno == 40:  # ELOOP
-                    out.append(Entry(path, "a link loop: not opened"))
-                else:
-                    out.append(Entry(path, f"a broken link or unreadable entry ({err.strerror}): not opened"))
+                problem = (
+                    "a link loop" if err.errno == errno.ELOOP else f"a broken link or unreadable entry ({err.strerror})"
+                )
+                out.append(Entry(path, f"{problem}: not opened"))
                 continue
             out.append(
                 Entry(path) if stat.S_ISREG(mode) else Entry(path, f"{_kind(mode)}, not a regular file: not opened")
@@ -286,7 +280,7 @@ def file_table(
             row |= {
                 "disposition": "metadata",
                 "rule": note,
-                "rows": counts.recorded + counts.quarantined + counts.ignored,
+                "rows": counts.total,
                 "rows_recorded": counts.recorded,
                 "rows_quarantined": counts.quarantined,
                 "rows_ignored": counts.ignored,

@@ -59,6 +59,10 @@ def _coronahack_label(row: Mapping[str, str], rules: LabelRules) -> tuple[str, s
     return rules.classify((row.get("Label_1_Virus_category") or "").strip() or "Pnemonia")
 
 
+#: Kermany's label folders: the folder is the label
+LABEL_FOLDERS = ("NORMAL", "PNEUMONIA")
+
+
 def _label_folder(path: Path, root: Path) -> str:
     """The name of the folder that holds ``path`` (its label folder in Kermany's layout)."""
     return path.parent.name if path.parent != root else ""
@@ -67,19 +71,17 @@ def _label_folder(path: Path, root: Path) -> str:
 def read_kermany(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules) -> SourceIndex:
     index = SourceIndex()
     films = [p for p in source_files(root, "*") if p.suffix.lower() in (".jpeg", ".jpg", ".png")]
-    images = [p for p in films if _label_folder(p, root) in ("NORMAL", "PNEUMONIA")]
-    if not images:
-        raise SourceLayoutError(f"{name}: no chest_xray/<split>/NORMAL|PNEUMONIA/ images under {root}")
+    images = []
     for path in films:
         folder = _label_folder(path, root)
-        if folder in ("NORMAL", "PNEUMONIA"):
+        if folder in LABEL_FOLDERS:
+            images.append(path)
             continue
-        hint = (
-            f" (it differs from {folder.strip().upper()} by case or white space)"
-            if folder.strip().upper() in ("NORMAL", "PNEUMONIA")
-            else ""
-        )
+        near = folder.strip().upper()
+        hint = f" (it differs from {near} by case or white space)" if near in LABEL_FOLDERS else ""
         index.skip(name, path, f"label folder {folder!r} is not NORMAL or PNEUMONIA{hint}: label unknown")
+    if not images:
+        raise SourceLayoutError(f"{name}: no chest_xray/<split>/NORMAL|PNEUMONIA/ images under {root}")
     by_name = {p.name: p for p in films}
     for path in images:
         ident = _kermany_identity(path.stem)
@@ -127,7 +129,7 @@ def read_kermany(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRul
             folder = folder_of.get(image_name)
             if folder is None:
                 return "a CoronaHack row of a film the tree quarantined"
-            if folder and (said.lower() == "normal") != (folder == "NORMAL"):
+            if (said.lower() == "normal") != (folder == "NORMAL"):
                 index.conflict(
                     name,
                     "CSV label against folder",

@@ -81,12 +81,9 @@ def read_csv_source(name: str, root: Path, spec: Mapping[str, Any], rules: Label
     return index
 
 
-def _dicom_problem(ds: Any) -> str:
-    """Why a DICOM header does not describe one chest radiograph frame, or ``""``."""
-    modality = str(getattr(ds, "Modality", "") or "").strip().upper()
-    if modality and modality not in RADIOGRAPH_MODALITIES:
-        return f"DICOM modality {modality}: not a radiograph ({', '.join(RADIOGRAPH_MODALITIES)} accepted)"
-    return ""
+def _modality(ds: Any) -> str:
+    """A DICOM header's modality, upper case, or ``""`` when the tag is absent or blank."""
+    return str(getattr(ds, "Modality", "") or "").strip().upper()
 
 
 def read_dicom_folder(name: str, root: Path, spec: Mapping[str, Any], rules: LabelRules) -> SourceIndex:
@@ -117,9 +114,10 @@ def read_dicom_folder(name: str, root: Path, spec: Mapping[str, Any], rules: Lab
         except Exception as err:
             index.skip(name, path, f"unreadable DICOM header: {type(err).__name__}")
             continue
-        problem = _dicom_problem(ds)
-        if problem:
-            index.skip(name, path, problem)
+        modality = _modality(ds)
+        if modality and modality not in RADIOGRAPH_MODALITIES:
+            accepted = ", ".join(RADIOGRAPH_MODALITIES)
+            index.skip(name, path, f"DICOM modality {modality}: not a radiograph ({accepted} accepted)")
             continue
         raw = labels.get(path.name, spec.get("label", ""))
         label, reason = (raw, None) if raw in LABEL5 else rules.classify(str(raw))
@@ -141,7 +139,7 @@ def read_dicom_folder(name: str, root: Path, spec: Mapping[str, Any], rules: Lab
             label5=label,
             license=spec.get("license", ""),
         )
-        if not str(getattr(ds, "Modality", "") or "").strip():
+        if not modality:
             rec.notes.append("DICOM without a Modality tag: taken as a radiograph")
         if keeps_view(index, rec, rules):
             index.records.append(rec)

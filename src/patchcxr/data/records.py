@@ -73,6 +73,10 @@ class RowCounts:
     ignored: int = 0
     ignored_rules: Counter[str] = field(default_factory=Counter)
 
+    @property
+    def total(self) -> int:
+        return self.recorded + self.quarantined + self.ignored
+
 
 @dataclass
 class SourceIndex:
