@@ -32,8 +32,6 @@ def model_file_problem(segmenter: str, classifier: str) -> str:
     """Why two files are not a segmenter and a patch classifier, in one line, or ``""``:
     a missing file, a file ``weights_only`` refuses, the two swapped, another kind of file,
     or a whole-image (global) classifier where the K-patch vote needs a local one."""
-    import json as _json
-
     from patchcxr.models.state import load_state
 
     states = {}
@@ -51,7 +49,7 @@ def model_file_problem(segmenter: str, classifier: str) -> str:
         return f"{segmenter} is not a segmentation model file (results/segmentation/<model>/…/model.pt expected)"
     if "classes" not in clf or "settings" not in clf:
         return f"{classifier} is not a classifier model file (results/classification/local/seed_<n>/model.pt expected)"
-    mode = _json.loads(clf["settings"]).get("mode", "")
+    mode = json.loads(clf["settings"]).get("mode", "")
     if mode != "local":
         return (
             f"{classifier} is a {mode or 'non-patch'} (whole-image) classifier: patchcxr predict votes over K "

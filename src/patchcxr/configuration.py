@@ -118,9 +118,12 @@ def _key_path(path: Any) -> str:
     return ".".join(str(p) for p in path) or "(top level)"
 
 
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
+def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _short(value: Any) -> str:
+    return _clip(repr(value), 60)
 
 
 def schema_errors(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
@@ -149,8 +152,7 @@ def schema_errors(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[
                 + (f" ({described})" if described else "")
             )
         else:
-            message = err.message if len(err.message) <= 160 else err.message[:159] + "…"
-            lines.append(f"{where}: {message}")
+            lines.append(f"{where}: {_clip(err.message, 160)}")
     lines = list(dict.fromkeys(lines))
     if len(lines) > MAX_SCHEMA_ERRORS:
         lines = [*lines[:MAX_SCHEMA_ERRORS], f"… and {len(lines) - MAX_SCHEMA_ERRORS} more"]
