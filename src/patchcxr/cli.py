@@ -49,13 +49,17 @@ def model_file_problem(segmenter: str, classifier: str) -> str:
         return f"{segmenter} is not a segmentation model file (results/segmentation/<model>/…/model.pt expected)"
     if "classes" not in clf or "settings" not in clf:
         return f"{classifier} is not a classifier model file (results/classification/local/seed_<n>/model.pt expected)"
-    mode = json.loads(clf["settings"]).get("mode", "")
-    if mode != "local":
-        return (
-            f"{classifier} is a {mode or 'non-patch'} (whole-image) classifier: patchcxr predict votes over K "
-            "patches of a local (patch) classifier (results/classification/local/seed_<n>/model.pt)"
-        )
-    return ""
+    return _not_local(classifier, json.loads(clf["settings"]).get("mode", ""))
+
+
+def _not_local(classifier: str, mode: str) -> str:
+    """Why a classifier of ``mode`` cannot give the K-patch vote, or ``""`` for a local one."""
+    if mode == "local":
+        return ""
+    return (
+        f"{classifier} is a {mode or 'non-patch'} (whole-image) classifier: patchcxr predict votes over K "
+        "patches of a local (patch) classifier (results/classification/local/seed_<n>/model.pt)"
+    )
 
 
 def _tie(names: Sequence[str], votes: Sequence[int]) -> str:
@@ -78,9 +82,10 @@ def _predict(args: argparse.Namespace) -> int:
     if args.precision not in PRECISIONS:
         print(f"patchcxr: --precision must be one of {', '.join(PRECISIONS)}, got {args.precision!r}", file=sys.stderr)
         return 2
-    problem = model_file_problem(args.segmenter, args.classifier)
-    if problem:
-        print(f"patchcxr: {problem}", file=sys.stderr)
+    missing = [f"no such {kind} model file: {path}" for path, kind in ((args.segmenter, "segmenter"),
+               (args.classifier, "classifier")) if not Path(path).is_file()]  # fmt: skip
+    if missing:
+        print(f"patchcxr: {missing[0]}", file=sys.stderr)
         return 2
     runtime = Runtime(device=args.device, precision=args.precision, threads=args.threads)
     runtime.start()
@@ -88,13 +93,18 @@ def _predict(args: argparse.Namespace) -> int:
         if runtime.torch_device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("no CUDA device")
         models = load_models(args.segmenter, args.classifier, runtime=runtime)
-    except (RuntimeError, AssertionError) as err:  # a device this machine does not have
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"patchcxr: device {args.device!r} is not available here ({first}): try --device cpu", file=sys.stderr)
+    except (RuntimeError, AssertionError, OSError, ValueError, KeyError) as err:
+        # the files are read again only now, to name what is wrong with them: a file of
+        # another kind, the two swapped, a hostile pickle; else the device is missing
+        problem = model_file_problem(args.segmenter, args.classifier)
+        if not problem and isinstance(err, RuntimeError | AssertionError):
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            problem = f"device {args.device!r} is not available here ({first}): try --device cpu"
+        print(f"patchcxr: {problem or f'cannot load the models: {type(err).__name__}: {err}'}", file=sys.stderr)
         return 2
-    except (OSError, ValueError, KeyError) as err:
-        # a file of another kind that the check above did not catch: one line, no traceback
-        print(f"patchcxr: cannot load the models: {type(err).__name__}: {err}", file=sys.stderr)
+    problem = _not_local(args.classifier, models.classifier.settings.mode)
+    if problem:
+        print(f"patchcxr: {problem}", file=sys.stderr)
         return 2
     names = models.classifier.classes
     init = models.classifier.initialisation
