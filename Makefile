@@ -60,9 +60,11 @@ demo: setup  ## run the whole workflow on built-in synthetic data (under 10 minu
 	@echo "HTML report: $(BIN)/snakemake --report results/report.html --configfile config/config.yaml config/demo.yaml"
 	@echo "MLflow runs: make ui. Rule logs: logs/; per-rule timings: benchmarks/."
 
-real: setup  ## the method on 643 real Shenzhen films + the sample's JSRT/Montgomery (needs ../shared; ~27 min on 2 cores with PROFILE=profiles/cpu-bf16)
-	@test -d ../shared/data/cxr-shenzhen512 || { echo "make real needs ../shared/data/cxr-shenzhen512 and ../shared/data/cxr-sample (see config/real.yaml)"; exit 2; }
-	$(BIN)/snakemake --cores $(CORES) $(PROFILE_ARG) --configfile config/config.yaml config/real.yaml
+real: setup  ## the method on real films: 643 Shenzhen films + JSRT/Montgomery (../shared copies; without them, the public downloads of config/real-public.yaml)
+	@if [ -d ../shared/data/cxr-shenzhen512 ]; then overlay=config/real.yaml; else \
+		overlay="config/real.yaml config/real-public.yaml"; \
+		echo "no ../shared/data/cxr-shenzhen512: the public downloads (config/real-public.yaml; JSRT and SCR need a registration, the workflow says where)"; fi; \
+	set -x; $(BIN)/snakemake --cores $(CORES) $(PROFILE_ARG) --configfile config/config.yaml $$overlay
 	@echo "Real-data results: results/paper/ (tables, figures); docs/results.md records a measured run."
 
 dev4: setup  ## a real four-class cohort (Shenzhen, Kermany, Cohen; classes tied to sources), MobileNetV2 ImageNet (needs ../shared)

@@ -59,9 +59,11 @@ def test_predict_prints_classes_writes_overlays_and_reports_bad_files(tmp_path: 
         assert Path(r["saliency_overlay"]).is_file()
         assert r["saliency_class"] == r["class"]  # the predicted class unless --target names one
         assert r["mask_source"] == "predicted"
-    # overlays at the film's geometry, long side at least 1024 (the input was 128²)
+    # overlays of the whole film at its geometry (portrait a, square c, landscape b), with a
+    # title and a colour bar, at least 1024 px wide (the input was 128²)
     sizes = {Path(r["image"]).name: Image.open(r["saliency_overlay"]).size for r in results}
-    assert sizes == {"a.png": (819, 1024), "b.jpg": (1024, 922), "c.dcm": (1024, 1024)}
+    aspect = {name: h / w for name, (w, h) in sizes.items()}
+    assert aspect["a.png"] > aspect["c.dcm"] > aspect["b.jpg"] and min(w for w, _ in sizes.values()) >= 1024
     # loading models to predict says nothing about how they were trained
     assert "scratch" not in proc.stderr and "train" not in proc.stderr.lower()
     base = [sys.executable, "-m", "patchcxr.cli", "predict", str(tmp_path / "a.png"), "--segmenter", str(seg)]
@@ -254,8 +256,14 @@ def test_predict_flags_a_tie_a_scratch_model_and_writes_to_its_own_folder(
         == 0
     )
     captured = capsys.readouterr()
-    assert "was trained from scratch" in captured.err
-    assert (tmp_path / DEFAULT_OUT / "a.saliency.png").is_file()
+    assert "was trained from scratch" in captured.err and "synthetic" not in captured.err
+    overlay = Image.open(tmp_path / DEFAULT_OUT / "a.saliency.png")
+    # the whole film, at print resolution, with a colour bar beside it: wider than the film
+    assert overlay.size[0] >= 1024 and min(overlay.info["dpi"]) >= 199
+    phantom = _rewrite(cls, tmp_path / "phantom.pt", synthetic_sources=["jsrt", "cohen"])
+    assert main(["predict", "a.png", "--segmenter", str(seg), "--classifier", str(phantom), "--k", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "was trained on synthetic phantoms (jsrt, cohen): its calls on real films mean nothing" in err
     with pytest.raises(SystemExit):
         main(["--version"])
     assert capsys.readouterr().out.startswith("patchcxr 0.")

@@ -23,6 +23,7 @@ from tests.conftest import ROOT, SCHEMA, load_config, merge
         (".test/config.yaml",),
         ("config/real.yaml",),
         ("config/real.yaml", "config/real-scratch.yaml", "config/seeds3.yaml"),
+        ("config/real.yaml", "config/real-public.yaml"),
         ("config/dev4.yaml",),
         ("config/dev4.yaml", "config/dev4-scratch.yaml"),
         ("config/sample.yaml",),

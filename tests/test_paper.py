@@ -75,6 +75,9 @@ def test_index_lists_every_file_with_its_caption(tmp_path: Path) -> None:
     write_index({"a.tsv": "Line one\n  line two.", "b.png": "B."}, tmp_path / "README.md")
     text = (tmp_path / "README.md").read_text()
     assert "## a.tsv\n\nLine one line two.\n" in text and "## b.png\n\nB.\n" in text
+    assert "SYNTHETIC" not in text
+    write_index({"a.tsv": "A."}, tmp_path / "README.md", "SYNTHETIC DATA: measures nothing.")
+    assert "> **SYNTHETIC DATA: measures nothing.**" in (tmp_path / "README.md").read_text()
 
 
 def test_saliency_figure_and_training_curves_are_drawn_from_tables(tmp_path: Path) -> None:
@@ -346,6 +349,12 @@ def test_a_table_is_built_from_its_registry_inputs(tmp_path: Path) -> None:
         {"model": ["unet"], "preprocessing": ["equalised"], "dataset": ["jsrt"], "structure": ["both lungs"]}
     ).assign(jaccard_mean=[0.9])
     summary.to_csv(tmp_path / "summary.tsv", sep="\t", index=False)
-    text = metrics_text({"summary": [str(tmp_path / "summary.tsv")], "seeds": [], "verdict": []})
-    assert json.loads(text) == {"classification": {}, "segmentation": {"unet/equalised/jsrt": {"jaccard": 0.9}}}
+    text = metrics_text({"summary": [str(tmp_path / "summary.tsv")], "seeds": [], "verdict": []}, [], "")
+    assert json.loads(text) == {
+        "classification": {},
+        "segmentation": {"unet/equalised/jsrt": {"jaccard": 0.9}},
+        "data": {"synthetic": False, "synthetic_sources": [], "note": ""},
+    }
+    made = metrics_text({"summary": [str(tmp_path / "summary.tsv")], "seeds": [], "verdict": []}, ["jsrt"], "X")
+    assert json.loads(made)["data"] == {"synthetic": True, "synthetic_sources": ["jsrt"], "note": "X"}
     assert text.endswith("}\n")

@@ -241,6 +241,12 @@ def test_every_training_and_evaluation_run_is_nested_in_the_pipeline_run(ci_run:
     children = runs[runs["tags.patchcxr.stage"] != "pipeline"]
     assert (children["tags.mlflow.parentRunId"] == pipeline["run_id"]).all()
     assert (children["status"] == "FINISHED").all()
+    # the parent spans the pipeline (closed by the workflow's end), each run names its rule
+    parent = runs[runs["tags.patchcxr.stage"] == "pipeline"].iloc[0]
+    assert parent["status"] == "FINISHED" and parent["end_time"] >= children["end_time"].max()
+    assert set(children["tags.mlflow.source.name"]) == {
+        f"rule {r}" for r in ("train_classifier", "train_segmentation", "evaluate_classifier", "evaluate_segmentation")
+    }
     manifest_sha = sha256_file(ci_run / "results" / "data" / "manifest.tsv")
     assert (children["params.provenance.sha256.manifest"] == manifest_sha).all()
     assert (children["tags.patchcxr.data_version"] == f"manifest-{manifest_sha[:16]}").all()

@@ -114,6 +114,12 @@ def _predict(args: argparse.Namespace) -> int:
             "method starts from ImageNet; docs/results.md shows what that costs on real films",
             file=sys.stderr,
         )
+    if models.classifier.synthetic_sources:
+        print(
+            f"patchcxr: warning: {args.classifier} was trained on synthetic phantoms "
+            f"({', '.join(models.classifier.synthetic_sources)}): its calls on real films mean nothing",
+            file=sys.stderr,
+        )
     if args.target is not None and args.target not in names:
         known = ", ".join(names)
         print(f"patchcxr: --target {args.target!r} is not a class of this classifier: {known}", file=sys.stderr)

@@ -56,6 +56,40 @@ def enabled_sources(config: Mapping[str, Any]) -> list[str]:
     return [name for name, spec in config["sources"].items() if spec.get("enabled", True)]
 
 
+#: where the workflow writes the synthetic sources it generates (rule synthetic_source)
+SYNTHETIC_ROOT = "results/synthetic"
+
+
+def made_by_workflow(config: Mapping[str, Any], path: str) -> bool:
+    """Whether ``path`` is the folder of a synthetic source this configuration generates."""
+    return path in {f"{SYNTHETIC_ROOT}/{s}" for s in config["synthetic"]["sources"]}
+
+
+def synthetic_inputs(config: Mapping[str, Any]) -> list[str]:
+    """The enabled sources whose films are the workflow's synthetic phantoms (their ``path``
+    is a generated folder), in configuration order."""
+    return [n for n in enabled_sources(config) if made_by_workflow(config, config["sources"][n].get("path") or "")]
+
+
+def data_banner(config: Mapping[str, Any]) -> str:
+    """One sentence that says the results measure nothing when their films are synthetic
+    (every report page, caption, ``metrics.json`` and ``results/paper/README.md`` carry it);
+    empty when every enabled source is real data."""
+    made, enabled = synthetic_inputs(config), enabled_sources(config)
+    if not made:
+        return ""
+    names = ", ".join(made)
+    if len(made) == len(enabled):
+        return (
+            f"SYNTHETIC DATA: every film of this run is a phantom the workflow generated ({names}). "
+            "Its numbers test the software; they measure nothing about chest radiographs or COVID-19."
+        )
+    return (
+        f"PARTLY SYNTHETIC DATA: {len(made)} of {len(enabled)} enabled sources are phantoms the workflow "
+        f"generated ({names}). Numbers that pool them with real films measure nothing about chest radiographs."
+    )
+
+
 def cross_key_errors(config: Mapping[str, Any]) -> list[str]:
     """Disagreements between keys of a schema-valid ``config`` (defaults filled in), one
     message each, in the order of the configuration file."""

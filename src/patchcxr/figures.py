@@ -20,6 +20,13 @@ from patchcxr.data.labels import DISPLAY_ORDER, LabelValue
 from patchcxr.io import atomic_write_bytes, encode_png, read_tsv
 from patchcxr.preprocess import resize_labels
 
+#: resolution of every figure: print quality (a journal's minimum for line art is 300, for
+#: halftones 200-300)
+FIGURE_DPI = 200
+#: below this many films a group is drawn as its points, not as a box (a box of 2 points
+#: pretends quartiles it has not got); the workflow passes statistics.min_patients
+MIN_BOX_N = 10
+
 
 def _save(fig: plt.Figure, out: Path | str) -> None:
     import io
@@ -28,7 +35,7 @@ def _save(fig: plt.Figure, out: Path | str) -> None:
     fig.savefig(
         buf,
         format=Path(out).suffix.lstrip(".") or "png",
-        dpi=150,
+        dpi=FIGURE_DPI,
         bbox_inches="tight",
         metadata={"Software": None} if str(out).endswith(".png") else None,
     )
@@ -36,23 +43,77 @@ def _save(fig: plt.Figure, out: Path | str) -> None:
     atomic_write_bytes(out, buf.getvalue())
 
 
-def plot_segmentation_scores(scores_path: Path | str, out: Path | str) -> None:
-    """Box plots of per-image Jaccard: one panel per held-out data set, one box per
-    structure × model × preprocessing (the paper's segmentation comparison, §4.5)."""
+def _groups(
+    ax: plt.Axes,
+    data: list[np.ndarray],
+    labels: list[str],
+    *,
+    min_n: int,
+    colours: list[str] | None = None,
+    horizontal: bool = False,
+) -> list[int]:
+    """One group per position: a box plot with its points where the group has ``min_n``
+    values or more, its points and a median bar alone below that; each label gets its n.
+    Returns the indices of the groups drawn as boxes."""
+    rng = np.random.default_rng(0)
+    pos = np.arange(1, len(data) + 1)
+    big = [i for i, d in enumerate(data) if len(d) >= min_n]
+    if big:
+        ax.boxplot(
+            [data[i] for i in big],
+            positions=pos[big],
+            orientation="horizontal" if horizontal else "vertical",
+            showfliers=False,
+            widths=0.6,
+            medianprops={"color": "black"},
+        )
+    for i, d in enumerate(data):
+        jitter = pos[i] + rng.uniform(-0.15, 0.15, len(d))
+        colour = colours[i] if colours else "tab:blue"
+        x, y = (d, jitter) if horizontal else (jitter, d)
+        ax.scatter(x, y, s=9, alpha=0.65, color=colour, zorder=3)
+        if i not in big and len(d):
+            m = float(np.median(d))
+            across = [pos[i] - 0.3, pos[i] + 0.3]
+            bx, by = ([m, m], across) if horizontal else (across, [m, m])
+            ax.plot(bx, by, color="black", lw=1.5, zorder=4)
+    ticks = [f"{label} (n={len(d)})" for label, d in zip(labels, data, strict=True)]
+    if horizontal:
+        ax.set_yticks(pos, ticks)
+        ax.set_ylim(len(data) + 0.5, 0.5)
+    else:
+        ax.set_xticks(pos, ticks)
+        ax.set_xlim(0.5, len(data) + 0.5)
+    return big
+
+
+def _below_min_note(data: list[np.ndarray], min_n: int) -> str:
+    return f"; groups under n = {min_n}: points and median" if any(len(d) < min_n for d in data) else ""
+
+
+def plot_segmentation_scores(scores_path: Path | str, out: Path | str, *, min_n: int = MIN_BOX_N) -> None:
+    """Per-image Jaccard: one panel per held-out data set, one row per structure × model ×
+    preprocessing (the paper's segmentation comparison, §4.5); a box where a group has
+    ``min_n`` images or more, its points otherwise."""
     scores = read_tsv(scores_path, typed=True)
     datasets = sorted(scores["dataset"].unique()) or ["(none)"]
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4.2), squeeze=False)
+    keys = ["structure", "model", "preprocessing"]
+    n_groups = max([len(scores[scores["dataset"] == d].groupby(keys)) for d in datasets])
+    size = (5.2 * len(datasets), 1.2 + 0.32 * max(4, n_groups))
+    fig, axes = plt.subplots(1, len(datasets), figsize=size, squeeze=False, layout="constrained")
+    note = ""
     for ax, dataset in zip(axes[0], datasets, strict=True):
         part = scores[scores["dataset"] == dataset]
-        groups = part.groupby(["structure", "model", "preprocessing"])["jaccard"]
-        labels = [f"{s}\n{m}/{p}" for (s, m, p) in groups.groups]
-        ax.boxplot([g.to_numpy() for _, g in groups], tick_labels=labels, showfliers=True)
-        ax.set_title(f"{dataset} (n = {part['image_id'].nunique()})")
-        ax.set_ylabel("Jaccard index")
-        ax.set_ylim(0, 1)
-        ax.tick_params(axis="x", labelrotation=90, labelsize=7)
-        ax.grid(axis="y", alpha=0.3)
-    fig.suptitle("Segmentation on held-out images")
+        groups = part.groupby(keys)["jaccard"]
+        data = [g.to_numpy(float) for _, g in groups]
+        _groups(ax, data, [f"{s} · {m}/{p}" for (s, m, p) in groups.groups], min_n=min_n, horizontal=True)
+        note = note or _below_min_note(data, min_n)
+        ax.set_title(f"{dataset}: n = {part['image_id'].nunique()} held-out images", fontsize=9)
+        ax.set_xlabel("Jaccard index per image (0-1)")
+        ax.set_xlim(0, 1)
+        ax.tick_params(axis="y", labelsize=7)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(f"Segmentation on held-out images{note}", fontsize=10)
     _save(fig, out)
 
 
@@ -61,6 +122,16 @@ def plot_segmentation_scores(scores_path: Path | str, out: Path | str) -> None:
 CLASS_COLOURS = dict(
     zip(DISPLAY_ORDER, ["#4c72b0", "#dd8452", "#55a868", "#8172b3", "#c44e52", "#c44e52"], strict=True)
 )
+
+
+#: each biomarker's axis label, with its unit
+FEATURE_UNITS = {
+    "intensity_mean": "mean lung grey level (preprocessed, 0-255)",
+    "intensity_std": "sd of lung grey level (preprocessed, 0-255)",
+    "ctr": "cardiothoracic ratio (cardiac / thoracic width)",
+    "intra_inter_ratio": "within- / between-patch variance of lung grey level",
+    "lung_area_px": "lung area (pixels at the film's resolution)",
+}
 
 
 def _stars(p: float) -> str:
@@ -77,6 +148,7 @@ def plot_feature_boxes(
     *,
     reference: str = "covid19",
     label: str = "label5",
+    min_n: int = MIN_BOX_N,
 ) -> None:
     """Per-class box plots with the points, and significance marks against ``reference``
     (Holm-adjusted Mann–Whitney over all images, from ``tests.tsv``) — the paper's marker
@@ -85,13 +157,13 @@ def plot_feature_boxes(
     tests = read_tsv(tests_path, typed=True)
     tests = tests[(tests["scope"] == "all") & (tests["test"] == "mann-whitney")]
     classes = [c for c in DISPLAY_ORDER if c in set(df[label].dropna())]
-    fig, axes = plt.subplots(1, len(features), figsize=(4.2 * len(features), 4), squeeze=False)
-    rng = np.random.default_rng(0)
+    fig, axes = plt.subplots(1, len(features), figsize=(4.2 * len(features), 4.4), squeeze=False)
+    note = ""
     for ax, feature in zip(axes[0], features, strict=True):
-        data = [df.loc[df[label] == c, feature].dropna().to_numpy() for c in classes]
-        ax.boxplot(data, tick_labels=classes, showfliers=False)
+        data = [df.loc[df[label] == c, feature].dropna().to_numpy(float) for c in classes]
+        _groups(ax, data, classes, min_n=min_n, colours=[CLASS_COLOURS[c] for c in classes])
+        note = note or _below_min_note(data, min_n)
         for i, (c, values) in enumerate(zip(classes, data, strict=True), start=1):
-            ax.scatter(i + rng.uniform(-0.15, 0.15, len(values)), values, s=8, alpha=0.6, color=CLASS_COLOURS[c])
             if c == reference or reference not in classes:
                 continue
             hit = tests[
@@ -113,9 +185,14 @@ def plot_feature_boxes(
                     fontsize=8,
                 )
         ax.set_title(feature.replace("_", " "), pad=14)
+        ax.set_ylabel(FEATURE_UNITS.get(feature, feature))
         ax.tick_params(axis="x", labelrotation=45, labelsize=8)
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(f"Lung biomarkers per class (marks: Holm-adjusted Mann-Whitney vs {reference})", y=1.04)
+    fig.suptitle(
+        f"Lung biomarkers per class, n = {len(df)} films (marks: Holm-adjusted Mann-Whitney vs {reference}{note})",
+        y=1.04,
+        fontsize=10,
+    )
     _save(fig, out)
 
 
@@ -128,9 +205,10 @@ def plot_ctr_scatter(features_path: Path | str, out: Path | str, label: str = "l
         ax.scatter(
             part["ctr"], part["intensity_std"], s=14, alpha=0.7, label=f"{c} (n={len(part)})", color=CLASS_COLOURS[c]
         )
-    ax.set_xlabel("cardiothoracic ratio")
-    ax.set_ylabel("std of lung intensity (preprocessed, 0-255)")
-    ax.legend(fontsize=8)
+    ax.set_xlabel(FEATURE_UNITS["ctr"])
+    ax.set_ylabel(FEATURE_UNITS["intensity_std"])
+    ax.set_title(f"Cardiothoracic ratio and lung texture, n = {len(df)} films", fontsize=9)
+    ax.legend(fontsize=8, title="class", title_fontsize=8)
     ax.grid(alpha=0.3)
     _save(fig, out)
 
@@ -143,31 +221,43 @@ def plot_lung_histograms(hist_path: Path | str, out: Path | str) -> None:
         for source, part in df[df["stage"] == stage].groupby("source"):
             centres = (part["bin_low"] + part["bin_high"]) / 2
             ax.plot(centres, part["density"], label=source, lw=1.2)
-        ax.set_title(f"lung intensities, {title}")
-        ax.set_xlabel("grey level")
+        ax.set_title(f"lung intensities, {title}", fontsize=9)
+        ax.set_xlabel("grey level (0-255)")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("share of lung pixels")
-    axes[1].legend(fontsize=7)
+    axes[0].set_ylabel("share of lung pixels per bin")
+    counts = df.groupby("source")["n_images"].max() if "n_images" in df.columns else None
+    handles, names = axes[1].get_legend_handles_labels()
+    if counts is not None:
+        names = [f"{n} (n={int(counts.get(n, 0))})" for n in names]
+    axes[1].legend(handles, names, fontsize=7, title="source", title_fontsize=7)
+    fig.suptitle("Lung-intensity distribution per source, before and after the paper's preprocessing", fontsize=10)
     _save(fig, out)
 
 
 def plot_segmentation_examples(examples_path: Path | str, out: Path | str) -> None:
-    """The paper's Fig. 3: one row per class, images with heart and lung contours (the
-    images and masks named in ``examples.tsv``)."""
+    """The paper's Fig. 3: one column per class, images with the predicted heart and lung
+    contours (the images and masks named in ``examples.tsv``), a legend of the contours."""
+    from matplotlib.lines import Line2D
     from PIL import Image
 
     df = read_tsv(examples_path, typed=True).fillna("")
     classes = [c for c in DISPLAY_ORDER if c in set(df["label5"])]
     per = max([len(df[df["label5"] == c]) for c in classes], default=1)
-    fig, axes = plt.subplots(max(1, len(classes)), per, figsize=(2.6 * per, 2.6 * max(1, len(classes))), squeeze=False)
+    fig, axes = plt.subplots(
+        per,
+        max(1, len(classes)),
+        figsize=(2.6 * max(2, len(classes)), 2.8 * per + 0.6),
+        squeeze=False,
+        layout="constrained",
+    )
     for ax in axes.ravel():
         ax.axis("off")
-    for r, c in enumerate(classes):
+    for col, c in enumerate(classes):
         for k, row in enumerate(df[df["label5"] == c].itertuples()):
             img = Image.open(row.image_path)
-            scale = 256 / max(img.size)
+            scale = 512 / max(img.size)
             size = (max(1, round(img.size[0] * scale)), max(1, round(img.size[1] * scale)))
-            ax = axes[r, k]
+            ax = axes[k, col]
             ax.imshow(np.asarray(img.convert("L").resize(size)), cmap="gray")
             if row.mask_path:
                 lab = np.asarray(Image.open(row.mask_path).resize(size, Image.Resampling.NEAREST))
@@ -175,11 +265,17 @@ def plot_segmentation_examples(examples_path: Path | str, out: Path | str) -> No
                     if (lab == value).any():
                         ax.contour(lab == value, levels=[0.5], colors=colour, linewidths=0.8)
             ax.set_title(f"{c}: {row.image_id.split('/', 1)[1][:18]}", fontsize=7)
+    keys = [Line2D([], [], color=c, lw=1.5) for c in ("red", "lime", "deepskyblue")]
+    fig.legend(
+        keys, ["heart", "left lung", "right lung"], loc="outside lower center", ncol=3, fontsize=8, frameon=False
+    )
+    fig.suptitle(f"Predicted heart and lung contours: {len(df)} films, {len(classes)} classes", fontsize=10)
     _save(fig, out)
 
 
-def plot_confusion(table_path: Path | str, out: Path | str) -> None:
-    """Confusion matrix: colour = share of the true class, text = count (share)."""
+def plot_confusion(table_path: Path | str, out: Path | str, *, title: str = "") -> None:
+    """Confusion matrix: colour = share of the true class, text = count (share); the title
+    names the run (``title``: model and seed) and the films counted."""
     df = read_tsv(table_path, typed=True)
     names = list(dict.fromkeys(df["true"]))
     frac = df.pivot(index="true", columns="predicted", values="row_fraction").loc[names, names]
@@ -200,13 +296,14 @@ def plot_confusion(table_path: Path | str, out: Path | str) -> None:
             )
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
     ax.set_yticks(range(len(names)), names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true class")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(f"{title + ': ' if title else ''}test split, n = {int(count.to_numpy().sum())} films", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true class (0-1)")
     _save(fig, out)
 
 
-def plot_saliency(table_path: Path | str, out: Path | str, per_row: int = 5) -> None:
+def plot_saliency(table_path: Path | str, out: Path | str, per_row: int = 5, *, title: str = "") -> None:
     """The paper's Fig. 9: probabilistic Grad-CAM overlays of the test images, with the
     ground-truth lesion boxes (synthetic data) in white and the map's peak within the lung
     as a cross (green: inside a lesion box, the pointing game's hit; red: a miss)."""
@@ -216,7 +313,7 @@ def plot_saliency(table_path: Path | str, out: Path | str, per_row: int = 5) -> 
     n = max(1, len(df))
     cols = min(per_row, n)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.8 * cols, 3.0 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.8 * cols + 1.0, 3.0 * rows + 0.6), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, r in zip(axes.ravel(), df.itertuples(), strict=False):
@@ -233,10 +330,32 @@ def plot_saliency(table_path: Path | str, out: Path | str, per_row: int = 5) -> 
         ax.set_title(f"{r.image_id.split('/', 1)[-1][:20]}\np={float(r.mean_probability):.2f}{verdict}", fontsize=7)
     if df.empty:
         axes[0, 0].text(0.5, 0.5, "no test image of the target class", ha="center", va="center")
+    from matplotlib import cm, colors
+    from matplotlib.lines import Line2D
+
+    bar = fig.colorbar(
+        cm.ScalarMappable(norm=colors.Normalize(0, 1), cmap="jet"), ax=axes.ravel().tolist(), fraction=0.02, pad=0.02
+    )
+    bar.set_label("Grad-CAM saliency (share of the film's peak)")
+    boxed = bool(df["lesion_boxes"].fillna("").astype(str).str.len().gt(0).any()) if len(df) else False
+    keys, names = [Line2D([], [], color="white", marker="+", ls="", mew=1.8, mec="black")], ["peak of the map"]
+    if boxed:
+        keys = [
+            Line2D([], [], color="white", marker="s", mfc="none", ls="", mec="black"),
+            Line2D([], [], color="lime", marker="+", ls="", mew=1.8),
+            Line2D([], [], color="red", marker="+", ls="", mew=1.8),
+        ]
+        names = ["lesion box (synthetic truth)", "peak inside a lesion", "peak outside"]
+    fig.legend(keys, names, loc="lower center", ncol=3, fontsize=7, frameon=False)
+    fig.suptitle(
+        f"{title + ': ' if title else ''}probabilistic Grad-CAM, n = {len(df)} test films "
+        "(p: the vote's probability of the class)",
+        fontsize=9,
+    )
     _save(fig, out)
 
 
-def plot_reliability(table_path: Path | str, out: Path | str) -> None:
+def plot_reliability(table_path: Path | str, out: Path | str, *, title: str = "") -> None:
     """Reliability diagram of the soft vote (``reliability.tsv``): accuracy against mean
     confidence per confidence bin, as it comes, temperature-scaled and prior-corrected then
     temperature-scaled, the diagonal being perfect calibration; the legend gives each
@@ -256,7 +375,8 @@ def plot_reliability(table_path: Path | str, out: Path | str) -> None:
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("confidence (soft-vote probability of the class chosen)")
-    ax.set_ylabel("accuracy")
+    ax.set_ylabel("accuracy in the bin (share correct)")
+    ax.set_title(f"{title + ': ' if title else ''}calibration on the test split", fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
     _save(fig, out)
 
@@ -313,21 +433,24 @@ def plot_training_curves(histories: dict[str, Path | str], out: Path | str) -> N
     """Training curves from each model's ``history.tsv``: the validation score used for model
     selection (segmentation: mean Jaccard; classifiers: macro-F1 of the K-patch vote) and the
     training loss, per epoch. Keys name the models (``segmentation/…``, ``classification/…``)."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.4), layout="constrained")
     for name, path in sorted(histories.items()):
         h = read_tsv(path, typed=True)
         score = "val_mean_jaccard" if "val_mean_jaccard" in h.columns else "val_macro_f1"
         ax = axes[0] if score == "val_mean_jaccard" else axes[1]
         ax.plot(h["epoch"], h[score], label=name.split("/", 1)[-1], lw=1.2)
         axes[2].plot(h["epoch"], h["train_loss"], label=name, lw=1.0)
-    axes[0].set(title="segmentation", xlabel="epoch", ylabel="validation mean Jaccard")
-    axes[1].set(title="classification", xlabel="epoch", ylabel="validation macro-F1 (vote)")
-    axes[2].set(title="training loss", xlabel="epoch", ylabel="loss")
+    axes[0].set(title="segmentation", xlabel="epoch", ylabel="validation mean Jaccard (0-1)")
+    axes[1].set(title="classification", xlabel="epoch", ylabel="validation macro-F1 of the vote (0-1)")
+    axes[2].set(title="training loss", xlabel="epoch", ylabel="loss (log scale)")
     axes[2].set_yscale("log")
     for ax in axes:
         if ax.lines:
-            ax.legend(fontsize=6)
+            # below the panel: a legend inside covers the curves
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False)
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle(f"Training curves of {len(histories)} networks (first training seed)", fontsize=10)
     _save(fig, out)
 
 
@@ -378,17 +501,47 @@ def mask_overlay_png(pixels: np.ndarray, labels: np.ndarray, size: int = 256) ->
     return encode_png(rgb.astype(np.uint8))
 
 
-def saliency_overlay_png(img: np.ndarray, saliency: np.ndarray, *, shape: tuple[int, int] | None = None) -> bytes:
+def saliency_overlay_png(img: np.ndarray, saliency: np.ndarray) -> bytes:
     """The input in grey with the map in a jet colour scale on top (as the official code),
-    as PNG bytes; with ``shape`` (rows, columns) both resampled to it first (bilinear)."""
+    as PNG bytes (the workflow's saliency maps; ``patchcxr predict`` draws
+    :func:`film_saliency_png`)."""
     from matplotlib import colormaps
-    from PIL import Image
 
-    if shape is not None and tuple(shape) != img.shape:
-        size = (int(shape[1]), int(shape[0]))
-        img = np.asarray(Image.fromarray(img.astype(np.float32)).resize(size, Image.Resampling.BILINEAR))
-        saliency = np.asarray(Image.fromarray(saliency.astype(np.float32)).resize(size, Image.Resampling.BILINEAR))
     grey = (img - img.min()) / max(float(img.max() - img.min()), 1e-6)
     heat = saliency / max(float(saliency.max()), 1e-12)
     rgb = 0.55 * np.repeat(grey[..., None], 3, axis=2) + 0.45 * colormaps["jet"](heat)[..., :3]
     return encode_png((np.clip(rgb, 0, 1) * 255).astype(np.uint8))
+
+
+def film_saliency_png(
+    film: np.ndarray, saliency: np.ndarray, lung: np.ndarray, *, shape: tuple[int, int], title: str
+) -> bytes:
+    """``patchcxr predict``'s picture of one film (PNG bytes): the whole preprocessed film in
+    grey at its own geometry (``shape``: rows, columns), the saliency map in a jet scale over
+    it (transparent where it is low), the lung contour the classifier's patches were drawn
+    in, a colour bar of the map, and ``title`` (the class and its probability)."""
+    import io
+
+    from PIL import Image
+
+    size = (int(shape[1]), int(shape[0]))
+
+    def resized(a: np.ndarray, nearest: bool = False) -> np.ndarray:
+        mode = Image.Resampling.NEAREST if nearest else Image.Resampling.BILINEAR
+        return np.asarray(Image.fromarray(a.astype(np.float32)).resize(size, mode))
+
+    grey, heat, field = resized(film), resized(saliency), resized(lung.astype(np.float32), nearest=True)
+    heat = heat / max(float(heat.max()), 1e-12)
+    width = 7.0
+    fig, ax = plt.subplots(figsize=(width, width * shape[0] / shape[1] + 0.5), layout="constrained")
+    ax.imshow(grey, cmap="gray")
+    shown = ax.imshow(np.ma.masked_less(heat, 0.05), cmap="jet", vmin=0, vmax=1, alpha=0.45)
+    if field.any():
+        ax.contour(field > 0.5, levels=[0.5], colors="white", linewidths=1.0)
+    ax.axis("off")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(shown, ax=ax, fraction=0.04, pad=0.02, label="Grad-CAM saliency (share of its peak; white: lung)")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=FIGURE_DPI, metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()

@@ -27,10 +27,10 @@ from patchcxr.classification.data import lung_input
 from patchcxr.classification.explain import image_saliency
 from patchcxr.classification.predict import LoadedClassifier, load_classifier, predict_probs
 from patchcxr.data.decode import MAX_PIXELS, decode
-from patchcxr.figures import saliency_overlay_png
+from patchcxr.figures import film_saliency_png
 from patchcxr.models.classifier import vote as k_vote
 from patchcxr.models.state import DEFAULT_RUNTIME, Runtime
-from patchcxr.preprocess import PreprocessSettings
+from patchcxr.preprocess import PreprocessSettings, preprocess
 from patchcxr.segmentation.predict import back_project, load_segmenter, predict_batches
 
 #: the format of a film of unknown source: no source-specific preprocessing rule applies
@@ -109,11 +109,27 @@ class FilmResult:
     saliency: np.ndarray
     #: (rows, columns) of the film the classifier saw (after a blank-band crop)
     film_shape: tuple[int, int]
+    #: the whole film, preprocessed as the input but not masked (S, S)
+    film: np.ndarray
+
+    def probability(self) -> float:
+        """The mean patch probability of the film's class."""
+        return self.mean_prob[self.classes.index(self.decision)]
 
     def overlay_png(self) -> bytes:
-        """The saliency map over the input as PNG bytes, drawn at the film's geometry and at
-        least :data:`OVERLAY_MIN_SIDE` on its long side (the input is often 512² or less)."""
-        return saliency_overlay_png(self.input.astype(np.float32), self.saliency, shape=overlay_shape(self.film_shape))
+        """The saliency map over the whole film with the lung contour, a colour bar and the
+        class with its probability, as PNG bytes, drawn at the film's geometry and at least
+        :data:`OVERLAY_MIN_SIDE` on its long side (the input is often 512² or less)."""
+        title = f"{self.decision} (mean patch probability {self.probability():.2f}, {self.vote} vote)"
+        if self.saliency_class != self.decision:
+            title += f"; saliency of {self.saliency_class}"
+        return film_saliency_png(
+            self.film.astype(np.float32),
+            self.saliency,
+            self.lung,
+            shape=overlay_shape(self.film_shape),
+            title=title,
+        )
 
 
 def triage_film(
@@ -135,6 +151,7 @@ def triage_film(
     if target is not None and target not in names:
         raise ValueError(f"{target!r} is not a class of this classifier: {', '.join(names)}")
     img, lung, source = lung_input(pixels, segment(models, pixels), clf.inputs, fmt=FORMAT)
+    rows = clf.inputs.preprocessing.kept_rows(pixels, FORMAT)
     tensor = torch.from_numpy(img.astype(np.float32) / 255.0)[None]
     rng = np.random.default_rng(seed)
     probs, _ = predict_probs(
@@ -167,7 +184,8 @@ def triage_film(
         input=img,
         lung=lung,
         saliency=sal,
-        film_shape=(clf.inputs.preprocessing.kept_rows(pixels, FORMAT), int(pixels.shape[1])),
+        film_shape=(rows, int(pixels.shape[1])),
+        film=preprocess(pixels[:rows], FORMAT, gamma=clf.inputs.preprocessing.gamma, size=clf.inputs.size),
     )
 
 

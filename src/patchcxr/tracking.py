@@ -138,17 +138,25 @@ def provenance(inputs: Mapping[str, Path | str]) -> dict[str, str]:
 
 
 def run_settings(
-    tracking: Mapping[str, Any], pipeline_file: Path | str | None, inputs: Mapping[str, Path | str]
+    tracking: Mapping[str, Any], pipeline_file: Path | str | None, inputs: Mapping[str, Path | str], *, rule: str = ""
 ) -> dict[str, Any]:
     """Config ``tracking`` completed for one job: the pipeline run to nest under (from the
-    file rule ``start_pipeline_run`` wrote) and the provenance of the job's inputs."""
+    file rule ``start_pipeline_run`` wrote), the provenance of the job's inputs and the rule
+    that runs it (the run's source in the MLflow UI)."""
     out = dict(tracking)
     if not out.get("enabled", True):
         return out
+    if rule:
+        out["rule"] = rule
     if pipeline_file:
         out["parent_run_id"] = json.loads(Path(pipeline_file).read_text())["run_id"]
     out["provenance"] = provenance(inputs)
     return out
+
+
+#: the experiment tag with which the MLflow UI (3.x) opens an experiment in its classic runs
+#: view (model training) instead of its GenAI view
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 
 
 def _connect(settings: Mapping[str, Any]) -> Any:
@@ -156,8 +164,18 @@ def _connect(settings: Mapping[str, Any]) -> Any:
     import mlflow
 
     mlflow.set_tracking_uri(settings.get("uri", "sqlite:///mlflow.db"))
-    mlflow.set_experiment(settings.get("experiment", "patchcxr"))
+    experiment = mlflow.set_experiment(settings.get("experiment", "patchcxr"))
+    if EXPERIMENT_KIND[0] not in experiment.tags:
+        mlflow.set_experiment_tag(*EXPERIMENT_KIND)
     return mlflow
+
+
+def source_tags(rule: str) -> dict[str, str]:
+    """The run's source as the MLflow UI shows it: the Snakemake rule (not the temporary
+    file Snakemake runs a script from)."""
+    return {"mlflow.source.name": f"rule {rule}" if rule else "Snakefile", "mlflow.source.type": "JOB"} | (
+        {"patchcxr.rule": rule} if rule else {}
+    )
 
 
 def _log_params(mlflow: Any, params: Mapping[str, Any]) -> None:
@@ -169,19 +187,49 @@ def _log_params(mlflow: Any, params: Mapping[str, Any]) -> None:
 
 
 def start_pipeline_run(settings: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, str]:
-    """Open and close the parent run of one pipeline configuration; every training and
-    evaluation run of the workflow is nested under it (MLflow's ``mlflow.parentRunId`` tag,
-    which needs no active parent: jobs run in other processes, or on other nodes)."""
+    """Open the parent run of one pipeline configuration and leave it running: every
+    training and evaluation run of the workflow is nested under it (MLflow's
+    ``mlflow.parentRunId`` tag, which needs no active parent: jobs run in other processes,
+    or on other nodes), and :func:`end_pipeline_run` closes it when the workflow ends, so
+    the parent spans the pipeline."""
     mlflow = _connect(settings)
-    with mlflow.start_run(run_name="pipeline", tags={"patchcxr.stage": "pipeline"}) as run:
-        _log_params(mlflow, {"config": config, "provenance": {"git_commit": git_commit()}})
-        info = {
-            "run_id": run.info.run_id,
-            "experiment_id": run.info.experiment_id,
-            "tracking_uri": mlflow.get_tracking_uri(),
-        }
+    from mlflow.entities import Param
+
+    client = mlflow.MlflowClient()
+    experiment = mlflow.get_experiment_by_name(settings.get("experiment", "patchcxr"))
+    tags = {"patchcxr.stage": "pipeline"} | source_tags("start_pipeline_run")
+    # created, not started: the run stays RUNNING until end_pipeline_run closes it
+    run = client.create_run(experiment.experiment_id, tags=tags, run_name="pipeline")
+    flat: dict[str, str] = {}
+    _flatten("", {"config": config, "provenance": {"git_commit": git_commit()}}, flat)
+    items = [Param(k, v) for k, v in flat.items()]
+    for i in range(0, len(items), 100):  # MLflow takes at most 100 params per call
+        client.log_batch(run.info.run_id, params=items[i : i + 100])
+    info = {
+        "run_id": run.info.run_id,
+        "experiment_id": run.info.experiment_id,
+        "tracking_uri": mlflow.get_tracking_uri(),
+    }
     log.info("MLflow pipeline run %s at %s", info["run_id"], info["tracking_uri"])
     return info
+
+
+def end_pipeline_run(pipeline_file: Path | str, *, failed: bool = False) -> str | None:
+    """Close the pipeline's parent run when the workflow ends (Snakemake's ``onsuccess`` /
+    ``onerror``): its end time becomes now, its status FINISHED or FAILED. A later run of
+    the same configuration reopens it and closes it again at its own end. Returns the run
+    id, or None where the workflow opened no parent run (tracking off, a dry run)."""
+    path = Path(pipeline_file)
+    if not path.is_file():
+        return None
+    info = json.loads(path.read_text())
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=info["tracking_uri"])
+    client.set_terminated(info["run_id"], status="FAILED" if failed else "FINISHED")
+    log.info("MLflow pipeline run %s closed (%s)", info["run_id"], "FAILED" if failed else "FINISHED")
+    return str(info["run_id"])
 
 
 @contextmanager
@@ -204,7 +252,7 @@ def mlflow_run(
         return
     mlflow = _connect(settings)
     run_id = run_id_file.read_text().strip() if run_id_file is not None and run_id_file.is_file() else None
-    tags = {"patchcxr.stage": run_name}
+    tags = {"patchcxr.stage": run_name} | source_tags(str(settings.get("rule", "")))
     if settings.get("parent_run_id"):
         tags["mlflow.parentRunId"] = str(settings["parent_run_id"])
     prov = dict(settings.get("provenance") or {})

@@ -108,13 +108,16 @@ rule plot_audit:
     output:
         report(
             "results/audit/figure.png",
-            caption="../report/audit.rst",
+            caption=CAPTIONED,
             category="Confound audit",
         ),
     log:
         "logs/audit/plot.log",
     benchmark:
         "benchmarks/audit/plot.tsv"
+    params:
+        caption=caption_text("audit.rst"),
+        banner=DATA_BANNER,
     conda:
         "../../envs/plot.yaml"
     script:

@@ -60,6 +60,7 @@ rule test_biomarkers:
     params:
         label=config["biomarkers"]["label"],
         reference=config["biomarkers"]["reference"],
+        min_n=config["statistics"]["min_patients"],
         seed=config["biomarkers"]["seed"],
         bootstrap=config["biomarkers"]["bootstrap"],
     conda:
@@ -76,7 +77,7 @@ rule plot_biomarker_features:
     output:
         report(
             "results/biomarkers/figures/features.png",
-            caption="../report/biomarkers_features.rst",
+            caption=CAPTIONED,
             category="Biomarkers",
         ),
     log:
@@ -84,9 +85,12 @@ rule plot_biomarker_features:
     benchmark:
         "benchmarks/biomarkers/plot_features.tsv"
     params:
+        caption=caption_text("biomarkers_features.rst"),
+        banner=DATA_BANNER,
         figure="features",
         label=config["biomarkers"]["label"],
         reference=config["biomarkers"]["reference"],
+        min_n=config["statistics"]["min_patients"],
     conda:
         "../../envs/plot.yaml"
     script:
@@ -101,7 +105,7 @@ use rule plot_biomarker_features as plot_ctr_scatter with:
     output:
         report(
             "results/biomarkers/figures/ctr_scatter.png",
-            caption="../report/biomarkers_ctr_scatter.rst",
+            caption=CAPTIONED,
             category="Biomarkers",
         ),
     log:
@@ -109,6 +113,8 @@ use rule plot_biomarker_features as plot_ctr_scatter with:
     benchmark:
         "benchmarks/biomarkers/plot_ctr_scatter.tsv"
     params:
+        caption=caption_text("biomarkers_ctr_scatter.rst"),
+        banner=DATA_BANNER,
         figure="ctr_scatter",
 
 
@@ -119,7 +125,7 @@ use rule plot_biomarker_features as plot_lung_histograms with:
     output:
         report(
             "results/biomarkers/figures/histograms.png",
-            caption="../report/biomarkers_histograms.rst",
+            caption=CAPTIONED,
             category="Biomarkers",
         ),
     log:
@@ -127,6 +133,8 @@ use rule plot_biomarker_features as plot_lung_histograms with:
     benchmark:
         "benchmarks/biomarkers/plot_histograms.tsv"
     params:
+        caption=caption_text("biomarkers_histograms.rst"),
+        banner=DATA_BANNER,
         figure="histograms",
 
 
@@ -137,7 +145,7 @@ use rule plot_biomarker_features as plot_segmentation_examples with:
     output:
         report(
             "results/biomarkers/figures/examples.png",
-            caption="../report/biomarkers_examples.rst",
+            caption=CAPTIONED,
             category="Biomarkers",
         ),
     log:
@@ -145,4 +153,6 @@ use rule plot_biomarker_features as plot_segmentation_examples with:
     benchmark:
         "benchmarks/biomarkers/plot_examples.tsv"
     params:
+        caption=caption_text("biomarkers_examples.rst"),
+        banner=DATA_BANNER,
         figure="examples",

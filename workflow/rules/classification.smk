@@ -104,6 +104,9 @@ rule train_classifier:
         train=classifier_train_params,
         # the classifier's initialisation: route, file and sha256 (weights_inputs)
         weights=classifier_weights(),
+        # the enabled sources whose films are synthetic phantoms: the model file records
+        # them and `patchcxr predict` warns that such a model measures nothing
+        synthetic=synthetic_inputs(config),
         tracking=canonical(config["tracking"]),
         resume_dir="results/classification/{model}/seed_{seed}/resume",
     threads: 2
@@ -212,13 +215,16 @@ rule plot_confusion:
     output:
         report(
             "results/evaluation/{model}/seed_{seed}/confusion.png",
-            caption="../report/confusion.rst",
+            caption=CAPTIONED,
             category="Classification",
         ),
     log:
         "logs/evaluation/plot_confusion_{model}_seed_{seed}.log",
     benchmark:
         "benchmarks/evaluation/plot_confusion_{model}_seed_{seed}.tsv"
+    params:
+        caption=caption_text("confusion.rst"),
+        banner=DATA_BANNER,
     conda:
         "../../envs/plot.yaml"
     script:
@@ -232,13 +238,16 @@ rule plot_reliability:
     output:
         report(
             "results/evaluation/{model}/seed_{seed}/reliability.png",
-            caption="../report/reliability.rst",
+            caption=CAPTIONED,
             category="Classification",
         ),
     log:
         "logs/evaluation/plot_reliability_{model}_seed_{seed}.log",
     benchmark:
         "benchmarks/evaluation/plot_reliability_{model}_seed_{seed}.tsv"
+    params:
+        caption=caption_text("reliability.rst"),
+        banner=DATA_BANNER,
     conda:
         "../../envs/plot.yaml"
     script:
@@ -348,7 +357,7 @@ rule plot_saliency:
     output:
         report(
             "results/saliency/local/figure.png",
-            caption="../report/saliency.rst",
+            caption=CAPTIONED,
             category="Classification",
         ),
     log:
@@ -356,7 +365,10 @@ rule plot_saliency:
     benchmark:
         "benchmarks/saliency/plot.tsv"
     params:
+        caption=caption_text("saliency.rst"),
+        banner=DATA_BANNER,
         per_row=5,
+        title=f"local classifier, seed {train_seeds('classification')[0]}",
     conda:
         "../../envs/plot.yaml"
     script:

@@ -10,7 +10,16 @@ from snakemake.utils import validate
 
 from patchcxr.data.download import REGISTRATION, registration_message
 from patchcxr.classification.settings import recipe_settings
-from patchcxr.configuration import ConfigError, check as check_config, enabled_sources, moved_keys, schema_errors
+from patchcxr.configuration import (
+    ConfigError,
+    check as check_config,
+    data_banner,
+    enabled_sources,
+    made_by_workflow,
+    moved_keys,
+    schema_errors,
+    synthetic_inputs,
+)
 from patchcxr.models.weights import weights_file_name
 from patchcxr.shards import n_shards
 from patchcxr.synthetic import SOURCES as SYNTHETIC_SOURCES
@@ -52,6 +61,21 @@ def canonical(obj):
     return obj
 
 
+# The parent run spans the pipeline: start_pipeline_run leaves it running, the end of the
+# workflow closes it (FINISHED, or FAILED when a job failed). A later invocation for the
+# same configuration closes it again at its own end. A tracking server that cannot be
+# reached is reported, not fatal: the results are made.
+def close_pipeline_run(failed):
+    if not config["tracking"]["enabled"]:
+        return
+    from patchcxr.tracking import end_pipeline_run
+
+    try:
+        end_pipeline_run("results/tracking/pipeline_run.json", failed=failed)
+    except Exception as err:  # the results exist whatever the tracking server says
+        print(f"MLflow: the pipeline run could not be closed ({type(err).__name__}: {err})")
+
+
 def tracking_inputs(wildcards=None):
     """The pipeline's MLflow parent run for a tracked job (nothing when tracking is off).
     ancient(): a newer parent run (a new configuration) never makes finished jobs stale."""
@@ -79,15 +103,11 @@ def source_root(name):
     return spec["path"] if spec.get("path") else f"resources/raw/{name}"
 
 
-def _made_by_workflow(path):
-    return path in {f"results/synthetic/{s}" for s in config["synthetic"]["sources"]}
-
-
 def check_path(name):
     """A configured `path` must be a folder (the message names the path as given and
     resolved), or one the workflow makes (synthetic sources)."""
     path = config["sources"][name].get("path")
-    if path and not (Path(path).is_dir() or _made_by_workflow(path)):
+    if path and not (Path(path).is_dir() or made_by_workflow(config, path)):
         where = Path(path).resolve()
         state = "is not a folder" if where.exists() else "does not exist"
         raise WorkflowError(f"sources.{name}.path is {path!r}, which {state} (resolved: {where}): check the path")
@@ -457,14 +477,35 @@ def final_targets():
 from patchcxr.paper import metrics as paper_headline
 from patchcxr.paper import registry as paper_registry
 from patchcxr.paper.plan import PaperPlan
+from patchcxr.paper.report import report_labels
 
 PAPER_PLAN = PaperPlan.from_config(
     config, audit=bool(audit_probes()), segmentation_preps=segmentation_preps()
 )
 
 
+#: the sentence every report page, caption, metrics.json and results/paper/README.md carry
+#: when the run's films are synthetic (empty on real data)
+DATA_BANNER = data_banner(config)
+#: the report template of every figure and table: the banner, then its caption (params)
+CAPTIONED = "../report/captioned.rst"
+
+
 def caption_text(name):
     return (Path(workflow.basedir) / "workflow" / "report" / name).read_text()
+
+
+def paper_labels(wildcards=None, name=None):
+    """The report's labels of a paper table or figure (number, name, what it holds): the
+    report lists them in the paper's order."""
+    entry = paper_registry.entry(name or wildcards.name)
+    return report_labels(entry.name, entry.about)
+
+
+def paper_title(wildcards):
+    """A paper table's title on its report page."""
+    entry = paper_registry.entry(wildcards.name)
+    return f"Table {int(report_labels(entry.name, entry.about)['number'])}: {entry.about}"
 
 
 def paper_names(kind):
@@ -510,7 +551,13 @@ def paper_documents():
 def paper_targets():
     if not active_sources():
         return []
-    return paper_documents() + [f"results/paper/{paper_headline.METRICS_FILE}", "results/paper/README.md"]
+    pages = [f"results/report/{e.name}.html" for e in paper_registry.applicable(PAPER_PLAN) if e.kind == "table"]
+    return (
+        paper_documents()
+        + [f"results/paper/{paper_headline.METRICS_FILE}", f"results/paper/{paper_headline.HEADLINE_FILE}"]
+        + ["results/paper/README.md", "results/report/about.html"]
+        + pages
+    )
 
 
 def training_histories(wildcards=None):

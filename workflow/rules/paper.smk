@@ -11,8 +11,15 @@ rule paper_tables:
     input:
         unpack(paper_inputs),
     output:
-        # the caption template renders the table's own caption (params.caption)
-        report("results/paper/{name}.tsv", caption="../report/paper_table.rst", category="Paper tables"),
+        table="results/paper/{name}.tsv",
+        # the report shows the table as a page (title, caption, rows, the TSV to download),
+        # listed by the table's number
+        page=report(
+            "results/report/{name}.html",
+            caption=CAPTIONED,
+            category="Paper tables",
+            labels=paper_labels,
+        ),
     wildcard_constraints:
         name=paper_names("table"),
     log:
@@ -23,6 +30,8 @@ rule paper_tables:
         # the (model, seed) of each classifier input, in the inputs' order
         runs=paper_runs(),
         caption=table_caption,
+        title=paper_title,
+        banner=DATA_BANNER,
     conda:
         "../../envs/data.yaml"
     script:
@@ -34,11 +43,17 @@ rule paper_metrics:
     input:
         unpack(paper_metrics_inputs),
     output:
-        "results/paper/metrics.json",
+        metrics="results/paper/metrics.json",
+        # the few numbers `dvc metrics show` prints
+        headline="results/paper/headline.json",
     log:
         "logs/paper/metrics.log",
     benchmark:
         "benchmarks/paper/metrics.tsv"
+    params:
+        synthetic=synthetic_inputs(config),
+        banner=DATA_BANNER,
+        mask_model=config["segmentation"]["mask_model"],
     conda:
         "../../envs/data.yaml"
     script:
@@ -50,13 +65,16 @@ rule paper_figure:
     input:
         unpack(paper_inputs),
     output:
-        "results/paper/{name}.png",
+        report("results/paper/{name}.png", caption=CAPTIONED, category="Paper figures", labels=paper_labels),
     wildcard_constraints:
         name=paper_names("figure"),
     log:
         "logs/paper/{name}.log",
     benchmark:
         "benchmarks/paper/{name}.tsv"
+    params:
+        caption=table_caption,
+        banner=DATA_BANNER,
     conda:
         "../../envs/data.yaml"
     script:
@@ -70,13 +88,17 @@ rule paper_training_curves:
     output:
         report(
             "results/paper/fig8_training_curves.png",
-            caption=f"../report/{paper_registry.entry('fig8_training_curves').caption}",
+            caption=CAPTIONED,
             category="Paper figures",
+            labels=paper_labels(name="fig8_training_curves"),
         ),
     log:
         "logs/paper/training_curves.log",
     benchmark:
         "benchmarks/paper/training_curves.tsv"
+    params:
+        caption=paper_caption("fig8_training_curves"),
+        banner=DATA_BANNER,
     conda:
         "../../envs/plot.yaml"
     script:
@@ -96,10 +118,30 @@ rule paper_index:
     params:
         # the captions' text (not their paths: a moved checkout is the same run)
         captions=paper_captions(),
+        banner=DATA_BANNER,
     conda:
         "../../envs/data.yaml"
     script:
         "../scripts/paper_index.py"
+
+
+rule report_about:
+    localrule: True
+    output:
+        report("results/report/about.html", caption=CAPTIONED, category="About this run"),
+    log:
+        "logs/paper/about.log",
+    benchmark:
+        "benchmarks/paper/about.tsv"
+    params:
+        # the configuration (its keys sorted: overlay order is no change) and its YAML text
+        config=canonical(config),
+        caption="The run in words: sources, classes, splits, networks, recipes, seeds and analyses.",
+        banner=DATA_BANNER,
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/report_about.py"
 
 
 rule paper:

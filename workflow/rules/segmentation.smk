@@ -74,13 +74,17 @@ rule plot_segmentation:
     output:
         report(
             "results/segmentation/figures/jaccard.png",
-            caption="../report/segmentation_jaccard.rst",
+            caption=CAPTIONED,
             category="Segmentation",
         ),
     log:
         "logs/segmentation/plot.log",
     benchmark:
         "benchmarks/segmentation/plot.tsv"
+    params:
+        caption=caption_text("segmentation_jaccard.rst"),
+        banner=DATA_BANNER,
+        min_n=config["statistics"]["min_patients"],
     conda:
         "../../envs/plot.yaml"
     script:

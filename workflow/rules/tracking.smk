@@ -19,3 +19,13 @@ rule start_pipeline_run:
         "../../envs/torch.yaml"
     script:
         "../scripts/start_pipeline_run.py"
+
+
+# The parent run spans the pipeline: start_pipeline_run leaves it running, the end of the
+# workflow closes it (close_pipeline_run, common.smk).
+onsuccess:
+    close_pipeline_run(failed=False)
+
+
+onerror:
+    close_pipeline_run(failed=True)

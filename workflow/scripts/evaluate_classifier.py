@@ -75,7 +75,7 @@ def main(
     for key, df in tables.items():
         write_tsv(outputs[key], df)
     named = {k: v for k, v in inputs.items() if k in ("manifest", "split", "predictions", "model")}
-    settings = run_settings(tracking, inputs.get("pipeline"), named)
+    settings = run_settings(tracking, inputs.get("pipeline"), named, rule=snakemake.rule)
     params = {"model": model_name, "vote": vote, "bootstrap": n_boot, "seed": seed, "n_test": len(pred)}
     with mlflow_run(settings, f"evaluate-classifier-{model_name}-seed_{seed}", params) as run:
         if run is not None:

@@ -35,7 +35,9 @@ def main(
         runtime=runtime,
         n_boot=n_boot,
     )
-    settings = run_settings(tracking, pipeline, {"manifest": manifest, "segmentation_split": split})
+    settings = run_settings(
+        tracking, pipeline, {"manifest": manifest, "segmentation_split": split}, rule=snakemake.rule
+    )
     with mlflow_run(settings, "evaluate-segmentation", {"models": sorted(models)}) as run:
         if run is not None:
             summary = read_tsv(outputs["summary"], typed=True)

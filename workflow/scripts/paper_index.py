@@ -9,9 +9,9 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 
-def main(captions: dict[str, str], out: str, log: str) -> None:
+def main(captions: dict[str, str], banner: str, out: str, log: str) -> None:
     setup_logging(log)
-    write_index(captions, out)
+    write_index(captions, out, banner)
 
 
-main(dict(snakemake.params.captions), snakemake.output[0], snakemake.log[0])
+main(dict(snakemake.params.captions), str(snakemake.params.banner), snakemake.output[0], snakemake.log[0])

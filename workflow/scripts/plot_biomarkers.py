@@ -10,10 +10,12 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 
-def main(figure: str, inputs: dict[str, str], label: str, reference: str, out: str, log: str) -> None:
+def main(figure: str, inputs: dict[str, str], label: str, reference: str, min_n: int, out: str, log: str) -> None:
     setup_logging(log)
     if figure == "features":
-        figures.plot_feature_boxes(inputs["features"], inputs["tests"], out, reference=reference, label=label)
+        figures.plot_feature_boxes(
+            inputs["features"], inputs["tests"], out, reference=reference, label=label, min_n=min_n
+        )
     elif figure == "ctr_scatter":
         figures.plot_ctr_scatter(inputs["features"], out, label=label)
     elif figure == "histograms":
@@ -27,6 +29,7 @@ main(
     dict(snakemake.input.items()),
     snakemake.params.label,
     snakemake.params.reference,
+    int(snakemake.params.min_n),
     snakemake.output[0],
     snakemake.log[0],
 )

@@ -9,9 +9,14 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 
-def main(table: str, out: str, log: str) -> None:
+def main(table: str, out: str, title: str, log: str) -> None:
     setup_logging(log)
-    plot_confusion(table, out)
+    plot_confusion(table, out, title=title)
 
 
-main(snakemake.input[0], snakemake.output[0], snakemake.log[0])
+main(
+    snakemake.input[0],
+    snakemake.output[0],
+    f"{snakemake.wildcards.model} classifier, seed {snakemake.wildcards.seed}",
+    snakemake.log[0],
+)

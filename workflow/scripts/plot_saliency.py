@@ -9,9 +9,15 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 
-def main(table: str, out: str, per_row: int, log: str) -> None:
+def main(table: str, out: str, per_row: int, title: str, log: str) -> None:
     setup_logging(log)
-    plot_saliency(table, out, per_row)
+    plot_saliency(table, out, per_row, title=title)
 
 
-main(snakemake.input.table, snakemake.output[0], int(snakemake.params.per_row), snakemake.log[0])
+main(
+    snakemake.input.table,
+    snakemake.output[0],
+    int(snakemake.params.per_row),
+    str(snakemake.params.title),
+    snakemake.log[0],
+)

@@ -9,9 +9,9 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 
-def main(scores: str, out: str, log: str) -> None:
+def main(scores: str, out: str, min_n: int, log: str) -> None:
     setup_logging(log)
-    plot_segmentation_scores(scores, out)
+    plot_segmentation_scores(scores, out, min_n=min_n)
 
 
-main(snakemake.input.scores, snakemake.output[0], snakemake.log[0])
+main(snakemake.input.scores, snakemake.output[0], int(snakemake.params.min_n), snakemake.log[0])

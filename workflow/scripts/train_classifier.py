@@ -21,6 +21,7 @@ def main(
     train: dict[str, Any],
     input_settings: str,
     weights: dict[str, Any],
+    synthetic: list[str],
     tracking: dict[str, Any],
     pipeline: str,
     outputs: dict[str, str],
@@ -38,8 +39,12 @@ def main(
         files=TrainingFiles(resume_dir=resume_dir, **outputs),
         runtime=runtime,
         weights=weights,
+        synthetic=synthetic,
         tracking=run_settings(
-            tracking, pipeline, {"manifest": manifest, "classifier_inputs": inputs, "classification_split": split}
+            tracking,
+            pipeline,
+            {"manifest": manifest, "classifier_inputs": inputs, "classification_split": split},
+            rule=snakemake.rule,
         ),
     )
 
@@ -52,6 +57,7 @@ main(
     dict(snakemake.params.train),
     snakemake.input.input_settings,
     dict(snakemake.params.weights),
+    [str(s) for s in snakemake.params.synthetic],
     dict(snakemake.params.tracking),
     snakemake.input.get("pipeline", ""),
     {k: snakemake.output[k] for k in ("model", "metadata", "history")},

@@ -42,7 +42,9 @@ def main(
         prep=prep,
         files=TrainingFiles(resume_dir=resume_dir, **outputs),
         runtime=runtime,
-        tracking=run_settings(tracking, pipeline, {"manifest": manifest, "segmentation_split": split}),
+        tracking=run_settings(
+            tracking, pipeline, {"manifest": manifest, "segmentation_split": split}, rule=snakemake.rule
+        ),
     )
 
 

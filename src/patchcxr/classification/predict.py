@@ -101,6 +101,9 @@ class LoadedClassifier:
         init = state.get("initialisation") or {}
         # files before the backbone switch record a label (``scratch``) instead of a record
         self.initialisation: dict[str, str] = dict(init) if isinstance(init, dict) else {"label": str(init)}
+        #: the training films' sources that were synthetic phantoms (empty: real films, or a
+        #: file from before this was recorded)
+        self.synthetic_sources: list[str] = [str(s) for s in state.get("synthetic_sources") or []]
         model = network(self.settings.backbone, len(self.classes))
         model.load_state_dict(state["state_dict"])
         # Module.to takes memory_format at run time; torch's overloads of `to` omit it

@@ -223,6 +223,7 @@ def train_classifier(
     files: TrainingFiles,
     runtime: Runtime = DEFAULT_RUNTIME,
     weights: Mapping[str, Any] | None = None,
+    synthetic: Sequence[str] = (),
     tracking: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train the local (patch) or global classifier of ``settings.backbone``; keep the best
@@ -231,8 +232,9 @@ def train_classifier(
     torchvision-format file and its ``sha256`` (:func:`patchcxr.models.weights.initialise`).
     ``input_settings`` says how the cached inputs were made; the model file records it with
     ``settings`` and the initialisation; ``runtime``'s precision (a machine's setting:
-    ``fp32``, ``bf16`` or ``fp16`` autocast) goes into the metadata. Returns the metadata
-    written."""
+    ``fp32``, ``bf16`` or ``fp16`` autocast) goes into the metadata. ``synthetic``: the
+    sources of the training films that are synthetic phantoms (recorded in the model file:
+    prediction warns that such a model measures nothing). Returns the metadata written."""
     # data
     inputs, split = read_tsv(inputs_path), read_tsv(split_path)
     names = list(settings.classes)
@@ -308,7 +310,15 @@ def train_classifier(
         seed=settings.seed,
         patience=settings.patience,
         device=dev,
-        model_file={**model_file_fields(settings, input_settings), "initialisation": init.to_dict()},
-        metadata={"initialisation": init.to_dict(), "initialisation_label": init.label()},
+        model_file={
+            **model_file_fields(settings, input_settings),
+            "initialisation": init.to_dict(),
+            "synthetic_sources": list(synthetic),
+        },
+        metadata={
+            "initialisation": init.to_dict(),
+            "initialisation_label": init.label(),
+            "synthetic_sources": list(synthetic),
+        },
         precision=runtime.precision,
     )

@@ -372,9 +372,13 @@ def headline_metrics(
     return out
 
 
-def write_index(entries: Mapping[str, str], out: Path | str) -> None:
-    """``README.md`` of ``results/paper/``: each file with its caption (the report's)."""
-    lines = ["# Figures and tables", "", "Regenerate with `snakemake paper` (same configuration options).", ""]
+def write_index(entries: Mapping[str, str], out: Path | str, banner: str = "") -> None:
+    """``README.md`` of ``results/paper/``: the data banner when there is one
+    (:func:`patchcxr.configuration.data_banner`), then each file with its caption (the
+    report's)."""
+    lines = ["# Figures and tables", ""]
+    lines += [f"> **{banner}**", ""] if banner else []
+    lines += ["Regenerate with `snakemake paper` (same configuration options).", ""]
     for name, caption in entries.items():
         lines += [f"## {name}", "", " ".join(caption.split()), ""]
     atomic_write_text(out, "\n".join(lines))
