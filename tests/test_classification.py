@@ -158,6 +158,19 @@ def test_training_saves_a_model_that_votes(tmp_path: Path, inputs: tuple[Path, P
         assert (votes.sum(axis=1) == 8).all() and (exact["k"] == 8).all()
         # the hard vote is the class with the most patch votes
         assert (votes[np.arange(len(votes)), exact["pred_hard_index"].to_numpy(int)] == votes.max(axis=1)).all()
+        # the model file and the table record the precision that ran (auto, resolved)
+        assert state["precision"] == Runtime(device="cpu").precision == exact["precision"].iloc[0]
+        # bf16 autocast against fp32 on the same patches: the same calls, probabilities within 0.02
+        fp32 = predict_split(
+            tmp_path / "m.pt", inputs[0], inputs[1], k=8, runtime=Runtime(device="cpu", precision="fp32")
+        )
+        bf16 = predict_split(
+            tmp_path / "m.pt", inputs[0], inputs[1], k=8, runtime=Runtime(device="cpu", precision="bf16")
+        )
+        assert (fp32["precision"] == "fp32").all() and (bf16["precision"] == "bf16").all()
+        assert (fp32["pred_soft"] == bf16["pred_soft"]).mean() >= 0.9
+        gap = np.abs(fp32.filter(like="prob_").to_numpy() - bf16.filter(like="prob_").to_numpy())
+        assert gap.max() < 0.02, gap.max()
 
 
 @pytest.mark.parametrize(
@@ -313,9 +326,36 @@ def test_the_runtime_of_a_job_reads_its_resources_and_refuses_an_unknown_precisi
 
     job = Runtime.of_job(SimpleNamespace(device="cpu", precision="bf16"), 3)
     assert job == Runtime(device="cpu", precision="bf16", threads=3) and job.torch_device == torch.device("cpu")
-    assert Runtime.of_job(SimpleNamespace(), 1) == Runtime(device="auto", precision="fp32", threads=1)
+    default = Runtime.of_job(SimpleNamespace(), 1)
+    assert default.requested == "auto" and default == Runtime(device="auto", precision="auto", threads=1)
     with pytest.raises(ValueError, match="precision must be one of"):
         Runtime(precision="fp8")
+
+
+def test_auto_precision_is_bf16_only_where_the_device_computes_bf16_natively(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from patchcxr.models import state
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert state.resolve_precision("auto", cpu, bf16=True) == "bf16"
+    assert state.resolve_precision("auto", cpu, bf16=False) == "fp32"
+    assert state.resolve_precision("fp32", cpu, bf16=True) == "fp32"  # one setting away: exact
+    assert state.resolve_precision("fp16", gpu, bf16=False) == "fp16"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        state.resolve_precision("int8", cpu)
+    # the capability: CPU flags (AVX-512 BF16 or AMX), a CUDA device's bf16 support
+    monkeypatch.setattr(state, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
+    assert state.native_bf16(cpu) and Runtime(device="cpu").precision == "bf16"
+    monkeypatch.setattr(state, "cpu_flags", lambda: {"avx2", "amx_bf16"})
+    assert state.native_bf16(cpu)
+    monkeypatch.setattr(state, "cpu_flags", lambda: {"avx2", "avx512f"})
+    assert not state.native_bf16(cpu)
+    run = Runtime(device="cpu")
+    assert (run.precision, run.requested) == ("fp32", "auto")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert not state.native_bf16(gpu) and Runtime(device="cuda").precision == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert Runtime(device="cuda").precision == "bf16"
 
 
 def test_input_settings_are_written_once_and_read_back_whole(tmp_path: Path) -> None:

@@ -76,11 +76,14 @@ def _predict(args: argparse.Namespace) -> int:
     from patchcxr.data.decode import DecodeError
     from patchcxr.io import atomic_write_bytes
     from patchcxr.masks import ATLAS
-    from patchcxr.models.state import PRECISIONS, Runtime
+    from patchcxr.models.state import PRECISION_CHOICES, Runtime
     from patchcxr.single_film import load_models, triage_file
 
-    if args.precision not in PRECISIONS:
-        print(f"patchcxr: --precision must be one of {', '.join(PRECISIONS)}, got {args.precision!r}", file=sys.stderr)
+    if args.precision not in PRECISION_CHOICES:
+        print(
+            f"patchcxr: --precision must be one of {', '.join(PRECISION_CHOICES)}, got {args.precision!r}",
+            file=sys.stderr,
+        )
         return 2
     missing = [f"no such {kind} model file: {path}" for path, kind in ((args.segmenter, "segmenter"),
                (args.classifier, "classifier")) if not Path(path).is_file()]  # fmt: skip
@@ -161,6 +164,7 @@ def _predict(args: argparse.Namespace) -> int:
                 "saliency_overlay": str(overlay),
                 "mask_source": film.mask_source,
                 "tie": tie,
+                "precision": runtime.precision,
             }
         )
     if args.json:
@@ -224,9 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="torch's CPU threads")
     p.add_argument(
         "--precision",
-        default="fp32",
-        help="fp32 (exact), or bf16 or fp16: the network under autocast: about 2x faster on a CPU with AVX-512 BF16 "
-        "(agreement with fp32 in bench/RESULTS.md)",
+        default="auto",
+        help="auto: bf16 autocast where the device computes bf16 natively (AVX-512 BF16, AMX, CUDA with bf16), "
+        "else fp32; fp32 (exact), bf16 or fp16 (agreement with fp32 in bench/RESULTS.md)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the patch positions")
     p.add_argument(

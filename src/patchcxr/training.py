@@ -349,7 +349,8 @@ class TrainingRun:
                 precision=precision,
                 **(metadata or {}),
             )
-            self._save(result, model_file, written, tracker, select_metric)
+            # the precision it trained in travels with the weights (auto resolved: fp32, bf16, fp16)
+            self._save(result, {**model_file, "precision": precision}, written, tracker, select_metric)
         log.info("%s: best epoch %d, %s %.4f", self.name, result.best_epoch, select_metric, result.best_score)
         return written
 

@@ -36,7 +36,7 @@ rule probe_source:
     threads: 2
     resources:
         device="auto",
-        precision="fp32",
+        precision="auto",
     conda:
         "../../envs/torch.yaml"
     script:

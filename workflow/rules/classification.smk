@@ -112,8 +112,9 @@ rule train_classifier:
     threads: 2
     resources:
         device="auto",
-        # fp32, or bf16/fp16 autocast: a machine's setting (profiles/gpu)
-        precision="fp32",
+        # auto: bf16 autocast where the device computes bf16 natively (AVX-512 BF16, AMX,
+        # CUDA with bf16), fp32 elsewhere; fp32 for exact reproduction (a machine's setting)
+        precision="auto",
     conda:
         "../../envs/torch.yaml"
     script:
@@ -144,7 +145,7 @@ rule predict_classifier:
     threads: 2
     resources:
         device="auto",
-        precision="fp32",
+        precision="auto",
     conda:
         "../../envs/torch.yaml"
     script:
@@ -306,7 +307,7 @@ rule train_label_permuted:
     threads: 2
     resources:
         device="auto",
-        precision="fp32",
+        precision="auto",
     conda:
         "../../envs/torch.yaml"
     script:
@@ -340,9 +341,9 @@ rule compute_saliency:
     threads: 2
     resources:
         device="auto",
-        # fp32, or the trunk under bf16/fp16 autocast: a machine's setting (profiles/gpu,
-        # profiles/cpu-bf16; agreement with fp32 measured in bench/RESULTS.md)
-        precision="fp32",
+        # auto: the trunk under bf16 autocast where the device computes bf16 natively, else
+        # fp32 (agreement with fp32 measured in bench/RESULTS.md); fp32 to reproduce exactly
+        precision="auto",
     conda:
         "../../envs/torch.yaml"
     script:

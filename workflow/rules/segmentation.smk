@@ -30,7 +30,9 @@ rule train_segmentation:
     resources:
         # machines set this in profiles/ (e.g. --set-resources train_segmentation:device=cuda)
         device="auto",
-        # fp32, or bf16/fp16 autocast: a machine's setting (profiles/gpu)
+        # fp32 even where bf16 is native (not auto): the segmentation figures and the masks
+        # every later stage reads were measured in fp32, and bf16 segmentation training has
+        # not been compared with them; bf16/fp16 autocast remain a machine's choice (profiles/gpu)
         precision="fp32",
         # FC-DenseNet recomputation: model (the model's option), on or off (same results;
         # off is faster where memory allows, profiles/gpu)

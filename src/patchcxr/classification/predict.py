@@ -165,6 +165,8 @@ def predict_split(
                 "pred_soft": names[int(v["soft"])],
                 "pred_soft_index": int(v["soft"]),
                 "k": len(probs),
+                # the precision the vote computed in (a requested `auto`, resolved)
+                "precision": runtime.precision if mode == "exact" or settings.mode != "local" else "fp32",
                 **{f"votes_{n}": int(c) for n, c in zip(names, v["votes"].tolist(), strict=True)},
                 **{f"prob_{n}": float(p) for n, p in zip(names, v["mean_prob"].tolist(), strict=True)},
             }

@@ -16,8 +16,47 @@ from typing import Any
 import torch
 
 #: numeric precision of training and inference: a machine's setting (a profile's
-#: `precision` resource), never the science's; fp32 everywhere unless a profile says so
+#: `precision` resource), never the science's
 PRECISIONS = ("fp32", "bf16", "fp16")
+#: what a rule or ``patchcxr predict`` may ask for: a precision, or ``auto`` (the default):
+#: bf16 autocast where the device computes bf16 natively, fp32 elsewhere
+#: (:func:`resolve_precision`)
+PRECISION_CHOICES = ("auto", *PRECISIONS)
+#: the CPU flags of native bf16 arithmetic (Linux /proc/cpuinfo names)
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux ``/proc/cpuinfo``; empty elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively: a CUDA device with bf16 (Ampere or later),
+    a CPU with AVX-512 BF16 or AMX. Elsewhere bf16 autocast is emulated, and slower."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        return bool(cpu_flags() & set(BF16_CPU_FLAGS))
+    return False
+
+
+def resolve_precision(requested: str, device: torch.device, *, bf16: bool | None = None) -> str:
+    """The precision a job computes in: ``requested`` itself, or for ``auto`` bf16 where
+    ``device`` computes bf16 natively (``bf16``: that capability, :func:`native_bf16` when
+    None) and fp32 elsewhere."""
+    if requested not in PRECISION_CHOICES:
+        raise ValueError(f"precision must be one of {PRECISION_CHOICES}, got {requested!r}")
+    if requested != "auto":
+        return requested
+    return "bf16" if (native_bf16(device) if bf16 is None else bf16) else "fp32"
 
 
 def resolve_device(device: str) -> torch.device:
@@ -34,19 +73,27 @@ class Runtime:
     handed to every entry point that runs a network.
 
     ``device``: ``auto`` (CUDA when present, else the CPU), ``cpu``, ``cuda``, ``cuda:N``;
-    ``precision``: ``fp32``, or ``bf16``/``fp16`` autocast (:data:`PRECISIONS`); ``threads``:
+    ``precision``: ``auto`` (bf16 where the device computes it natively, else fp32:
+    :func:`resolve_precision`, done when the run-time is made; ``requested`` keeps what was
+    asked), ``fp32``, or ``bf16``/``fp16`` autocast (:data:`PRECISIONS`); ``threads``:
     torch's CPU threads (0: leave torch's default); ``memory_efficient``: an FC-DenseNet's
     recomputation in training, ``model`` (as the model's configuration says), ``on`` or
     ``off``."""
 
     device: str = "auto"
-    precision: str = "fp32"
+    precision: str = "auto"
     threads: int = 0
     memory_efficient: str = "model"
+    #: the precision asked for (``auto`` or one of :data:`PRECISIONS`); ``precision`` is
+    #: always the resolved one
+    requested: str = ""
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.precision not in PRECISION_CHOICES:
+            raise ValueError(f"precision must be one of {PRECISION_CHOICES}, got {self.precision!r}")
+        # frozen: the resolution is stored once, at construction
+        object.__setattr__(self, "requested", self.requested or self.precision)
+        object.__setattr__(self, "precision", resolve_precision(self.precision, resolve_device(self.device)))
 
     @classmethod
     def of_job(cls, resources: Any, threads: int) -> Runtime:
@@ -54,7 +101,7 @@ class Runtime:
         ``memory_efficient`` resources (defaults where a rule has none) and its threads."""
         return cls(
             device=str(getattr(resources, "device", "auto")),
-            precision=str(getattr(resources, "precision", "fp32")),
+            precision=str(getattr(resources, "precision", "auto")),
             threads=int(threads),
             memory_efficient=str(getattr(resources, "memory_efficient", "model")),
         )
@@ -70,8 +117,8 @@ class Runtime:
             torch.set_num_threads(self.threads)
 
 
-#: the run-time of a call that names none: auto device, fp32, torch's threads
-DEFAULT_RUNTIME = Runtime()
+#: the run-time of a call that names none: auto device, fp32 (exact), torch's threads
+DEFAULT_RUNTIME = Runtime(precision="fp32")
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
