@@ -426,6 +426,11 @@ def plot_audit(class_source_path: Path | str, probes_path: Path | str, out: Path
     right.set_ylim(len(probes) - 0.5, -0.5)
     right.set_xlabel("balanced accuracy of the source probe (grey: chance)")
     right.set_title("source read from each view (95 % patient interval)", fontsize=9)
+    fig.suptitle(
+        f"Confound audit: {int(count.to_numpy().sum())} films, {share.shape[0]} classes, {share.shape[1]} sources; "
+        f"{len(probes)} source probes",
+        fontsize=10,
+    )
     _save(fig, out)
 
 
