@@ -28,11 +28,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from inputs import film_map  # bench/inputs.py
 from machine import machine
 from scipy.stats import pearsonr, spearmanr
 
 from patchcxr.classification.data import load_input
-from patchcxr.classification.explain import image_saliency
 from patchcxr.classification.predict import load_classifier, predict_probs
 from patchcxr.evaluation.metrics import auc_by_class
 from patchcxr.io import read_tsv
@@ -114,23 +114,13 @@ def main(args: argparse.Namespace) -> None:
     target = args.target or names[-1]
     cams = rows[rows[settings.labels] == target].head(args.saliency_images)
     pearson, spearman = [], []
+
+    def cam_run(i: int) -> dict[str, Any]:
+        return {"target": names.index(target), "seed": [args.seed, i], "k": args.k, "device": dev, "batch": args.batch}
+
     for i, r in enumerate(cams.itertuples()):
         img, lung = film(r)
-        maps = {
-            p: image_saliency(
-                model,
-                img,
-                lung,
-                settings,
-                k=args.k,
-                target=names.index(target),
-                rng=np.random.default_rng([args.seed, i]),
-                device=dev,
-                batch=args.batch,
-                precision=p,
-            )[0]
-            for p in precisions
-        }
+        maps = {p: film_map(model, img, lung, settings, precision=p, **cam_run(i)) for p in precisions}
         pearson.append(float(pearsonr(maps[auto][lung], maps["fp32"][lung])[0]))
         spearman.append(float(spearmanr(maps[auto][lung], maps["fp32"][lung])[0]))
     if cams.empty:

@@ -42,12 +42,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from inputs import cached_film, official_vote  # bench/inputs.py
+from inputs import cached_film, film_map, official_vote  # bench/inputs.py
 from machine import machine
 from torch import nn
 
 from patchcxr.classification.data import load_input, to_network
-from patchcxr.classification.explain import image_saliency
 from patchcxr.classification.patches import extract, sample_centres, windows
 from patchcxr.classification.predict import image_batch, load_classifier, predict_probs
 from patchcxr.io import read_tsv
@@ -158,23 +157,16 @@ def main(args: argparse.Namespace) -> None:
     cams = rows[rows[settings.labels] == target].head(args.saliency_images)
     rs: dict[str, list[float]] = {b: [] for b in ("bf16", "fp16")}
     cam_seconds: dict[str, float] = dict.fromkeys(("fp32", "bf16", "fp16"), 0.0)
+
+    def cam_run(i: int) -> dict[str, Any]:
+        return {"target": names.index(target), "seed": [args.seed, i], "k": args.k, "device": dev, "batch": args.batch}
+
     for i, r in enumerate(cams.itertuples()):
         img, lung = film(r)
         maps = {}
         for b in cam_seconds:
             t = time.perf_counter()
-            maps[b] = image_saliency(
-                model,
-                img,
-                lung,
-                settings,
-                k=args.k,
-                target=names.index(target),
-                rng=np.random.default_rng([args.seed, i]),
-                device=dev,
-                batch=args.batch,
-                precision=b,
-            )[0]
+            maps[b] = film_map(model, img, lung, settings, precision=b, **cam_run(i))
             cam_seconds[b] += time.perf_counter() - t
         for b in rs:
             rs[b].append(pearson(maps[b][lung], maps["fp32"][lung]))

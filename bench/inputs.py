@@ -6,6 +6,7 @@ benchmarks time ours against."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,6 +14,7 @@ from PIL import Image
 from torch import nn
 
 from patchcxr.classification.data import load_input, masked_input, to_network
+from patchcxr.classification.explain import image_saliency
 from patchcxr.classification.patches import extract, sample_centres, windows
 from patchcxr.classification.settings import InputSettings
 from patchcxr.models.classifier import backbone_of, vote
@@ -51,3 +53,12 @@ def official_vote(
             x = to_network(extract(im, w, patch), backbone_of(model).name).to(device)
             probs.append(torch.softmax(model(x), 1).cpu())
     return vote(torch.cat(probs))
+
+
+def film_map(
+    model: nn.Module, img: torch.Tensor, lung: np.ndarray, settings: Any, *, target: int, seed: list[int], **run: Any
+) -> np.ndarray:
+    """One film's probabilistic Grad-CAM map as the workflow computes it, its K patches drawn
+    from ``seed`` (the same patches for every precision compared); ``run``: ``k``,
+    ``device``, ``batch``, ``precision``."""
+    return image_saliency(model, img, lung, settings, target=target, rng=np.random.default_rng(seed), **run)[0]

@@ -173,10 +173,23 @@ def test_paper_stage_makes_every_registered_table_and_figure_with_its_caption(ci
     paper = ci_run / "results" / "paper"
     index = (paper / "README.md").read_text()
     made = sorted(p.name for p in paper.iterdir() if p.name != "README.md")
-    assert len(made) == 27, made  # 16 tables (13, leave-one-source-out, is off), 10 figures, metrics.json
+    # 16 tables (13, leave-one-source-out, is off), 10 figures, metrics.json and headline.json
+    assert len(made) == 28, made
     for name in made:
-        if name != "metrics.json":
+        if name not in ("metrics.json", "headline.json"):
             assert f"## {name}" in index and (paper / name).stat().st_size > 100
+    # the report's pages: About this run and one page per table, each saying its films are synthetic
+    pages = sorted(p.name for p in (ci_run / "results" / "report").iterdir())
+    assert pages == sorted(["about.html", *(n.replace(".tsv", ".html") for n in made if n.endswith(".tsv"))])
+    assert all("SYNTHETIC DATA" in (ci_run / "results" / "report" / p).read_text() for p in pages)
+    assert index.startswith("# Figures and tables\n\n> **SYNTHETIC DATA")
+    assert set(json.loads((paper / "headline.json").read_text())) == {
+        "local_f1",
+        "local_acc",
+        "global_f1",
+        "global_acc",
+        "lung_jaccard",
+    }
     assert "Jaccard" in index.split("## table3_segmentation.tsv")[1].split("##")[0]
     cohort = read_tsv(ci_run / "results" / "data" / "cohort.tsv")
     data = read_tsv(paper / "table1_data.tsv")
