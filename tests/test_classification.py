@@ -356,6 +356,13 @@ def test_auto_precision_is_bf16_only_where_the_device_computes_bf16_natively(mon
     assert not state.native_bf16(gpu) and Runtime(device="cuda").precision == "fp32"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
     assert Runtime(device="cuda").precision == "bf16"
+    # inference under auto: in the arithmetic the model was trained in (bf16 where native);
+    # an explicit precision is kept; unknown: the resolved auto
+    auto, forced = Runtime(device="cuda"), Runtime(device="cuda", precision="bf16")
+    assert auto.for_inference("fp32") == "fp32" and auto.for_inference("bf16") == "bf16"
+    assert auto.for_inference(None) == "bf16" and forced.for_inference("fp32") == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert Runtime(device="cuda").for_inference("bf16") == "fp32"
 
 
 def test_input_settings_are_written_once_and_read_back_whole(tmp_path: Path) -> None:

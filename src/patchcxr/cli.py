@@ -164,7 +164,7 @@ def _predict(args: argparse.Namespace) -> int:
                 "saliency_overlay": str(overlay),
                 "mask_source": film.mask_source,
                 "tie": tie,
-                "precision": runtime.precision,
+                "precision": runtime.for_inference(models.classifier.trained_precision),
             }
         )
     if args.json:

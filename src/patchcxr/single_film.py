@@ -153,9 +153,10 @@ def triage_film(
     img, lung, source = lung_input(pixels, segment(models, pixels), clf.inputs, fmt=FORMAT)
     rows = clf.inputs.preprocessing.kept_rows(pixels, FORMAT)
     tensor = torch.from_numpy(img.astype(np.float32) / 255.0)[None]
+    precision = models.runtime.for_inference(clf.trained_precision)
     rng = np.random.default_rng(seed)
     probs, _ = predict_probs(
-        clf.model, tensor, lung, clf.settings, k=k, rng=rng, device=models.device, precision=models.runtime.precision
+        clf.model, tensor, lung, clf.settings, k=k, rng=rng, device=models.device, precision=precision
     )
     v = k_vote(probs)
     decision = names[int(v["hard"] if vote == "hard" else v["soft"])]
@@ -170,7 +171,7 @@ def triage_film(
         target=names.index(saliency_class),
         rng=rng,
         device=models.device,
-        precision=models.runtime.precision,
+        precision=precision,
     )
     return FilmResult(
         classes=list(names),

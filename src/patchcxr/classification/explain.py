@@ -238,7 +238,7 @@ def saliency_for_split(
                 rng=rng,
                 device=dev,
                 batch=batch,
-                precision=runtime.precision,
+                precision=runtime.for_inference(clf.trained_precision),
             )
             sal = maps["relu"]
         buf = io.BytesIO()

@@ -98,6 +98,8 @@ class LoadedClassifier:
         self.device = resolve_device(device)
         self.settings, self.inputs = settings_of_model_file(state)
         self.classes: list[str] = list(state["classes"])
+        #: the precision it was trained in (None: a file from before it was recorded)
+        self.trained_precision: str | None = state.get("precision")
         init = state.get("initialisation") or {}
         # files before the backbone switch record a label (``scratch``) instead of a record
         self.initialisation: dict[str, str] = dict(init) if isinstance(init, dict) else {"label": str(init)}
@@ -133,6 +135,7 @@ def predict_split(
     ``runtime``'s precision is the exact vote's autocast (a machine's setting)."""
     clf = load_classifier(model_path, runtime.device)
     model, settings, names, dev = clf.model, clf.settings, clf.classes, clf.device
+    precision = runtime.for_inference(clf.trained_precision)
     inputs, split = read_tsv(inputs_path), read_tsv(split_path)
     rows = inputs.merge(split[split["split"] == part][["image_id"]], on="image_id").sort_values("image_id")
     out = []
@@ -147,7 +150,7 @@ def predict_split(
             probs = shared_probs(model, img, lung, settings, k=k, rng=rng, device=dev)
         else:
             probs, _ = predict_probs(
-                model, img, lung, settings, k=k, rng=rng, device=dev, batch=batch, precision=runtime.precision
+                model, img, lung, settings, k=k, rng=rng, device=dev, batch=batch, precision=precision
             )
         v = vote(probs)
         true = getattr(r, settings.labels)
@@ -166,7 +169,7 @@ def predict_split(
                 "pred_soft_index": int(v["soft"]),
                 "k": len(probs),
                 # the precision the vote computed in (a requested `auto`, resolved)
-                "precision": runtime.precision if mode == "exact" or settings.mode != "local" else "fp32",
+                "precision": precision if mode == "exact" or settings.mode != "local" else "fp32",
                 **{f"votes_{n}": int(c) for n, c in zip(names, v["votes"].tolist(), strict=True)},
                 **{f"prob_{n}": float(p) for n, p in zip(names, v["mean_prob"].tolist(), strict=True)},
             }

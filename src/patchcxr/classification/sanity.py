@@ -168,7 +168,7 @@ def randomisation_test(
                 rng=film_rng(seed, r.image_id),  # the same patches for every network
                 device=dev,
                 batch=batch,
-                precision=runtime.precision,
+                precision=runtime.for_inference(clf.trained_precision),
                 rectify=RECTIFICATIONS,
             )
             out.append((maps, wins))

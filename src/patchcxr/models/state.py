@@ -106,6 +106,21 @@ class Runtime:
             memory_efficient=str(getattr(resources, "memory_efficient", "model")),
         )
 
+    def for_inference(self, trained: str | None) -> str:
+        """The precision a model trained in ``trained`` (its model file's record; None for
+        a file from before it was recorded) predicts and maps saliency in. An explicit
+        precision is kept. Under ``auto`` a model predicts in the arithmetic it was trained
+        in: fp32 for an fp32 model, bf16 for a bf16 model where the device computes bf16
+        natively (else fp32), the resolved ``auto`` when unknown. Measured on the real
+        MobileNetV2 models trained in bf16 (bench/RESULTS.md, 2026-12-07): fp32 inference
+        changed 4 of 128 Shenzhen calls and 24 of 300 dev4 calls, and on dev4 it lowered
+        the accuracy by 0.043 [0.013, 0.072] (paired over patients)."""
+        if self.requested != "auto" or trained is None:
+            return self.precision
+        if trained == "bf16":
+            return "bf16" if native_bf16(self.torch_device) else "fp32"
+        return "fp32" if trained == "fp32" else self.precision
+
     @functools.cached_property
     def torch_device(self) -> torch.device:
         """The device, resolved (:func:`resolve_device`)."""
