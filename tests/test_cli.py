@@ -84,7 +84,7 @@ def test_predict_prints_classes_writes_overlays_and_reports_bad_files(tmp_path: 
     fp8 = subprocess.run(
         [*base, "--classifier", str(cls), "--precision", "fp8"], capture_output=True, text=True, timeout=300
     )
-    assert fp8.returncode == 2 and "--precision must be one of fp32, bf16, fp16, got 'fp8'" in fp8.stderr
+    assert fp8.returncode == 2 and "--precision must be one of auto, fp32, bf16, fp16, got 'fp8'" in fp8.stderr
 
 
 def test_predict_makes_the_classifier_input_as_the_classifier_was_trained(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
