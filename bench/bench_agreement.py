@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from inputs import film_map  # bench/inputs.py
+from inputs import film_map, trained_run_parser  # bench/inputs.py
 from machine import machine
 from scipy.stats import pearsonr, spearmanr
 
@@ -142,15 +142,6 @@ def clf_precision(results: Path, seed: int) -> str:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--results", required=True, help="a finished run's results/ folder")
-    ap.add_argument("--seed", type=int, default=2020, help="the classifier seed (results/…/seed_<seed>)")
-    ap.add_argument("--part", default="test", help="split part of the films (train, val, test or all)")
-    ap.add_argument("--images", type=int, default=10_000, help="at most this many films (a random subset)")
-    ap.add_argument("--saliency-images", type=int, default=10)
-    ap.add_argument("--target", default=None, help="class of the saliency maps (default: the last class)")
-    ap.add_argument("--k", type=int, default=100)
-    ap.add_argument("--batch", type=int, default=25)
+    ap = trained_run_parser(__doc__)
     ap.add_argument("--boot", type=int, default=1000)
-    ap.add_argument("--threads", type=int, default=2)
     main(ap.parse_args())

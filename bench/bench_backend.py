@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from inputs import cached_film, film_map, official_vote  # bench/inputs.py
+from inputs import cached_film, film_map, official_vote, trained_run_parser  # bench/inputs.py
 from machine import machine
 from torch import nn
 
@@ -234,16 +234,7 @@ def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--results", required=True, help="a finished run's results/ folder")
-    ap.add_argument("--seed", type=int, default=2020, help="the classifier seed (results/…/seed_<seed>)")
-    ap.add_argument("--part", default="test", help="split part of the agreement films (train, val, test or all)")
-    ap.add_argument("--images", type=int, default=10_000, help="at most this many agreement films")
-    ap.add_argument("--saliency-images", type=int, default=10)
+    ap = trained_run_parser(__doc__)
     ap.add_argument("--calibration-images", type=int, default=20, help="training films of the int8 calibration")
-    ap.add_argument("--target", default=None, help="class of the saliency maps (default: the last class)")
-    ap.add_argument("--k", type=int, default=100)
-    ap.add_argument("--batch", type=int, default=25)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
     main(ap.parse_args())

@@ -5,6 +5,7 @@ benchmarks time ours against."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +63,19 @@ def film_map(
     from ``seed`` (the same patches for every precision compared); ``run``: ``k``,
     ``device``, ``batch``, ``precision``."""
     return image_saliency(model, img, lung, settings, target=target, rng=np.random.default_rng(seed), **run)[0]
+
+
+def trained_run_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The options of a benchmark on a finished run's trained local classifier (its run, seed,
+    films, saliency films, K, batch, threads); each script adds its own."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--results", required=True, help="a finished run's results/ folder")
+    ap.add_argument("--seed", type=int, default=2020, help="the classifier seed (results/…/seed_<seed>)")
+    ap.add_argument("--part", default="test", help="split part of the films compared (train, val, test or all)")
+    ap.add_argument("--images", type=int, default=10_000, help="at most this many of those films")
+    ap.add_argument("--saliency-images", type=int, default=10)
+    ap.add_argument("--target", default=None, help="class of the saliency maps (default: the last class)")
+    ap.add_argument("--k", type=int, default=100)
+    ap.add_argument("--batch", type=int, default=25)
+    ap.add_argument("--threads", type=int, default=2)
+    return ap

@@ -127,6 +127,7 @@ def _predict(args: argparse.Namespace) -> int:
         known = ", ".join(names)
         print(f"patchcxr: --target {args.target!r} is not a class of this classifier: {known}", file=sys.stderr)
         return 2
+    precision = runtime.for_inference(models.classifier.trained_precision)  # what the vote computes in
     results: list[dict[str, Any]] = []
     failures = 0
     for path in args.images:
@@ -164,7 +165,7 @@ def _predict(args: argparse.Namespace) -> int:
                 "saliency_overlay": str(overlay),
                 "mask_source": film.mask_source,
                 "tie": tie,
-                "precision": runtime.for_inference(models.classifier.trained_precision),
+                "precision": precision,
             }
         )
     if args.json:

@@ -224,11 +224,7 @@ def plot_lung_histograms(hist_path: Path | str, out: Path | str) -> None:
         ax.set_xlabel("grey level (0-255)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("share of lung pixels per bin")
-    counts = df.groupby("source")["n_images"].max() if "n_images" in df.columns else None
-    handles, names = axes[1].get_legend_handles_labels()
-    if counts is not None:
-        names = [f"{n} (n={int(counts.get(n, 0))})" for n in names]
-    axes[1].legend(handles, names, fontsize=7, title="source", title_fontsize=7)
+    axes[1].legend(fontsize=7, title="source", title_fontsize=7)
     fig.suptitle("Lung-intensity distribution per source, before and after the paper's preprocessing", fontsize=10)
     _save(fig, out)
 

@@ -173,17 +173,24 @@ def _connect(settings: Mapping[str, Any]) -> Any:
 def source_tags(rule: str) -> dict[str, str]:
     """The run's source as the MLflow UI shows it: the Snakemake rule (not the temporary
     file Snakemake runs a script from)."""
-    return {"mlflow.source.name": f"rule {rule}" if rule else "Snakefile", "mlflow.source.type": "JOB"} | (
-        {"patchcxr.rule": rule} if rule else {}
-    )
+    if not rule:
+        return {"mlflow.source.name": "Snakefile", "mlflow.source.type": "JOB"}
+    return {"mlflow.source.name": f"rule {rule}", "mlflow.source.type": "JOB", "patchcxr.rule": rule}
 
 
-def _log_params(mlflow: Any, params: Mapping[str, Any]) -> None:
+def _param_batches(params: Mapping[str, Any]) -> Iterator[dict[str, str]]:
+    """``params`` flattened into ``section.key`` parameters, 100 at a time (MLflow takes at
+    most 100 per call)."""
     flat: dict[str, str] = {}
     _flatten("", params, flat)
     items = list(flat.items())
-    for i in range(0, len(items), 100):  # MLflow takes at most 100 params per call
-        mlflow.log_params(dict(items[i : i + 100]))
+    for i in range(0, len(items), 100):
+        yield dict(items[i : i + 100])
+
+
+def _log_params(mlflow: Any, params: Mapping[str, Any]) -> None:
+    for batch in _param_batches(params):
+        mlflow.log_params(batch)
 
 
 def start_pipeline_run(settings: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, str]:
@@ -200,11 +207,8 @@ def start_pipeline_run(settings: Mapping[str, Any], config: Mapping[str, Any]) -
     tags = {"patchcxr.stage": "pipeline"} | source_tags("start_pipeline_run")
     # created, not started: the run stays RUNNING until end_pipeline_run closes it
     run = client.create_run(experiment.experiment_id, tags=tags, run_name="pipeline")
-    flat: dict[str, str] = {}
-    _flatten("", {"config": config, "provenance": {"git_commit": git_commit()}}, flat)
-    items = [Param(k, v) for k, v in flat.items()]
-    for i in range(0, len(items), 100):  # MLflow takes at most 100 params per call
-        client.log_batch(run.info.run_id, params=items[i : i + 100])
+    for batch in _param_batches({"config": config, "provenance": {"git_commit": git_commit()}}):
+        client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in batch.items()])
     info = {
         "run_id": run.info.run_id,
         "experiment_id": run.info.experiment_id,
@@ -216,9 +220,9 @@ def start_pipeline_run(settings: Mapping[str, Any], config: Mapping[str, Any]) -
 
 def end_pipeline_run(pipeline_file: Path | str, *, failed: bool = False) -> str | None:
     """Close the pipeline's parent run when the workflow ends (Snakemake's ``onsuccess`` /
-    ``onerror``): its end time becomes now, its status FINISHED or FAILED. A later run of
-    the same configuration reopens it and closes it again at its own end. Returns the run
-    id, or None where the workflow opened no parent run (tracking off, a dry run)."""
+    ``onerror``): its end time becomes now, its status FINISHED or FAILED. A later
+    invocation of the same configuration closes it again, with its own end time and status.
+    Returns the run id, or None where the workflow opened no parent run (tracking off)."""
     path = Path(pipeline_file)
     if not path.is_file():
         return None

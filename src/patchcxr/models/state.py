@@ -115,11 +115,8 @@ class Runtime:
         MobileNetV2 models trained in bf16 (bench/RESULTS.md, 2026-12-07): fp32 inference
         changed 4 of 128 Shenzhen calls and 24 of 300 dev4 calls, and on dev4 it lowered
         the accuracy by 0.043 [0.013, 0.072] (paired over patients)."""
-        if self.requested != "auto" or trained is None:
-            return self.precision
-        if trained == "bf16":
-            return "bf16" if native_bf16(self.torch_device) else "fp32"
-        return "fp32" if trained == "fp32" else self.precision
+        # the resolved auto is already bf16 exactly where bf16 is native: only an fp32 model differs
+        return "fp32" if self.requested == "auto" and trained == "fp32" else self.precision
 
     @functools.cached_property
     def torch_device(self) -> torch.device:
