@@ -123,9 +123,9 @@ def main(args: argparse.Namespace) -> None:
         maps = {p: film_map(model, img, lung, settings, precision=p, **cam_run(i)) for p in precisions}
         pearson.append(float(pearsonr(maps[auto][lung], maps["fp32"][lung])[0]))
         spearman.append(float(spearmanr(maps[auto][lung], maps["fp32"][lung])[0]))
-    if cams.empty:
+    if cams.empty and args.saliency_images:
         print(f"   no {target} film among them: no saliency comparison")
-    else:
+    elif not cams.empty:
         print(
             f"   probabilistic Grad-CAM of {len(cams)} {target} films over the lung: Pearson r median "
             f"{np.median(pearson):.5f} (min {min(pearson):.5f}), Spearman rank r median {np.median(spearman):.5f} "
