@@ -57,7 +57,7 @@ atomic_write_bytes(tmp / "m.pt", state_to_bytes({"arch": "fcdensenet", "n_classe
     "options": json.dumps({"down_blocks": [4, 5, 7, 10, 12], "bottleneck_layers": 15, "growth": 16,
                            "first_channels": 48, "dropout": 0.2}),
     "preprocessing": json.dumps(PreprocessSettings(size=256).__dict__)}))
-predict_shard(manifest_path=tmp / "manifest.tsv", shard=0, shard_size=100, model_path=tmp / "m.pt",
+predict_shard(manifest_path=tmp / "manifest.tsv", shard=0, shard_size=100, model_paths=[tmp / "m.pt"],
               out_dir=tmp / "out", rows_out=tmp / "rows.tsv", batch_size=8, runtime=Runtime(device="cpu"))
 """
 

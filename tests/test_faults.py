@@ -26,7 +26,8 @@ from tests.workflow_runs import CI_CONFIG, copy_workflow, reproducible_digest, s
 
 pytestmark = pytest.mark.slow
 
-SEG = "results/segmentation/fcdensenet_tiny/equalised/seed_407"
+# the CI configuration cross-fits its segmenters: the first seed's first fold
+SEG = "results/segmentation/fcdensenet_tiny/equalised/seed_407-f0"
 
 
 def _run_until_fault(workdir: Path, point: str, timeout: float = 600) -> str:
@@ -97,7 +98,7 @@ def test_sigkill_during_training_and_mask_generation_then_rerun_equals_an_uninte
 
     # 2. mask generation: killed after the third mask of shard 0 was written
     _run_until_fault(workdir, "mask:3@masks/shards/0")
-    log = (workdir / "logs" / "segmentation" / "train_fcdensenet_tiny_equalised_seed_407.log").read_text()
+    log = (workdir / "logs" / "segmentation" / "train_fcdensenet_tiny_equalised_seed_407-f0.log").read_text()
     assert "resuming after epoch 1" in log  # the rerun resumed rather than restarted
     shard = workdir / "results" / "masks" / "shards" / "0"
     assert len(list((shard / "masks").rglob("*.png"))) == 3 and not (shard.parent / "0.tsv").exists()

@@ -96,7 +96,7 @@ import sys
 from patchcxr.models.state import Runtime
 from patchcxr.segmentation.predict import predict_shard
 manifest, model, out, n = sys.argv[1:]
-predict_shard(manifest_path=manifest, shard=0, shard_size=int(n), model_path=model, out_dir=out,
+predict_shard(manifest_path=manifest, shard=0, shard_size=int(n), model_paths=[model], out_dir=out,
               rows_out=out + ".tsv", batch_size=8, runtime=Runtime(device="cpu"))
 """
 

@@ -244,7 +244,7 @@ def plan(**changes: object) -> PaperPlan:
         models=("local", "global"),
         runs=(("global", 2020), ("local", 2020)),
         classification_seed=2020,
-        segmentation_seed=407,
+        segmentation_run="407",
         segmentation_networks=("fcdensenet_small", "unet_small"),
         segmentation_preps=("equalised", "minmax"),
         audit=True,
@@ -317,7 +317,7 @@ def test_the_plan_comes_from_the_configuration_and_names_each_runs_files() -> No
     p = PaperPlan.from_config(cfg, audit=True, segmentation_preps=["equalised"])
     assert p.models == ("local", "global")  # the paper's order
     assert p.runs == (("global", 2020), ("global", 2021), ("local", 2020), ("local", 2021))  # the workflow's order
-    assert (p.classification_seed, p.segmentation_seed, p.external) == (2020, 407, False)
+    assert (p.classification_seed, p.segmentation_run, p.external) == (2020, "407", False)
     inputs = entry("table5_classification").inputs(p)
     assert inputs["metrics"][1] == "results/evaluation/global/seed_2021/metrics.tsv"
     assert inputs["metadata"][2] == "results/classification/local/seed_2020/metadata.json"

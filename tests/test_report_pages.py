@@ -55,8 +55,11 @@ def test_the_configuration_in_prose_says_what_changes_a_result() -> None:
     assert "Classifier global" in text and "Classifier local" in text
     seeds = ", ".join(str(s) for s in config["classification"]["train"]["seeds"])
     assert f"Training seeds: {seeds}" in text
+    assert "no classified film's tracing trains the segmenter" in text  # held_out, the default
     config["classification"]["weights"]["route"] = "none"
-    assert "from scratch" in " ".join(config_prose(config))
+    config["splits"]["segmentation"].update(classified="crossfit", folds=3)
+    text = " ".join(config_prose(config))
+    assert "from scratch" in text and "masked by one of 3 cross-fitted networks" in text
     page = about_html(config, "a: 1\n")
     assert page.index('class="banner"') < page.index("Data: ") and "<pre>a: 1\n</pre>" in page
 

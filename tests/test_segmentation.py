@@ -261,14 +261,15 @@ def test_sigkill_then_resume_reaches_the_same_weights(tmp_path: Path, seg_data: 
     assert json.loads((killed / "m.json").read_text())["epochs_run"] == 6
 
 
-def test_masks_for_every_image_with_qc(tmp_path: Path, seg_data: tuple[Path, Path]) -> None:
-    manifest, _ = seg_data
-    model = FCDenseNet(down_blocks=(2, 2), bottleneck_layers=2, growth=4, first_channels=8)
+def _segmenter_file(path: Path, seed: int) -> Path:
+    """A small untrained FC-DenseNet's model file (``seed``: its initialisation)."""
     from patchcxr.io import atomic_write_bytes
     from patchcxr.models.state import state_to_bytes
 
+    torch.manual_seed(seed)
+    model = FCDenseNet(down_blocks=(2, 2), bottleneck_layers=2, growth=4, first_channels=8)
     atomic_write_bytes(
-        tmp_path / "m.pt",
+        path,
         state_to_bytes(
             {
                 "arch": "fcdensenet",
@@ -281,12 +282,17 @@ def test_masks_for_every_image_with_qc(tmp_path: Path, seg_data: tuple[Path, Pat
             }
         ),
     )
+    return path
+
+
+def test_masks_for_every_image_with_qc(tmp_path: Path, seg_data: tuple[Path, Path]) -> None:
+    manifest, _ = seg_data
     n = len(pd.read_csv(manifest, sep="\t"))
     rows = predict_shard(
         manifest_path=manifest,
         shard=0,
         shard_size=7,
-        model_path=tmp_path / "m.pt",
+        model_paths=[_segmenter_file(tmp_path / "m.pt", 0)],
         out_dir=tmp_path / "out",
         rows_out=tmp_path / "rows.tsv",
         batch_size=3,
@@ -301,6 +307,42 @@ def test_masks_for_every_image_with_qc(tmp_path: Path, seg_data: tuple[Path, Pat
         assert mask.shape == (m.height, m.width) and mask.max() <= 3
         assert Path(r.overlay_path).is_file()
         assert r.mask_path.endswith(f"masks/{m.image_id}.png")  # one file per image id, sources kept apart
+    assert (rows["mask_fold"] == 0).all()
+
+
+def test_each_film_is_masked_by_its_cross_fitting_folds_segmenter(tmp_path: Path, seg_data: tuple[Path, Path]) -> None:
+    from patchcxr.io import read_png
+
+    manifest, _ = seg_data
+    films = pd.read_csv(manifest, sep="\t").head(7)
+    models = [_segmenter_file(tmp_path / f"m{k}.pt", k) for k in range(2)]
+
+    def masks(paths: list[Path], folds: pd.DataFrame | None, name: str) -> pd.DataFrame:
+        kwargs = {"shard": 0, "shard_size": 7, "batch_size": 3, "runtime": Runtime(device="cpu")}
+        return predict_shard(
+            manifest_path=manifest,
+            model_paths=paths,
+            mask_folds=folds,
+            out_dir=tmp_path / name,
+            rows_out=tmp_path / f"{name}.tsv",
+            **kwargs,  # type: ignore[arg-type]
+        ).set_index("image_id")
+
+    alone = [masks([m], None, f"alone{k}") for k, m in enumerate(models)]
+    # films 1, 3, 5 in fold 1; film 6 not classified (no row): the first segmenter's
+    folds = pd.DataFrame({"image_id": films["image_id"][:6], "fold": [0, 1, 0, 1, 0, 1]})
+    both = masks(models, folds, "both")
+    assert list(both.index) == list(films["image_id"])  # the block's order, whatever the folds
+    expected = [0, 1, 0, 1, 0, 1, 0]
+    assert both["mask_fold"].astype(int).tolist() == expected
+    differ = 0
+    for image_id, fold in zip(films["image_id"], expected, strict=True):
+        got = read_png(both.loc[image_id, "mask_path"])
+        assert np.array_equal(got, read_png(alone[fold].loc[image_id, "mask_path"])), image_id
+        differ += not np.array_equal(got, read_png(alone[1 - fold].loc[image_id, "mask_path"]))
+    assert differ >= 3  # the two segmenters disagree: the check above can tell them apart
+    with pytest.raises(ValueError, match="mask fold 1 needs a segmenter of that fold"):
+        masks(models[:1], folds, "one")
 
 
 def test_memory_efficient_dense_blocks_give_the_same_gradients() -> None:
@@ -518,10 +560,10 @@ def test_dice_by_class_finds_a_class_with_worse_masks_and_says_when_it_cannot() 
     def scores(shift: float) -> pd.DataFrame:
         mean = {"normal": 0.95, "tb": 0.95 - shift, "covid19": 0.9}
         rows = [
-            ("unet", "equalised", 407, "x", image, patient, "both lungs", 0.0, mean[c] + rng.normal(0, 0.02))
+            ("unet", "equalised", 407, 0, "x", image, patient, "both lungs", 0.0, mean[c] + rng.normal(0, 0.02))
             for image, patient, c in films
         ]
-        other = [("unet", "minmax", 407, "x", image, patient, "both lungs", 0.0, 0.1) for image, patient, _ in films]
+        other = [("unet", "minmax", 407, 0, "x", image, patient, "both lungs", 0.0, 0.1) for image, patient, _ in films]
         return pd.DataFrame(rows + other, columns=SCORE_COLUMNS[:-1])
 
     kwargs = {

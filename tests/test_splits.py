@@ -142,6 +142,64 @@ def test_classified_patients_train_no_segmenter_unless_told() -> None:
         segmentation_split(masked[masked["source"] == "sz"], {"sz": "split"}, 0.8, 0.1, seed=1, classification=cls)
 
 
+def test_crossfit_masks_each_classified_film_by_a_segmenter_that_never_learnt_its_tracing() -> None:
+    from patchcxr.data.splits import (
+        NO_FOLD,
+        fold_view,
+        mask_folds,
+        parse_segmentation_run,
+        segmentation_runs,
+        segmenter_test_ids,
+    )
+
+    cls, masked, _ = _shenzhen_and_jsrt()
+    roles = {"sz": "split", "jsrt": "split"}
+    seg = segmentation_split(masked, roles, 0.8, 0.25, seed=1, classification=cls, classified="crossfit", folds=2)
+    folds = mask_folds(cls, "crossfit", 2, seed=1)
+    # every classified film, traced or not, has one segmenter; patients whole; classes dealt evenly
+    assert len(folds) == 40 and set(folds["fold"]) == {0, 1}
+    assert folds.groupby("patient_id")["fold"].nunique().max() == 1
+    by_class = folds.merge(cls[["image_id", "label5"]], on="image_id").groupby(["label5", "fold"]).size()
+    assert by_class.to_dict() == {("normal", 0): 10, ("normal", 1): 10, ("tb", 0): 10, ("tb", 1): 10}
+    sz, jsrt = seg[seg["source"] == "sz"], seg[seg["source"] == "jsrt"]
+    fold_of = dict(zip(folds["image_id"], folds["fold"], strict=True))
+    assert (sz["fold"] == sz["image_id"].map(fold_of)).all()  # the split's folds are the masks' folds
+    assert (jsrt["fold"] == NO_FOLD).all() and jsrt["split"].value_counts().to_dict() == {
+        "train": 6,
+        "test": 2,
+        "val": 2,
+    }
+    # classified films train or validate the other fold's segmenter; 25 % of their patients validate
+    assert set(sz["split"]) == {"train", "val"} and (sz["split"] == "val").sum() == 5
+    for fold in (0, 1):
+        view = fold_view(seg, fold)
+        mine = view["fold"] == fold
+        assert (view.loc[mine, "split"] == "test").all() and 0 < mine.sum() < 20
+        # the films this segmenter masks (mask_folds) are none of its training or validation films
+        masks = set(folds.loc[folds["fold"] == fold, "image_id"])
+        assert not masks & set(view.loc[view["split"].isin(["train", "val"]), "image_id"])
+        # and it learns from the other fold's tracings and the unclassified ones
+        assert set(view.loc[view["split"] == "train", "source"]) == {"sz", "jsrt"}
+    # every test film is scored once per seed: its fold's segmenter, or the first for JSRT's
+    scored = [segmenter_test_ids(seg, f) for f in (0, 1)]
+    assert not scored[0] & scored[1]
+    assert scored[0] | scored[1] == set(sz["image_id"]) | set(jsrt.loc[jsrt["split"] == "test", "image_id"])
+    assert set(jsrt.loc[jsrt["split"] == "test", "image_id"]) <= scored[0]
+    # the other policies: no folds; one segmenter masks every film
+    held = segmentation_split(masked, roles, 0.8, 0.1, seed=1, classification=cls, classified="held_out")
+    assert (held["fold"] == NO_FOLD).all() and fold_view(held, 0).equals(held)
+    assert set(mask_folds(cls, "held_out", 2, seed=1)["fold"]) == {0}
+    assert segmenter_test_ids(held, 0) == set(held.loc[held["split"] == "test", "image_id"])
+    # run labels: the folders of one seed
+    assert segmentation_runs(407, 1) == ["407"] and segmentation_runs(407, 2) == ["407-f0", "407-f1"]
+    assert [parse_segmentation_run(r) for r in ("407", "407-f1")] == [(407, 0), (407, 1)]
+    for bad in ("407-f", "x-f1", "407-1"):
+        with pytest.raises(ValueError, match="is not <seed>"):
+            parse_segmentation_run(bad)
+    with pytest.raises(ValueError, match="at least 2"):
+        segmentation_split(masked, roles, 0.8, 0.1, seed=1, classification=cls, classified="crossfit", folds=1)
+
+
 def test_check_disjoint_catches_patient_and_hash_leaks() -> None:
     manifest = pd.DataFrame({"image_id": ["a", "b", "c"], "sha256": ["1", "2", "1"]})
     ok = pd.DataFrame({"image_id": ["a", "b", "c"], "patient_id": ["p", "q", "r"], "split": ["train", "test", "train"]})

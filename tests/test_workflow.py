@@ -77,12 +77,29 @@ def test_segmentation_and_masks_stages_evaluate_every_network_and_mask_every_fil
     assert set(summary["preprocessing"]) == {"equalised", "minmax"}
     assert (summary["n_seeds"].astype(int) == 1).all()  # segmentation.train.seeds: [407]
     assert (ci_run / "results" / "segmentation" / "figures" / "jaccard.png").stat().st_size > 1000
-    meta = (ci_run / "results" / "segmentation" / "unet_tiny" / "equalised" / "seed_407" / "metadata.json").read_text()
-    assert '"manifest"' in meta and '"segmentation_split"' in meta
+    # cross-fitted (.test/config.yaml): one network per fold, each recording the fold it held out
+    for fold in (0, 1):
+        run = ci_run / "results" / "segmentation" / "unet_tiny" / "equalised" / f"seed_407-f{fold}"
+        meta = json.loads((run / "metadata.json").read_text())
+        assert meta["config"]["fold"] == fold, meta["config"]
+        assert "manifest" in json.dumps(meta) and "segmentation_split" in json.dumps(meta)
     manifest = read_tsv(ci_run / "results" / "data" / "manifest.tsv")
     qc = read_tsv(ci_run / "results" / "masks" / "qc.tsv")
     assert sorted(qc["image_id"]) == sorted(manifest["image_id"])
     assert all((ci_run / p).is_file() for p in qc["mask_path"])
+    # every classified film is masked by its fold's network and scored by it, which never
+    # trained on its tracing; the films no classifier sees, by the first
+    folds = read_tsv(ci_run / "results" / "splits" / "mask_folds.tsv")
+    fold_of = dict(zip(folds["image_id"], folds["fold"].astype(int), strict=True))
+    assert set(fold_of.values()) == {0, 1}
+    assert (qc["mask_fold"].astype(int) == qc["image_id"].map(lambda i: fold_of.get(i, 0))).all()
+    split = read_tsv(ci_run / "results" / "splits" / "segmentation.tsv")
+    for r in split.itertuples():
+        assert int(r.fold) == fold_of.get(r.image_id, -1), r
+    scores = read_tsv(ci_run / "results" / "segmentation" / "scores.tsv", typed=True)
+    scored = scores[scores["image_id"].isin(fold_of)]
+    assert len(scored) and (scored["fold"] == scored["image_id"].map(fold_of)).all()
+    assert scores.groupby(["model", "preprocessing", "seed", "image_id", "structure"]).size().max() == 1
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from patchcxr.data.download import REGISTRATION, registration_message
+from patchcxr.data.splits import parse_segmentation_run, segmentation_runs, segmenter_count
 from patchcxr.classification.settings import recipe_settings
 from patchcxr.configuration import (
     ConfigError,
@@ -230,8 +231,21 @@ def run_seed(wildcards):
 
 
 def segmentation_train_params(wildcards):
-    """The `train` param of a segmentation run: its settings with the run's seed."""
-    return train_settings("segmentation", wildcards.seed)
+    """The `train` param of a segmentation run: its settings with the run's seed (a
+    cross-fitted run's label, <seed>-f<fold>, names its seed and its fold)."""
+    return train_settings("segmentation", parse_segmentation_run(wildcards.seed)[0])
+
+
+def segmentation_fold(wildcards):
+    """The cross-fitting fold a segmentation run holds out (0 for the one segmenter)."""
+    return parse_segmentation_run(wildcards.seed)[1]
+
+
+def segmentation_run_labels(seed):
+    """The run labels of one segmentation seed: one, or one per cross-fitting fold
+    (splits.segmentation.classified: crossfit)."""
+    seg = config["splits"]["segmentation"]
+    return segmentation_runs(seed, segmenter_count(seg["classified"], seg["folds"]))
 
 
 def classifier_train_params(wildcards):
@@ -272,20 +286,24 @@ def weights_inputs(wildcards=None):
     return {"weights": path} if path else {}
 
 
-def mask_model_path():
-    """The network whose masks every later stage uses: segmentation.mask_model trained with
-    preprocessing, the first of segmentation.train.seeds."""
+def mask_model_paths():
+    """The networks whose masks every later stage uses: segmentation.mask_model trained with
+    preprocessing, the first of segmentation.train.seeds; one file, or one per
+    cross-fitting fold in fold order (results/splits/mask_folds.tsv says which masks a film)."""
     seed = train_seeds("segmentation")[0]
-    return f"results/segmentation/{config['segmentation']['mask_model']}/equalised/seed_{seed}/model.pt"
+    model = config["segmentation"]["mask_model"]
+    return [f"results/segmentation/{model}/equalised/seed_{r}/model.pt" for r in segmentation_run_labels(seed)]
 
 
 def segmentation_models(wildcards):
-    """Every trained segmentation network, keyed `<model>/<preprocessing>/<seed>`."""
+    """Every trained segmentation network, keyed `<model>/<preprocessing>/<run>` (the run:
+    the seed, or <seed>-f<fold> for a cross-fitted one)."""
     return {
-        f"{m}/{p}/{s}": f"results/segmentation/{m}/{p}/seed_{s}/model.pt"
+        f"{m}/{p}/{r}": f"results/segmentation/{m}/{p}/seed_{r}/model.pt"
         for m in config["segmentation"]["train_models"]
         for p in segmentation_preps()
         for s in train_seeds("segmentation")
+        for r in segmentation_run_labels(s)
     }
 
 
@@ -326,6 +344,7 @@ def data_targets():
         "results/data/cohort.tsv",
         "results/splits/classification.tsv",
         "results/splits/segmentation.tsv",
+        "results/splits/mask_folds.tsv",
         *tracking_inputs().values(),
     ]
 

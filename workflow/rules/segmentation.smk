@@ -1,12 +1,14 @@
 # Segmentation (patchcxr.segmentation; issue 4): train each configured network with and
 # without the paper's preprocessing, evaluate on the held-out images, predict masks for
-# every manifest image.
+# every manifest image. Under splits.segmentation.classified: crossfit each seed is one run
+# per fold (seed_<seed>-f<fold>), trained without that fold's classified patients; the
+# fold's films are masked and scored by it (results/splits/mask_folds.tsv).
 
 
 rule train_segmentation:
     wildcard_constraints:
         prep="equalised|minmax",
-        seed=r"\d+",
+        seed=r"\d+(-f\d+)?",
     input:
         unpack(tracking_inputs),
         manifest="results/data/manifest.tsv",
@@ -23,6 +25,8 @@ rule train_segmentation:
         model_cfg=segmentation_model_cfg,
         # the training settings with this run's seed (one run per segmentation.train.seeds)
         train=segmentation_train_params,
+        # the cross-fitting fold this run holds out (0: the one segmenter of a seed)
+        fold=segmentation_fold,
         preprocessing=segmentation_preprocessing,
         tracking=canonical(config["tracking"]),
         resume_dir="results/segmentation/{model}/{prep}/seed_{seed}/resume",
@@ -105,10 +109,10 @@ rule classified_dice:
     benchmark:
         "benchmarks/segmentation/classified_dice.tsv"
     params:
-        # the network whose masks the classifier reads (mask_model_path)
+        # the network whose masks the classifier reads (mask_model_paths)
         model=config["segmentation"]["mask_model"],
         preprocessing="equalised",
-        mask_seed=train_seeds("segmentation")[0],
+        mask_seed=train_seeds("segmentation")[0],  # every fold of it, when cross-fitted
         labels=config["classification"]["train"]["labels"],
         bootstrap=config["segmentation"]["bootstrap"],
         permutations=config["statistics"]["permutations"],
@@ -126,7 +130,9 @@ rule predict_masks:
     input:
         manifest="results/data/manifest.tsv",
         # the mask model trained with preprocessing, first seed of segmentation.train.seeds
-        model=mask_model_path(),
+        # (one file per cross-fitting fold), and the fold of each classified film
+        models=mask_model_paths(),
+        mask_folds="results/splits/mask_folds.tsv",
     output:
         rows="results/masks/shards/{shard}.tsv",
         files=directory("results/masks/shards/{shard}"),

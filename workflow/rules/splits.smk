@@ -9,6 +9,8 @@ rule make_splits:
     output:
         classification="results/splits/classification.tsv",
         segmentation="results/splits/segmentation.tsv",
+        # the segmenter that masks each classified film (one, or its cross-fitting fold)
+        mask_folds="results/splits/mask_folds.tsv",
     log:
         "logs/splits/make_splits.log",
     benchmark:

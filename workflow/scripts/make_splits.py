@@ -1,4 +1,5 @@
-"""Rule make_splits: classification and segmentation splits, checked for leakage."""
+"""Rule make_splits: classification and segmentation splits, checked for leakage, and the
+segmenter that masks each classified film."""
 
 from typing import TYPE_CHECKING, Any
 
@@ -10,16 +11,22 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 
-def main(cohort: str, manifest: str, splits: dict[str, Any], classification: str, segmentation: str, log: str) -> None:
+def main(cohort: str, manifest: str, splits: dict[str, Any], outputs: dict[str, str], log: str) -> None:
     setup_logging(log)
-    write_splits(read_tsv(cohort), read_tsv(manifest), splits, classification, segmentation_path=segmentation)
+    write_splits(
+        read_tsv(cohort),
+        read_tsv(manifest),
+        splits,
+        outputs["classification"],
+        segmentation_path=outputs["segmentation"],
+        mask_folds_path=outputs["mask_folds"],
+    )
 
 
 main(
     snakemake.input.cohort,
     snakemake.input.manifest,
     dict(snakemake.params.splits),
-    snakemake.output.classification,
-    snakemake.output.segmentation,
+    {k: snakemake.output[k] for k in ("classification", "segmentation", "mask_folds")},
     snakemake.log[0],
 )

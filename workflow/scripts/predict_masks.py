@@ -2,6 +2,7 @@
 
 from typing import TYPE_CHECKING, Any
 
+from patchcxr.io import read_tsv
 from patchcxr.logs import setup_logging
 from patchcxr.models.state import Runtime
 from patchcxr.segmentation.predict import predict_shard
@@ -12,7 +13,8 @@ if TYPE_CHECKING:
 
 def main(
     manifest: str,
-    model: str,
+    models: list[str],
+    mask_folds: str,
     shard: int,
     predict: dict[str, Any],
     files: str,
@@ -26,7 +28,8 @@ def main(
         manifest_path=manifest,
         shard=shard,
         shard_size=int(predict["shard_size"]),
-        model_path=model,
+        model_paths=models,
+        mask_folds=read_tsv(mask_folds),
         out_dir=files,
         rows_out=rows,
         batch_size=int(predict["batch_size"]),
@@ -38,7 +41,8 @@ def main(
 
 main(
     snakemake.input.manifest,
-    snakemake.input.model,
+    list(snakemake.input.models),
+    snakemake.input.mask_folds,
     int(snakemake.wildcards.shard),
     dict(snakemake.params.predict),
     snakemake.output.files,

@@ -19,6 +19,7 @@ def main(
     model: str,
     model_cfg: dict[str, Any],
     train: dict[str, Any],
+    fold: int,
     preprocessing: dict[str, Any],
     tracking: dict[str, Any],
     pipeline: str,
@@ -36,6 +37,7 @@ def main(
     train_segmentation(
         manifest_path=manifest,
         split_path=split,
+        fold=fold,
         model_name=model,
         model_cfg=model_cfg,
         train=settings,
@@ -54,6 +56,7 @@ main(
     snakemake.wildcards.model,
     dict(snakemake.params.model_cfg),
     dict(snakemake.params.train),
+    int(snakemake.params.fold),
     dict(snakemake.params.preprocessing),
     dict(snakemake.params.tracking),
     snakemake.input.get("pipeline", ""),

@@ -208,14 +208,58 @@ def grouped_folds(table: pd.DataFrame, k: int, *, by: str, seed: int) -> pd.Data
 SEGMENTATION_ROLES = ("split", "train", "test")
 
 #: what the segmentation split does with a patient the classifier sees (config
-#: ``splits.segmentation.classified``): ``held_out``: segmenter test, whatever its source's
-#: role (no classified film is masked by a network trained on its own tracing, and its Dice
-#: is measured); ``follow``: the patient keeps its classification split (classifier test
-#: films are segmenter test films; its training films keep near-tracing masks); ``ignore``:
-#: the source's role decides (the paper's design: a classified film may be masked by a
-#: network that learnt its tracing, a mask-quality difference tied to the sources with
-#: tracings, hence to their classes)
-CLASSIFIED_POLICIES = ("held_out", "follow", "ignore")
+#: ``splits.segmentation.classified``): ``crossfit``: its tracing trains the segmenters of
+#: the other folds (``splits.segmentation.folds``, patient-grouped and stratified by class)
+#: and the segmenter of its own fold, which never saw it, masks and scores it (no classified
+#: film is masked by a network trained on its own tracing, yet the classified source's
+#: tracings teach the segmenter); ``held_out``: segmenter test, whatever its source's role
+#: (the same protection, with none of the classified films' tracings learnt); ``follow``:
+#: the patient keeps its classification split (classifier test films are segmenter test
+#: films; its training films keep near-tracing masks); ``ignore``: the source's role
+#: decides (the paper's design: a classified film may be masked by a network that learnt
+#: its tracing, a mask-quality difference tied to the sources with tracings, hence to their
+#: classes)
+CLASSIFIED_POLICIES = ("crossfit", "held_out", "follow", "ignore")
+
+#: the ``fold`` of a film no cross-fitted segmenter holds out (every segmenter may train on
+#: it by its split; the first segmenter scores it when it is a test film)
+NO_FOLD = -1
+
+
+def segmenter_count(classified: str, folds: int) -> int:
+    """Segmenters per training run: ``folds`` under ``crossfit``, else one."""
+    return int(folds) if classified == "crossfit" else 1
+
+
+def segmentation_runs(seed: int, count: int) -> list[str]:
+    """The run labels of one segmentation training seed (the ``seed_<label>`` folders):
+    ``"407"`` for one segmenter, ``"407-f0"``, ``"407-f1"``, … for cross-fitted ones."""
+    return [str(int(seed))] if count == 1 else [f"{int(seed)}-f{i}" for i in range(count)]
+
+
+def parse_segmentation_run(label: str) -> tuple[int, int]:
+    """``(seed, fold)`` of a run label of :func:`segmentation_runs` (fold 0 for ``"407"``)."""
+    seed, _, fold = str(label).partition("-f")
+    if not seed.isdigit() or (fold and not fold.isdigit()) or (_ and not fold):
+        raise ValueError(f"segmentation run {label!r} is not <seed> or <seed>-f<fold>")
+    return int(seed), int(fold or 0)
+
+
+def fold_view(split: pd.DataFrame, fold: int) -> pd.DataFrame:
+    """The segmentation split as segmenter ``fold`` sees it: the films of its fold are its
+    test films; every other film keeps its split. With no cross-fitting (every ``fold``
+    :data:`NO_FOLD`) the split itself."""
+    folds = split["fold"].astype(int) if "fold" in split else pd.Series(NO_FOLD, index=split.index)
+    return split.assign(split=split["split"].where(folds != int(fold), "test"))
+
+
+def segmenter_test_ids(split: pd.DataFrame, fold: int) -> set[str]:
+    """The films segmenter ``fold`` scores: the films of its fold and, for the first
+    segmenter, the test films no fold holds (each test film is scored once per seed)."""
+    view = fold_view(split, fold)
+    folds = view["fold"].astype(int) if "fold" in view else pd.Series(NO_FOLD, index=view.index)
+    mine = (folds == int(fold)) | ((folds == NO_FOLD) & (int(fold) == 0))
+    return set(view.loc[mine & (view["split"] == "test"), "image_id"])
 
 
 def segmentation_split(
@@ -227,8 +271,9 @@ def segmentation_split(
     seed: int,
     classification: pd.DataFrame | None = None,
     classified: str = "held_out",
+    folds: int = 2,
 ) -> pd.DataFrame:
-    """Train/val/test for segmentation, per source.
+    """Train/val/test for segmentation, per source, and each film's cross-fitting fold.
 
     Args:
         masked: manifest rows of images with lung masks (``image_id``, ``source``,
@@ -242,8 +287,16 @@ def segmentation_split(
         classification: the classification split (``patient_id``, ``split``): its
             patients are the classified ones of ``classified``.
         classified: :data:`CLASSIFIED_POLICIES`; a classified patient is one of
-            ``classification`` (any of its splits). ``held_out`` and ``follow`` act before
-            the sources' roles; ``ignore`` leaves every patient to its source's role.
+            ``classification`` (any of its splits). ``crossfit``, ``held_out`` and
+            ``follow`` act before the sources' roles; ``ignore`` leaves every patient to its
+            source's role.
+        folds: the cross-fitting folds of ``crossfit`` (:func:`mask_folds`).
+
+    Returns:
+        ``image_id, source, patient_id, split, fold``: ``fold`` is the cross-fitted
+        segmenter that holds the film out (:data:`NO_FOLD` where none does); a film with a
+        fold has the split ``train`` or ``val`` it takes in the other folds' segmenters
+        (:func:`fold_view`).
     """
     for source, role in roles.items():
         if role not in SEGMENTATION_ROLES:
@@ -256,12 +309,20 @@ def segmentation_split(
     # 512² PNG) land in the split the first of them got; classified patients go first, then
     # held-out sources
     split_of: dict[str, str] = {}
+    fold_of: dict[str, int] = {}
     if classified != "ignore":
         if classification is None:
             raise ValueError(f"splits.segmentation.classified: {classified} needs the classification split")
         follow = dict(zip(classification["patient_id"], classification["split"], strict=True))
-        mine = set(part["patient_id"]) & set(follow)
-        split_of |= {p: "test" if classified == "held_out" else follow[p] for p in sorted(mine)}
+        mine = sorted(set(part["patient_id"]) & set(follow))
+        if classified == "crossfit":
+            # each fold's segmenter selects its epoch on the validation share of the other folds
+            fold_of = _patient_folds(mask_folds(classification, classified, folds, seed=seed))
+            order = [mine[i] for i in _rng(seed, "crossfit").permutation(len(mine))]
+            n_val = math.floor(val_fraction * len(order))
+            split_of |= {p: "val" if i < n_val else "train" for i, p in enumerate(order)}
+        else:
+            split_of |= {p: "test" if classified == "held_out" else follow[p] for p in mine}
     rank = {"test": 1, "train": 2, "split": 3}
     for source, role in sorted(roles.items(), key=lambda kv: (rank[kv[1]], kv[0])):
         patients = sorted(set(part.loc[part["source"] == source, "patient_id"]) - set(split_of))
@@ -273,14 +334,35 @@ def segmentation_split(
         n_val = math.floor(val_fraction * n_train)
         for i, p in enumerate(free):
             split_of[p] = "val" if i < n_val else "train" if i < n_train else "test"
-    out = part.assign(split=part["patient_id"].map(split_of))[["image_id", "source", "patient_id", "split"]]
-    if classified != "ignore" and len(out) and not out["split"].isin(["train", "val"]).any():
-        raise ValueError(
-            f"the segmentation split leaves no film to train on: all {len(out)} masked films are held out "
-            f"(splits.segmentation.classified: {classified} and the sources' roles {dict(roles)}); "
-            "add tracings of films the classifier does not see"
-        )
+    out = part.assign(
+        split=part["patient_id"].map(split_of),
+        fold=part["patient_id"].map(fold_of).fillna(NO_FOLD).astype(int),
+    )[["image_id", "source", "patient_id", "split", "fold"]]
+    for fold in range(segmenter_count(classified, folds)):
+        if classified != "ignore" and len(out) and not fold_view(out, fold)["split"].isin(["train", "val"]).any():
+            raise ValueError(
+                f"the segmentation split leaves no film to train on: all {len(out)} masked films are held out "
+                f"(splits.segmentation.classified: {classified} and the sources' roles {dict(roles)}); "
+                "add tracings of films the classifier does not see"
+            )
     return out.sort_values("image_id", kind="stable").reset_index(drop=True)
+
+
+def mask_folds(classification: pd.DataFrame, classified: str, folds: int, *, seed: int) -> pd.DataFrame:
+    """The segmenter that masks each classified film (``image_id, patient_id, fold``):
+    under ``crossfit`` its patient's fold of ``folds``, grouped by patient and stratified by
+    class (:func:`grouped_folds` on ``label5``), traced or not, so no fold's masks differ
+    from another's by class mix; otherwise 0, the one segmenter."""
+    if classified == "crossfit" and int(folds) < 2:
+        raise ValueError(f"splits.segmentation.folds must be at least 2 for crossfit, got {folds}")
+    count = segmenter_count(classified, folds)
+    if count == 1:
+        return classification[["image_id", "patient_id"]].assign(fold=0).sort_values("image_id").reset_index(drop=True)
+    return grouped_folds(classification, count, by="label5", seed=seed)
+
+
+def _patient_folds(folds: pd.DataFrame) -> dict[str, int]:
+    return {str(p): int(f) for p, f in zip(folds["patient_id"], folds["fold"], strict=True)}
 
 
 def check_disjoint(split: pd.DataFrame, manifest: pd.DataFrame) -> None:
@@ -300,8 +382,11 @@ def write_splits(
     classification_path: Path | str,
     *,
     segmentation_path: Path | str,
+    mask_folds_path: Path | str,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Both split files from the ``splits`` config; refuses to write a leaking split."""
+    """Both split files and the mask folds (:func:`mask_folds`) from the ``splits``
+    config; refuses to write a leaking split (checked in each cross-fitted segmenter's
+    view)."""
     seed = int(cfg["seed"])
     cls_cfg = cfg["classification"]
     cls = classification_split(cohort, cls_cfg, seed, roles=cls_cfg.get("sources"))
@@ -315,12 +400,18 @@ def write_splits(
         seed=seed,
         classification=cls,
         classified=seg_cfg["classified"],
+        folds=int(seg_cfg["folds"]),
     )
+    folds = mask_folds(cls, seg_cfg["classified"], int(seg_cfg["folds"]), seed=seed)
     check_disjoint(cls, manifest)
-    check_disjoint(seg, manifest)
+    for fold in range(segmenter_count(seg_cfg["classified"], int(seg_cfg["folds"]))):
+        check_disjoint(fold_view(seg, fold), manifest)
     cols = ["image_id", "patient_id", "label5", "label4", "split"]
     write_tsv(classification_path, cls[cols])
     write_tsv(segmentation_path, seg)
+    write_tsv(mask_folds_path, folds)
+    if len(folds):
+        log.info("mask folds: %s", folds.groupby("fold").size().to_dict())
     for name, df in (("classification", cls), ("segmentation", seg)):
         log.info("%s split: %s", name, df.groupby("split").size().to_dict())
     return cls, seg

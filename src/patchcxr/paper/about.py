@@ -36,7 +36,7 @@ def config_prose(config: Mapping[str, Any]) -> list[str]:
         f"Preprocessing: histogram equalisation and gamma {config['preprocessing']['gamma']}. "
         f"Segmentation: {_join(list(seg['train_models']))} at {seg['size']}² px, "
         f"{seg['train']['epochs']} epochs at most; the lung masks of the classifiers come from "
-        f"{seg['mask_model']} ({c['mask_source']} masks).",
+        f"{seg['mask_model']} ({c['mask_source']} masks); {_classified_masks(config['splits']['segmentation'])}.",
     ]
     for model in c["models"]:
         run = recipe_settings(c, int(c["train"]["seeds"][0]), model)
@@ -68,6 +68,21 @@ def config_prose(config: Mapping[str, Any]) -> list[str]:
         f"Tracking: {'MLflow, experiment ' + tracking['experiment'] if tracking['enabled'] else 'off'}."
     )
     return paragraphs
+
+
+def _classified_masks(split: Mapping[str, Any]) -> str:
+    """How the films the classifier sees are masked (splits.segmentation.classified), in words."""
+    policy = split["classified"]
+    if policy == "crossfit":
+        return (
+            f"each classified film is masked by one of {split['folds']} cross-fitted networks, "
+            "the one that did not learn its patient's tracing"
+        )
+    return {
+        "held_out": "no classified film's tracing trains the segmenter",
+        "follow": "classified films' tracings train the segmenter by their classification split",
+        "ignore": "classified films' tracings may train the segmenter (the paper's design)",
+    }[policy]
 
 
 def about_html(config: Mapping[str, Any], config_text: str) -> str:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from patchcxr.data.splits import segmentation_runs, segmenter_count
 from patchcxr.paper.tables import Run
 
 #: the classifiers the paper reports, in its order (those of classification.models)
@@ -22,9 +23,10 @@ class PaperPlan:
     models: tuple[str, ...]
     #: every (model, seed) of those classifiers: classification.models' order, then seeds
     runs: tuple[Run, ...]
-    #: the first training seed of the classifiers and of the segmentation networks
+    #: the first training seed of the classifiers; the first run of the segmentation
+    #: networks (their first seed, or its first fold when cross-fitted: its folder name)
     classification_seed: int
-    segmentation_seed: int
+    segmentation_run: str
     #: segmentation.train_models and the preprocessings they are trained on (figure 8)
     segmentation_networks: tuple[str, ...] = ()
     segmentation_preps: tuple[str, ...] = ("equalised",)
@@ -44,12 +46,19 @@ class PaperPlan:
             models=models,
             runs=tuple((str(m), s) for m in classification["models"] if m in models for s in seeds),
             classification_seed=seeds[0],
-            segmentation_seed=int(config["segmentation"]["train"]["seeds"][0]),
+            segmentation_run=first_segmentation_run(config),
             segmentation_networks=tuple(config["segmentation"]["train_models"]),
             segmentation_preps=tuple(segmentation_preps),
             audit=audit,
             external=bool(config["external"]["leave_one_source_out"]),
         )
+
+
+def first_segmentation_run(config: Mapping[str, Any]) -> str:
+    """The run label of the first segmentation seed (its first fold when cross-fitted)."""
+    seg = config["splits"]["segmentation"]
+    count = segmenter_count(seg["classified"], int(seg["folds"]))
+    return segmentation_runs(int(config["segmentation"]["train"]["seeds"][0]), count)[0]
 
 
 # ---------------------------------------------------------------------------- the inputs
@@ -102,7 +111,7 @@ def adult_inputs(plan: PaperPlan) -> dict[str, list[str]]:
 
 def training_histories(plan: PaperPlan) -> dict[str, list[str]]:
     """The history of the first seed of each network (figure 8's panels)."""
-    seg, cls = plan.segmentation_seed, plan.classification_seed
+    seg, cls = plan.segmentation_run, plan.classification_seed
     out = {
         f"segmentation/{m}/{p}": [f"results/segmentation/{m}/{p}/seed_{seg}/history.tsv"]
         for m in plan.segmentation_networks

@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 from scipy import stats
 
+from patchcxr.data.splits import parse_segmentation_run, segmenter_test_ids
 from patchcxr.io import read_png, read_tsv, write_tsv
 from patchcxr.models.state import DEFAULT_RUNTIME, Runtime
 from patchcxr.segmentation.data import split_rows
@@ -21,7 +22,7 @@ from patchcxr.segmentation.predict import back_project, load_segmenter, predict_
 from patchcxr.stats import cluster_mean_interval, cluster_permutation_p, interval_columns, run_level_difference
 
 SCORE_COLUMNS = [
-    *("model", "preprocessing", "seed", "dataset", "image_id", "patient_id"),
+    *("model", "preprocessing", "seed", "fold", "dataset", "image_id", "patient_id"),
     *("structure", "jaccard", "dice", "paper_scope"),
 ]
 
@@ -41,21 +42,27 @@ def evaluate_models(
     """Jaccard and Dice of every model on every held-out image with a mask.
 
     Args:
-        models: ``"<model>/<preprocessing>/<seed>"`` → model file (one per training seed).
+        models: ``"<model>/<preprocessing>/<run>"`` → model file: one per training seed
+            (the run: the seed), or one per seed and cross-fitting fold (``<seed>-f<fold>``),
+            each scored on the films it held out (:func:`patchcxr.data.splits.segmenter_test_ids`),
+            so that every test film is scored once per seed, by a network that never
+            trained on it.
 
     Writes per-image scores (one row per seed), a summary over seeds (:func:`summarise`)
     and paired tests (:func:`paired_tests`) of both lungs' Jaccard, with vs without
     preprocessing (the paper's 0.932 → 0.943) and between architectures.
     """
     manifest, split = read_tsv(manifest_path), read_tsv(split_path)
-    test_rows = split_rows(manifest, split, ["test"])
-    truths = {r.image_id: read_png(r.mask_path) for r in test_rows.itertuples()}
     rows = []
     for key, path in models.items():
         parts = key.split("/")
-        if len(parts) != 3 or not parts[2].isdigit():
-            raise ValueError(f"segmentation model key {key!r} is not <model>/<preprocessing>/<seed>")
-        name, prep_name, seed = parts[0], parts[1], int(parts[2])
+        if len(parts) != 3:
+            raise ValueError(f"segmentation model key {key!r} is not <model>/<preprocessing>/<run>")
+        name, prep_name = parts[0], parts[1]
+        seed, fold = parse_segmentation_run(parts[2])
+        ids = segmenter_test_ids(split, fold)
+        test_rows = split_rows(manifest, split[split["image_id"].isin(ids)].assign(split="test"), ["test"])
+        truths = {r.image_id: read_png(r.mask_path) for r in test_rows.itertuples()}
         model, prep, dev = load_segmenter(path, runtime.device)
         for start in range(0, len(test_rows), batch_size):
             part = test_rows.iloc[start : start + batch_size]
@@ -73,6 +80,7 @@ def evaluate_models(
                             "model": name,
                             "preprocessing": prep_name,
                             "seed": seed,
+                            "fold": fold,
                             "dataset": row.source,
                             "image_id": row.image_id,
                             "patient_id": row.patient_id,
@@ -271,7 +279,8 @@ def dice_by_class(
     (the network that makes the masks). ``classified``: the
     classification split (``image_id``, ``patient_id``, ``labels``). One row per class:
     ``n_classified`` films, ``n`` of them with a tracing scored (held-out films only: with
-    ``splits.segmentation.classified: held_out`` every traced classified film), their
+    ``splits.segmentation.classified: held_out`` or ``crossfit`` every traced classified
+    film, by its own fold's network under ``crossfit``), their
     patients, the mean Dice and its patient-bootstrap interval; a class of fewer than
     ``min_patients`` scored patients gets its counts and NaN with the reason. Last row
     ``all``: the films of every class, with ``p_permutation``, the patient-level

@@ -41,6 +41,7 @@ QC_COLUMNS = [
     "right_components",
     "heart_fraction",
     "flag",
+    "mask_fold",
 ]
 
 
@@ -108,9 +109,10 @@ def predict_shard(
     manifest_path: Path | str,
     shard: int,
     shard_size: int,
-    model_path: Path | str,
+    model_paths: Sequence[Path | str],
     out_dir: Path | str,
     rows_out: Path | str,
+    mask_folds: pd.DataFrame | None = None,
     batch_size: int = 8,
     cleanup: bool = False,
     lung_range: Sequence[float] = (0.05, 0.6),
@@ -118,43 +120,63 @@ def predict_shard(
 ) -> pd.DataFrame:
     """Masks, overlays and QC rows for one block of the manifest.
 
-    Images are decoded and preprocessed one batch at a time, so memory stays bounded
-    whatever the shard size.
+    ``model_paths`` holds one segmenter, or one per cross-fitting fold in fold order; a film
+    of ``mask_folds`` (``image_id, fold``: :func:`patchcxr.data.splits.mask_folds`) is masked
+    by its fold's segmenter, which never trained on its tracing, any other film by the
+    first. The fold is each QC row's ``mask_fold``. Images are decoded and preprocessed one
+    batch at a time, so memory stays bounded whatever the shard size.
     """
     manifest = read_tsv(manifest_path)
     block = shard_rows(manifest, shard, shard_size)
-    model, prep, dev = load_segmenter(model_path, runtime.device)
+    fold_of = (
+        {str(i): int(f) for i, f in zip(mask_folds["image_id"], mask_folds["fold"], strict=True)}
+        if mask_folds is not None
+        else {}
+    )
+    folds = block["image_id"].map(lambda i: fold_of.get(str(i), 0)).astype(int)
+    if len(folds) and int(folds.max()) >= len(model_paths):
+        raise ValueError(
+            f"a film of mask fold {int(folds.max())} needs a segmenter of that fold; {len(model_paths)} given"
+        )
     out_dir = Path(out_dir)
     rows: list[dict[str, Any]] = []
-    for start in range(0, len(block), batch_size):
-        part = block.iloc[start : start + batch_size]
-        pixels = [read_png(p) for p in part["image_path"]]
-        x = torch.from_numpy(
-            np.stack([prep.image(px, f) for px, f in zip(pixels, part["format"], strict=True)])[:, None]
-        )
-        labels_small = predict_batches(model, x, dev, batch_size)
-        for row, px, lab in zip(part.itertuples(), pixels, labels_small, strict=True):
-            labels = back_project(lab, px.shape[:2], prep.band(px, row.format))
-            if cleanup:
-                labels = clean_up(labels)
-            # image ids are <source>/<stem>: two sources may share a stem (two renditions)
-            mask_path, overlay_path = (
-                out_dir / "masks" / f"{row.image_id}.png",
-                out_dir / "overlays" / f"{row.image_id}.png",
+    for fold, path in enumerate(model_paths):
+        mine = block[folds == fold]
+        if mine.empty:
+            continue
+        model, prep, dev = load_segmenter(path, runtime.device)
+        for start in range(0, len(mine), batch_size):
+            part = mine.iloc[start : start + batch_size]
+            pixels = [read_png(p) for p in part["image_path"]]
+            x = torch.from_numpy(
+                np.stack([prep.image(px, f) for px, f in zip(pixels, part["format"], strict=True)])[:, None]
             )
-            write_png(mask_path, labels)
-            atomic_write_bytes(overlay_path, mask_overlay_png(px, labels))
-            fault_point(f"mask:{len(rows) + 1}", out_dir)
-            rows.append(
-                {
-                    "image_id": row.image_id,
-                    "mask_path": str(mask_path),
-                    "overlay_path": str(overlay_path),
-                    **qc_row(labels, (float(lung_range[0]), float(lung_range[1]))),
-                }
-            )
-        log.info("shard %d: %d/%d images", shard, min(start + batch_size, len(block)), len(block))
+            labels_small = predict_batches(model, x, dev, batch_size)
+            for row, px, lab in zip(part.itertuples(), pixels, labels_small, strict=True):
+                labels = back_project(lab, px.shape[:2], prep.band(px, row.format))
+                if cleanup:
+                    labels = clean_up(labels)
+                # image ids are <source>/<stem>: two sources may share a stem (two renditions)
+                mask_path, overlay_path = (
+                    out_dir / "masks" / f"{row.image_id}.png",
+                    out_dir / "overlays" / f"{row.image_id}.png",
+                )
+                write_png(mask_path, labels)
+                atomic_write_bytes(overlay_path, mask_overlay_png(px, labels))
+                fault_point(f"mask:{len(rows) + 1}", out_dir)
+                rows.append(
+                    {
+                        "image_id": row.image_id,
+                        "mask_path": str(mask_path),
+                        "overlay_path": str(overlay_path),
+                        **qc_row(labels, (float(lung_range[0]), float(lung_range[1]))),
+                        "mask_fold": fold,
+                    }
+                )
+            log.info("shard %d, fold %d: %d/%d images", shard, fold, min(start + batch_size, len(mine)), len(mine))
     df = pd.DataFrame(rows, columns=QC_COLUMNS)
+    order = {i: k for k, i in enumerate(block["image_id"])}
+    df = df.sort_values("image_id", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
     write_tsv(rows_out, df)
     return df
 

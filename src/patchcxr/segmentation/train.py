@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 (PyTorch convention)
 
+from patchcxr.data.splits import fold_view
 from patchcxr.io import read_tsv
 from patchcxr.models.segmentation import build_segmentation_model, count_parameters, training_options
 from patchcxr.models.state import DEFAULT_RUNTIME, Runtime, to_device
@@ -166,17 +167,22 @@ def train_segmentation(
     files: TrainingFiles,
     runtime: Runtime = DEFAULT_RUNTIME,
     tracking: Mapping[str, Any] | None = None,
+    fold: int = 0,
 ) -> dict[str, Any]:
     """Train one segmentation network and save the best checkpoint with its metadata
     (``train``: the run's training settings; ``prep``: its preprocessing, with the network
     input size; ``runtime``: the device, precision (fp32, or bf16/fp16 autocast) and an
-    FC-DenseNet's recomputation (``memory_efficient``): machine settings).
+    FC-DenseNet's recomputation (``memory_efficient``): machine settings). ``fold``: the
+    cross-fitting fold the network holds out (:func:`patchcxr.data.splits.fold_view`; the
+    split's own train and val films where it has no folds).
 
     Returns:
         The metadata written to ``files.metadata``.
     """
     # data
     manifest, split = read_tsv(manifest_path), read_tsv(split_path)
+    crossfitted = "fold" in split and bool((split["fold"].astype(int) >= 0).any())
+    split = fold_view(split, fold)
     train_rows, val_rows = split_rows(manifest, split, ["train"]), split_rows(manifest, split, ["val"])
     if train_rows.empty:
         raise ValueError(f"{split_path}: no training images with masks")
@@ -238,13 +244,15 @@ def train_segmentation(
     # run
     settings = {
         "model": model_name,
+        "fold": int(fold),
         "arch": arch,
         "options": options,
         "train": train.to_dict(),
         "preprocessing": prep.to_dict(),
     }
     run = TrainingRun(
-        name=f"segmentation-{model_name}-{'equalised' if prep.equalise else 'minmax'}-seed_{seed}",
+        name=f"segmentation-{model_name}-{'equalised' if prep.equalise else 'minmax'}-seed_{seed}"
+        + (f"-f{fold}" if crossfitted else ""),
         settings=settings,
         data=(len(x_train), float(x_train.sum()), len(x_val)),
         inputs={"manifest": manifest_path, "segmentation_split": split_path},
