@@ -237,6 +237,53 @@ def test_a_probe_of_one_source_trains_nothing_and_scores_at_chance(tmp_path: Pat
     assert list(pred["image_id"]) == ["f3", "f4", "f5"] and not (tmp_path / "probe" / "model.pt").exists()
     row = probe_table({("global", "lung"): pred}, n_boot=20, seed=0).iloc[0]
     assert row["n_sources"] == 1 and row["chance"] == 1.0 and row["balanced_accuracy_ci_low"] == 1.0
+    # two classes of one source (Shenzhen normal and TB): each class "comes from one source",
+    # yet the source tells them apart no better than the majority class: not confounded
+    from patchcxr.audit.verdict import probe_states, verdict
+
+    table = class_source_table(pd.DataFrame({"label4": ["normal"] * 5 + ["tb"] * 6, "source": "shenzhen"}))
+    probes = probe_table({("global", "outside"): pred}, n_boot=20, seed=0)
+    v = verdict(probe_states(probes, alpha=0.05, equivalence=0.1), table, alpha=0.05, equivalence=0.1, purity=0.8)
+    assert v["verdict"] == "not confounded" and v["confounded"] is False, v
+    assert v["reason"] == "one source (shenzhen): the source cannot stand in for any class"
+    assert v["classes_tied_to_source"] == [] and v["source_only_accuracy"] == v["majority_accuracy"] == 6 / 11
+
+
+def test_a_probe_of_one_source_builds_no_view(tmp_path: Path) -> None:
+    from patchcxr.audit.probes import probe_source
+
+    inputs = pd.DataFrame(
+        {
+            "image_id": [f"f{i}" for i in range(4)],
+            "input_path": [f"missing/{i}.png" for i in range(4)],  # never opened
+            "lung_path": [f"missing/{i}.lung.png" for i in range(4)],
+            "mask_source": "predicted",
+            "label5": ["normal", "tb"] * 2,
+            "label4": ["normal", "tb"] * 2,
+            "patient_id": [f"p{i}" for i in range(4)],
+            "source": "shenzhen",
+            "paediatric": "0",
+        }
+    )
+    write_tsv(tmp_path / "inputs.tsv", inputs)
+    write_tsv(tmp_path / "manifest.tsv", inputs[["image_id"]].assign(image_path="missing", format="shenzhen"))
+    write_tsv(
+        tmp_path / "split.tsv", inputs[["image_id", "patient_id"]].assign(split=["train", "train", "test", "test"])
+    )
+    pred = probe_source(
+        inputs_path=tmp_path / "inputs.tsv",
+        manifest_path=tmp_path / "manifest.tsv",
+        split_path=tmp_path / "split.tsv",
+        view="outside",
+        settings=PROBE,
+        input_settings=INPUTS,
+        out_dir=tmp_path / "probe",
+        k=1,
+        folds=1,
+        runtime=Runtime(device="cpu"),
+    )
+    assert list(pred["image_id"]) == ["f2", "f3"] and (pred["pred_hard"] == "shenzhen").all()
+    assert not any((tmp_path / "probe" / "view").iterdir())  # no film read, no view image written
 
 
 def test_the_purity_gate_catches_a_class_from_one_source_among_mixed_ones() -> None:

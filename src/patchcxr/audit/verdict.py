@@ -125,8 +125,13 @@ def verdict(
             for _, r in tied.iterrows()
         )
 
+    sources = sorted(str(s) for s in table["source"].unique())
     if len(classes) < 2:
         state, reason = NOT_CONFOUNDED, "one class: there is no class for the source to stand in for"
+        tied_names, tied = [], tied.iloc[0:0]
+    elif len(sources) < 2:
+        state = NOT_CONFOUNDED
+        reason = f"one source ({', '.join(sources)}): the source cannot stand in for any class"
         tied_names, tied = [], tied.iloc[0:0]
     elif not tied_names:
         state = NOT_CONFOUNDED
