@@ -329,11 +329,19 @@ def test_each_film_is_masked_by_its_cross_fitting_folds_segmenter(tmp_path: Path
         ).set_index("image_id")
 
     alone = [masks([m], None, f"alone{k}") for k, m in enumerate(models)]
-    # films 1, 3, 5 in fold 1; film 6 not classified (no row): the first segmenter's
-    folds = pd.DataFrame({"image_id": films["image_id"][:6], "fold": [0, 1, 0, 1, 0, 1]})
+    # films 1, 3, 5 in fold 1; film 6 has no row of its own, but another film of its patient
+    # (a second rendition, say) is in fold 1: its patient's fold; a film of neither: the first
+    folds = pd.DataFrame(
+        {
+            "image_id": [*films["image_id"][:6], "other/rendition"],
+            "patient_id": [*films["patient_id"][:7]],
+            "fold": [0, 1, 0, 1, 0, 1, 1],
+        }
+    )
     both = masks(models, folds, "both")
     assert list(both.index) == list(films["image_id"])  # the block's order, whatever the folds
-    expected = [0, 1, 0, 1, 0, 1, 0]
+    expected = [0, 1, 0, 1, 0, 1, 1]
+    assert masks(models, folds.head(6), "no_patient")["mask_fold"].astype(int).tolist() == [0, 1, 0, 1, 0, 1, 0]
     assert both["mask_fold"].astype(int).tolist() == expected
     differ = 0
     for image_id, fold in zip(films["image_id"], expected, strict=True):

@@ -169,8 +169,12 @@ def test_crossfit_masks_each_classified_film_by_a_segmenter_that_never_learnt_it
         "test": 2,
         "val": 2,
     }
-    # classified films train or validate the other fold's segmenter; 25 % of their patients validate
-    assert set(sz["split"]) == {"train", "val"} and (sz["split"] == "val").sum() == 5
+    # classified films train or validate the other fold's segmenter; within each fold and
+    # class, floor(25 %) of the traced patients validate (like validation sets for each fold)
+    assert set(sz["split"]) == {"train", "val"}
+    groups = sz.merge(cls[["image_id", "label5"]], on="image_id").groupby(["fold", "label5"])["split"]
+    assert all((g == "val").sum() == (len(g) * 25) // 100 for _, g in groups), groups.value_counts()
+    assert (sz["split"] == "val").sum() >= 4
     for fold in (0, 1):
         view = fold_view(seg, fold)
         mine = view["fold"] == fold
@@ -185,6 +189,24 @@ def test_crossfit_masks_each_classified_film_by_a_segmenter_that_never_learnt_it
     assert not scored[0] & scored[1]
     assert scored[0] | scored[1] == set(sz["image_id"]) | set(jsrt.loc[jsrt["split"] == "test", "image_id"])
     assert set(jsrt.loc[jsrt["split"] == "test", "image_id"]) <= scored[0]
+    # a patient's films share a fold, whatever the id's type (integer ids: the same split)
+    two = pd.concat([masked, masked[masked["source"] == "sz"].assign(image_id=lambda d: d["image_id"] + "b")])
+    cls_two = pd.concat([cls, cls.assign(image_id=cls["image_id"] + "b")])
+    seg_two = segmentation_split(two, roles, 0.8, 0.25, seed=1, classification=cls_two, classified="crossfit")
+    assert seg_two.groupby("patient_id")[["fold", "split"]].nunique().max().tolist() == [1, 1]
+    as_int = {p: i for i, p in enumerate(sorted(set(masked["patient_id"]) | set(cls["patient_id"])))}
+    seg_int = segmentation_split(
+        masked.assign(patient_id=masked["patient_id"].map(as_int)),
+        roles,
+        0.8,
+        0.25,
+        seed=1,
+        classification=cls.assign(patient_id=cls["patient_id"].map(as_int)),
+        classified="crossfit",
+    )
+    # (before, integer ids missed their folds: every traced patient trained every network)
+    assert (seg_int.loc[seg_int["source"] == "sz", "fold"] != NO_FOLD).all()
+    assert set(seg_int.loc[seg_int["source"] == "sz", "split"]) == {"train", "val"}
     # the other policies: no folds; one segmenter masks every film
     held = segmentation_split(masked, roles, 0.8, 0.1, seed=1, classification=cls, classified="held_out")
     assert (held["fold"] == NO_FOLD).all() and fold_view(held, 0).equals(held)

@@ -77,13 +77,23 @@ def test_segmentation_and_masks_stages_evaluate_every_network_and_mask_every_fil
     assert set(summary["preprocessing"]) == {"equalised", "minmax"}
     assert (summary["n_seeds"].astype(int) == 1).all()  # segmentation.train.seeds: [407]
     assert (ci_run / "results" / "segmentation" / "figures" / "jaccard.png").stat().st_size > 1000
-    # cross-fitted (.test/config.yaml): one network per fold, each recording the fold it held out
+    # cross-fitted (.test/config.yaml): one network per fold, each recording the fold it held
+    # out and trained on exactly the traced films of the other folds and the unclassified ones
+    from patchcxr.data.splits import fold_view, segmenter_test_ids
+    from patchcxr.segmentation.data import split_rows
+
+    manifest = read_tsv(ci_run / "results" / "data" / "manifest.tsv")
+    split = read_tsv(ci_run / "results" / "splits" / "segmentation.tsv")
     for fold in (0, 1):
         run = ci_run / "results" / "segmentation" / "unet_tiny" / "equalised" / f"seed_407-f{fold}"
         meta = json.loads((run / "metadata.json").read_text())
         assert meta["config"]["fold"] == fold, meta["config"]
         assert "manifest" in json.dumps(meta) and "segmentation_split" in json.dumps(meta)
-    manifest = read_tsv(ci_run / "results" / "data" / "manifest.tsv")
+        view = fold_view(split, fold)
+        assert meta["n_train"] == len(split_rows(manifest, view, ["train"])), (fold, meta["n_train"])
+        assert meta["n_val"] == len(split_rows(manifest, view, ["val"]))
+        mine = split.loc[split["fold"].astype(int) == fold, "image_id"]
+        assert len(mine) and meta["n_train"] + meta["n_val"] <= len(split) - len(mine)
     qc = read_tsv(ci_run / "results" / "masks" / "qc.tsv")
     assert sorted(qc["image_id"]) == sorted(manifest["image_id"])
     assert all((ci_run / p).is_file() for p in qc["mask_path"])
@@ -92,14 +102,24 @@ def test_segmentation_and_masks_stages_evaluate_every_network_and_mask_every_fil
     folds = read_tsv(ci_run / "results" / "splits" / "mask_folds.tsv")
     fold_of = dict(zip(folds["image_id"], folds["fold"].astype(int), strict=True))
     assert set(fold_of.values()) == {0, 1}
-    assert (qc["mask_fold"].astype(int) == qc["image_id"].map(lambda i: fold_of.get(i, 0))).all()
-    split = read_tsv(ci_run / "results" / "splits" / "segmentation.tsv")
+    # (a film of a classified patient outside the cohort, e.g. a lateral view: its patient's fold)
+    patient_fold = dict(zip(folds["patient_id"], folds["fold"].astype(int), strict=False))
+    patient_of = dict(zip(manifest["image_id"], manifest["patient_id"], strict=True))
+    expected = qc["image_id"].map(lambda i: fold_of.get(i, patient_fold.get(patient_of[i], 0)))
+    assert (qc["mask_fold"].astype(int) == expected).all()
     for r in split.itertuples():
         assert int(r.fold) == fold_of.get(r.image_id, -1), r
     scores = read_tsv(ci_run / "results" / "segmentation" / "scores.tsv", typed=True)
     scored = scores[scores["image_id"].isin(fold_of)]
     assert len(scored) and (scored["fold"] == scored["image_id"].map(fold_of)).all()
     assert scores.groupby(["model", "preprocessing", "seed", "image_id", "structure"]).size().max() == 1
+    # and every test film of every fold is scored, once per network and preprocessing
+    test_ids = segmenter_test_ids(split, 0) | segmenter_test_ids(split, 1)
+    tested = set(
+        split_rows(manifest, split[split["image_id"].isin(test_ids)].assign(split="test"), ["test"])["image_id"]
+    )
+    for _, part in scores.groupby(["model", "preprocessing"]):
+        assert set(part["image_id"]) == tested
 
 
 @pytest.mark.slow
@@ -261,11 +281,12 @@ def test_every_training_and_evaluation_run_is_nested_in_the_pipeline_run(ci_run:
     expected += [
         f"{k}-{m}-seed_{s}" for k in ("classifier", "evaluate-classifier") for m in ("local", "global") for s in (2020,)
     ]
-    expected += [
-        f"segmentation-{m}-{p}-seed_{s}"
+    expected += [  # one run per cross-fitting fold (.test/config.yaml: crossfit, 2 folds)
+        f"segmentation-{m}-{p}-seed_{s}-f{f}"
         for m in ("fcdensenet_tiny", "unet_tiny")
         for p in ("equalised", "minmax")
         for s in (407,)
+        for f in (0, 1)
     ]
     assert stages == sorted(expected)
     children = runs[runs["tags.patchcxr.stage"] != "pipeline"]

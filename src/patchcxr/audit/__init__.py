@@ -26,7 +26,8 @@ The verdict (:func:`verdict`) has three states, each with its reason:
 * **not confounded**: no class is tied to its sources, or every probe is shown not to read
   the source (its balanced-accuracy upper bound below chance + ``equivalence``);
 * **inconclusive**: a class is tied, yet no probe reads the source at ``alpha`` and not every
-  probe is shown not to (too few test films to tell).
+  probe is shown not to (too few test films to tell); or the cohort has one recorded source,
+  so there is no source to test (confounds within it are beyond this audit).
 
 Cramér's V of class and source is reported, not used: a class that comes wholly from one
 source among mixed ones can leave V low (0.29 in the review's example) while the source

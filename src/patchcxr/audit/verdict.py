@@ -130,8 +130,13 @@ def verdict(
         state, reason = NOT_CONFOUNDED, "one class: there is no class for the source to stand in for"
         tied_names, tied = [], tied.iloc[0:0]
     elif len(sources) < 2:
-        state = NOT_CONFOUNDED
-        reason = f"one source ({', '.join(sources)}): the source cannot stand in for any class"
+        # nothing to test, which is not a finding: confounds inside the one recorded source
+        # (Cohen's collection gathers many hospitals) are beyond this audit
+        state = INCONCLUSIVE
+        reason = (
+            f"one recorded source ({', '.join(sources)}): the audit has no source to test; "
+            "confounds within it (hospitals, devices, views) are not tested"
+        )
         tied_names, tied = [], tied.iloc[0:0]
     elif not tied_names:
         state = NOT_CONFOUNDED

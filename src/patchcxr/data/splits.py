@@ -313,19 +313,34 @@ def segmentation_split(
     if classified != "ignore":
         if classification is None:
             raise ValueError(f"splits.segmentation.classified: {classified} needs the classification split")
-        follow = dict(zip(classification["patient_id"], classification["split"], strict=True))
-        mine = sorted(set(part["patient_id"]) & set(follow))
+        follow = {str(p): str(s) for p, s in zip(classification["patient_id"], classification["split"], strict=True)}
+        mine = sorted({str(p) for p in part["patient_id"]} & set(follow))
         if classified == "crossfit":
-            # each fold's segmenter selects its epoch on the validation share of the other folds
             fold_of = _patient_folds(mask_folds(classification, classified, folds, seed=seed))
-            order = [mine[i] for i in _rng(seed, "crossfit").permutation(len(mine))]
-            n_val = math.floor(val_fraction * len(order))
-            split_of |= {p: "val" if i < n_val else "train" for i, p in enumerate(order)}
+            missing = [p for p in mine if p not in fold_of]
+            if missing:
+                raise ValueError(f"{len(missing)} classified patient(s) without a mask fold, e.g. {missing[:3]}")
+            # within each fold and class the same share validates, so every fold's segmenter
+            # selects its epoch on a like share of the other folds (traced patients only)
+            first = (
+                classification.assign(patient_id=classification["patient_id"].astype(str))
+                .sort_values("image_id")
+                .drop_duplicates("patient_id")
+                .set_index("patient_id")["label5"]
+                .astype(str)
+            )
+            for (fold, label), group in pd.DataFrame(
+                {"patient": mine, "fold": [fold_of[p] for p in mine], "label": [first[p] for p in mine]}
+            ).groupby(["fold", "label"], sort=True):
+                patients = sorted(group["patient"])
+                order = [patients[i] for i in _rng(seed, f"crossfit:{fold}:{label}").permutation(len(patients))]
+                n_val = math.floor(val_fraction * len(order))
+                split_of |= {p: "val" if i < n_val else "train" for i, p in enumerate(order)}
         else:
             split_of |= {p: "test" if classified == "held_out" else follow[p] for p in mine}
     rank = {"test": 1, "train": 2, "split": 3}
     for source, role in sorted(roles.items(), key=lambda kv: (rank[kv[1]], kv[0])):
-        patients = sorted(set(part.loc[part["source"] == source, "patient_id"]) - set(split_of))
+        patients = sorted({str(p) for p in part.loc[part["source"] == source, "patient_id"]} - set(split_of))
         free = [patients[i] for i in _rng(seed, source).permutation(len(patients))]
         if role == "test":
             split_of |= dict.fromkeys(free, "test")
@@ -334,10 +349,10 @@ def segmentation_split(
         n_val = math.floor(val_fraction * n_train)
         for i, p in enumerate(free):
             split_of[p] = "val" if i < n_val else "train" if i < n_train else "test"
-    out = part.assign(
-        split=part["patient_id"].map(split_of),
-        fold=part["patient_id"].map(fold_of).fillna(NO_FOLD).astype(int),
-    )[["image_id", "source", "patient_id", "split", "fold"]]
+    patient = part["patient_id"].astype(str)
+    out = part.assign(split=patient.map(split_of), fold=patient.map(fold_of).fillna(NO_FOLD).astype(int))[
+        ["image_id", "source", "patient_id", "split", "fold"]
+    ]
     for fold in range(segmenter_count(classified, folds)):
         if classified != "ignore" and len(out) and not fold_view(out, fold)["split"].isin(["train", "val"]).any():
             raise ValueError(

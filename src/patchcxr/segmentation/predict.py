@@ -104,6 +104,24 @@ def qc_row(labels: np.ndarray, lung_range: tuple[float, float]) -> dict[str, Any
     }
 
 
+def _mask_fold_of(films: pd.DataFrame, mask_folds: pd.DataFrame | None) -> pd.Series:
+    """Each film's segmenter: its own row of ``mask_folds``, else its patient's fold (a
+    classified patient's film outside the cohort, e.g. a second rendition, whose tracing may
+    have trained the other folds' networks), else 0."""
+    if mask_folds is None or mask_folds.empty:
+        return pd.Series(0, index=films.index, dtype=int)
+    by_image = {str(i): int(f) for i, f in zip(mask_folds["image_id"], mask_folds["fold"], strict=True)}
+    by_patient = {str(p): int(f) for p, f in zip(mask_folds["patient_id"], mask_folds["fold"], strict=True)}
+    return pd.Series(
+        [
+            by_image.get(str(i), by_patient.get(str(p), 0))
+            for i, p in zip(films["image_id"], films["patient_id"], strict=True)
+        ],
+        index=films.index,
+        dtype=int,
+    )
+
+
 def predict_shard(
     *,
     manifest_path: Path | str,
@@ -121,19 +139,15 @@ def predict_shard(
     """Masks, overlays and QC rows for one block of the manifest.
 
     ``model_paths`` holds one segmenter, or one per cross-fitting fold in fold order; a film
-    of ``mask_folds`` (``image_id, fold``: :func:`patchcxr.data.splits.mask_folds`) is masked
-    by its fold's segmenter, which never trained on its tracing, any other film by the
-    first. The fold is each QC row's ``mask_fold``. Images are decoded and preprocessed one
-    batch at a time, so memory stays bounded whatever the shard size.
+    of ``mask_folds`` (``image_id, patient_id, fold``: :func:`patchcxr.data.splits.mask_folds`)
+    or of one of its patients is masked by that fold's segmenter, which never trained on the
+    patient's tracings; any other film by the first. The fold is each QC row's ``mask_fold``.
+    Images are decoded and preprocessed one batch at a time, so memory stays bounded whatever
+    the shard size.
     """
     manifest = read_tsv(manifest_path)
     block = shard_rows(manifest, shard, shard_size)
-    fold_of = (
-        {str(i): int(f) for i, f in zip(mask_folds["image_id"], mask_folds["fold"], strict=True)}
-        if mask_folds is not None
-        else {}
-    )
-    folds = block["image_id"].map(lambda i: fold_of.get(str(i), 0)).astype(int)
+    folds = _mask_fold_of(block, mask_folds)
     if len(folds) and int(folds.max()) >= len(model_paths):
         raise ValueError(
             f"a film of mask fold {int(folds.max())} needs a segmenter of that fold; {len(model_paths)} given"
