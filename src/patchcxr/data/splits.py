@@ -249,15 +249,18 @@ def fold_view(split: pd.DataFrame, fold: int) -> pd.DataFrame:
     """The segmentation split as segmenter ``fold`` sees it: the films of its fold are its
     test films; every other film keeps its split. With no cross-fitting (every ``fold``
     :data:`NO_FOLD`) the split itself."""
-    folds = split["fold"].astype(int) if "fold" in split else pd.Series(NO_FOLD, index=split.index)
-    return split.assign(split=split["split"].where(folds != int(fold), "test"))
+    return split.assign(split=split["split"].where(_folds(split) != int(fold), "test"))
+
+
+def _folds(split: pd.DataFrame) -> pd.Series:
+    """Each film's cross-fitting fold (:data:`NO_FOLD` for a split written without folds)."""
+    return split["fold"].astype(int) if "fold" in split else pd.Series(NO_FOLD, index=split.index)
 
 
 def segmenter_test_ids(split: pd.DataFrame, fold: int) -> set[str]:
     """The films segmenter ``fold`` scores: the films of its fold and, for the first
     segmenter, the test films no fold holds (each test film is scored once per seed)."""
-    view = fold_view(split, fold)
-    folds = view["fold"].astype(int) if "fold" in view else pd.Series(NO_FOLD, index=view.index)
+    view, folds = fold_view(split, fold), _folds(split)
     mine = (folds == int(fold)) | ((folds == NO_FOLD) & (int(fold) == 0))
     return set(view.loc[mine & (view["split"] == "test"), "image_id"])
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy import stats
 
 from patchcxr.data.splits import parse_segmentation_run, segmenter_test_ids
@@ -18,7 +17,7 @@ from patchcxr.io import read_png, read_tsv, write_tsv
 from patchcxr.models.state import DEFAULT_RUNTIME, Runtime
 from patchcxr.segmentation.data import split_rows
 from patchcxr.segmentation.metrics import structure_scores
-from patchcxr.segmentation.predict import back_project, load_segmenter, predict_batches
+from patchcxr.segmentation.predict import film_labels
 from patchcxr.stats import cluster_mean_interval, cluster_permutation_p, interval_columns, run_level_difference
 
 SCORE_COLUMNS = [
@@ -63,33 +62,23 @@ def evaluate_models(
         ids = segmenter_test_ids(split, fold)
         test_rows = split_rows(manifest, split[split["image_id"].isin(ids)].assign(split="test"), ["test"])
         truths = {r.image_id: read_png(r.mask_path) for r in test_rows.itertuples()}
-        model, prep, dev = load_segmenter(path, runtime.device)
-        for start in range(0, len(test_rows), batch_size):
-            part = test_rows.iloc[start : start + batch_size]
-            pixels = [read_png(p) for p in part["image_path"]]
-            x = torch.from_numpy(
-                np.stack([prep.image(px, f) for px, f in zip(pixels, part["format"], strict=True)])[:, None]
-            )
-            for row, px, lab in zip(part.itertuples(), pixels, predict_batches(model, x, dev, batch_size), strict=True):
-                pred = back_project(lab, px.shape[:2], prep.band(px, row.format))
-                for structure, (j, d) in structure_scores(
-                    pred, truths[row.image_id], row.has_heart_mask == "1"
-                ).items():
-                    rows.append(
-                        {
-                            "model": name,
-                            "preprocessing": prep_name,
-                            "seed": seed,
-                            "fold": fold,
-                            "dataset": row.source,
-                            "image_id": row.image_id,
-                            "patient_id": row.patient_id,
-                            "structure": structure,
-                            "jaccard": j,
-                            "dice": d,
-                            "paper_scope": int(in_paper_scope(row.format, row.image_id, row.label5)),
-                        }
-                    )
+        for row, _, pred in film_labels(test_rows, path, runtime.device, batch_size):
+            for structure, (j, d) in structure_scores(pred, truths[row.image_id], row.has_heart_mask == "1").items():
+                rows.append(
+                    {
+                        "model": name,
+                        "preprocessing": prep_name,
+                        "seed": seed,
+                        "fold": fold,
+                        "dataset": row.source,
+                        "image_id": row.image_id,
+                        "patient_id": row.patient_id,
+                        "structure": structure,
+                        "jaccard": j,
+                        "dice": d,
+                        "paper_scope": int(in_paper_scope(row.format, row.image_id, row.label5)),
+                    }
+                )
     scores = pd.DataFrame(rows, columns=SCORE_COLUMNS)
     summary = summarise(scores, n_boot=n_boot)
     tests = paired_tests(scores)

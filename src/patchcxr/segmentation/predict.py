@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +104,23 @@ def qc_row(labels: np.ndarray, lung_range: tuple[float, float]) -> dict[str, Any
     }
 
 
+def film_labels(
+    rows: pd.DataFrame, path: Path | str, device: str, batch_size: int
+) -> Iterator[tuple[Any, np.ndarray, np.ndarray]]:
+    """The segmenter of ``path`` over manifest ``rows`` (``image_path``, ``format``), one
+    batch decoded at a time: ``(row, pixels, labels)`` per film, the labels back at the
+    film's own size (:func:`back_project`)."""
+    model, prep, dev = load_segmenter(path, device)
+    for start in range(0, len(rows), batch_size):
+        part = rows.iloc[start : start + batch_size]
+        pixels = [read_png(p) for p in part["image_path"]]
+        x = torch.from_numpy(
+            np.stack([prep.image(px, f) for px, f in zip(pixels, part["format"], strict=True)])[:, None]
+        )
+        for row, px, lab in zip(part.itertuples(), pixels, predict_batches(model, x, dev, batch_size), strict=True):
+            yield row, px, back_project(lab, px.shape[:2], prep.band(px, row.format))
+
+
 def _mask_fold_of(films: pd.DataFrame, mask_folds: pd.DataFrame | None) -> pd.Series:
     """Each film's segmenter: its own row of ``mask_folds``, else its patient's fold (a
     classified patient's film outside the cohort, e.g. a second rendition, whose tracing may
@@ -158,36 +175,28 @@ def predict_shard(
         mine = block[folds == fold]
         if mine.empty:
             continue
-        model, prep, dev = load_segmenter(path, runtime.device)
-        for start in range(0, len(mine), batch_size):
-            part = mine.iloc[start : start + batch_size]
-            pixels = [read_png(p) for p in part["image_path"]]
-            x = torch.from_numpy(
-                np.stack([prep.image(px, f) for px, f in zip(pixels, part["format"], strict=True)])[:, None]
+        for done, (row, px, labels) in enumerate(film_labels(mine, path, runtime.device, batch_size), start=1):
+            if cleanup:
+                labels = clean_up(labels)
+            # image ids are <source>/<stem>: two sources may share a stem (two renditions)
+            mask_path, overlay_path = (
+                out_dir / "masks" / f"{row.image_id}.png",
+                out_dir / "overlays" / f"{row.image_id}.png",
             )
-            labels_small = predict_batches(model, x, dev, batch_size)
-            for row, px, lab in zip(part.itertuples(), pixels, labels_small, strict=True):
-                labels = back_project(lab, px.shape[:2], prep.band(px, row.format))
-                if cleanup:
-                    labels = clean_up(labels)
-                # image ids are <source>/<stem>: two sources may share a stem (two renditions)
-                mask_path, overlay_path = (
-                    out_dir / "masks" / f"{row.image_id}.png",
-                    out_dir / "overlays" / f"{row.image_id}.png",
-                )
-                write_png(mask_path, labels)
-                atomic_write_bytes(overlay_path, mask_overlay_png(px, labels))
-                fault_point(f"mask:{len(rows) + 1}", out_dir)
-                rows.append(
-                    {
-                        "image_id": row.image_id,
-                        "mask_path": str(mask_path),
-                        "overlay_path": str(overlay_path),
-                        **qc_row(labels, (float(lung_range[0]), float(lung_range[1]))),
-                        "mask_fold": fold,
-                    }
-                )
-            log.info("shard %d, fold %d: %d/%d images", shard, fold, min(start + batch_size, len(mine)), len(mine))
+            write_png(mask_path, labels)
+            atomic_write_bytes(overlay_path, mask_overlay_png(px, labels))
+            fault_point(f"mask:{len(rows) + 1}", out_dir)
+            rows.append(
+                {
+                    "image_id": row.image_id,
+                    "mask_path": str(mask_path),
+                    "overlay_path": str(overlay_path),
+                    **qc_row(labels, (float(lung_range[0]), float(lung_range[1]))),
+                    "mask_fold": fold,
+                }
+            )
+            if done % batch_size == 0 or done == len(mine):
+                log.info("shard %d, fold %d: %d/%d images", shard, fold, done, len(mine))
     df = pd.DataFrame(rows, columns=QC_COLUMNS)
     order = {i: k for k, i in enumerate(block["image_id"])}
     df = df.sort_values("image_id", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
